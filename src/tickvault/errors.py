@@ -1,0 +1,53 @@
+"""The tickvault exception tree. Every error tickvault raises is one of these.
+
+    TickvaultError
+    ├── ConfigError              bad or unknown setting, unreadable config file
+    ├── ValidationError          bad input records (names the field and the row)
+    ├── QueryError               bad query arguments (start after end, bad time)
+    ├── FormatError              bytes that are not a valid tickvault block
+    └── ServerError              anything about the Valkey server
+        ├── ServerUnreachable    no server answers at the configured address
+        └── EmbeddedServerError  the embedded server could not be started or stopped
+
+Errors of the libraries underneath (valkey-py, OSError, ...) are translated at the
+boundary, so callers only ever need to catch ``TickvaultError``.
+"""
+
+from __future__ import annotations
+
+
+class TickvaultError(Exception):
+    """Root of every error raised by tickvault."""
+
+
+class ConfigError(TickvaultError):
+    """A setting is unknown, of the wrong type, or a config file cannot be read."""
+
+
+class ValidationError(TickvaultError, ValueError):
+    """Input records were rejected; nothing of the batch was written."""
+
+    def __init__(self, message: str, *, field: str | None = None, row: int | None = None):
+        super().__init__(message)
+        self.field = field
+        self.row = row
+
+
+class QueryError(TickvaultError, ValueError):
+    """The arguments of a query are invalid."""
+
+
+class FormatError(TickvaultError):
+    """Bytes that should hold a tickvault block do not."""
+
+
+class ServerError(TickvaultError):
+    """The Valkey server failed a request."""
+
+
+class ServerUnreachable(ServerError):
+    """No Valkey server answers at the configured address."""
+
+
+class EmbeddedServerError(ServerError):
+    """The embedded Valkey server could not be started, found or stopped."""

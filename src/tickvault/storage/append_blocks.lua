@@ -1,0 +1,40 @@
+-- Append trade blocks to a stream with entry ids derived from event time.
+-- KEYS[1] stream, KEYS[2] meta hash, KEYS[3] late-block sorted set
+-- ARGV: repeated (first_ms, last_ms, n_trades, block_bytes)
+-- Returns the entry ids, in order.
+--
+-- The watermark `wm` is the largest event ms of any in-order block. A block
+-- whose first trade is at or after it gets id <first_ms>-<seq>; a block that
+-- starts before it (late, out-of-order) gets id <wm>-<seq> and is indexed in
+-- KEYS[3] (member "<id>@<first_ms>", score last_ms) so range reads find it by
+-- its true time. A late entry also carries the field `l` = its first ms.
+local stream, meta, late = KEYS[1], KEYS[2], KEYS[3]
+local wm_s = redis.call('HGET', meta, 'wm')
+if not wm_s then
+  local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+  if #top > 0 then
+    wm_s = string.match(top[1][1], '^(%d+)-')
+  else
+    wm_s = '0'
+  end
+end
+local wm = tonumber(wm_s)
+local ids = {}
+local trades = 0
+for i = 1, #ARGV, 4 do
+  local first_s, last_s = ARGV[i], ARGV[i + 1]
+  local id
+  if tonumber(first_s) >= wm then
+    id = redis.call('XADD', stream, first_s .. '-*', 'b', ARGV[i + 3])
+    wm, wm_s = tonumber(last_s), last_s
+  else
+    id = redis.call('XADD', stream, wm_s .. '-*', 'b', ARGV[i + 3], 'l', first_s)
+    redis.call('ZADD', late, last_s, id .. '@' .. first_s)
+  end
+  trades = trades + tonumber(ARGV[i + 2])
+  ids[#ids + 1] = id
+end
+redis.call('HSET', meta, 'wm', wm_s)
+redis.call('HINCRBY', meta, 'trades', trades)
+redis.call('HINCRBY', meta, 'blocks', #ids)
+return ids

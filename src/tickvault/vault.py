@@ -1,0 +1,492 @@
+"""``Vault``: the public, time-travelling API of the tick store.
+
+Writes validate a batch, cut it into blocks and append them with one server
+script per stream call. Reads fetch the blocks that can hold trades of the
+range (by entry id, the block before it, and the late-block index), decode
+them, and resolve duplicates and corrections as of the knowledge time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import valkey
+
+from tickvault.config import Settings, load_settings
+from tickvault.errors import QueryError
+from tickvault.model.trades import TRADE_DTYPE, TRADE_FIELDS, TradeBatch, TradeFlag
+from tickvault.model.validate import check_symbol, to_batch
+from tickvault.storage import codec
+from tickvault.storage.blocks import PlannedBlock, plan_blocks
+from tickvault.storage.connection import (
+    Connection,
+    connect,
+    other_tickvault_clients,
+    translate,
+)
+from tickvault.storage.keys import (
+    STREAMS,
+    StreamKind,
+    late_key,
+    meta_key,
+    parse_trades_key,
+    trades_key,
+)
+from tickvault.storage.resolve import Columns, Decoded, resolve
+from tickvault.storage.server import stop_server
+from tickvault.timeutil import NS_PER_DAY, NS_PER_MS, TimeLike, now_ns, to_ns
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+_BLOCKS_PER_SCRIPT = 64
+"""Blocks appended per script call: bounds how long one call holds the server."""
+_FAR_FUTURE_NS = 2**62
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStats:
+    symbol: str
+    stream: StreamKind
+    trades: int
+    """Records stored (repeats and corrections included)."""
+    blocks: int
+    memory_bytes: int
+    first_ns: int | None
+    last_ns: int | None
+
+    @property
+    def bytes_per_trade(self) -> float:
+        return self.memory_bytes / self.trades if self.trades else math.nan
+
+
+@dataclass(frozen=True, slots=True)
+class TrimReport:
+    blocks_removed: int
+    trades_removed: int
+
+
+def _entry_ms(entry_id: bytes | str) -> int:
+    raw = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return int(raw.split("-", 1)[0])
+
+
+class Vault:
+    """The tick store. Open with ``Vault.open()``; close with ``close()`` or ``with``."""
+
+    def __init__(self, conn: Connection, settings: Settings):
+        self._conn = conn
+        self._r: valkey.Valkey = conn.client
+        self.settings = settings
+        self._tz = settings.tz
+        lua = resources.files("tickvault.storage").joinpath("append_blocks.lua").read_text()
+        self._append = self._r.register_script(lua)
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+    @classmethod
+    def open(cls, url: str | None = None, *, settings: Settings | None = None,
+             **overrides: Any) -> Vault:  # fmt: skip
+        """Open the store at ``url``, the configured URL, or the embedded server.
+
+        ``overrides`` are settings (for example ``data_dir=...``) applied on top
+        of the config file and environment.
+        """
+        settings = settings or load_settings(**overrides)
+        return cls(connect(settings, url), settings)
+
+    def close(self) -> None:
+        """Close the connection; stop the embedded server if this process started it and
+        no other tickvault process is connected to it."""
+        if self._closed:
+            return
+        self._closed = True
+        conn = self._conn
+        try:
+            if conn.started_here and conn.embedded is not None:
+                others = 0
+                with contextlib.suppress(valkey.ValkeyError):
+                    others = other_tickvault_clients(self._r)
+                if others == 0:
+                    self._r.close()
+                    stop_server(self.settings.data_dir)
+                    return
+        finally:
+            self._r.close()
+
+    def __enter__(self) -> Vault:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def url(self) -> str:
+        return self._conn.url
+
+    @property
+    def embedded(self) -> bool:
+        return self._conn.embedded is not None
+
+    @property
+    def client(self) -> valkey.Valkey:
+        """The underlying valkey-py client (for tools and tests)."""
+        return self._r
+
+    # ------------------------------------------------------------------ writes
+    @translate
+    def write_trades(
+        self, symbol: str, trades: Any, *, stream: StreamKind = "realtime"
+    ) -> int:
+        """Store ``trades`` for ``symbol``; returns how many records were written.
+
+        ``trades``: a numpy structured array (``tickvault.TRADE_DTYPE`` fields), a
+        DataFrame with those columns (``ts_event`` may be the index), or an
+        iterable of ``Trade``/dict. ``ts_recv`` defaults to now. Writes to the
+        ``historical`` stream get ``TradeFlag.HISTORY``. The whole batch is
+        validated before anything is written.
+        """
+        symbol = check_symbol(symbol)
+        if stream not in STREAMS:
+            raise QueryError(f"stream must be one of {STREAMS}, got {stream!r}")
+        extra = int(TradeFlag.HISTORY) if stream == "historical" else 0
+        batch = to_batch(trades, default_ts_recv=now_ns(), extra_flags=extra)
+        return self._append_batch(symbol, stream, batch)
+
+    def _append_batch(self, symbol: str, stream: StreamKind, batch: TradeBatch) -> int:
+        if len(batch) == 0:
+            return 0
+        planned = plan_blocks(batch, self._tz, self.settings.block_max_trades)
+        level = self.settings.compression_level
+        keys = [trades_key(symbol, stream), meta_key(symbol, stream), late_key(symbol, stream)]
+
+        def encode(p: PlannedBlock) -> bytes:
+            return codec.encode_block(p.trades, p.trading_day, level=level)
+
+        if len(planned) > 2 and self.settings.threads > 1:
+            with ThreadPoolExecutor(self.settings.threads) as pool:
+                encoded = list(pool.map(encode, planned))
+        else:
+            encoded = [encode(p) for p in planned]
+        pipe = self._r.pipeline(transaction=False)
+        for i in range(0, len(planned), _BLOCKS_PER_SCRIPT):
+            args: list[Any] = []
+            for p, block in zip(planned[i : i + _BLOCKS_PER_SCRIPT],
+                                encoded[i : i + _BLOCKS_PER_SCRIPT], strict=True):  # fmt: skip
+                args += [p.first_ms, p.last_ms, len(p.trades), block]
+            self._append(keys=keys, args=args, client=pipe)
+        pipe.execute()
+        return len(batch)
+
+    # ------------------------------------------------------------------ reads
+    def _fetch_stream(self, symbol: str, stream: StreamKind, start_ns: int, end_ns: int
+                      ) -> list[bytes]:  # fmt: skip
+        """Blocks of one stream that may hold trades in [start_ns, end_ns)."""
+        key, late = trades_key(symbol, stream), late_key(symbol, stream)
+        start_ms, last_ms = start_ns // NS_PER_MS, (end_ns - 1) // NS_PER_MS
+        pipe = self._r.pipeline(transaction=False)
+        pipe.xrange(key, f"{start_ms}-0", f"{last_ms}")
+        pipe.zrangebyscore(late, start_ms, "+inf", withscores=False)
+        if start_ms > 0:
+            pipe.xrevrange(key, f"({start_ms}-0", "-", count=1)
+        main, late_members, *rest = pipe.execute()
+        before = rest[0] if rest else []
+        found: dict[bytes, bytes] = {eid: fields[b"b"] for eid, fields in main}
+        # The in-order block just before start may run into the range; late
+        # entries (field "l") do not count, so step back over them.
+        while before:
+            eid, fields = before[0]
+            found[eid] = fields[b"b"]
+            if b"l" not in fields:
+                break
+            before = self._r.xrevrange(key, b"(" + eid, "-", count=1)
+        late_ids = dict(_split_member(m) for m in late_members)
+        wanted = [eid for eid, first_ms in late_ids.items()
+                  if first_ms <= last_ms and eid not in found]  # fmt: skip
+        if wanted:
+            pipe = self._r.pipeline(transaction=False)
+            for eid in wanted:
+                pipe.xrange(key, eid, eid)
+            for entries in pipe.execute():
+                for eid, fields in entries:
+                    found[eid] = fields[b"b"]
+        return list(found.values())
+
+    def _decoded(self, symbol: str, start_ns: int, end_ns: int,
+                 streams: Sequence[StreamKind]) -> Decoded:  # fmt: skip
+        blocks: list[bytes] = []
+        for stream in streams:
+            blocks += self._fetch_stream(symbol, stream, start_ns, end_ns)
+        headers = [codec.read_header(b) for b in blocks]
+        keep = [i for i, h in enumerate(headers) if h.ts_last >= start_ns and h.ts_first < end_ns]
+        keep.sort(key=lambda i: (headers[i].ts_first, headers[i].ts_last))
+        blocks = [blocks[i] for i in keep]
+        headers = [headers[i] for i in keep]
+        columns = codec.decode_blocks(blocks, threads=self.settings.threads)
+        return Decoded(
+            columns=columns,
+            days=np.array([h.trading_day for h in headers], dtype=np.int64),
+            counts=np.array([h.n for h in headers], dtype=np.int64),
+            flags_or=int(np.bitwise_or.reduce([h.flags_or for h in headers], initial=0)),
+            recv_max=max((h.recv_max for h in headers), default=0),
+        )
+
+    def _bounds(self, start: TimeLike | None, end: TimeLike | None,
+                known_at: TimeLike | None) -> tuple[int, int, int | None]:  # fmt: skip
+        start_ns = 0 if start is None else to_ns(start, self._tz, name="start")
+        end_ns = _FAR_FUTURE_NS if end is None else to_ns(end, self._tz, name="end")
+        if start_ns > end_ns:
+            raise QueryError(
+                f"start ({pd.Timestamp(start_ns, tz='UTC')}) is after end "
+                f"({pd.Timestamp(end_ns, tz='UTC')}); the range is [start, end)"
+            )
+        known = None if known_at is None else to_ns(known_at, self._tz, name="known_at")
+        return start_ns, end_ns, known
+
+    @translate
+    def range_columns(
+        self,
+        symbol: str,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        *,
+        known_at: TimeLike | None = None,
+        streams: Sequence[StreamKind] = STREAMS,
+    ) -> Columns:
+        """The trades in [start, end) as one numpy array per field (no copies when possible)."""
+        symbol = check_symbol(symbol)
+        start_ns, end_ns, known = self._bounds(start, end, known_at)
+        if start_ns == end_ns:
+            return TradeBatch.empty().columns()
+        decoded = self._decoded(symbol, start_ns, end_ns, streams)
+        return resolve(decoded, start_ns, end_ns, known)
+
+    def range(
+        self,
+        symbol: str,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        *,
+        known_at: TimeLike | None = None,
+        streams: Sequence[StreamKind] = STREAMS,
+    ) -> pd.DataFrame:
+        """Trades with start <= ts_event < end, as known at ``known_at`` (default: now).
+
+        Times: int ns UTC, aware datetimes, pandas Timestamps, ISO strings; a
+        naive datetime is in the exchange time zone. None means unbounded. An
+        unknown symbol gives an empty frame; start after end raises QueryError.
+        The frame's index is ``ts_event`` (UTC), sorted, one row per trade.
+        """
+        return to_frame(self.range_columns(symbol, start, end, known_at=known_at,
+                                           streams=streams))  # fmt: skip
+
+    def range_numpy(self, symbol: str, start: TimeLike | None = None,
+                    end: TimeLike | None = None, *, known_at: TimeLike | None = None
+                    ) -> npt.NDArray[np.void]:  # fmt: skip
+        """Like ``range`` as a structured array of ``TRADE_DTYPE`` (a row-major copy)."""
+        cols = self.range_columns(symbol, start, end, known_at=known_at)
+        return TradeBatch(**cols).to_structured()
+
+    def range_arrow(self, symbol: str, start: TimeLike | None = None,
+                    end: TimeLike | None = None, *, known_at: TimeLike | None = None
+                    ) -> pa.Table:  # fmt: skip
+        """Like ``range`` as an Arrow table; columns share memory with the decoded arrays."""
+        return to_arrow(self.range_columns(symbol, start, end, known_at=known_at))
+
+    @translate
+    def last(self, symbol: str, n: int, *, known_at: TimeLike | None = None) -> pd.DataFrame:
+        """The ``n`` most recent trades (by ts_event), as known at ``known_at``."""
+        return to_frame(self.last_columns(symbol, n, known_at=known_at))
+
+    def last_columns(self, symbol: str, n: int, *, known_at: TimeLike | None = None
+                     ) -> Columns:  # fmt: skip
+        symbol = check_symbol(symbol)
+        if n < 0:
+            raise QueryError(f"n must be >= 0, got {n}")
+        known = None if known_at is None else to_ns(known_at, self._tz, name="known_at")
+        end_ns = _FAR_FUTURE_NS if known is None else known + 1
+        if n == 0:
+            return TradeBatch.empty().columns()
+        # Look back over more and more blocks until n trades are visible.
+        look_back = 2
+        while True:
+            start_ns, exhausted = self._start_of_last_blocks(symbol, look_back, end_ns)
+            if exhausted:
+                start_ns = 0  # everything, late blocks with older trades included
+            cols = resolve(self._decoded(symbol, start_ns, end_ns, STREAMS),
+                           start_ns, end_ns, known)  # fmt: skip
+            if len(cols["ts_event"]) >= n or exhausted:
+                return {k: v[-n:] for k, v in cols.items()}
+            look_back *= 4
+
+    def _start_of_last_blocks(self, symbol: str, count: int, end_ns: int) -> tuple[int, bool]:
+        """(time, exhausted): the start of the ``count``-th last block of each stream;
+        exhausted when no stream has that many blocks before ``end_ns``."""
+        start = end_ns
+        exhausted = True
+        end_ms = (end_ns - 1) // NS_PER_MS
+        for stream in STREAMS:
+            entries = self._r.xrevrange(trades_key(symbol, stream), f"{end_ms}", "-",
+                                        count=count)  # fmt: skip
+            if entries:
+                start = min(start, _entry_ms(entries[-1][0]) * NS_PER_MS)
+            exhausted = exhausted and len(entries) < count
+        return start, exhausted
+
+    # ------------------------------------------------------------------ catalogue
+    @translate
+    def symbols(self) -> list[str]:
+        """Symbols with stored trades, sorted."""
+        found = set()
+        for key in self._r.scan_iter(match="ticks:{*}:*", count=1000):
+            parsed = parse_trades_key(key.decode())
+            if parsed:
+                found.add(parsed[0])
+        return sorted(found)
+
+    @translate
+    def stats(self, symbol: str) -> list[StreamStats]:
+        """Per-stream counts, time span and memory of ``symbol``."""
+        symbol = check_symbol(symbol)
+        out = []
+        for stream in STREAMS:
+            key = trades_key(symbol, stream)
+            meta = {k.decode(): int(v) for k, v in self._r.hgetall(meta_key(symbol, stream)).items()
+                    if k != b"wm"}  # fmt: skip
+            if not self._r.exists(key):
+                continue
+            first = self._r.xrange(key, "-", "+", count=1)
+            last = self._r.xrevrange(key, "+", "-", count=1)
+            memory = sum(self._r.memory_usage(k, samples=0) or 0
+                         for k in (key, late_key(symbol, stream), meta_key(symbol, stream)))  # fmt: skip
+            out.append(StreamStats(
+                symbol=symbol, stream=stream,
+                trades=meta.get("trades", 0), blocks=self._r.xlen(key),
+                memory_bytes=memory,
+                first_ns=codec.read_header(first[0][1][b"b"]).ts_first if first else None,
+                last_ns=codec.read_header(last[0][1][b"b"]).ts_last if last else None,
+            ))  # fmt: skip
+        return out
+
+    @translate
+    def server_status(self) -> dict[str, Any]:
+        """Address, version and persistence mode of the server."""
+        info = self._r.info("server")
+        persistence = self._r.info("persistence")
+        conf = self._r.config_get("appendfsync")
+        policy = self._r.config_get("maxmemory-policy")
+        return {
+            "url": self.url,
+            "embedded": self.embedded,
+            "version": info.get("valkey_version", info.get("redis_version")),
+            "aof": bool(persistence.get("aof_enabled")),
+            "appendfsync": conf.get("appendfsync"),
+            "maxmemory_policy": policy.get("maxmemory-policy"),
+            "used_memory": self._r.info("memory").get("used_memory"),
+        }
+
+    # ------------------------------------------------------------------ retention
+    @translate
+    def trim(self, symbol: str | None = None, *, now: TimeLike | None = None) -> TrimReport:
+        """Apply retention: drop trades older than ``retention_days`` and keep at most
+        ``stream_maxlen`` blocks per stream. Never drops a block with a trade that is
+        still inside the retention window."""
+        now_value = now_ns() if now is None else to_ns(now, self._tz, name="now")
+        cutoff_ns = now_value - int(self.settings.retention_days * NS_PER_DAY)
+        blocks = trades = 0
+        for sym in [check_symbol(symbol)] if symbol else self.symbols():
+            for stream in STREAMS:
+                b, t = self._trim_stream(sym, stream, cutoff_ns)
+                blocks, trades = blocks + b, trades + t
+        return TrimReport(blocks_removed=blocks, trades_removed=trades)
+
+    def _trim_stream(self, symbol: str, stream: StreamKind, cutoff_ns: int) -> tuple[int, int]:
+        key, late, meta = (trades_key(symbol, stream), late_key(symbol, stream),
+                           meta_key(symbol, stream))  # fmt: skip
+        cutoff_ms = cutoff_ns // NS_PER_MS
+        removed: dict[bytes, bytes] = {}
+        # Late blocks whose last trade is before the cutoff.
+        for member in self._r.zrangebyscore(late, "-inf", f"({cutoff_ms}"):
+            eid = _split_member(member)[0]
+            removed.update((e, f[b"b"]) for e, f in self._r.xrange(key, eid, eid))
+        # In-order blocks: every entry before the last in-order block that starts
+        # before the cutoff holds only trades from before the cutoff.
+        cursor: bytes = f"({cutoff_ms}-0".encode()
+        while entry := self._r.xrevrange(key, cursor, "-", count=1):
+            eid, fields = entry[0]
+            if b"l" not in fields:
+                removed.update((e, f[b"b"]) for e, f in self._r.xrange(key, "-", b"(" + eid))
+                break
+            cursor = b"(" + eid
+        # Size bound: the oldest blocks beyond stream_maxlen.
+        excess = self._r.xlen(key) - len(removed) - self.settings.stream_maxlen
+        if excess > 0:
+            for eid, fields in self._r.xrange(key, "-", "+", count=excess + len(removed)):
+                if excess == 0:
+                    break
+                if eid not in removed:
+                    removed[eid] = fields[b"b"]
+                    excess -= 1
+        if not removed:
+            return 0, 0
+        n_trades = sum(codec.read_header(b).n for b in removed.values())
+        ids = list(removed)
+        late_members = [m for m in self._r.zrange(late, 0, -1) if _split_member(m)[0] in removed]
+        pipe = self._r.pipeline(transaction=True)
+        for i in range(0, len(ids), 1000):
+            pipe.xdel(key, *ids[i : i + 1000])
+        for i in range(0, len(late_members), 1000):
+            pipe.zrem(late, *late_members[i : i + 1000])
+        pipe.hincrby(meta, "trades", -n_trades)
+        pipe.hincrby(meta, "blocks", -len(ids))
+        pipe.execute()
+        return len(ids), n_trades
+
+
+def _split_member(member: bytes) -> tuple[bytes, int]:
+    """(entry id, first ms) of a late-index member ``<id>@<first_ms>``."""
+    eid, _, first = member.partition(b"@")
+    return eid, int(first)
+
+
+def to_frame(cols: Columns) -> pd.DataFrame:
+    """Columns as a DataFrame indexed by ts_event (tz-aware UTC)."""
+    index = pd.DatetimeIndex(cols["ts_event"].view("M8[ns]"), name="ts_event").tz_localize("UTC")
+    data: dict[str, Any] = {}
+    for name in TRADE_FIELDS[1:]:
+        col = cols[name]
+        if name == "ts_recv":
+            data[name] = pd.DatetimeIndex(col.view("M8[ns]")).tz_localize("UTC")
+        else:
+            data[name] = col
+    return pd.DataFrame(data, index=index, copy=False)
+
+
+def to_arrow(cols: Columns) -> pa.Table:
+    import pyarrow as pa
+
+    arrays = []
+    for name in TRADE_FIELDS:
+        col = cols[name]
+        if name in ("ts_event", "ts_recv"):
+            arrays.append(pa.array(col.view("M8[ns]"), type=pa.timestamp("ns", tz="UTC")))
+        else:
+            arrays.append(pa.array(col))
+    return pa.Table.from_arrays(arrays, names=list(TRADE_FIELDS))
+
+
+def trades_from_records(records: Iterable[Any]) -> TradeBatch:
+    """Helper for tests and tools: records to a validated batch with ts_recv now."""
+    return to_batch(list(records), default_ts_recv=now_ns())
+
+
+__all__ = ["TRADE_DTYPE", "StreamStats", "TrimReport", "Vault", "to_arrow", "to_frame"]
