@@ -13,7 +13,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pydantic
@@ -52,7 +52,10 @@ class Settings(BaseModel):
     """Maximum entries (blocks) per stream kept by trimming; never enforced by eviction."""
     retention_days: float = Field(30, gt=0)
     block_max_trades: int = Field(16_384, ge=1, le=1_000_000)
+    compression: Literal["lz4", "zstd"] = "lz4"
+    """Block codec: lz4 reads faster, zstd stores smaller (figures in docs/storage-format.md)."""
     compression_level: int = Field(1, ge=1, le=19)
+    """zstd level (lz4 ignores it)."""
     threads: int = Field(2, ge=1, le=64)
     """Threads for block encoding and decoding (zstd and numpy release the GIL)."""
 

@@ -92,5 +92,5 @@ def _offset_ns(ts_ns: int, tz: ZoneInfo) -> int:
 
 
 def format_ns(ts_ns: int, tz: ZoneInfo) -> str:
-    """Human form of a time in the exchange zone, with ms."""
-    return pd.Timestamp(ts_ns, tz="UTC").tz_convert(tz).isoformat(timespec="milliseconds")
+    """Human form of a time in the exchange zone, with ms: 2025-11-03 10:30:00.123."""
+    return pd.Timestamp(ts_ns, tz="UTC").tz_convert(tz).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]

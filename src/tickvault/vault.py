@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 _BLOCKS_PER_SCRIPT = 64
 """Blocks appended per script call: bounds how long one call holds the server."""
 _FAR_FUTURE_NS = 2**62
+_UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,11 +167,12 @@ class Vault:
         if len(batch) == 0:
             return 0
         planned = plan_blocks(batch, self._tz, self.settings.block_max_trades)
-        level = self.settings.compression_level
+        level, compression = self.settings.compression_level, self.settings.compression
         keys = [trades_key(symbol, stream), meta_key(symbol, stream), late_key(symbol, stream)]
 
         def encode(p: PlannedBlock) -> bytes:
-            return codec.encode_block(p.trades, p.trading_day, level=level)
+            return codec.encode_block(p.trades, p.trading_day, compression=compression,
+                                      level=level)  # fmt: skip
 
         if len(planned) > 2 and self.settings.threads > 1:
             with ThreadPoolExecutor(self.settings.threads) as pool:
@@ -460,12 +462,13 @@ def _split_member(member: bytes) -> tuple[bytes, int]:
 
 def to_frame(cols: Columns) -> pd.DataFrame:
     """Columns as a DataFrame indexed by ts_event (tz-aware UTC)."""
-    index = pd.DatetimeIndex(cols["ts_event"].view("M8[ns]"), name="ts_event").tz_localize("UTC")
+    index = pd.DatetimeIndex(cols["ts_event"].view("M8[ns]"), dtype=_UTC_NS, name="ts_event",
+                             copy=False)  # fmt: skip
     data: dict[str, Any] = {}
     for name in TRADE_FIELDS[1:]:
         col = cols[name]
         if name == "ts_recv":
-            data[name] = pd.DatetimeIndex(col.view("M8[ns]")).tz_localize("UTC")
+            data[name] = pd.DatetimeIndex(col.view("M8[ns]"), dtype=_UTC_NS, copy=False)
         else:
             data[name] = col
     return pd.DataFrame(data, index=index, copy=False)

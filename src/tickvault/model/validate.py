@@ -1,6 +1,7 @@
 """Turn what users pass to ``write_trades`` into a checked ``TradeBatch`` (pure).
 
-Accepted: a numpy structured array with the trade fields, a pandas DataFrame
+Accepted: a numpy structured array with the trade fields, a dict of columns, a
+pandas DataFrame
 (``ts_event`` as a column or as the index; datetime or int ns), or an iterable
 of ``Trade`` objects or dicts. ``ts_recv`` may be missing: it defaults to now.
 Anything wrong raises ``ValidationError`` naming the field and the first bad
@@ -71,10 +72,13 @@ def _fail(field: str, mask: npt.NDArray[np.bool_], values: npt.NDArray[Any], why
 def _column(name: str, raw: Any) -> npt.NDArray[Any]:
     """One input column converted to the record dtype, refusing lossy or textual input."""
     target = TRADE_DTYPE[name]
+    if isinstance(raw, pd.Series | pd.Index) and isinstance(raw.dtype, pd.DatetimeTZDtype):
+        if name not in ("ts_event", "ts_recv"):
+            raise ValidationError(f"field {name!r} holds datetimes, expected {target}",
+                                  field=name)  # fmt: skip
+        return np.asarray(pd.DatetimeIndex(raw).as_unit("ns").asi8, dtype=np.int64)
     arr = np.asarray(raw)
     if name in ("ts_event", "ts_recv") and arr.dtype.kind == "M":
-        if isinstance(raw, pd.Series | pd.Index) and getattr(raw.dtype, "tz", None) is not None:
-            return np.asarray(pd.DatetimeIndex(raw).as_unit("ns").asi8, dtype=np.int64)
         return arr.astype("M8[ns]").view(np.int64)
     if arr.dtype.kind == "O":
         try:
@@ -112,6 +116,14 @@ def _column(name: str, raw: Any) -> npt.NDArray[Any]:
 def _raw_columns(trades: Any) -> dict[str, Any]:
     if isinstance(trades, TradeBatch):
         return trades.columns()
+    if isinstance(trades, Mapping):  # a dict of columns
+        unknown = [k for k in trades if k not in TRADE_FIELDS]
+        if unknown:
+            raise ValidationError(
+                f"unknown columns {unknown}; trade columns are {list(TRADE_FIELDS)}",
+                field=str(unknown[0]),
+            )
+        return dict(trades)
     if isinstance(trades, pd.DataFrame):
         cols: dict[str, Any] = {c: trades[c] for c in trades.columns if c in TRADE_FIELDS}
         unknown = [c for c in trades.columns if c not in TRADE_FIELDS]

@@ -4,7 +4,7 @@ A block holds up to a few thousand trades of one symbol, one trading date and on
 stream. Each column is turned into integers (scaled prices, deltas of times and
 trade ids), reduced by frame of reference (minus the column minimum) to the
 narrowest of 0/1/2/4/8 bytes, and the column bytes together are compressed with
-zstd. The exact layout is documented in ``docs/storage-format.md``.
+lz4 (default) or zstd. The exact layout is documented in ``docs/storage-format.md``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
+import lz4.block
 import numpy as np
 import numpy.typing as npt
 import zstandard
@@ -28,6 +29,8 @@ FORMAT_VERSION: Final = 1
 
 CODEC_NONE: Final = 0
 CODEC_ZSTD: Final = 1
+CODEC_LZ4: Final = 2
+CODECS: Final[dict[str, int]] = {"lz4": CODEC_LZ4, "zstd": CODEC_ZSTD}
 
 PRICE_RAW: Final = -1
 """price_decimals value meaning: price stored as raw float64 bits."""
@@ -155,7 +158,9 @@ def _as_codes(
     }
 
 
-def encode_block(batch: TradeBatch, trading_day: int, *, level: int = 3) -> bytes:
+def encode_block(
+    batch: TradeBatch, trading_day: int, *, compression: str = "lz4", level: int = 1
+) -> bytes:
     """Encode one block. The caller guarantees one trading day and ts_event sorted."""
     n = len(batch)
     if n == 0:
@@ -191,8 +196,13 @@ def encode_block(batch: TradeBatch, trading_day: int, *, level: int = 3) -> byte
             shifted = (values - base) if base else values
             parts.append(shifted.astype(_WIDTH_DTYPES[width]).tobytes())
     payload = b"".join(parts)
-    codec = CODEC_ZSTD if len(payload) >= _COMPRESS_MIN_BYTES else CODEC_NONE
-    body = _compressor(level).compress(payload) if codec == CODEC_ZSTD else payload
+    codec = CODECS[compression] if len(payload) >= _COMPRESS_MIN_BYTES else CODEC_NONE
+    if codec == CODEC_ZSTD:
+        body = _compressor(level).compress(payload)
+    elif codec == CODEC_LZ4:
+        body = lz4.block.compress(payload, store_size=False)
+    else:
+        body = payload
     fixed = _FIXED.pack(
         MAGIC,
         FORMAT_VERSION,
@@ -250,6 +260,11 @@ def _payload(block: bytes | memoryview, h: tuple[Any, ...]) -> bytes:
         try:
             payload = zstandard.ZstdDecompressor().decompress(body, max_output_size=payload_len)
         except zstandard.ZstdError as exc:
+            raise FormatError(f"corrupt block payload: {exc}") from exc
+    elif codec == CODEC_LZ4:
+        try:
+            payload = lz4.block.decompress(body, uncompressed_size=payload_len)
+        except lz4.block.LZ4BlockError as exc:
             raise FormatError(f"corrupt block payload: {exc}") from exc
     elif codec == CODEC_NONE:
         payload = bytes(body)

@@ -1,0 +1,159 @@
+"""``tickvault bench store``: tickvault's block store against the original per-trade layout.
+
+Both run in the same process against the same Valkey server, on the same
+generated trades. The original ("seed") layout is one stream entry per trade
+with a field per column, written with pipelined XADD and read with XRANGE into
+a DataFrame, as the original design did (but with collision-free ids, so that
+it stores every trade and the comparison is fair).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tickvault.model.trades import TradeBatch
+from tickvault.sim.generator import generate_trades
+from tickvault.vault import Vault
+
+BENCH_SYMBOL = "BENCHZ25"
+SEED_KEY = "bench:seed:{BENCHZ25}"
+_SEED_PIPELINE = 10_000
+_SEED_READ_COUNT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class LayoutFigures:
+    ingest_trades_per_s: float
+    read_trades_per_s: float
+    bytes_per_trade: float
+
+
+def _best_of(repeats: int, fn: Callable[[], Any]) -> tuple[float, Any]:
+    """Median wall time of ``repeats`` runs after one warm-up run, and the last result."""
+    result = fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), result
+
+
+def _seed_write(vault: Vault, batch: TradeBatch) -> None:
+    """The original design: one XADD per trade, a field per column, pipelined."""
+    r = vault.client
+    r.delete(SEED_KEY)
+    ms = batch.ts_event // 1_000_000
+    rows = zip(
+        ms.tolist(), batch.ts_event.tolist(), batch.ts_recv.tolist(), batch.trade_id.tolist(),
+        batch.price.tolist(), batch.qty.tolist(), batch.volume.tolist(),
+        batch.buy_agent.tolist(), batch.sell_agent.tolist(), batch.trade_type.tolist(),
+        strict=True,
+    )  # fmt: skip
+    pipe = r.pipeline(transaction=False)
+    for i, (m, te, tr, tid, p, q, v, ba, sa, tt) in enumerate(rows):
+        # ms-* keeps several trades of one millisecond (the original's "-0" dropped them).
+        pipe.xadd(SEED_KEY, {"ts_event": te, "ts_recv": tr, "trade_id": tid, "price": p,
+                             "qty": q, "volume": v, "buy_agent": ba, "sell_agent": sa,
+                             "trade_type": tt}, id=f"{m}-*")  # fmt: skip
+        if i % _SEED_PIPELINE == _SEED_PIPELINE - 1:
+            pipe.execute()
+    pipe.execute()
+
+
+def _seed_read(vault: Vault) -> pd.DataFrame:
+    """The original design's read: XRANGE pages of field dicts into a DataFrame."""
+    r = vault.client
+    rows: list[dict[bytes, bytes]] = []
+    cursor = "-"
+    while True:
+        page = r.xrange(SEED_KEY, cursor, "+", count=_SEED_READ_COUNT)
+        if not page:
+            break
+        rows.extend(fields for _, fields in page)
+        cursor = "(" + page[-1][0].decode()
+    df = pd.DataFrame.from_records(rows)
+    df.columns = [c.decode() for c in df.columns]
+    df = df.astype({"ts_event": np.int64, "ts_recv": np.int64, "trade_id": np.int64,
+                    "price": np.float64, "qty": np.int64, "volume": np.float64,
+                    "buy_agent": np.int32, "sell_agent": np.int32, "trade_type": np.uint8})  # fmt: skip
+    df.index = pd.DatetimeIndex(df.pop("ts_event").to_numpy().view("M8[ns]"), tz="UTC")
+    return df
+
+
+def run_store_bench(vault: Vault, n_trades: int, *, seed_trades: int | None = None,
+                    repeats: int = 3, progress: Callable[[str], None] | None = None
+                    ) -> dict[str, Any]:  # fmt: skip
+    """Run both layouts; the seed layout on ``seed_trades`` (default: all) trades.
+
+    Figures are per trade, so running the slow seed layout on a subset keeps the
+    benchmark short without changing its rates much (reported in the output).
+    """
+    say = progress or (lambda _msg: None)
+    say(f"generating {n_trades:,} WIN-like trades")
+    batch = generate_trades(BENCH_SYMBOL, n_trades, seed=7)
+    r = vault.client
+    keys = [k for k in r.scan_iter(match=f"ticks:{{{BENCH_SYMBOL}}}:*")]
+
+    def clear() -> None:
+        for k in [*keys, *r.scan_iter(match=f"ticks:{{{BENCH_SYMBOL}}}:*")]:
+            r.delete(k)
+
+    def tv_write() -> None:
+        clear()
+        vault.write_trades(BENCH_SYMBOL, batch)
+
+    say("tickvault: writing")
+    write_s, _ = _best_of(repeats, tv_write)
+    say("tickvault: reading")
+    read_s, frame = _best_of(repeats, lambda: vault.range(BENCH_SYMBOL))
+    if len(frame) != n_trades:
+        raise RuntimeError(f"tickvault read back {len(frame)} trades, wrote {n_trades}")
+    tv_bytes = sum(s.memory_bytes for s in vault.stats(BENCH_SYMBOL))
+    clear()
+
+    seed_n = min(seed_trades or n_trades, n_trades)
+    seed_batch = batch.take(slice(0, seed_n))
+    say(f"original layout: writing {seed_n:,} trades one entry each")
+    seed_write_s, _ = _best_of(1, lambda: _seed_write(vault, seed_batch))
+    say("original layout: reading")
+    seed_read_s, seed_frame = _best_of(1, lambda: _seed_read(vault))
+    if len(seed_frame) != seed_n:
+        raise RuntimeError(f"original layout read back {len(seed_frame)} of {seed_n} trades")
+    seed_bytes = int(r.memory_usage(SEED_KEY, samples=0) or 0)
+    r.delete(SEED_KEY)
+
+    tv = LayoutFigures(n_trades / write_s, n_trades / read_s, tv_bytes / n_trades)
+    seed = LayoutFigures(seed_n / seed_write_s, seed_n / seed_read_s, seed_bytes / seed_n)
+    return {
+        "trades": n_trades,
+        "seed_layout_trades": seed_n,
+        "tickvault": _rounded(tv),
+        "seed_layout": _rounded(seed),
+        "ratio": {
+            "ingest": round(tv.ingest_trades_per_s / seed.ingest_trades_per_s, 1),
+            "read": round(tv.read_trades_per_s / seed.read_trades_per_s, 1),
+            "bytes": round(seed.bytes_per_trade / tv.bytes_per_trade, 1),
+        },
+        "settings": {
+            "compression": vault.settings.compression,
+            "block_max_trades": vault.settings.block_max_trades,
+            "threads": vault.settings.threads,
+            "repeats": repeats,
+        },
+    }
+
+
+def _rounded(f: LayoutFigures) -> dict[str, float]:
+    return {
+        "ingest_trades_per_s": round(f.ingest_trades_per_s),
+        "read_trades_per_s": round(f.read_trades_per_s),
+        "bytes_per_trade": round(f.bytes_per_trade, 2),
+    }

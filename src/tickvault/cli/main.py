@@ -1,0 +1,248 @@
+"""The ``tickvault`` command line. Errors print one clear line, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from tickvault.config import Settings, load_settings
+from tickvault.errors import TickvaultError
+from tickvault.storage import server as embedded
+from tickvault.timeutil import format_ns
+from tickvault.vault import Vault, to_frame
+
+F = TypeVar("F", bound=Callable[..., Any])
+console = Console()
+err_console = Console(stderr=True)
+
+
+class _App(click.Group):
+    """Turns every TickvaultError into one line on stderr and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TickvaultError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+            sys.exit(2)
+
+
+@click.group(cls=_App)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Settings file (default: $TICKVAULT_CONFIG or ./tickvault.toml).")
+@click.version_option(package_name="tickvault")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None) -> None:
+    """tickvault: B3 market data into Valkey, with time travel."""
+    ctx.obj = {"config_path": config_path}
+
+
+def _settings(ctx: click.Context, **overrides: Any) -> Settings:
+    return load_settings(ctx.obj["config_path"], **overrides)
+
+
+@contextmanager
+def _vault(ctx: click.Context) -> Iterator[Vault]:
+    vault = Vault.open(settings=_settings(ctx))
+    try:
+        yield vault
+    finally:
+        vault.close()
+
+
+# ---------------------------------------------------------------------- query
+@cli.command()
+@click.argument("symbol")
+@click.option("--start", help="Start, inclusive (ISO time; naive = exchange time zone).")
+@click.option("--end", help="End, exclusive.")
+@click.option("--known-at", help="Show the data as it was known at this time (by ts_recv).")
+@click.option("--last", "last_n", type=int, help="Only the last N trades of the range.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "parquet"]),
+              default="table", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to this file (required for parquet).")
+@click.pass_context
+def query(ctx: click.Context, symbol: str, start: str | None, end: str | None,
+          known_at: str | None, last_n: int | None, fmt: str, out: Path | None) -> None:
+    """Print or export the trades of SYMBOL in [start, end)."""  # fmt: skip
+    if fmt == "parquet" and out is None:
+        raise click.UsageError("--format parquet needs --out FILE")
+    with _vault(ctx) as vault:
+        if last_n is not None and start is None and end is None:
+            frame = vault.last(symbol, last_n, known_at=known_at)
+        else:
+            frame = vault.range(symbol, start, end, known_at=known_at)
+            if last_n is not None:
+                frame = frame.iloc[-last_n:]
+        tz = vault.settings.tz
+    if fmt == "parquet":
+        assert out is not None
+        frame.to_parquet(out)
+        err_console.print(f"wrote {len(frame):,} trades to {out}")
+    elif fmt == "csv":
+        text = frame.to_csv()
+        if out:
+            out.write_text(text)
+            err_console.print(f"wrote {len(frame):,} trades to {out}")
+        else:
+            click.echo(text, nl=False)
+    else:
+        _print_trades(frame, tz, limit=200)
+
+
+def _print_trades(frame: Any, tz: Any, *, limit: int) -> None:
+    table = Table(title=f"{len(frame):,} trades" + (f" (last {limit} shown)"
+                                                   if len(frame) > limit else ""))  # fmt: skip
+    for col in ("time (exchange)", "trade_id", "price", "qty", "volume", "buy", "sell",
+                "type", "flags"):  # fmt: skip
+        table.add_column(col, justify="right")
+    shown = frame.iloc[-limit:]
+    for ts, row in zip(shown.index.asi8, shown.itertuples(index=False), strict=True):
+        table.add_row(format_ns(int(ts), tz), str(row.trade_id), f"{row.price:,.2f}",
+                      str(row.qty), f"{row.volume:,.2f}", str(row.buy_agent),
+                      str(row.sell_agent), str(row.trade_type), str(row.flags))  # fmt: skip
+    console.print(table)
+
+
+# ---------------------------------------------------------------------- status
+@cli.command()
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """Symbols, trade counts, time span, bytes per trade, server and persistence."""
+    with _vault(ctx) as vault:
+        info = vault.server_status()
+        tz = vault.settings.tz
+        rows = [s for sym in vault.symbols() for s in vault.stats(sym)]
+    table = Table(title="tickvault store")
+    for col in ("symbol", "stream", "trades", "blocks", "first", "last", "bytes/trade"):
+        table.add_column(col, justify="right" if col in ("trades", "blocks", "bytes/trade")
+                         else "left")  # fmt: skip
+    for s in rows:
+        table.add_row(s.symbol, s.stream, f"{s.trades:,}", f"{s.blocks:,}",
+                      format_ns(s.first_ns, tz) if s.first_ns else "-",
+                      format_ns(s.last_ns, tz) if s.last_ns else "-",
+                      f"{s.bytes_per_trade:.2f}")  # fmt: skip
+    console.print(table)
+    kind = "embedded" if info["embedded"] else "external"
+    aof = f"AOF on (appendfsync {info['appendfsync']})" if info["aof"] else "AOF off"
+    console.print(f"server: {info['url']} ({kind}, Valkey {info['version']}), persistence: "
+                  f"{aof}, maxmemory-policy {info['maxmemory_policy']}, "
+                  f"used memory {info['used_memory'] / 1e6:.1f} MB")  # fmt: skip
+
+
+@cli.command()
+@click.argument("symbol", required=False)
+@click.pass_context
+def trim(ctx: click.Context, symbol: str | None) -> None:
+    """Apply retention (retention_days, stream_maxlen) to SYMBOL or to every symbol."""
+    with _vault(ctx) as vault:
+        report = vault.trim(symbol)
+    console.print(f"removed {report.trades_removed:,} trades in {report.blocks_removed:,} blocks")
+
+
+# ---------------------------------------------------------------------- server
+@cli.group()
+def server() -> None:
+    """Manage the embedded Valkey server of the data directory."""
+
+
+@server.command("start")
+@click.pass_context
+def server_start(ctx: click.Context) -> None:
+    """Start the embedded server (or report the one already running)."""
+    settings = _settings(ctx)
+    info, started = embedded.ensure_server(settings.data_dir, settings.valkey_server_binary)
+    verb = "started" if started else "already running"
+    console.print(f"{verb}: {info.url} (pid {info.pid}, data {info.data_dir})")
+
+
+@server.command("stop")
+@click.pass_context
+def server_stop(ctx: click.Context) -> None:
+    """Stop the embedded server cleanly (the AOF is flushed)."""
+    settings = _settings(ctx)
+    if embedded.stop_server(settings.data_dir):
+        console.print(f"stopped the server of {settings.data_dir}")
+    else:
+        console.print(f"no server was running for {settings.data_dir}")
+
+
+@server.command("status")
+@click.pass_context
+def server_status(ctx: click.Context) -> None:
+    """Say whether the embedded server runs, and where."""
+    settings = _settings(ctx)
+    info = embedded.read_state(settings.data_dir.resolve())
+    if info is None:
+        console.print(f"not running (data directory {settings.data_dir})")
+        sys.exit(1)
+    console.print(f"running: {info.url} (pid {info.pid}, data {info.data_dir})")
+
+
+# ---------------------------------------------------------------------- bench
+@cli.group()
+def bench() -> None:
+    """Benchmarks: tickvault beside the original per-tick design, in one run."""
+
+
+@bench.command("store")
+@click.option("--trades", type=int, default=2_000_000, show_default=True)
+@click.option("--seed-trades", type=int, default=None,
+              help="Trades for the slow original layout (default: all).")
+@click.option("--repeats", type=int, default=3, show_default=True,
+              help="Timed runs of tickvault's write and read (median reported).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def bench_store(ctx: click.Context, trades: int, seed_trades: int | None, repeats: int,
+                as_json: bool) -> None:  # fmt: skip
+    """Write N trades and read them back: block store vs one entry per trade."""
+    from tickvault.bench.store import run_store_bench
+
+    with _vault(ctx) as vault:
+        say = None if as_json else (lambda m: err_console.print(f"[dim]{m}[/]"))
+        result = run_store_bench(vault, trades, seed_trades=seed_trades, repeats=repeats,
+                                 progress=say)  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    table = Table(title=f"bench store: {trades:,} trades")
+    table.add_column("")
+    for col in ("ingest trades/s", "read trades/s", "bytes/trade"):
+        table.add_column(col, justify="right")
+    keys = ("ingest_trades_per_s", "read_trades_per_s", "bytes_per_trade")
+    for name, label in (("tickvault", "tickvault"), ("seed_layout", "original layout")):
+        f = result[name]
+        table.add_row(label, *(f"{f[k]:,.0f}" if k != "bytes_per_trade" else f"{f[k]:.2f}"
+                               for k in keys))  # fmt: skip
+    r = result["ratio"]
+    table.add_row("ratio", f"{r['ingest']}x", f"{r['read']}x", f"{r['bytes']}x smaller")
+    console.print(table)
+
+
+# ---------------------------------------------------------------------- demo
+@cli.command()
+@click.option("--trades", type=int, default=500_000, show_default=True,
+              help="Simulated trades per symbol.")
+@click.option("--symbols", default="WINZ25,WDOZ25", show_default=True)
+@click.pass_context
+def demo(ctx: click.Context, trades: int, symbols: str) -> None:
+    """Simulate B3 trades, store them, and query them back (time travel included)."""
+    from tickvault.cli.demo import run_demo
+
+    with _vault(ctx) as vault:
+        run_demo(vault, [s.strip() for s in symbols.split(",") if s.strip()], trades, console)
+
+
+def main() -> None:
+    cli(prog_name="tickvault")
+
+
+__all__ = ["cli", "main", "to_frame"]

@@ -1,0 +1,77 @@
+"""Settings: defaults of the original design, TOML + env precedence, strictness."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tickvault import ConfigError, Settings, load_settings
+
+
+def test_defaults_follow_the_original_design() -> None:
+    s = load_settings(environ={})
+    assert (s.zmq_ticks_port, s.zmq_book_port, s.zmq_history_port, s.zmq_signals_port) == (
+        5555, 5556, 5557, 5558)  # fmt: skip
+    assert s.stream_maxlen == 100_000
+    assert s.retention_days == 30
+    assert s.time_travel_lookback_minutes == 120
+    assert s.fast_mode_threshold_s == 0.1
+    assert s.exchange_tz == "America/Sao_Paulo"
+    assert s.valkey_url is None
+    assert s.data_dir == Path("data/valkey")
+
+
+def test_file_then_env_then_overrides(tmp_path: Path) -> None:
+    cfg = tmp_path / "tickvault.toml"
+    cfg.write_text('retention_days = 7\nzmq_ticks_port = 6000\ndata_dir = "/x"\n')
+    s = load_settings(cfg, environ={"TICKVAULT_ZMQ_TICKS_PORT": "7000"}, data_dir="/y")
+    assert s.retention_days == 7
+    assert s.zmq_ticks_port == 7000
+    assert s.data_dir == Path("/y")
+
+
+def test_config_path_from_environment(tmp_path: Path) -> None:
+    cfg = tmp_path / "other.toml"
+    cfg.write_text("stream_maxlen = 5\n")
+    assert load_settings(environ={"TICKVAULT_CONFIG": str(cfg)}).stream_maxlen == 5
+
+
+def test_unknown_key_in_file_is_named(tmp_path: Path) -> None:
+    cfg = tmp_path / "tickvault.toml"
+    cfg.write_text("retension_days = 3\n")
+    with pytest.raises(ConfigError, match="unknown setting 'retension_days'"):
+        load_settings(cfg, environ={})
+
+
+def test_unknown_environment_variable_is_named() -> None:
+    with pytest.raises(ConfigError, match="TICKVAULT_STREAM_MAXLENGTH"):
+        load_settings(environ={"TICKVAULT_STREAM_MAXLENGTH": "3"})
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("zmq_ticks_port = 70000\n", "zmq_ticks_port"),
+        ('exchange_tz = "Mars/Olympus"\n', "unknown time zone"),
+        ('valkey_url = "http://x"\n', "not a Valkey URL"),
+        ("retention_days = [1\n", "not valid TOML"),
+    ],
+)
+def test_bad_values_are_explained(tmp_path: Path, text: str, match: str) -> None:
+    cfg = tmp_path / "tickvault.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_settings(cfg, environ={})
+
+
+def test_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings(tmp_path / "nope.toml", environ={})
+
+
+def test_settings_are_frozen_and_hide_passwords() -> None:
+    s = Settings(valkey_url="valkey://user:secret@host:6379/0")
+    with pytest.raises(Exception, match="frozen"):
+        s.retention_days = 1  # type: ignore[misc]
+    assert "secret" not in repr(s)
