@@ -48,8 +48,9 @@ def own_data_dir(tmp_path: Path) -> Iterator[Path]:
         stop_server(data_dir)
 
 
-def sim_trades(n: int, symbol: str = "WINZ25", seed: int = 1) -> TradeBatch:
-    return generate_trades(symbol, n, seed=seed, trades_per_day=max(n // 2, 1))
+def sim_trades(n: int, symbol: str = "WINZ25", seed: int = 1, days: int = 2) -> TradeBatch:
+    """``n`` simulated trades over ``days`` sessions (trade ids restart each session)."""
+    return generate_trades(symbol, n, seed=seed, trades_per_day=max(-(-n // days), 1))
 
 
 def frame_equals_batch(frame: object, batch: TradeBatch) -> None:
@@ -61,7 +62,7 @@ def frame_equals_batch(frame: object, batch: TradeBatch) -> None:
     expected = batch.take(order)
     assert len(frame) == len(expected)
     np.testing.assert_array_equal(frame.index.asi8, expected.ts_event)
-    np.testing.assert_array_equal(frame["ts_recv"].to_numpy().view(np.int64), expected.ts_recv)
+    np.testing.assert_array_equal(pd.DatetimeIndex(frame["ts_recv"]).asi8, expected.ts_recv)
     for name in ("trade_id", "price", "qty", "volume", "buy_agent", "sell_agent",
                  "trade_type", "flags"):  # fmt: skip
         np.testing.assert_array_equal(frame[name].to_numpy(), getattr(expected, name), name)

@@ -9,7 +9,9 @@ them, and resolve duplicates and corrections as of the knowledge time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
+import operator
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -238,7 +240,7 @@ class Vault:
             columns=columns,
             days=np.array([h.trading_day for h in headers], dtype=np.int64),
             counts=np.array([h.n for h in headers], dtype=np.int64),
-            flags_or=int(np.bitwise_or.reduce([h.flags_or for h in headers], initial=0)),
+            flags_or=functools.reduce(operator.or_, (h.flags_or for h in headers), 0),
             recv_max=max((h.recv_max for h in headers), default=0),
         )
 
@@ -427,6 +429,8 @@ class Vault:
             eid, fields = entry[0]
             if b"l" not in fields:
                 removed.update((e, f[b"b"]) for e, f in self._r.xrange(key, "-", b"(" + eid))
+                if codec.read_header(fields[b"b"]).ts_last < cutoff_ns:
+                    removed[eid] = fields[b"b"]
                 break
             cursor = b"(" + eid
         # Size bound: the oldest blocks beyond stream_maxlen.

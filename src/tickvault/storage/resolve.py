@@ -8,7 +8,7 @@ each trade identity (trading date, trade_id):
 
 - if a CANCEL is visible, the trade is gone;
 - else if an EDIT is visible, the latest visible edit is the trade;
-- else the earliest-received copy is the trade.
+- else the earliest-received copy is the trade (on a tie, the live one).
 
 Rows come out sorted by (ts_event, trade_id). When the records are already
 sorted, unique and free of corrections (the usual case of one stream) the
@@ -83,7 +83,8 @@ def resolve(d: Decoded, start_ns: int, end_ns: int, known_at_ns: int | None) -> 
     key = (day_rows << 43) | cols["trade_id"][idx]
     klass = np.where(flags & TradeFlag.CANCEL, 2, np.where(flags & TradeFlag.EDIT, 1, 0))
     secondary = np.where(klass == 0, -recv, recv)
-    order = np.lexsort((secondary, klass, key))
+    live_first = (flags & TradeFlag.HISTORY) == 0  # on a tie, the live copy wins
+    order = np.lexsort((live_first, secondary, klass, key))
     sorted_key = key[order]
     last_of_key = np.ones(order.size, dtype=bool)
     last_of_key[:-1] = sorted_key[1:] != sorted_key[:-1]
