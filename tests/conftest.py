@@ -63,6 +63,14 @@ def frame_equals_batch(frame: object, batch: TradeBatch) -> None:
     assert len(frame) == len(expected)
     np.testing.assert_array_equal(frame.index.asi8, expected.ts_event)
     np.testing.assert_array_equal(pd.DatetimeIndex(frame["ts_recv"]).asi8, expected.ts_recv)
-    for name in ("trade_id", "price", "qty", "volume", "buy_agent", "sell_agent",
-                 "trade_type", "flags"):  # fmt: skip
+    for name in (
+        "trade_id",
+        "price",
+        "qty",
+        "volume",
+        "buy_agent",
+        "sell_agent",
+        "trade_type",
+        "flags",
+    ):
         np.testing.assert_array_equal(frame[name].to_numpy(), getattr(expected, name), name)

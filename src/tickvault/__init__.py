@@ -14,7 +14,14 @@ from tickvault.errors import (
     TickvaultError,
     ValidationError,
 )
-from tickvault.model.trades import TRADE_DTYPE, TRADE_FIELDS, Trade, TradeBatch, TradeFlag, TradeType
+from tickvault.model.trades import (
+    TRADE_DTYPE,
+    TRADE_FIELDS,
+    Trade,
+    TradeBatch,
+    TradeFlag,
+    TradeType,
+)
 from tickvault.vault import StreamStats, TrimReport, Vault
 
 __version__ = "0.1.0"

@@ -170,5 +170,6 @@ def load_settings(
                 )
             else:
                 problems.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
-        raise ConfigError(f"invalid settings (from {source} and environment): " + "; ".join(
-            problems)) from None
+        raise ConfigError(
+            f"invalid settings (from {source} and environment): " + "; ".join(problems)
+        ) from None

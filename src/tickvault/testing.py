@@ -6,8 +6,8 @@ Needs ``hypothesis`` (a dev dependency); importing this module without it fails.
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import strategies as st
 
+from hypothesis import strategies as st
 from tickvault.model.trades import TradeBatch, TradeFlag
 from tickvault.timeutil import NS_PER_MS, NS_PER_S
 
@@ -61,16 +61,17 @@ def trade_batches(
         volume = rng.random(n) * 1e6
     flag_values = np.zeros(n, dtype=np.uint8)
     if flags:
-        choice = rng.choice([0, int(TradeFlag.EDIT), int(TradeFlag.CANCEL)], size=n,
-                            p=[0.8, 0.1, 0.1])  # fmt: skip
+        choice = rng.choice(
+            [0, int(TradeFlag.EDIT), int(TradeFlag.CANCEL)], size=n, p=[0.8, 0.1, 0.1]
+        )
         flag_values = choice.astype(np.uint8)
     return TradeBatch(
         ts_event=ts_event.astype(np.int64),
         ts_recv=ts_recv.astype(np.int64),
         trade_id=trade_id,
-        price=price,
+        price=price.astype(np.float64),
         qty=qty,
-        volume=volume,
+        volume=volume.astype(np.float64),
         buy_agent=rng.integers(0, 5000, size=n).astype(np.int32),
         sell_agent=rng.integers(-5, 5000, size=n).astype(np.int32),
         trade_type=rng.choice([1, 2, 3, 4, 32], size=n).astype(np.uint8),

@@ -56,12 +56,13 @@ def to_ns(value: Any, tz: ZoneInfo, *, name: str = "time") -> int:
         value = dt.datetime.combine(value, dt.time(0))
     if isinstance(value, dt.datetime):  # includes pd.Timestamp
         ts = pd.Timestamp(value)
-        if ts is pd.NaT:
+        if pd.isna(ts):
             raise QueryError(f"{name}: NaT is not a time")
         ts = ts.tz_localize(tz) if ts.tzinfo is None else ts
         return int(ts.value)
-    raise QueryError(f"{name}: expected int ns, datetime, Timestamp or ISO string, got "
-                     f"{type(value).__name__}")
+    raise QueryError(
+        f"{name}: expected int ns, datetime, Timestamp or ISO string, got {type(value).__name__}"
+    )
 
 
 def trading_days(ts_ns: npt.NDArray[np.int64], tz: ZoneInfo) -> npt.NDArray[np.int64]:

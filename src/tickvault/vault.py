@@ -12,8 +12,8 @@ import contextlib
 import functools
 import math
 import operator
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -88,7 +88,9 @@ class Vault:
 
     def __init__(self, conn: Connection, settings: Settings):
         self._conn = conn
-        self._r: valkey.Valkey = conn.client
+        # valkey-py annotates replies as "Awaitable | Any" (sync and async share stubs),
+        # which says nothing; the client is typed Any here and replies are checked by use.
+        self._r: Any = conn.client
         self.settings = settings
         self._tz = settings.tz
         lua = resources.files("tickvault.storage").joinpath("append_blocks.lua").read_text()
@@ -97,8 +99,9 @@ class Vault:
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
-    def open(cls, url: str | None = None, *, settings: Settings | None = None,
-             **overrides: Any) -> Vault:  # fmt: skip
+    def open(
+        cls, url: str | None = None, *, settings: Settings | None = None, **overrides: Any
+    ) -> Vault:
         """Open the store at ``url``, the configured URL, or the embedded server.
 
         ``overrides`` are settings (for example ``data_dir=...``) applied on top
@@ -141,15 +144,13 @@ class Vault:
         return self._conn.embedded is not None
 
     @property
-    def client(self) -> valkey.Valkey:
+    def client(self) -> Any:
         """The underlying valkey-py client (for tools and tests)."""
         return self._r
 
     # ------------------------------------------------------------------ writes
     @translate
-    def write_trades(
-        self, symbol: str, trades: Any, *, stream: StreamKind = "realtime"
-    ) -> int:
+    def write_trades(self, symbol: str, trades: Any, *, stream: StreamKind = "realtime") -> int:
         """Store ``trades`` for ``symbol``; returns how many records were written.
 
         ``trades``: a numpy structured array (``tickvault.TRADE_DTYPE`` fields), a
@@ -173,8 +174,7 @@ class Vault:
         keys = [trades_key(symbol, stream), meta_key(symbol, stream), late_key(symbol, stream)]
 
         def encode(p: PlannedBlock) -> bytes:
-            return codec.encode_block(p.trades, p.trading_day, compression=compression,
-                                      level=level)  # fmt: skip
+            return codec.encode_block(p.trades, p.trading_day, compression=compression, level=level)
 
         if len(planned) > 2 and self.settings.threads > 1:
             with ThreadPoolExecutor(self.settings.threads) as pool:
@@ -184,16 +184,20 @@ class Vault:
         pipe = self._r.pipeline(transaction=False)
         for i in range(0, len(planned), _BLOCKS_PER_SCRIPT):
             args: list[Any] = []
-            for p, block in zip(planned[i : i + _BLOCKS_PER_SCRIPT],
-                                encoded[i : i + _BLOCKS_PER_SCRIPT], strict=True):  # fmt: skip
+            for p, block in zip(
+                planned[i : i + _BLOCKS_PER_SCRIPT],
+                encoded[i : i + _BLOCKS_PER_SCRIPT],
+                strict=True,
+            ):
                 args += [p.first_ms, p.last_ms, len(p.trades), block]
             self._append(keys=keys, args=args, client=pipe)
         pipe.execute()
         return len(batch)
 
     # ------------------------------------------------------------------ reads
-    def _fetch_stream(self, symbol: str, stream: StreamKind, start_ns: int, end_ns: int
-                      ) -> list[bytes]:  # fmt: skip
+    def _fetch_stream(
+        self, symbol: str, stream: StreamKind, start_ns: int, end_ns: int
+    ) -> list[bytes]:
         """Blocks of one stream that may hold trades in [start_ns, end_ns)."""
         key, late = trades_key(symbol, stream), late_key(symbol, stream)
         start_ms, last_ms = start_ns // NS_PER_MS, (end_ns - 1) // NS_PER_MS
@@ -214,8 +218,9 @@ class Vault:
                 break
             before = self._r.xrevrange(key, b"(" + eid, "-", count=1)
         late_ids = dict(_split_member(m) for m in late_members)
-        wanted = [eid for eid, first_ms in late_ids.items()
-                  if first_ms <= last_ms and eid not in found]  # fmt: skip
+        wanted = [
+            eid for eid, first_ms in late_ids.items() if first_ms <= last_ms and eid not in found
+        ]
         if wanted:
             pipe = self._r.pipeline(transaction=False)
             for eid in wanted:
@@ -225,8 +230,9 @@ class Vault:
                     found[eid] = fields[b"b"]
         return list(found.values())
 
-    def _decoded(self, symbol: str, start_ns: int, end_ns: int,
-                 streams: Sequence[StreamKind]) -> Decoded:  # fmt: skip
+    def _decoded(
+        self, symbol: str, start_ns: int, end_ns: int, streams: Sequence[StreamKind]
+    ) -> Decoded:
         blocks: list[bytes] = []
         for stream in streams:
             blocks += self._fetch_stream(symbol, stream, start_ns, end_ns)
@@ -244,8 +250,9 @@ class Vault:
             recv_max=max((h.recv_max for h in headers), default=0),
         )
 
-    def _bounds(self, start: TimeLike | None, end: TimeLike | None,
-                known_at: TimeLike | None) -> tuple[int, int, int | None]:  # fmt: skip
+    def _bounds(
+        self, start: TimeLike | None, end: TimeLike | None, known_at: TimeLike | None
+    ) -> tuple[int, int, int | None]:
         start_ns = 0 if start is None else to_ns(start, self._tz, name="start")
         end_ns = _FAR_FUTURE_NS if end is None else to_ns(end, self._tz, name="end")
         if start_ns > end_ns:
@@ -290,19 +297,28 @@ class Vault:
         unknown symbol gives an empty frame; start after end raises QueryError.
         The frame's index is ``ts_event`` (UTC), sorted, one row per trade.
         """
-        return to_frame(self.range_columns(symbol, start, end, known_at=known_at,
-                                           streams=streams))  # fmt: skip
+        return to_frame(self.range_columns(symbol, start, end, known_at=known_at, streams=streams))
 
-    def range_numpy(self, symbol: str, start: TimeLike | None = None,
-                    end: TimeLike | None = None, *, known_at: TimeLike | None = None
-                    ) -> npt.NDArray[np.void]:  # fmt: skip
+    def range_numpy(
+        self,
+        symbol: str,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        *,
+        known_at: TimeLike | None = None,
+    ) -> npt.NDArray[np.void]:
         """Like ``range`` as a structured array of ``TRADE_DTYPE`` (a row-major copy)."""
         cols = self.range_columns(symbol, start, end, known_at=known_at)
         return TradeBatch(**cols).to_structured()
 
-    def range_arrow(self, symbol: str, start: TimeLike | None = None,
-                    end: TimeLike | None = None, *, known_at: TimeLike | None = None
-                    ) -> pa.Table:  # fmt: skip
+    def range_arrow(
+        self,
+        symbol: str,
+        start: TimeLike | None = None,
+        end: TimeLike | None = None,
+        *,
+        known_at: TimeLike | None = None,
+    ) -> pa.Table:
         """Like ``range`` as an Arrow table; columns share memory with the decoded arrays."""
         return to_arrow(self.range_columns(symbol, start, end, known_at=known_at))
 
@@ -311,8 +327,7 @@ class Vault:
         """The ``n`` most recent trades (by ts_event), as known at ``known_at``."""
         return to_frame(self.last_columns(symbol, n, known_at=known_at))
 
-    def last_columns(self, symbol: str, n: int, *, known_at: TimeLike | None = None
-                     ) -> Columns:  # fmt: skip
+    def last_columns(self, symbol: str, n: int, *, known_at: TimeLike | None = None) -> Columns:
         symbol = check_symbol(symbol)
         if n < 0:
             raise QueryError(f"n must be >= 0, got {n}")
@@ -326,8 +341,9 @@ class Vault:
             start_ns, exhausted = self._start_of_last_blocks(symbol, look_back, end_ns)
             if exhausted:
                 start_ns = 0  # everything, late blocks with older trades included
-            cols = resolve(self._decoded(symbol, start_ns, end_ns, STREAMS),
-                           start_ns, end_ns, known)  # fmt: skip
+            cols = resolve(
+                self._decoded(symbol, start_ns, end_ns, STREAMS), start_ns, end_ns, known
+            )
             if len(cols["ts_event"]) >= n or exhausted:
                 return {k: v[-n:] for k, v in cols.items()}
             look_back *= 4
@@ -339,8 +355,7 @@ class Vault:
         exhausted = True
         end_ms = (end_ns - 1) // NS_PER_MS
         for stream in STREAMS:
-            entries = self._r.xrevrange(trades_key(symbol, stream), f"{end_ms}", "-",
-                                        count=count)  # fmt: skip
+            entries = self._r.xrevrange(trades_key(symbol, stream), f"{end_ms}", "-", count=count)
             if entries:
                 start = min(start, _entry_ms(entries[-1][0]) * NS_PER_MS)
             exhausted = exhausted and len(entries) < count
@@ -364,21 +379,30 @@ class Vault:
         out = []
         for stream in STREAMS:
             key = trades_key(symbol, stream)
-            meta = {k.decode(): int(v) for k, v in self._r.hgetall(meta_key(symbol, stream)).items()
-                    if k != b"wm"}  # fmt: skip
+            meta = {
+                k.decode(): int(v)
+                for k, v in self._r.hgetall(meta_key(symbol, stream)).items()
+                if k != b"wm"
+            }
             if not self._r.exists(key):
                 continue
             first = self._r.xrange(key, "-", "+", count=1)
             last = self._r.xrevrange(key, "+", "-", count=1)
-            memory = sum(self._r.memory_usage(k, samples=0) or 0
-                         for k in (key, late_key(symbol, stream), meta_key(symbol, stream)))  # fmt: skip
-            out.append(StreamStats(
-                symbol=symbol, stream=stream,
-                trades=meta.get("trades", 0), blocks=self._r.xlen(key),
-                memory_bytes=memory,
-                first_ns=codec.read_header(first[0][1][b"b"]).ts_first if first else None,
-                last_ns=codec.read_header(last[0][1][b"b"]).ts_last if last else None,
-            ))  # fmt: skip
+            memory = sum(
+                self._r.memory_usage(k, samples=0) or 0
+                for k in (key, late_key(symbol, stream), meta_key(symbol, stream))
+            )
+            out.append(
+                StreamStats(
+                    symbol=symbol,
+                    stream=stream,
+                    trades=meta.get("trades", 0),
+                    blocks=self._r.xlen(key),
+                    memory_bytes=memory,
+                    first_ns=codec.read_header(first[0][1][b"b"]).ts_first if first else None,
+                    last_ns=codec.read_header(last[0][1][b"b"]).ts_last if last else None,
+                )
+            )
         return out
 
     @translate
@@ -414,8 +438,11 @@ class Vault:
         return TrimReport(blocks_removed=blocks, trades_removed=trades)
 
     def _trim_stream(self, symbol: str, stream: StreamKind, cutoff_ns: int) -> tuple[int, int]:
-        key, late, meta = (trades_key(symbol, stream), late_key(symbol, stream),
-                           meta_key(symbol, stream))  # fmt: skip
+        key, late, meta = (
+            trades_key(symbol, stream),
+            late_key(symbol, stream),
+            meta_key(symbol, stream),
+        )
         cutoff_ms = cutoff_ns // NS_PER_MS
         removed: dict[bytes, bytes] = {}
         # Late blocks whose last trade is before the cutoff.
@@ -466,8 +493,9 @@ def _split_member(member: bytes) -> tuple[bytes, int]:
 
 def to_frame(cols: Columns) -> pd.DataFrame:
     """Columns as a DataFrame indexed by ts_event (tz-aware UTC)."""
-    index = pd.DatetimeIndex(cols["ts_event"].view("M8[ns]"), dtype=_UTC_NS, name="ts_event",
-                             copy=False)  # fmt: skip
+    index = pd.DatetimeIndex(
+        cols["ts_event"].view("M8[ns]"), dtype=_UTC_NS, name="ts_event", copy=False
+    )
     data: dict[str, Any] = {}
     for name in TRADE_FIELDS[1:]:
         col = cols[name]

@@ -9,12 +9,11 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from tests.conftest import frame_equals_batch, sim_trades
 from tickvault import QueryError, TradeBatch, TradeFlag, ValidationError, Vault
 from tickvault.model.trades import TRADE_DTYPE
 from tickvault.storage.keys import late_key, trades_key
 from tickvault.timeutil import NS_PER_DAY, NS_PER_MS, NS_PER_S
-
-from tests.conftest import frame_equals_batch, sim_trades
 
 
 def with_(batch: TradeBatch, **cols: object) -> TradeBatch:
@@ -44,8 +43,9 @@ def test_range_accepts_naive_exchange_times_and_timestamps(vault: Vault) -> None
     batch = sim_trades(10_000)
     vault.write_trades("WINZ25", batch)
     naive = vault.range("WINZ25", dt.datetime(2025, 11, 3, 10, 0), dt.datetime(2025, 11, 3, 11, 0))
-    aware = vault.range("WINZ25", pd.Timestamp("2025-11-03 13:00", tz="UTC"),
-                        "2025-11-03T14:00:00Z")  # fmt: skip
+    aware = vault.range(
+        "WINZ25", pd.Timestamp("2025-11-03 13:00", tz="UTC"), "2025-11-03T14:00:00Z"
+    )
     assert len(naive) > 0
     pd.testing.assert_frame_equal(naive, aware)
 
@@ -53,13 +53,13 @@ def test_range_accepts_naive_exchange_times_and_timestamps(vault: Vault) -> None
 def test_many_trades_in_one_millisecond_are_all_kept_and_found_by_xrange(vault: Vault) -> None:
     t = 1_762_178_400_123 * NS_PER_MS
     n = 1500
-    batch = with_(sim_trades(n), ts_event=np.full(n, t, dtype=np.int64),
-                  trade_id=np.arange(n, dtype=np.int64))  # fmt: skip
+    batch = with_(
+        sim_trades(n), ts_event=np.full(n, t, dtype=np.int64), trade_id=np.arange(n, dtype=np.int64)
+    )
     vault.write_trades("WINZ25", batch)
     assert len(vault.range("WINZ25", t, t + 1)) == n
     # Any Valkey client finds the block by the event millisecond.
-    entries = vault.client.xrange(trades_key("WINZ25", "realtime"), t // NS_PER_MS,
-                                  t // NS_PER_MS)  # fmt: skip
+    entries = vault.client.xrange(trades_key("WINZ25", "realtime"), t // NS_PER_MS, t // NS_PER_MS)
     assert len(entries) == 1
 
 
@@ -82,16 +82,19 @@ def test_entry_ids_follow_event_time(vault: Vault) -> None:
 
 def test_out_of_order_trades_are_found_by_their_true_time(vault: Vault) -> None:
     batch = sim_trades(30_000)
-    late_part, early_writes = batch.take(slice(10_000, 20_000)), [batch.take(slice(0, 10_000)),
-                                                                 batch.take(slice(20_000, None))]  # fmt: skip
+    late_part, early_writes = (
+        batch.take(slice(10_000, 20_000)),
+        [batch.take(slice(0, 10_000)), batch.take(slice(20_000, None))],
+    )
     for part in early_writes:
         vault.write_trades("WINZ25", part)
     vault.write_trades("WINZ25", late_part)  # event times before the stream's last id
     assert vault.client.zcard(late_key("WINZ25", "realtime")) >= 1
     frame_equals_batch(vault.range("WINZ25"), batch)
     lo, hi = int(batch.ts_event[12_000]), int(batch.ts_event[14_000])
-    frame_equals_batch(vault.range("WINZ25", lo, hi),
-                       batch.take((batch.ts_event >= lo) & (batch.ts_event < hi)))  # fmt: skip
+    frame_equals_batch(
+        vault.range("WINZ25", lo, hi), batch.take((batch.ts_event >= lo) & (batch.ts_event < hi))
+    )
 
 
 def test_same_trade_through_both_streams_and_twice_is_returned_once(vault: Vault) -> None:
@@ -116,12 +119,28 @@ def test_edits_and_cancels_respect_known_at(vault: Vault) -> None:
     vault.write_trades("WINZ25", with_(batch, ts_recv=np.full(1000, t0, dtype=np.int64)))
     one = batch.take(np.array([100]))
     two = batch.take(np.array([200]))
-    vault.write_trades("WINZ25", with_(one, price=one.price + 10, ts_recv=np.array([t0 + 10]),
-                                       flags=np.array([TradeFlag.EDIT], dtype=np.uint8)))  # fmt: skip
-    vault.write_trades("WINZ25", with_(one, price=one.price + 20, ts_recv=np.array([t0 + 20]),
-                                       flags=np.array([TradeFlag.EDIT], dtype=np.uint8)))  # fmt: skip
-    vault.write_trades("WINZ25", with_(two, ts_recv=np.array([t0 + 30]),
-                                       flags=np.array([TradeFlag.CANCEL], dtype=np.uint8)))  # fmt: skip
+    vault.write_trades(
+        "WINZ25",
+        with_(
+            one,
+            price=one.price + 10,
+            ts_recv=np.array([t0 + 10]),
+            flags=np.array([TradeFlag.EDIT], dtype=np.uint8),
+        ),
+    )
+    vault.write_trades(
+        "WINZ25",
+        with_(
+            one,
+            price=one.price + 20,
+            ts_recv=np.array([t0 + 20]),
+            flags=np.array([TradeFlag.EDIT], dtype=np.uint8),
+        ),
+    )
+    vault.write_trades(
+        "WINZ25",
+        with_(two, ts_recv=np.array([t0 + 30]), flags=np.array([TradeFlag.CANCEL], dtype=np.uint8)),
+    )
 
     def price_of(frame: pd.DataFrame, tid: int) -> float:
         return float(frame.loc[frame.trade_id == tid, "price"].iloc[0])
@@ -212,8 +231,10 @@ def test_trim_removes_late_blocks_older_than_the_cutoff(vault: Vault) -> None:
 
 def test_trim_by_size_keeps_the_newest_blocks(session_vault: Vault) -> None:
     session_vault.client.flushdb()
-    small = Vault(session_vault._conn, session_vault.settings.model_copy(
-        update={"stream_maxlen": 3, "block_max_trades": 1000}))  # fmt: skip
+    small = Vault(
+        session_vault._conn,
+        session_vault.settings.model_copy(update={"stream_maxlen": 3, "block_max_trades": 1000}),
+    )
     batch = sim_trades(10_000)
     small.write_trades("WINZ25", batch)
     small.trim("WINZ25", now=int(batch.ts_event[-1]))

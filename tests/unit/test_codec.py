@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
+from tests.conftest import sim_trades
 from tickvault import FormatError, TradeBatch
 from tickvault.storage import codec
 from tickvault.storage.blocks import sort_by_time
 from tickvault.testing import trade_batches
-
-from tests.conftest import sim_trades
 
 
 def assert_batches_equal(a: TradeBatch, b: TradeBatch) -> None:
@@ -53,8 +52,9 @@ def test_codec_decode_blocks_concatenates_in_order_with_threads() -> None:
 
 def test_codec_raw_float_prices_round_trip() -> None:
     batch = sim_trades(100)
-    odd = TradeBatch(**{**batch.columns(), "price": batch.price + np.pi,
-                        "volume": batch.volume * np.e})  # fmt: skip
+    odd = TradeBatch(
+        **{**batch.columns(), "price": batch.price + np.pi, "volume": batch.volume * np.e}
+    )
     assert_batches_equal(odd, codec.decode_block(codec.encode_block(odd, 1)))
 
 

@@ -12,7 +12,11 @@ from tickvault import ConfigError, Settings, load_settings
 def test_defaults_follow_the_original_design() -> None:
     s = load_settings(environ={})
     assert (s.zmq_ticks_port, s.zmq_book_port, s.zmq_history_port, s.zmq_signals_port) == (
-        5555, 5556, 5557, 5558)  # fmt: skip
+        5555,
+        5556,
+        5557,
+        5558,
+    )
     assert s.stream_maxlen == 100_000
     assert s.retention_days == 30
     assert s.time_travel_lookback_minutes == 120

@@ -44,6 +44,7 @@ def test_to_ns_rejects_nonsense() -> None:
 def test_trading_days_match_local_dates_across_dst() -> None:
     # Brazil had daylight saving until 2019: a batch spanning a change uses per-row offsets.
     ts = pd.date_range("2018-10-01", "2018-12-01", freq="7h", tz="UTC").asi8
-    expected = (pd.DatetimeIndex(ts, tz="UTC").tz_convert(SP).tz_localize(None).asi8
-                // 86_400_000_000_000)  # fmt: skip
+    expected = (
+        pd.DatetimeIndex(ts, tz="UTC").tz_convert(SP).tz_localize(None).asi8 // 86_400_000_000_000
+    )
     np.testing.assert_array_equal(trading_days(np.asarray(ts), SP), expected)

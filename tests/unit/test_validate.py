@@ -6,10 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import sim_trades
 from tickvault import Trade, TradeFlag, ValidationError
 from tickvault.model.validate import check_symbol, to_batch
-
-from tests.conftest import sim_trades
 
 NOW = 1_762_200_000_000_000_000
 
@@ -51,7 +50,7 @@ def test_to_batch_bad_value_names_field_and_row(field: str, value: object, why: 
         to_batch(frame, default_ts_recv=NOW)
     assert info.value.field == field
     assert info.value.row == 3
-    assert f"row 3" in str(info.value)
+    assert "row 3" in str(info.value)
 
 
 def test_to_batch_wrong_dtype_is_named() -> None:
@@ -77,16 +76,19 @@ def test_to_batch_missing_and_unknown_columns() -> None:
 
 def test_to_batch_accepts_frame_with_datetime_index_and_defaults_ts_recv() -> None:
     frame = good_frame()
-    frame.index = pd.DatetimeIndex(frame.pop("ts_event").to_numpy().view("M8[ns]"),
-                                   tz="UTC", name="ts_event")  # fmt: skip
+    frame.index = pd.DatetimeIndex(
+        frame.pop("ts_event").to_numpy().view("M8[ns]"), tz="UTC", name="ts_event"
+    )
     batch = to_batch(frame, default_ts_recv=NOW)
     assert (batch.ts_recv == NOW).all()
     np.testing.assert_array_equal(batch.ts_event, frame.index.asi8)
 
 
 def test_to_batch_accepts_records_structured_arrays_and_column_dicts() -> None:
-    trades = [Trade(ts_event=NOW - 10, trade_id=1, price=10.5, qty=3),
-              {"ts_event": NOW - 5, "trade_id": 2, "price": 11.0, "qty": 1}]  # fmt: skip
+    trades = [
+        Trade(ts_event=NOW - 10, trade_id=1, price=10.5, qty=3),
+        {"ts_event": NOW - 5, "trade_id": 2, "price": 11.0, "qty": 1},
+    ]
     batch = to_batch(trades, default_ts_recv=NOW, extra_flags=int(TradeFlag.HISTORY))
     assert batch.trade_id.tolist() == [1, 2]
     assert (batch.flags == TradeFlag.HISTORY).all()

@@ -52,17 +52,36 @@ def _seed_write(vault: Vault, batch: TradeBatch) -> None:
     r.delete(SEED_KEY)
     ms = batch.ts_event // 1_000_000
     rows = zip(
-        ms.tolist(), batch.ts_event.tolist(), batch.ts_recv.tolist(), batch.trade_id.tolist(),
-        batch.price.tolist(), batch.qty.tolist(), batch.volume.tolist(),
-        batch.buy_agent.tolist(), batch.sell_agent.tolist(), batch.trade_type.tolist(),
+        ms.tolist(),
+        batch.ts_event.tolist(),
+        batch.ts_recv.tolist(),
+        batch.trade_id.tolist(),
+        batch.price.tolist(),
+        batch.qty.tolist(),
+        batch.volume.tolist(),
+        batch.buy_agent.tolist(),
+        batch.sell_agent.tolist(),
+        batch.trade_type.tolist(),
         strict=True,
-    )  # fmt: skip
+    )
     pipe = r.pipeline(transaction=False)
     for i, (m, te, tr, tid, p, q, v, ba, sa, tt) in enumerate(rows):
         # ms-* keeps several trades of one millisecond (the original's "-0" dropped them).
-        pipe.xadd(SEED_KEY, {"ts_event": te, "ts_recv": tr, "trade_id": tid, "price": p,
-                             "qty": q, "volume": v, "buy_agent": ba, "sell_agent": sa,
-                             "trade_type": tt}, id=f"{m}-*")  # fmt: skip
+        pipe.xadd(
+            SEED_KEY,
+            {
+                "ts_event": te,
+                "ts_recv": tr,
+                "trade_id": tid,
+                "price": p,
+                "qty": q,
+                "volume": v,
+                "buy_agent": ba,
+                "sell_agent": sa,
+                "trade_type": tt,
+            },
+            id=f"{m}-*",
+        )
         if i % _SEED_PIPELINE == _SEED_PIPELINE - 1:
             pipe.execute()
     pipe.execute()
@@ -80,17 +99,32 @@ def _seed_read(vault: Vault) -> pd.DataFrame:
         rows.extend(fields for _, fields in page)
         cursor = "(" + page[-1][0].decode()
     df = pd.DataFrame.from_records(rows)
-    df.columns = [c.decode() for c in df.columns]
-    df = df.astype({"ts_event": np.int64, "ts_recv": np.int64, "trade_id": np.int64,
-                    "price": np.float64, "qty": np.int64, "volume": np.float64,
-                    "buy_agent": np.int32, "sell_agent": np.int32, "trade_type": np.uint8})  # fmt: skip
+    df = df.rename(columns=bytes.decode)
+    df = df.astype(
+        {
+            "ts_event": np.int64,
+            "ts_recv": np.int64,
+            "trade_id": np.int64,
+            "price": np.float64,
+            "qty": np.int64,
+            "volume": np.float64,
+            "buy_agent": np.int32,
+            "sell_agent": np.int32,
+            "trade_type": np.uint8,
+        }
+    )
     df.index = pd.DatetimeIndex(df.pop("ts_event").to_numpy().view("M8[ns]"), tz="UTC")
     return df
 
 
-def run_store_bench(vault: Vault, n_trades: int, *, seed_trades: int | None = None,
-                    repeats: int = 3, progress: Callable[[str], None] | None = None
-                    ) -> dict[str, Any]:  # fmt: skip
+def run_store_bench(
+    vault: Vault,
+    n_trades: int,
+    *,
+    seed_trades: int | None = None,
+    repeats: int = 3,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Run both layouts; the seed layout on ``seed_trades`` (default: all) trades.
 
     Figures are per trade, so running the slow seed layout on a subset keeps the

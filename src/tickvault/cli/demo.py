@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pandas as pd
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -22,8 +23,10 @@ _CHUNK = 50_000
 
 def run_demo(vault: Vault, symbols: list[str], trades: int, console: Console) -> None:
     tz = vault.settings.tz
-    console.print(f"[bold]tickvault demo[/] on {vault.url} "
-                  f"({'embedded' if vault.embedded else 'external'} Valkey)")  # fmt: skip
+    console.print(
+        f"[bold]tickvault demo[/] on {vault.url} "
+        f"({'embedded' if vault.embedded else 'external'} Valkey)"
+    )
     batches = {s: generate_trades(s, trades, seed=42) for s in symbols}
     t0 = time.perf_counter()
     with Progress(console=console, transient=True) as progress:
@@ -33,8 +36,10 @@ def run_demo(vault: Vault, symbols: list[str], trades: int, console: Console) ->
                 vault.write_trades(symbol, batch.take(slice(i, i + _CHUNK)))
                 progress.advance(task, min(_CHUNK, len(batch) - i))
     elapsed = time.perf_counter() - t0
-    console.print(f"stored {trades * len(symbols):,} trades in {elapsed:.2f} s "
-                  f"({trades * len(symbols) / elapsed:,.0f} trades/s)")  # fmt: skip
+    console.print(
+        f"stored {trades * len(symbols):,} trades in {elapsed:.2f} s "
+        f"({trades * len(symbols) / elapsed:,.0f} trades/s)"
+    )
 
     table = Table(title="stored")
     for col in ("symbol", "records", "unique trades", "first", "last", "bytes/trade"):
@@ -44,12 +49,19 @@ def run_demo(vault: Vault, symbols: list[str], trades: int, console: Console) ->
         stats = vault.stats(symbol)
         memory = sum(s.memory_bytes for s in stats)
         records = sum(s.trades for s in stats)
-        table.add_row(symbol, f"{records:,}", f"{len(frame):,}",
-                      format_ns(int(frame.index.asi8[0]), tz),
-                      format_ns(int(frame.index.asi8[-1]), tz), f"{memory / records:.2f}")  # fmt: skip
+        table.add_row(
+            symbol,
+            f"{records:,}",
+            f"{len(frame):,}",
+            format_ns(int(frame.index[0].value), tz),
+            format_ns(int(frame.index[-1].value), tz),
+            f"{memory / records:.2f}",
+        )
     console.print(table)
-    console.print("[dim]records counts every write; queries return each trade once "
-                  "(repeats from earlier runs are deduplicated)[/]")
+    console.print(
+        "[dim]records counts every write; queries return each trade once "
+        "(repeats from earlier runs are deduplicated)[/]"
+    )
 
     # Time travel: correct a trade now, then look at the past as it was known before.
     symbol = symbols[0]
@@ -67,9 +79,11 @@ def run_demo(vault: Vault, symbols: list[str], trades: int, console: Console) ->
     past_view = vault.range(symbol, *window, known_at=before)
     tid = int(batch.trade_id[i])
     console.print(f"\n[bold]time travel[/] on {symbol} trade {tid} at {format_ns(t, tz)}:")
-    console.print(f"  as known now:          price {now_view.loc[now_view.trade_id == tid, 'price'].iloc[0]:,.2f} (edited)")  # noqa: E501
-    console.print(f"  as known before edit:  price {past_view.loc[past_view.trade_id == tid, 'price'].iloc[0]:,.2f}")  # noqa: E501
+    price_now = now_view.loc[now_view.trade_id == tid, "price"].iloc[0]
+    price_past = past_view.loc[past_view.trade_id == tid, "price"].iloc[0]
+    console.print(f"  as known now:          price {price_now:,.2f} (edited)")
+    console.print(f"  as known before edit:  price {price_past:,.2f}")
     last = vault.last(symbol, 5)
     console.print(f"\nlast 5 trades of {symbol}:")
-    for ts, row in zip(last.index.asi8, last.itertuples(), strict=True):
+    for ts, row in zip(pd.DatetimeIndex(last.index).asi8, last.itertuples(), strict=True):
         console.print(f"  {format_ns(int(ts), tz)}  #{row.trade_id}  {row.price:,.1f} x {row.qty}")

@@ -36,8 +36,12 @@ class _App(click.Group):
 
 
 @click.group(cls=_App)
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Settings file (default: $TICKVAULT_CONFIG or ./tickvault.toml).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Settings file (default: $TICKVAULT_CONFIG or ./tickvault.toml).",
+)
 @click.version_option(package_name="tickvault")
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path | None) -> None:
@@ -65,14 +69,30 @@ def _vault(ctx: click.Context) -> Iterator[Vault]:
 @click.option("--end", help="End, exclusive.")
 @click.option("--known-at", help="Show the data as it was known at this time (by ts_recv).")
 @click.option("--last", "last_n", type=int, help="Only the last N trades of the range.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "parquet"]),
-              default="table", show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write to this file (required for parquet).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "parquet"]),
+    default="table",
+    show_default=True,
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file (required for parquet).",
+)
 @click.pass_context
-def query(ctx: click.Context, symbol: str, start: str | None, end: str | None,
-          known_at: str | None, last_n: int | None, fmt: str, out: Path | None) -> None:
-    """Print or export the trades of SYMBOL in [start, end)."""  # fmt: skip
+def query(
+    ctx: click.Context,
+    symbol: str,
+    start: str | None,
+    end: str | None,
+    known_at: str | None,
+    last_n: int | None,
+    fmt: str,
+    out: Path | None,
+) -> None:
+    """Print or export the trades of SYMBOL in [start, end)."""
     if fmt == "parquet" and out is None:
         raise click.UsageError("--format parquet needs --out FILE")
     with _vault(ctx) as vault:
@@ -99,16 +119,34 @@ def query(ctx: click.Context, symbol: str, start: str | None, end: str | None,
 
 
 def _print_trades(frame: Any, tz: Any, *, limit: int) -> None:
-    table = Table(title=f"{len(frame):,} trades" + (f" (last {limit} shown)"
-                                                   if len(frame) > limit else ""))  # fmt: skip
-    for col in ("time (exchange)", "trade_id", "price", "qty", "volume", "buy", "sell",
-                "type", "flags"):  # fmt: skip
+    table = Table(
+        title=f"{len(frame):,} trades" + (f" (last {limit} shown)" if len(frame) > limit else "")
+    )
+    for col in (
+        "time (exchange)",
+        "trade_id",
+        "price",
+        "qty",
+        "volume",
+        "buy",
+        "sell",
+        "type",
+        "flags",
+    ):
         table.add_column(col, justify="right")
     shown = frame.iloc[-limit:]
     for ts, row in zip(shown.index.asi8, shown.itertuples(index=False), strict=True):
-        table.add_row(format_ns(int(ts), tz), str(row.trade_id), f"{row.price:,.2f}",
-                      str(row.qty), f"{row.volume:,.2f}", str(row.buy_agent),
-                      str(row.sell_agent), str(row.trade_type), str(row.flags))  # fmt: skip
+        table.add_row(
+            format_ns(int(ts), tz),
+            str(row.trade_id),
+            f"{row.price:,.2f}",
+            str(row.qty),
+            f"{row.volume:,.2f}",
+            str(row.buy_agent),
+            str(row.sell_agent),
+            str(row.trade_type),
+            str(row.flags),
+        )
     console.print(table)
 
 
@@ -123,19 +161,27 @@ def status(ctx: click.Context) -> None:
         rows = [s for sym in vault.symbols() for s in vault.stats(sym)]
     table = Table(title="tickvault store")
     for col in ("symbol", "stream", "trades", "blocks", "first", "last", "bytes/trade"):
-        table.add_column(col, justify="right" if col in ("trades", "blocks", "bytes/trade")
-                         else "left")  # fmt: skip
+        table.add_column(
+            col, justify="right" if col in ("trades", "blocks", "bytes/trade") else "left"
+        )
     for s in rows:
-        table.add_row(s.symbol, s.stream, f"{s.trades:,}", f"{s.blocks:,}",
-                      format_ns(s.first_ns, tz) if s.first_ns else "-",
-                      format_ns(s.last_ns, tz) if s.last_ns else "-",
-                      f"{s.bytes_per_trade:.2f}")  # fmt: skip
+        table.add_row(
+            s.symbol,
+            s.stream,
+            f"{s.trades:,}",
+            f"{s.blocks:,}",
+            format_ns(s.first_ns, tz) if s.first_ns else "-",
+            format_ns(s.last_ns, tz) if s.last_ns else "-",
+            f"{s.bytes_per_trade:.2f}",
+        )
     console.print(table)
     kind = "embedded" if info["embedded"] else "external"
     aof = f"AOF on (appendfsync {info['appendfsync']})" if info["aof"] else "AOF off"
-    console.print(f"server: {info['url']} ({kind}, Valkey {info['version']}), persistence: "
-                  f"{aof}, maxmemory-policy {info['maxmemory_policy']}, "
-                  f"used memory {info['used_memory'] / 1e6:.1f} MB")  # fmt: skip
+    console.print(
+        f"server: {info['url']} ({kind}, Valkey {info['version']}), persistence: "
+        f"{aof}, maxmemory-policy {info['maxmemory_policy']}, "
+        f"used memory {info['used_memory'] / 1e6:.1f} MB"
+    )
 
 
 @cli.command()
@@ -195,21 +241,32 @@ def bench() -> None:
 
 @bench.command("store")
 @click.option("--trades", type=int, default=2_000_000, show_default=True)
-@click.option("--seed-trades", type=int, default=None,
-              help="Trades for the slow original layout (default: all).")
-@click.option("--repeats", type=int, default=3, show_default=True,
-              help="Timed runs of tickvault's write and read (median reported).")
+@click.option(
+    "--seed-trades",
+    type=int,
+    default=None,
+    help="Trades for the slow original layout (default: all).",
+)
+@click.option(
+    "--repeats",
+    type=int,
+    default=3,
+    show_default=True,
+    help="Timed runs of tickvault's write and read (median reported).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
-def bench_store(ctx: click.Context, trades: int, seed_trades: int | None, repeats: int,
-                as_json: bool) -> None:  # fmt: skip
+def bench_store(
+    ctx: click.Context, trades: int, seed_trades: int | None, repeats: int, as_json: bool
+) -> None:
     """Write N trades and read them back: block store vs one entry per trade."""
     from tickvault.bench.store import run_store_bench
 
     with _vault(ctx) as vault:
         say = None if as_json else (lambda m: err_console.print(f"[dim]{m}[/]"))
-        result = run_store_bench(vault, trades, seed_trades=seed_trades, repeats=repeats,
-                                 progress=say)  # fmt: skip
+        result = run_store_bench(
+            vault, trades, seed_trades=seed_trades, repeats=repeats, progress=say
+        )
     if as_json:
         click.echo(json.dumps(result))
         return
@@ -220,8 +277,9 @@ def bench_store(ctx: click.Context, trades: int, seed_trades: int | None, repeat
     keys = ("ingest_trades_per_s", "read_trades_per_s", "bytes_per_trade")
     for name, label in (("tickvault", "tickvault"), ("seed_layout", "original layout")):
         f = result[name]
-        table.add_row(label, *(f"{f[k]:,.0f}" if k != "bytes_per_trade" else f"{f[k]:.2f}"
-                               for k in keys))  # fmt: skip
+        table.add_row(
+            label, *(f"{f[k]:,.0f}" if k != "bytes_per_trade" else f"{f[k]:.2f}" for k in keys)
+        )
     r = result["ratio"]
     table.add_row("ratio", f"{r['ingest']}x", f"{r['read']}x", f"{r['bytes']}x smaller")
     console.print(table)
@@ -229,8 +287,9 @@ def bench_store(ctx: click.Context, trades: int, seed_trades: int | None, repeat
 
 # ---------------------------------------------------------------------- demo
 @cli.command()
-@click.option("--trades", type=int, default=500_000, show_default=True,
-              help="Simulated trades per symbol.")
+@click.option(
+    "--trades", type=int, default=500_000, show_default=True, help="Simulated trades per symbol."
+)
 @click.option("--symbols", default="WINZ25,WDOZ25", show_default=True)
 @click.pass_context
 def demo(ctx: click.Context, trades: int, symbols: str) -> None:

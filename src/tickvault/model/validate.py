@@ -74,8 +74,7 @@ def _column(name: str, raw: Any) -> npt.NDArray[Any]:
     target = TRADE_DTYPE[name]
     if isinstance(raw, pd.Series | pd.Index) and isinstance(raw.dtype, pd.DatetimeTZDtype):
         if name not in ("ts_event", "ts_recv"):
-            raise ValidationError(f"field {name!r} holds datetimes, expected {target}",
-                                  field=name)  # fmt: skip
+            raise ValidationError(f"field {name!r} holds datetimes, expected {target}", field=name)
         return np.asarray(pd.DatetimeIndex(raw).as_unit("ns").asi8, dtype=np.int64)
     arr = np.asarray(raw)
     if name in ("ts_event", "ts_recv") and arr.dtype.kind == "M":
@@ -163,8 +162,9 @@ def _row_dict(record: Any, row: int) -> dict[str, Any]:
     if isinstance(record, Mapping):
         unknown = [k for k in record if k not in TRADE_FIELDS]
         if unknown:
-            raise ValidationError(f"row {row}: unknown field {unknown[0]!r}", field=str(
-                unknown[0]), row=row)
+            raise ValidationError(
+                f"row {row}: unknown field {unknown[0]!r}", field=str(unknown[0]), row=row
+            )
         return dict(record)
     raise ValidationError(
         f"row {row}: expected a Trade or a dict, got {type(record).__name__}", row=row
@@ -203,8 +203,13 @@ def validate(batch: TradeBatch) -> None:
         col = getattr(batch, name)
         bad = (col < MIN_SANE_NS) | (col > MAX_SANE_NS)
         if bad.any():
-            _fail(name, bad, col, "not int64 nanoseconds between 1990 and 2100 "
-                  "(seconds or milliseconds passed as nanoseconds?)")
+            _fail(
+                name,
+                bad,
+                col,
+                "not int64 nanoseconds between 1990 and 2100 "
+                "(seconds or milliseconds passed as nanoseconds?)",
+            )
     price = batch.price
     bad = ~np.isfinite(price) | (price <= 0)
     if bad.any():
@@ -216,7 +221,7 @@ def validate(batch: TradeBatch) -> None:
         _fail("volume", bad, vol, "must be a finite number, not negative")
     tid = batch.trade_id
     if (bad := (tid < 0) | (tid >= TRADE_ID_LIMIT)).any():
-        _fail("trade_id", bad, tid, f"must be in [0, 2**43)")
+        _fail("trade_id", bad, tid, "must be in [0, 2**43)")
     if (bad := (batch.flags & ~np.uint8(_VALID_FLAGS)) != 0).any():
         _fail("flags", bad, batch.flags, "unknown flag bits (EDIT=1, CANCEL=2, HISTORY=4)")
     both = int(TradeFlag.EDIT | TradeFlag.CANCEL)

@@ -25,11 +25,56 @@ SESSION_CLOSE = dt.time(18, 25)
 B3_TZ = ZoneInfo("America/Sao_Paulo")
 
 AGENTS = np.array(
-    [3, 8, 13, 15, 16, 21, 27, 39, 40, 45, 54, 58, 59, 72, 77, 85, 86, 88, 90, 92, 93, 102,
-     107, 114, 120, 122, 127, 129, 131, 147, 172, 174, 190, 191, 226, 238, 262, 308, 386,
-     1026, 1099, 1130, 1982, 2197, 3701, 4090],
+    [
+        3,
+        8,
+        13,
+        15,
+        16,
+        21,
+        27,
+        39,
+        40,
+        45,
+        54,
+        58,
+        59,
+        72,
+        77,
+        85,
+        86,
+        88,
+        90,
+        92,
+        93,
+        102,
+        107,
+        114,
+        120,
+        122,
+        127,
+        129,
+        131,
+        147,
+        172,
+        174,
+        190,
+        191,
+        226,
+        238,
+        262,
+        308,
+        386,
+        1026,
+        1099,
+        1130,
+        1982,
+        2197,
+        3701,
+        4090,
+    ],
     dtype=np.int32,
-)  # fmt: skip
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +100,14 @@ def spec_for(symbol: str) -> ContractSpec:
     """The contract spec of a symbol such as WINZ25 (by its three-letter root)."""
     root = symbol[:3].upper()
     base = CONTRACTS.get(root, CONTRACTS["WIN"])
-    return ContractSpec(symbol, base.start_price, base.tick_size, base.point_value,
-                        base.trades_per_day, base.annual_vol)  # fmt: skip
+    return ContractSpec(
+        symbol,
+        base.start_price,
+        base.tick_size,
+        base.point_value,
+        base.trades_per_day,
+        base.annual_vol,
+    )
 
 
 def session_bounds_ns(day: dt.date) -> tuple[int, int]:
@@ -76,9 +127,9 @@ def trading_days(start: dt.date, count: int) -> list[dt.date]:
     return days
 
 
-def _u_shape_times(rng: np.random.Generator, n: int, open_ns: int, close_ns: int) -> npt.NDArray[
-    np.int64
-]:
+def _u_shape_times(
+    rng: np.random.Generator, n: int, open_ns: int, close_ns: int
+) -> npt.NDArray[np.int64]:
     """``n`` sorted times in the session, denser at the open and the close (ms resolution)."""
     # Beta(0.6, 0.6) is U-shaped on [0, 1].
     u = np.sort(rng.beta(0.6, 0.6, size=n))
@@ -112,12 +163,17 @@ def generate_day(
     # Volatility regimes switching every few minutes: calm, trending, volatile.
     minutes = (close_ns - open_ns) // (60 * NS_PER_S) + 1
     regime = rng.choice(3, size=minutes, p=[0.55, 0.3, 0.15])
-    regime = np.repeat(regime[:: 7], 7)[:minutes]
+    regime = np.repeat(regime[::7], 7)[:minutes]
     vol_mult = np.array([0.6, 1.0, 2.5])[regime]
     drift = np.where(regime == 1, rng.choice([-1.0, 1.0], size=minutes) * 0.15, 0.0)
     minute_of = (aggr_time - open_ns) // (60 * NS_PER_S)
-    tick_sd = max(spec.annual_vol * spec.start_price / np.sqrt(252 * spec.trades_per_day
-                                                               / 2.0) / spec.tick_size, 0.3)
+    tick_sd = max(
+        spec.annual_vol
+        * spec.start_price
+        / np.sqrt(252 * spec.trades_per_day / 2.0)
+        / spec.tick_size,
+        0.3,
+    )
     steps = np.rint(rng.normal(drift[minute_of], tick_sd * vol_mult[minute_of])).astype(np.int64)
     base_price = start_price if start_price is not None else spec.start_price
     level = np.round(base_price / spec.tick_size).astype(np.int64) + np.cumsum(steps)

@@ -7,6 +7,7 @@ once; a burst is packed into as few blocks as the limit allows.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -43,7 +44,7 @@ def plan_blocks(batch: TradeBatch, tz: ZoneInfo, max_trades: int) -> list[Planne
     days = trading_days(batch.ts_event, tz)
     cuts = [0, *(np.flatnonzero(np.diff(days)) + 1).tolist(), len(batch)]
     blocks: list[PlannedBlock] = []
-    for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+    for lo, hi in itertools.pairwise(cuts):
         n_blocks = -(-(hi - lo) // max_trades)
         size = -(-(hi - lo) // n_blocks)  # even sizes: no tiny tail block
         for start in range(lo, hi, size):

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import struct
 import threading
-from dataclasses import dataclass
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Final
 
 import lz4.block
@@ -77,7 +77,6 @@ class BlockHeader:
 
 
 _tls = threading.local()
-
 
 
 def _compressor(level: int) -> zstandard.ZstdCompressor:

@@ -87,7 +87,8 @@ def connect(settings: Settings, url: str | None = None) -> Connection:
 def other_tickvault_clients(client: valkey.Valkey) -> int:
     """How many tickvault processes other than this one are connected."""
     mine = f"tickvault-{os.getpid()}"
-    names = {c.get("name", "") for c in client.client_list()}
+    clients: list[dict[str, str]] = client.client_list()  # type: ignore[assignment]
+    names = {c.get("name", "") for c in clients}
     return sum(1 for n in names if n.startswith("tickvault-") and n != mine)
 
 

@@ -34,4 +34,4 @@ def parse_trades_key(key: str) -> tuple[str, StreamKind] | None:
     stream = key[close + 2 :]
     if stream not in STREAMS:
         return None
-    return key[7:close], stream  # type: ignore[return-value]
+    return key[7:close], stream

@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import valkey
 
@@ -105,7 +106,8 @@ def _client(host: str, port: int, timeout_s: float = 1.0) -> valkey.Valkey:
 def _run_id(host: str, port: int) -> str | None:
     try:
         with contextlib.closing(_client(host, port)) as c:
-            return str(c.info("server")["run_id"])
+            info: dict[str, Any] = c.info("server")  # type: ignore[assignment]
+            return str(info["run_id"])
     except (valkey.ValkeyError, OSError, KeyError):
         return None
 
@@ -145,18 +147,29 @@ def _start(data_dir: Path, binary: Path) -> ServerInfo:
         port = _free_port()
         args = [
             str(binary),
-            "--bind", "127.0.0.1",
-            "--port", str(port),
-            "--dir", str(data_dir),
-            "--appendonly", "yes",
-            "--appendfsync", "everysec",
-            "--appendfilename", "tickvault.aof",
-            "--save", "",
-            "--maxmemory-policy", "noeviction",
-            "--daemonize", "no",
-            "--logfile", str(log),
-            "--protected-mode", "yes",
-        ]  # fmt: skip
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--appendfilename",
+            "tickvault.aof",
+            "--save",
+            "",
+            "--maxmemory-policy",
+            "noeviction",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(log),
+            "--protected-mode",
+            "yes",
+        ]
         try:
             proc = subprocess.Popen(
                 args,
@@ -206,9 +219,11 @@ def _wait_loaded(c: valkey.Valkey) -> None:
         try:
             c.ping()
             return
-        except valkey.BusyLoadingError:
+        except valkey.BusyLoadingError as exc:
             if time.monotonic() > deadline:
-                raise EmbeddedServerError("the embedded server is still loading after 600 s")
+                raise EmbeddedServerError(
+                    "the embedded server is still loading its AOF after 600 s"
+                ) from exc
             time.sleep(0.05)
 
 
