@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import valkey
 
 from tickvault.model.trades import TradeBatch
 from tickvault.sim.generator import generate_trades
@@ -35,6 +36,12 @@ class LayoutFigures:
     bytes_per_trade: float
 
 
+def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - t0, result
+
+
 def _best_of(repeats: int, fn: Callable[[], Any]) -> tuple[float, Any]:
     """Median wall time of ``repeats`` runs after one warm-up run, and the last result."""
     result = fn()
@@ -46,9 +53,13 @@ def _best_of(repeats: int, fn: Callable[[], Any]) -> tuple[float, Any]:
     return statistics.median(times), result
 
 
-def _seed_write(vault: Vault, batch: TradeBatch) -> None:
+def _plain_client(vault: Vault) -> Any:
+    """A default valkey-py client, as the original design used."""
+    return valkey.Valkey.from_url(vault.url)
+
+
+def _seed_write(r: Any, batch: TradeBatch) -> None:
     """The original design: one XADD per trade, a field per column, pipelined."""
-    r = vault.client
     r.delete(SEED_KEY)
     ms = batch.ts_event // 1_000_000
     rows = zip(
@@ -67,54 +78,48 @@ def _seed_write(vault: Vault, batch: TradeBatch) -> None:
     pipe = r.pipeline(transaction=False)
     for i, (m, te, tr, tid, p, q, v, ba, sa, tt) in enumerate(rows):
         # ms-* keeps several trades of one millisecond (the original's "-0" dropped them).
-        pipe.xadd(
-            SEED_KEY,
-            {
-                "ts_event": te,
-                "ts_recv": tr,
-                "trade_id": tid,
-                "price": p,
-                "qty": q,
-                "volume": v,
-                "buy_agent": ba,
-                "sell_agent": sa,
-                "trade_type": tt,
-            },
-            id=f"{m}-*",
-        )
+        fields = {
+            "ts_event": te,
+            "ts_recv": tr,
+            "trade_id": tid,
+            "price": p,
+            "qty": q,
+            "volume": v,
+            "buy_agent": ba,
+            "sell_agent": sa,
+            "trade_type": tt,
+        }
+        pipe.xadd(SEED_KEY, fields, id=f"{m}-*")
         if i % _SEED_PIPELINE == _SEED_PIPELINE - 1:
             pipe.execute()
     pipe.execute()
 
 
-def _seed_read(vault: Vault) -> pd.DataFrame:
+_SEED_DTYPES = {
+    "ts_event": np.int64,
+    "ts_recv": np.int64,
+    "trade_id": np.int64,
+    "price": np.float64,
+    "qty": np.int64,
+    "volume": np.float64,
+    "buy_agent": np.int32,
+    "sell_agent": np.int32,
+    "trade_type": np.uint8,
+}
+
+
+def _seed_read(r: Any) -> pd.DataFrame:
     """The original design's read: XRANGE pages of field dicts into a DataFrame."""
-    r = vault.client
-    rows: list[dict[bytes, bytes]] = []
+    columns: dict[str, list[bytes]] = {name: [] for name in _SEED_DTYPES}
     cursor = "-"
-    while True:
-        page = r.xrange(SEED_KEY, cursor, "+", count=_SEED_READ_COUNT)
-        if not page:
-            break
-        rows.extend(fields for _, fields in page)
+    while page := r.xrange(SEED_KEY, cursor, "+", count=_SEED_READ_COUNT):
+        for _, fields in page:
+            for name, values in columns.items():
+                values.append(fields[name.encode()])
         cursor = "(" + page[-1][0].decode()
-    df = pd.DataFrame.from_records(rows)
-    df = df.rename(columns=bytes.decode)
-    df = df.astype(
-        {
-            "ts_event": np.int64,
-            "ts_recv": np.int64,
-            "trade_id": np.int64,
-            "price": np.float64,
-            "qty": np.int64,
-            "volume": np.float64,
-            "buy_agent": np.int32,
-            "sell_agent": np.int32,
-            "trade_type": np.uint8,
-        }
-    )
-    df.index = pd.DatetimeIndex(df.pop("ts_event").to_numpy().view("M8[ns]"), tz="UTC")
-    return df
+    data = {name: np.array(values).astype(_SEED_DTYPES[name]) for name, values in columns.items()}
+    index = pd.DatetimeIndex(data.pop("ts_event").view("M8[ns]"), tz="UTC", name="ts_event")
+    return pd.DataFrame(data, index=index)
 
 
 def run_store_bench(
@@ -155,14 +160,16 @@ def run_store_bench(
 
     seed_n = min(seed_trades or n_trades, n_trades)
     seed_batch = batch.take(slice(0, seed_n))
+    plain = _plain_client(vault)
     say(f"original layout: writing {seed_n:,} trades one entry each")
-    seed_write_s, _ = _best_of(1, lambda: _seed_write(vault, seed_batch))
+    seed_write_s, _ = _timed(lambda: _seed_write(plain, seed_batch))
     say("original layout: reading")
-    seed_read_s, seed_frame = _best_of(1, lambda: _seed_read(vault))
+    seed_read_s, seed_frame = _timed(lambda: _seed_read(plain))
     if len(seed_frame) != seed_n:
         raise RuntimeError(f"original layout read back {len(seed_frame)} of {seed_n} trades")
     seed_bytes = int(r.memory_usage(SEED_KEY, samples=0) or 0)
     r.delete(SEED_KEY)
+    plain.close()
 
     tv = LayoutFigures(n_trades / write_s, n_trades / read_s, tv_bytes / n_trades)
     seed = LayoutFigures(seed_n / seed_write_s, seed_n / seed_read_s, seed_bytes / seed_n)
@@ -191,3 +198,52 @@ def _rounded(f: LayoutFigures) -> dict[str, float]:
         "read_trades_per_s": round(f.read_trades_per_s),
         "bytes_per_trade": round(f.bytes_per_trade, 2),
     }
+
+
+def run_format_sweep(
+    vault: Vault,
+    n_trades: int,
+    *,
+    block_sizes: tuple[int, ...] = (1, 256, 1024, 4096, 16_384, 65_536),
+    codecs: tuple[str, ...] = ("lz4", "zstd"),
+    repeats: int = 3,
+) -> list[dict[str, Any]]:
+    """Bytes per trade and rates of block layouts: the figures behind the format choice.
+
+    Block size 1 is one entry per trade in the block format (the per-trade case).
+    """
+    batch = generate_trades(BENCH_SYMBOL, n_trades, seed=7)
+    r = vault.client
+    rows = []
+    for compression in codecs:
+        for size in block_sizes:
+            settings = vault.settings.model_copy(
+                update={"block_max_trades": size, "compression": compression}
+            )
+            variant = Vault(vault._conn, settings)
+
+            def clear() -> None:
+                for k in list(r.scan_iter(match=f"ticks:{{{BENCH_SYMBOL}}}:*")):
+                    r.delete(k)
+
+            def write(v: Vault = variant) -> None:
+                clear()
+                v.write_trades(BENCH_SYMBOL, batch)
+
+            write_s, _ = _best_of(repeats, write)
+            def read(v: Vault = variant) -> pd.DataFrame:
+                return v.range(BENCH_SYMBOL)
+
+            read_s, frame = _best_of(repeats, read)
+            memory = sum(s.memory_bytes for s in variant.stats(BENCH_SYMBOL))
+            clear()
+            rows.append(
+                {
+                    "compression": compression,
+                    "block_max_trades": size,
+                    "bytes_per_trade": round(memory / n_trades, 2),
+                    "ingest_trades_per_s": round(n_trades / write_s),
+                    "read_trades_per_s": round(len(frame) / read_s),
+                }
+            )
+    return rows

@@ -285,6 +285,33 @@ def bench_store(
     console.print(table)
 
 
+@bench.command("formats")
+@click.option("--trades", type=int, default=500_000, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON rows.")
+@click.pass_context
+def bench_formats(ctx: click.Context, trades: int, as_json: bool) -> None:
+    """Bytes per trade and rates by block size and codec (docs/storage-format.md)."""
+    from tickvault.bench.store import run_format_sweep
+
+    with _vault(ctx) as vault:
+        rows = run_format_sweep(vault, trades)
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    table = Table(title=f"block formats: {trades:,} trades")
+    for col in ("codec", "block_max_trades", "bytes/trade", "ingest trades/s", "read trades/s"):
+        table.add_column(col, justify="right")
+    for row in rows:
+        table.add_row(
+            row["compression"],
+            f"{row['block_max_trades']:,}",
+            f"{row['bytes_per_trade']:.2f}",
+            f"{row['ingest_trades_per_s']:,}",
+            f"{row['read_trades_per_s']:,}",
+        )
+    console.print(table)
+
+
 # ---------------------------------------------------------------------- demo
 @cli.command()
 @click.option(
