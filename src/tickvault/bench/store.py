@@ -231,6 +231,7 @@ def run_format_sweep(
                 v.write_trades(BENCH_SYMBOL, batch)
 
             write_s, _ = _best_of(repeats, write)
+
             def read(v: Vault = variant) -> pd.DataFrame:
                 return v.range(BENCH_SYMBOL)
 
