@@ -42,24 +42,25 @@ def run_demo(vault: Vault, symbols: list[str], trades: int, console: Console) ->
     )
 
     table = Table(title="stored")
-    for col in ("symbol", "records", "unique trades", "first", "last", "bytes/trade"):
+    for col in ("symbol", "trades", "first (B3 time)", "last (B3 time)", "B/trade"):
         table.add_column(col, justify="right", no_wrap=True)
+    total_records = 0
     for symbol in symbols:
         frame = vault.range(symbol)
         stats = vault.stats(symbol)
         memory = sum(s.memory_bytes for s in stats)
         records = sum(s.trades for s in stats)
+        total_records += records
         table.add_row(
             symbol,
-            f"{records:,}",
             f"{len(frame):,}",
-            format_ns(int(frame.index[0].value), tz),
-            format_ns(int(frame.index[-1].value), tz),
+            format_ns(frame.index[0].value, tz)[:19],
+            format_ns(frame.index[-1].value, tz)[:19],
             f"{memory / records:.2f}",
         )
     console.print(table)
     console.print(
-        "[dim]records counts every write; queries return each trade once "
+        f"[dim]{total_records:,} records stored in all; queries return each trade once "
         "(repeats from earlier runs are deduplicated)[/]"
     )
 
