@@ -107,7 +107,10 @@ class Vault:
         ``overrides`` are settings (for example ``data_dir=...``) applied on top
         of the config file and environment.
         """
-        settings = settings or load_settings(**overrides)
+        if settings is None:
+            settings = load_settings(**overrides)
+        elif overrides:
+            settings = Settings(**{**settings.model_dump(), **overrides})
         return cls(connect(settings, url), settings)
 
     def close(self) -> None:
@@ -204,19 +207,13 @@ class Vault:
         pipe = self._r.pipeline(transaction=False)
         pipe.xrange(key, f"{start_ms}-0", f"{last_ms}")
         pipe.zrangebyscore(late, start_ms, "+inf", withscores=False)
-        if start_ms > 0:
-            pipe.xrevrange(key, f"({start_ms}-0", "-", count=1)
-        main, late_members, *rest = pipe.execute()
-        before = rest[0] if rest else []
+        main, late_members = pipe.execute()
         found: dict[bytes, bytes] = {eid: fields[b"b"] for eid, fields in main}
-        # The in-order block just before start may run into the range; late
-        # entries (field "l") do not count, so step back over them.
-        while before:
-            eid, fields = before[0]
-            found[eid] = fields[b"b"]
-            if b"l" not in fields:
-                break
-            before = self._r.xrevrange(key, b"(" + eid, "-", count=1)
+        # The in-order block just before start may run into the range.
+        if start_ms > 0:
+            before = self._in_order_entry_before(key, f"({start_ms}-0")
+            if before is not None:
+                found[before[0]] = before[1]
         late_ids = dict(_split_member(m) for m in late_members)
         wanted = [
             eid for eid, first_ms in late_ids.items() if first_ms <= last_ms and eid not in found
@@ -229,6 +226,16 @@ class Vault:
                 for eid, fields in entries:
                     found[eid] = fields[b"b"]
         return list(found.values())
+
+    def _in_order_entry_before(self, key: str, cursor: str | bytes) -> tuple[bytes, bytes] | None:
+        """(id, block) of the last in-order entry at or before ``cursor`` (an XREVRANGE
+        start such as ``(<ms>-0`` or ``+``), stepping back over late entries (field ``l``)."""
+        while entry := self._r.xrevrange(key, cursor, "-", count=1):
+            eid, fields = entry[0]
+            if b"l" not in fields:
+                return eid, fields[b"b"]
+            cursor = b"(" + eid
+        return None
 
     def _decoded(
         self, symbol: str, start_ns: int, end_ns: int, streams: Sequence[StreamKind]
@@ -387,7 +394,10 @@ class Vault:
             if not self._r.exists(key):
                 continue
             first = self._r.xrange(key, "-", "+", count=1)
-            last = self._r.xrevrange(key, "+", "-", count=1)
+            last = self._in_order_entry_before(key, "+")
+            late_first_ms = [
+                _split_member(m)[1] for m in self._r.zrange(late_key(symbol, stream), 0, -1)
+            ]
             memory = sum(
                 self._r.memory_usage(k, samples=0) or 0
                 for k in (key, late_key(symbol, stream), meta_key(symbol, stream))
@@ -399,8 +409,13 @@ class Vault:
                     trades=meta.get("trades", 0),
                     blocks=self._r.xlen(key),
                     memory_bytes=memory,
-                    first_ns=codec.read_header(first[0][1][b"b"]).ts_first if first else None,
-                    last_ns=codec.read_header(last[0][1][b"b"]).ts_last if last else None,
+                    first_ns=min(
+                        [codec.read_header(first[0][1][b"b"]).ts_first]
+                        + [ms * NS_PER_MS for ms in late_first_ms]
+                    )
+                    if first
+                    else None,
+                    last_ns=codec.read_header(last[1]).ts_last if last else None,
                 )
             )
         return out
@@ -451,15 +466,12 @@ class Vault:
             removed.update((e, f[b"b"]) for e, f in self._r.xrange(key, eid, eid))
         # In-order blocks: every entry before the last in-order block that starts
         # before the cutoff holds only trades from before the cutoff.
-        cursor: bytes = f"({cutoff_ms}-0".encode()
-        while entry := self._r.xrevrange(key, cursor, "-", count=1):
-            eid, fields = entry[0]
-            if b"l" not in fields:
-                removed.update((e, f[b"b"]) for e, f in self._r.xrange(key, "-", b"(" + eid))
-                if codec.read_header(fields[b"b"]).ts_last < cutoff_ns:
-                    removed[eid] = fields[b"b"]
-                break
-            cursor = b"(" + eid
+        keep_from = self._in_order_entry_before(key, f"({cutoff_ms}-0")
+        if keep_from is not None:
+            eid, block = keep_from
+            removed.update((e, f[b"b"]) for e, f in self._r.xrange(key, "-", b"(" + eid))
+            if codec.read_header(block).ts_last < cutoff_ns:
+                removed[eid] = block
         # Size bound: the oldest blocks beyond stream_maxlen.
         excess = self._r.xlen(key) - len(removed) - self.settings.stream_maxlen
         if excess > 0:

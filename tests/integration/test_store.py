@@ -91,6 +91,10 @@ def test_out_of_order_trades_are_found_by_their_true_time(vault: Vault) -> None:
     vault.write_trades("WINZ25", late_part)  # event times before the stream's last id
     assert vault.client.zcard(late_key("WINZ25", "realtime")) >= 1
     frame_equals_batch(vault.range("WINZ25"), batch)
+    (stats,) = vault.stats("WINZ25")
+    assert stats.last_ns == batch.ts_event.max()
+    assert stats.first_ns == batch.ts_event.min()
+    frame_equals_batch(vault.last("WINZ25", 15_000), batch.take(slice(15_000, None)))
     lo, hi = int(batch.ts_event[12_000]), int(batch.ts_event[14_000])
     frame_equals_batch(
         vault.range("WINZ25", lo, hi), batch.take((batch.ts_event >= lo) & (batch.ts_event < hi))
@@ -223,6 +227,9 @@ def test_trim_removes_late_blocks_older_than_the_cutoff(vault: Vault) -> None:
     batch = sim_trades(20_000)
     vault.write_trades("WINZ25", batch.take(slice(10_000, None)))
     vault.write_trades("WINZ25", batch.take(slice(0, 10_000)))  # late
+    (stats,) = vault.stats("WINZ25")
+    # The earliest trades sit in late blocks; the late index knows their time (to the ms).
+    assert stats.first_ns == batch.ts_event.min() // NS_PER_MS * NS_PER_MS
     cutoff = int(batch.ts_event[10_000])
     vault.trim("WINZ25", now=cutoff + int(vault.settings.retention_days * NS_PER_DAY))
     frame_equals_batch(vault.range("WINZ25"), batch.take(batch.ts_event >= cutoff))
