@@ -42,6 +42,8 @@ def to_ns(value: Any, tz: ZoneInfo, *, name: str = "time") -> int:
         raise QueryError(f"{name}: expected a time, got a bool")
     if isinstance(value, int | np.integer):
         return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)  # int nanoseconds, as typed on a command line
     if isinstance(value, str):
         try:
             value = pd.Timestamp(value)

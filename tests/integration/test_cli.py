@@ -112,3 +112,32 @@ def test_bench_store_json_reports_both_layouts(runner: CliRunner) -> None:
         }
         assert all(v > 0 for v in figures[layout].values())
     assert set(figures["ratio"]) == {"ingest", "read", "bytes"}
+
+
+def test_query_known_at_hides_later_corrections(runner: CliRunner, own_data_dir: Path) -> None:
+    import numpy as np
+
+    from tickvault import TradeBatch, TradeFlag
+
+    batch = sim_trades(100, days=1)
+    t0 = int(batch.ts_recv.max())
+    fix = batch.take(np.array([10]))
+    edit = TradeBatch(
+        **{
+            **fix.columns(),
+            "price": fix.price + 100,
+            "ts_recv": np.array([t0 + 1_000_000_000]),
+            "flags": np.array([TradeFlag.EDIT], dtype=np.uint8),
+        }
+    )
+    with Vault.open(data_dir=own_data_dir) as vault:
+        vault.write_trades("WINZ25", batch)
+        vault.write_trades("WINZ25", edit)
+    before = runner.invoke(cli, ["query", "WINZ25", "--format", "csv", "--known-at", str(t0)])
+    after = runner.invoke(cli, ["query", "WINZ25", "--format", "csv"])
+    assert before.exit_code == after.exit_code == 0, before.output
+    old = pd.read_csv(io.StringIO(before.stdout)).set_index("trade_id")["price"]
+    new = pd.read_csv(io.StringIO(after.stdout)).set_index("trade_id")["price"]
+    tid = int(fix.trade_id[0])
+    assert old[tid] == fix.price[0] and new[tid] == fix.price[0] + 100
+    assert (old.drop(tid) == new.drop(tid)).all()

@@ -247,3 +247,15 @@ def test_trim_by_size_keeps_the_newest_blocks(session_vault: Vault) -> None:
     small.trim("WINZ25", now=int(batch.ts_event[-1]))
     assert small.client.xlen(trades_key("WINZ25", "realtime")) == 3
     frame_equals_batch(small.range("WINZ25"), batch.take(slice(7000, None)))
+
+
+def test_a_range_frame_can_be_written_back_unchanged(vault: Vault) -> None:
+    batch = sim_trades(3000)
+    vault.write_trades("WINZ25", batch)
+    frame = vault.range("WINZ25")
+    vault.write_trades("COPY11", frame, stream="historical")
+    copied = vault.range("COPY11")
+    pd.testing.assert_frame_equal(
+        copied.drop(columns="flags"), frame.drop(columns="flags"), check_freq=False
+    )
+    assert (copied["flags"].to_numpy() == TradeFlag.HISTORY).all()
