@@ -73,6 +73,15 @@ def test_codec_corrupt_block_raises_format_error(mutate: object, message: str) -
         codec.decode_block(mutate(block))  # type: ignore[operator]
 
 
+def test_codec_small_blocks_store_rows_and_stay_small() -> None:
+    batch = sim_trades(3)
+    block = codec.encode_block(batch.take(slice(0, 1)), 1)
+    assert len(block) < 80  # a lone trade: 13-byte header + one 58-byte row
+    assert_batches_equal(batch.take(slice(0, 1)), codec.decode_block(block))
+    with pytest.raises(FormatError, match="row block"):
+        codec.decode_block(block[:-1])
+
+
 def test_codec_empty_batch_is_refused() -> None:
     with pytest.raises(ValueError, match="empty"):
         codec.encode_block(TradeBatch.empty(), 1)

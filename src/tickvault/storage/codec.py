@@ -31,6 +31,8 @@ FORMAT_VERSION: Final = 1
 CODEC_NONE: Final = 0
 CODEC_ZSTD: Final = 1
 CODEC_LZ4: Final = 2
+CODEC_ROWS: Final = 3
+"""Not a codec of the columnar payload: the block is raw TRADE_DTYPE rows (small blocks)."""
 CODECS: Final[dict[str, int]] = {"lz4": CODEC_LZ4, "zstd": CODEC_ZSTD}
 
 PRICE_RAW: Final = -1
@@ -56,6 +58,7 @@ _COLUMN = struct.Struct("<qqBB")
 # first value (delta columns), frame base, width in bytes, unit exponent (values / 10**e)
 HEADER_SIZE: Final = _FIXED.size + _COLUMN.size * len(TRADE_FIELDS)
 
+_ROWS_HEADER = struct.Struct("<3sBBIi")  # magic, version, CODEC_ROWS, n, trading_day
 _HEADER = struct.Struct("<" + _FIXED.format[1:] + _COLUMN.format[1:] * len(TRADE_FIELDS))
 _UNIT_COLUMNS: Final = frozenset({"ts_event", "ts_recv"})
 _UNIT_EXPONENTS: Final = (9, 6, 3)
@@ -196,6 +199,8 @@ def encode_block(
             shifted = (values - base) if base else values
             parts.append(shifted.astype(_WIDTH_DTYPES[width]).tobytes())
     payload = b"".join(parts)
+    if _rows_size(n) < HEADER_SIZE + len(payload) // 4:
+        return _encode_rows(batch, trading_day)  # even well compressed, rows are smaller
     codec = CODECS[compression] if len(payload) >= _COMPRESS_MIN_BYTES else CODEC_NONE
     if codec == CODEC_ZSTD:
         body = _compressor(level).compress(payload)
@@ -203,6 +208,8 @@ def encode_block(
         body = lz4.block.compress(payload, store_size=False)
     else:
         body = payload
+    if codec != CODEC_NONE and _rows_size(n) < HEADER_SIZE + len(body):
+        return _encode_rows(batch, trading_day)
     fixed = _FIXED.pack(
         MAGIC,
         FORMAT_VERSION,
@@ -224,20 +231,45 @@ def encode_block(
     return b"".join([fixed, *column_headers, body])
 
 
+def _rows_size(n: int) -> int:
+    return _ROWS_HEADER.size + n * TRADE_DTYPE.itemsize
+
+
+def _encode_rows(batch: TradeBatch, trading_day: int) -> bytes:
+    """A small block as raw little-endian TRADE_DTYPE rows after a 13-byte header."""
+    header = _ROWS_HEADER.pack(MAGIC, FORMAT_VERSION, CODEC_ROWS, len(batch), trading_day)
+    return header + batch.to_structured().tobytes()
+
+
+def _rows_of(block: bytes | memoryview, n: int) -> npt.NDArray[np.void]:
+    if len(block) != _rows_size(n):
+        raise FormatError(f"row block of {len(block)} bytes, expected {_rows_size(n)} for {n} rows")
+    return np.frombuffer(block, dtype=TRADE_DTYPE, count=n, offset=_ROWS_HEADER.size)
+
+
 def _unpack(block: bytes | memoryview) -> tuple[Any, ...]:
+    """The header fields of a block (for a row block, the same fields computed from its rows)."""
+    if len(block) < _ROWS_HEADER.size:
+        raise FormatError(f"block of {len(block)} bytes is shorter than any block header")
+    magic, version, codec, n, day = _ROWS_HEADER.unpack_from(block, 0)
+    if magic != MAGIC:
+        raise FormatError(f"not a tickvault block: magic {magic!r}, expected {MAGIC!r}")
+    if version != FORMAT_VERSION:
+        raise FormatError(
+            f"block format version {version} is not supported (this tickvault reads "
+            f"version {FORMAT_VERSION}); upgrade tickvault"
+        )
+    if codec == CODEC_ROWS:
+        rows = _rows_of(block, n)
+        flags_or = int(np.bitwise_or.reduce(rows["flags"])) if n else 0
+        ts, recv = rows["ts_event"], rows["ts_recv"]
+        return (magic, version, codec, 0, 0, 0, flags_or, 0, n, day,
+                int(ts.min()), int(ts.max()), int(recv.min()), int(recv.max()), 0.0, 0)  # fmt: skip
     if len(block) < HEADER_SIZE:
         raise FormatError(
             f"block of {len(block)} bytes is shorter than the {HEADER_SIZE}-byte header"
         )
-    h = _HEADER.unpack_from(block, 0)
-    if h[0] != MAGIC:
-        raise FormatError(f"not a tickvault block: magic {h[0]!r}, expected {MAGIC!r}")
-    if h[1] != FORMAT_VERSION:
-        raise FormatError(
-            f"block format version {h[1]} is not supported (this tickvault reads "
-            f"version {FORMAT_VERSION}); upgrade tickvault"
-        )
-    return h
+    return _HEADER.unpack_from(block, 0)
 
 
 def read_header(block: bytes | memoryview) -> BlockHeader:
@@ -285,6 +317,11 @@ def _decode_into(
     block: bytes | memoryview, h: tuple[Any, ...], out: dict[str, npt.NDArray[Any]], start: int
 ) -> None:
     """Decode one block into ``out[name][start:start + n]`` for every column."""
+    if h[2] == CODEC_ROWS:
+        rows = _rows_of(block, h[8])
+        for name in TRADE_FIELDS:
+            out[name][start : start + h[8]] = rows[name]
+        return
     payload = _payload(block, h)
     price_decimals, volume_mode, volume_decimals = h[3], h[4], h[5]
     n, volume_mult = h[8], h[14]
