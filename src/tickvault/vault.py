@@ -13,7 +13,7 @@ import functools
 import math
 import operator
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -179,22 +179,39 @@ class Vault:
         def encode(p: PlannedBlock) -> bytes:
             return codec.encode_block(p.trades, p.trading_day, compression=compression, level=level)
 
-        if len(planned) > 2 and self.settings.threads > 1:
-            with ThreadPoolExecutor(self.settings.threads) as pool:
-                encoded = list(pool.map(encode, planned))
-        else:
-            encoded = [encode(p) for p in planned]
-        pipe = self._r.pipeline(transaction=False)
-        for i in range(0, len(planned), _BLOCKS_PER_SCRIPT):
+        def append(group: list[PlannedBlock], blocks: list[bytes]) -> None:
             args: list[Any] = []
-            for p, block in zip(
-                planned[i : i + _BLOCKS_PER_SCRIPT],
-                encoded[i : i + _BLOCKS_PER_SCRIPT],
-                strict=True,
-            ):
+            for p, block in zip(group, blocks, strict=True):
                 args += [p.first_ms, p.last_ms, len(p.trades), block]
-            self._append(keys=keys, args=args, client=pipe)
-        pipe.execute()
+            self._append(keys=keys, args=args)
+
+        # Groups are sent in order, one in flight, by a sender thread: the server
+        # appends one group while this thread encodes the next, and memory stays
+        # bounded by two groups however large the batch.
+        groups = [
+            planned[i : i + _BLOCKS_PER_SCRIPT] for i in range(0, len(planned), _BLOCKS_PER_SCRIPT)
+        ]
+        if len(groups) == 1 and self.settings.threads == 1:
+            append(groups[0], [encode(p) for p in groups[0]])
+            return len(batch)
+        encoders = ThreadPoolExecutor(self.settings.threads) if self.settings.threads > 1 else None
+        with ThreadPoolExecutor(1) as sender:
+            in_flight: Future[None] | None = None
+            try:
+                for group in groups:
+                    blocks = (
+                        list(encoders.map(encode, group))
+                        if encoders
+                        else [encode(p) for p in group]
+                    )
+                    if in_flight is not None:
+                        in_flight.result()
+                    in_flight = sender.submit(append, group, blocks)
+                if in_flight is not None:
+                    in_flight.result()
+            finally:
+                if encoders:
+                    encoders.shutdown()
         return len(batch)
 
     # ------------------------------------------------------------------ reads

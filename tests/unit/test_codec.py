@@ -50,6 +50,23 @@ def test_codec_decode_blocks_concatenates_in_order_with_threads() -> None:
     assert_batches_equal(TradeBatch.concat(parts), TradeBatch(**cols))
 
 
+@given(st.lists(trade_batches(max_size=60), min_size=1, max_size=12), st.data())
+@settings(max_examples=100, deadline=None)
+def test_codec_mixed_blocks_decode_together_in_order(
+    batches: list[TradeBatch], data: st.DataObject
+) -> None:
+    """Row, small columnar and large blocks of different layouts, decoded in one call."""
+    parts = [sort_by_time(b) for b in batches]
+    if data.draw(st.booleans(), label="with a large block"):
+        parts.insert(data.draw(st.integers(0, len(parts))), sim_trades(2500))
+    blocks = [
+        codec.encode_block(p, 3, compression=data.draw(st.sampled_from(["lz4", "zstd"])))
+        for p in parts
+    ]
+    cols = codec.decode_blocks(blocks)
+    assert_batches_equal(TradeBatch.concat(parts), TradeBatch(**cols))
+
+
 def test_codec_raw_float_prices_round_trip() -> None:
     batch = sim_trades(100)
     odd = TradeBatch(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -327,7 +328,12 @@ def demo(ctx: click.Context, trades: int, symbols: str) -> None:
         run_demo(vault, [s.strip() for s in symbols.split(",") if s.strip()], trades, console)
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # runs the finally blocks: servers stop, data flushes
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     cli(prog_name="tickvault")
 
 

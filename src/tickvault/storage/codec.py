@@ -368,14 +368,149 @@ def _decode_into(
         vol *= volume_mult
 
 
+_SMALL_BLOCK: Final = 2048
+"""Blocks of fewer trades are decoded together, vectorised across blocks: per-block
+numpy calls would cost more than the decoding itself (live writes make small blocks)."""
+
+
+def _place(out: dict[str, npt.NDArray[Any]], name: str, dest: slice | npt.NDArray[np.int64],
+           values: npt.NDArray[Any]) -> None:  # fmt: skip
+    out[name][dest] = values
+
+
+def _destination(starts: list[int], counts: npt.NDArray[np.int64]) -> slice | npt.NDArray[np.int64]:
+    """Where rows of blocks (concatenated in order) go in the output columns."""
+    total = int(counts.sum())
+    if all(starts[i + 1] == starts[i] + counts[i] for i in range(len(starts) - 1)):
+        return slice(starts[0], starts[0] + total)
+    local = np.cumsum(counts) - counts
+    return np.repeat(np.asarray(starts, dtype=np.int64) - local, counts) + np.arange(total)
+
+
+def _decode_rows_together(
+    blocks: list[bytes | memoryview], headers: list[tuple[Any, ...]], out: dict[str, Any],
+    starts: list[int],
+) -> None:  # fmt: skip
+    for b, h in zip(blocks, headers, strict=True):
+        _rows_of(b, h[8])  # size check
+    joined = b"".join(memoryview(b)[_ROWS_HEADER.size :] for b in blocks)
+    rows = np.frombuffer(joined, dtype=TRADE_DTYPE)
+    dest = _destination(starts, np.array([h[8] for h in headers], dtype=np.int64))
+    for name in TRADE_FIELDS:
+        _place(out, name, dest, rows[name])
+
+
+_HEADER_DTYPE = np.dtype(
+    [
+        ("magic", "S3"), ("version", "u1"), ("codec", "u1"), ("price_decimals", "i1"),
+        ("volume_mode", "u1"), ("volume_decimals", "i1"), ("flags_or", "u1"), ("reserved", "u1"),
+        ("n", "<u4"), ("trading_day", "<i4"), ("ts_first", "<i8"), ("ts_last", "<i8"),
+        ("recv_min", "<i8"), ("recv_max", "<i8"), ("volume_multiplier", "<f8"),
+        ("payload_len", "<u4"),
+        ("columns", [("first", "<i8"), ("base", "<i8"), ("width", "u1"), ("unit", "u1")],
+         (len(TRADE_FIELDS),)),
+    ]
+)  # fmt: skip
+"""The columnar block header as a numpy dtype: many headers parse in one call."""
+assert _HEADER_DTYPE.itemsize == HEADER_SIZE
+
+
+def _decode_columnar_together(
+    blocks: list[bytes | memoryview], headers: list[tuple[Any, ...]], out: dict[str, Any],
+    starts: list[int],
+) -> None:  # fmt: skip
+    payloads = [_payload(b, h) for b, h in zip(blocks, headers, strict=True)]
+    hdr = np.frombuffer(b"".join(memoryview(b)[:HEADER_SIZE] for b in blocks), _HEADER_DTYPE)
+    counts = hdr["n"].astype(np.int64)
+    total = int(counts.sum())
+    seg = np.cumsum(counts) - counts
+    cols = hdr["columns"]  # shape (blocks, columns)
+    widths = cols["width"].astype(np.int64)
+    col_bytes = widths * counts[:, None]
+    col_offset = np.cumsum(col_bytes, axis=1) - col_bytes  # within each payload
+    if (col_offset[:, -1] + col_bytes[:, -1] > hdr["payload_len"]).any():
+        raise FormatError("block payload too short for its columns")
+    joined = memoryview(b"".join(payloads))
+    all_bytes = np.frombuffer(joined, dtype=np.uint8)
+    payload_start = np.cumsum(hdr["payload_len"].astype(np.int64)) - hdr["payload_len"]
+    ints: dict[str, npt.NDArray[np.int64]] = {}
+    for ci, name in enumerate(TRADE_FIELDS):
+        w = widths[:, ci]
+        if (w == 0).all():
+            vals = np.zeros(total, dtype=np.int64)
+        elif (w == w[0]).all():
+            # Gather this column's bytes from every payload, then view them as integers.
+            # This column's bytes from every payload, joined, viewed as integers.
+            lo = (payload_start + col_offset[:, ci]).tolist()
+            hi = (payload_start + col_offset[:, ci] + col_bytes[:, ci]).tolist()
+            column = b"".join([joined[a:b] for a, b in zip(lo, hi, strict=True)])
+            vals = np.frombuffer(column, _WIDTH_DTYPES[int(w[0])]).astype(np.int64)
+        else:
+            vals = np.zeros(total, dtype=np.int64)
+            for bi in range(len(blocks)):
+                width = int(w[bi])
+                if width:
+                    lo = int(payload_start[bi] + col_offset[bi, ci])
+                    vals[seg[bi] : seg[bi] + counts[bi]] = all_bytes[
+                        lo : lo + int(col_bytes[bi, ci])
+                    ].view(_WIDTH_DTYPES[width])
+        bases, units, firsts = cols["base"][:, ci], cols["unit"][:, ci], cols["first"][:, ci]
+        if bases.any():
+            vals += np.repeat(bases, counts)
+        if units.any():
+            vals *= np.repeat(10 ** units.astype(np.int64), counts)
+        if name in _DELTA_COLUMNS:
+            # Segmented prefix sum; int64 wrap-around cancels out exactly.
+            vals[seg] = firsts
+            csum = np.cumsum(vals)
+            vals = csum - np.repeat(csum[seg] - firsts, counts)
+        ints[name] = vals
+
+    dest = _destination(starts, counts)
+    price_dec = hdr["price_decimals"].astype(np.int64)
+    vol_mode = hdr["volume_mode"].astype(np.int64)
+    vol_dec = hdr["volume_decimals"].astype(np.int64)
+    price = _to_float(ints["price"], price_dec, price_dec == PRICE_RAW, counts)
+    qty = ints["qty"]
+    volume = _to_float(ints["volume"], vol_dec, vol_mode == VOLUME_RAW, counts)
+    derived = vol_mode == VOLUME_DERIVED
+    if derived.any():
+        mult = np.repeat(hdr["volume_multiplier"], counts)
+        volume = np.where(np.repeat(derived, counts), price * qty * mult, volume)
+    for name in ("ts_event", "ts_recv", "trade_id", "qty", "buy_agent", "sell_agent",
+                 "trade_type", "flags"):  # fmt: skip
+        _place(out, name, dest, ints[name])
+    _place(out, "price", dest, price)
+    _place(out, "volume", dest, volume)
+
+
+def _to_float(
+    vals: npt.NDArray[np.int64],
+    decimals: npt.NDArray[np.int64],
+    raw: npt.NDArray[np.bool_],
+    counts: npt.NDArray[np.int64],
+) -> npt.NDArray[np.float64]:
+    """Undo decimal scaling per block; raw blocks reinterpret the bits."""
+    if (decimals == decimals[0]).all() and not raw.any():
+        result: npt.NDArray[np.float64] = vals / _POW10[int(decimals[0])]
+        return result
+    scaled: npt.NDArray[np.float64] = vals / np.repeat(
+        np.array(_POW10)[np.maximum(decimals, 0)], counts
+    )
+    if raw.any():
+        scaled = np.where(np.repeat(raw, counts), vals.view(np.float64), scaled)
+    return scaled
+
+
 def decode_blocks(
     blocks: Sequence[bytes | memoryview], *, threads: int = 1
 ) -> dict[str, npt.NDArray[Any]]:
     """Decode many blocks into one array per column, in block order.
 
-    Every block decodes straight into its slice of the output columns, using
-    a block-sized scratch array that stays in cache. With ``threads`` > 1 the
-    blocks are spread over a thread pool (zstd and numpy release the GIL).
+    Large blocks decode one at a time straight into their slice of the output,
+    with a block-sized scratch array that stays in cache (with ``threads`` > 1,
+    spread over a thread pool: lz4, zstd and numpy release the GIL). Small
+    blocks, row or columnar, decode together, vectorised across blocks.
     """
     headers = [_unpack(b) for b in blocks]
     starts = [0] * len(blocks)
@@ -384,13 +519,22 @@ def decode_blocks(
         starts[i] = total
         total += h[8]
     out = allocate_columns(total)
-    if threads > 1 and len(blocks) > 4:
+    rows = [i for i, h in enumerate(headers) if h[2] == CODEC_ROWS]
+    small = [i for i, h in enumerate(headers) if h[2] != CODEC_ROWS and h[8] < _SMALL_BLOCK]
+    large = [i for i, h in enumerate(headers) if h[2] != CODEC_ROWS and h[8] >= _SMALL_BLOCK]
+    for group, decode in ((rows, _decode_rows_together), (small, _decode_columnar_together)):
+        if group:
+            decode([blocks[i] for i in group], [headers[i] for i in group], out,
+                   [starts[i] for i in group])  # fmt: skip
+    if threads > 1 and len(large) > 4:
         with ThreadPoolExecutor(threads) as pool:
-            for _ in pool.map(_decode_into, blocks, headers, [out] * len(blocks), starts):
+            for _ in pool.map(_decode_into, [blocks[i] for i in large],
+                              [headers[i] for i in large], [out] * len(large),
+                              [starts[i] for i in large]):  # fmt: skip
                 pass
     else:
-        for b, h, s in zip(blocks, headers, starts, strict=True):
-            _decode_into(b, h, out, s)
+        for i in large:
+            _decode_into(blocks[i], headers[i], out, starts[i])
     return out
 
 
