@@ -1,0 +1,36 @@
+"""The README's promises that a tool can check: the two Quick start commands, CI, docs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_readme_quick_start_has_exactly_the_two_make_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block is not None
+    commands = [line.split("#")[0].strip() for line in block.group(1).splitlines()]
+    assert [c for c in commands if c] == ["make demo", "make test"]
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^make test$", ci, re.M)
+
+
+def test_readme_has_a_measured_benchmark_table() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert re.search(r"\| tickvault \(lz4 blocks\) \| [\d,]+ \| [\d,]+ \| [\d.]+ \|", readme)
+    assert "BENCH_TABLE" not in readme
+
+
+def test_storage_format_doc_matches_the_header_size() -> None:
+    from tickvault.storage import codec
+
+    doc = (ROOT / "docs" / "storage-format.md").read_text()
+    assert f"Header size in all: {codec._FIXED.size} + " in doc
+    assert f"= {codec.HEADER_SIZE} bytes" in doc
