@@ -1,7 +1,7 @@
 """``Vault``: the public, time-travelling API of the tick store.
 
 Writes validate a batch, cut it into blocks and append them with one server
-script per stream call. Reads fetch the blocks that can hold trades of the
+script call per group of blocks. Reads fetch the blocks that can hold trades of the
 range (by entry id, the block before it, and the late-block index), decode
 them, and resolve duplicates and corrections as of the knowledge time.
 """
@@ -9,12 +9,12 @@ them, and resolve duplicates and corrections as of the knowledge time.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -56,7 +56,7 @@ _FAR_FUTURE_NS = 2**62
 _UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class StreamStats:
     symbol: str
     stream: StreamKind
@@ -72,7 +72,7 @@ class StreamStats:
         return self.memory_bytes / self.trades if self.trades else math.nan
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class TrimReport:
     blocks_removed: int
     trades_removed: int
@@ -131,6 +131,13 @@ class Vault:
                     return
         finally:
             self._r.close()
+
+    def with_settings(self, **changes: Any) -> Vault:
+        """A view of this store with other settings (block size, codec, retention...),
+        sharing the connection; closing it never stops the server."""
+        settings = Settings(**{**self.settings.model_dump(), **changes})
+        conn = dataclasses.replace(self._conn, started_here=False)
+        return Vault(conn, settings)
 
     def __enter__(self) -> Vault:
         return self
@@ -546,11 +553,6 @@ def to_arrow(cols: Columns) -> pa.Table:
         else:
             arrays.append(pa.array(col))
     return pa.Table.from_arrays(arrays, names=list(TRADE_FIELDS))
-
-
-def trades_from_records(records: Iterable[Any]) -> TradeBatch:
-    """Helper for tests and tools: records to a validated batch with ts_recv now."""
-    return to_batch(list(records), default_ts_recv=now_ns())
 
 
 __all__ = ["TRADE_DTYPE", "StreamStats", "TrimReport", "Vault", "to_arrow", "to_frame"]

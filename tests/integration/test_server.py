@@ -103,3 +103,14 @@ def test_external_url_is_used_as_given(own_data_dir: Path) -> None:
 
 def test_stop_without_server_reports_false(tmp_path: Path) -> None:
     assert stop_server(tmp_path / "never-started") is False
+
+
+def test_a_settings_view_never_stops_the_server(own_data_dir: Path) -> None:
+    vault = Vault.open(data_dir=own_data_dir)
+    view = vault.with_settings(compression="zstd", block_max_trades=100)
+    view.write_trades("WINZ25", sim_trades(1000))
+    view.close()
+    assert read_state(own_data_dir.resolve()) is not None
+    assert len(vault.range("WINZ25")) == 1000  # zstd blocks read by the lz4-configured vault
+    vault.close()
+    assert read_state(own_data_dir.resolve()) is None

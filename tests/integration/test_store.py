@@ -238,10 +238,7 @@ def test_trim_removes_late_blocks_older_than_the_cutoff(vault: Vault) -> None:
 
 def test_trim_by_size_keeps_the_newest_blocks(session_vault: Vault) -> None:
     session_vault.client.flushdb()
-    small = Vault(
-        session_vault._conn,
-        session_vault.settings.model_copy(update={"stream_maxlen": 3, "block_max_trades": 1000}),
-    )
+    small = session_vault.with_settings(stream_maxlen=3, block_max_trades=1000)
     batch = sim_trades(10_000)
     small.write_trades("WINZ25", batch)
     small.trim("WINZ25", now=int(batch.ts_event[-1]))

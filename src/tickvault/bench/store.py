@@ -217,10 +217,7 @@ def run_format_sweep(
     rows = []
     for compression in codecs:
         for size in block_sizes:
-            settings = vault.settings.model_copy(
-                update={"block_max_trades": size, "compression": compression}
-            )
-            variant = Vault(vault._conn, settings)
+            variant = vault.with_settings(block_max_trades=size, compression=compression)
 
             def clear() -> None:
                 for k in list(r.scan_iter(match=f"ticks:{{{BENCH_SYMBOL}}}:*")):
