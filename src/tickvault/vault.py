@@ -337,9 +337,10 @@ class Vault:
         end: TimeLike | None = None,
         *,
         known_at: TimeLike | None = None,
+        streams: Sequence[StreamKind] = STREAMS,
     ) -> npt.NDArray[np.void]:
         """Like ``range`` as a structured array of ``TRADE_DTYPE`` (a row-major copy)."""
-        cols = self.range_columns(symbol, start, end, known_at=known_at)
+        cols = self.range_columns(symbol, start, end, known_at=known_at, streams=streams)
         return TradeBatch(**cols).to_structured()
 
     def range_arrow(
@@ -349,9 +350,10 @@ class Vault:
         end: TimeLike | None = None,
         *,
         known_at: TimeLike | None = None,
+        streams: Sequence[StreamKind] = STREAMS,
     ) -> pa.Table:
         """Like ``range`` as an Arrow table; columns share memory with the decoded arrays."""
-        return to_arrow(self.range_columns(symbol, start, end, known_at=known_at))
+        return to_arrow(self.range_columns(symbol, start, end, known_at=known_at, streams=streams))
 
     @translate
     def last(self, symbol: str, n: int, *, known_at: TimeLike | None = None) -> pd.DataFrame:
