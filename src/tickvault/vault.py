@@ -486,41 +486,57 @@ class Vault:
         )
         cutoff_ms = cutoff_ns // NS_PER_MS
         removed: dict[bytes, bytes] = {}
-        # Late blocks whose last trade is before the cutoff.
+        # Late blocks, anywhere in the stream, whose last trade is before the cutoff.
         for member in self._r.zrangebyscore(late, "-inf", f"({cutoff_ms}"):
             eid = _split_member(member)[0]
             removed.update((e, f[b"b"]) for e, f in self._r.xrange(key, eid, eid))
-        # In-order blocks: every entry before the last in-order block that starts
-        # before the cutoff holds only trades from before the cutoff.
-        keep_from = self._in_order_entry_before(key, f"({cutoff_ms}-0")
-        if keep_from is not None:
-            eid, block = keep_from
-            removed.update((e, f[b"b"]) for e, f in self._r.xrange(key, "-", b"(" + eid))
+        # A prefix of the stream, removed with XTRIM MINID. By time: every entry before
+        # the last in-order block that starts before the cutoff holds only older trades.
+        prefix_end: bytes | None = None
+        keep = self._in_order_entry_before(key, f"({cutoff_ms}-0")
+        if keep is not None:
+            eid, block = keep
+            entries = [(e, f[b"b"]) for e, f in self._r.xrange(key, "-", b"(" + eid)]
             if codec.read_header(block).ts_last < cutoff_ns:
-                removed[eid] = block
-        # Size bound: the oldest blocks beyond stream_maxlen.
+                entries.append((eid, block))
+            removed.update(entries)
+            prefix_end = entries[-1][0] if entries else None
+        # By size: the oldest blocks beyond stream_maxlen extend the prefix.
         excess = self._r.xlen(key) - len(removed) - self.settings.stream_maxlen
-        if excess > 0:
-            for eid, fields in self._r.xrange(key, "-", "+", count=excess + len(removed)):
+        while excess > 0:
+            cursor = "-" if prefix_end is None else b"(" + prefix_end
+            page = self._r.xrange(key, cursor, "+", count=max(excess, 100))
+            if not page:
+                break
+            for eid, fields in page:
                 if excess == 0:
                     break
+                prefix_end = eid
                 if eid not in removed:
                     removed[eid] = fields[b"b"]
                     excess -= 1
         if not removed:
             return 0, 0
         n_trades = sum(codec.read_header(b).n for b in removed.values())
-        ids = list(removed)
+        end = _parse_id(prefix_end) if prefix_end is not None else (-1, -1)
+        stray = [e for e in removed if _parse_id(e) > end]
         late_members = [m for m in self._r.zrange(late, 0, -1) if _split_member(m)[0] in removed]
         pipe = self._r.pipeline(transaction=True)
-        for i in range(0, len(ids), 1000):
-            pipe.xdel(key, *ids[i : i + 1000])
+        if prefix_end is not None:
+            pipe.xtrim(key, minid=f"{end[0]}-{end[1] + 1}", approximate=False)
+        for i in range(0, len(stray), 1000):
+            pipe.xdel(key, *stray[i : i + 1000])
         for i in range(0, len(late_members), 1000):
             pipe.zrem(late, *late_members[i : i + 1000])
         pipe.hincrby(meta, "trades", -n_trades)
-        pipe.hincrby(meta, "blocks", -len(ids))
+        pipe.hincrby(meta, "blocks", -len(removed))
         pipe.execute()
-        return len(ids), n_trades
+        return len(removed), n_trades
+
+
+def _parse_id(entry_id: bytes) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition(b"-")
+    return int(ms), int(seq)
 
 
 def _split_member(member: bytes) -> tuple[bytes, int]:

@@ -18,6 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.conftest import frame_equals_batch
 from tickvault import TradeBatch, TradeFlag, Vault
+from tickvault.storage import codec
+from tickvault.storage.keys import trades_key
 from tickvault.testing import BASE_NS, trade_batches
 from tickvault.timeutil import trading_days
 
@@ -126,3 +128,27 @@ def test_corrections_and_known_at_agree_with_the_oracle(
     }
     assert len(got) == len(frame)
     assert got == oracle(batch, known_at)
+
+
+@given(batch=trade_batches(max_size=400, unique_ids=True, flags=False), data=st.data())
+@PROPERTY
+def test_trim_keeps_everything_from_the_cutoff_and_counts_exactly(
+    vault: Vault, batch: TradeBatch, data: st.DataObject
+) -> None:
+    vault.client.flushdb()
+    small = vault.with_settings(block_max_trades=data.draw(st.sampled_from([3, 50, 1000])))
+    write_in_chunks(small, batch, data)
+    cutoff = data.draw(st.integers(int(batch.ts_event.min()), int(batch.ts_event.max()) + 1))
+    before = small.range("PROP3", cutoff)
+    days = small.settings.retention_days
+    small.trim("PROP3", now=cutoff + int(days * 86_400 * 1_000_000_000))
+    pd.testing.assert_frame_equal(small.range("PROP3", cutoff), before)
+    headers = [
+        codec.read_header(f[b"b"])
+        for stream in ("realtime", "historical")
+        for _, f in small.client.xrange(trades_key("PROP3", stream))
+    ]
+    assert sum(s.trades for s in small.stats("PROP3")) == sum(h.n for h in headers)
+    # And it did trim: no block that ended before the cutoff's millisecond is left.
+    cutoff_ms_ns = cutoff // 1_000_000 * 1_000_000
+    assert all(h.ts_last >= cutoff_ms_ns for h in headers)
