@@ -222,33 +222,41 @@ class Vault:
         return len(batch)
 
     # ------------------------------------------------------------------ reads
-    def _fetch_stream(
-        self, symbol: str, stream: StreamKind, start_ns: int, end_ns: int
+    def _fetch(
+        self, symbol: str, streams: Sequence[StreamKind], start_ns: int, end_ns: int
     ) -> list[bytes]:
-        """Blocks of one stream that may hold trades in [start_ns, end_ns)."""
-        key, late = trades_key(symbol, stream), late_key(symbol, stream)
+        """Blocks that may hold trades in [start_ns, end_ns): one round trip in the usual
+        case (the entries in range, the block before them, the late index, per stream)."""
         start_ms, last_ms = start_ns // NS_PER_MS, (end_ns - 1) // NS_PER_MS
         pipe = self._r.pipeline(transaction=False)
-        pipe.xrange(key, f"{start_ms}-0", f"{last_ms}")
-        pipe.zrangebyscore(late, start_ms, "+inf", withscores=False)
-        main, late_members = pipe.execute()
-        found: dict[bytes, bytes] = {eid: fields[b"b"] for eid, fields in main}
-        # The in-order block just before start may run into the range.
-        if start_ms > 0:
-            before = self._in_order_entry_before(key, f"({start_ms}-0")
-            if before is not None:
-                found[before[0]] = before[1]
-        late_ids = dict(_split_member(m) for m in late_members)
-        wanted = [
-            eid for eid, first_ms in late_ids.items() if first_ms <= last_ms and eid not in found
-        ]
+        for stream in streams:
+            key = trades_key(symbol, stream)
+            pipe.xrange(key, f"{start_ms}-0", f"{last_ms}")
+            pipe.zrangebyscore(late_key(symbol, stream), start_ms, "+inf")
+            pipe.xrevrange(key, f"({start_ms}-0" if start_ms > 0 else "0-0", "-", count=1)
+        replies = pipe.execute()
+        found: dict[tuple[str, bytes], bytes] = {}
+        wanted: list[tuple[str, bytes]] = []
+        for i, stream in enumerate(streams):
+            key = trades_key(symbol, stream)
+            main, late_members, before = replies[3 * i : 3 * i + 3]
+            found.update(((key, eid), fields[b"b"]) for eid, fields in main)
+            # The in-order block just before start may run into the range; a late
+            # entry there does not count, so step back over it (rare).
+            if before and b"l" in before[0][1]:
+                step = self._in_order_entry_before(key, before[0][0])
+                before = [(step[0], {b"b": step[1]})] if step else []
+            found.update(((key, eid), fields[b"b"]) for eid, fields in before)
+            for member in late_members:
+                eid, first_ms = _split_member(member)
+                if first_ms <= last_ms and (key, eid) not in found:
+                    wanted.append((key, eid))
         if wanted:
             pipe = self._r.pipeline(transaction=False)
-            for eid in wanted:
+            for key, eid in wanted:
                 pipe.xrange(key, eid, eid)
-            for entries in pipe.execute():
-                for eid, fields in entries:
-                    found[eid] = fields[b"b"]
+            for (key, _), entries in zip(wanted, pipe.execute(), strict=True):
+                found.update(((key, eid), fields[b"b"]) for eid, fields in entries)
         return list(found.values())
 
     def _in_order_entry_before(self, key: str, cursor: str | bytes) -> tuple[bytes, bytes] | None:
@@ -264,15 +272,13 @@ class Vault:
     def _decoded(
         self, symbol: str, start_ns: int, end_ns: int, streams: Sequence[StreamKind]
     ) -> Decoded:
-        blocks: list[bytes] = []
-        for stream in streams:
-            blocks += self._fetch_stream(symbol, stream, start_ns, end_ns)
+        blocks = self._fetch(symbol, streams, start_ns, end_ns)
         headers = [codec.read_header(b) for b in blocks]
         keep = [i for i, h in enumerate(headers) if h.ts_last >= start_ns and h.ts_first < end_ns]
         keep.sort(key=lambda i: (headers[i].ts_first, headers[i].ts_last))
         blocks = [blocks[i] for i in keep]
         headers = [headers[i] for i in keep]
-        columns = codec.decode_blocks(blocks, threads=self.settings.threads)
+        columns = codec.decode_blocks(blocks, threads=self.settings.threads, headers=headers)
         return Decoded(
             columns=columns,
             days=np.array([h.trading_day for h in headers], dtype=np.int64),

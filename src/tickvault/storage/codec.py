@@ -9,11 +9,11 @@ lz4 (default) or zstd. The exact layout is documented in ``docs/storage-format.m
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Final
 
 import lz4.block
@@ -66,7 +66,7 @@ _WIDTH_DTYPES: Final[dict[int, str]] = {1: "<u1", 2: "<u2", 4: "<u4", 8: "<u8"}
 _POW10: Final = [10.0**d for d in range(_MAX_DECIMALS + 1)]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class BlockHeader:
     """What a reader needs to know about a block without decompressing it."""
 
@@ -78,6 +78,8 @@ class BlockHeader:
     recv_min: int
     recv_max: int
     flags_or: int
+    raw: tuple[Any, ...] = dataclasses.field(repr=False, compare=False, default=())
+    """Every header field, for the decoder (so a block's header is parsed once)."""
 
 
 _tls = threading.local()
@@ -282,6 +284,7 @@ def read_header(block: bytes | memoryview) -> BlockHeader:
         recv_min=h[12],
         recv_max=h[13],
         flags_or=h[6],
+        raw=h,
     )
 
 
@@ -503,7 +506,10 @@ def _to_float(
 
 
 def decode_blocks(
-    blocks: Sequence[bytes | memoryview], *, threads: int = 1
+    blocks: Sequence[bytes | memoryview],
+    *,
+    threads: int = 1,
+    headers: Sequence[BlockHeader] | None = None,
 ) -> dict[str, npt.NDArray[Any]]:
     """Decode many blocks into one array per column, in block order.
 
@@ -512,29 +518,29 @@ def decode_blocks(
     spread over a thread pool: lz4, zstd and numpy release the GIL). Small
     blocks, row or columnar, decode together, vectorised across blocks.
     """
-    headers = [_unpack(b) for b in blocks]
+    raw = [h.raw for h in headers] if headers is not None else [_unpack(b) for b in blocks]
     starts = [0] * len(blocks)
     total = 0
-    for i, h in enumerate(headers):
+    for i, h in enumerate(raw):
         starts[i] = total
         total += h[8]
     out = allocate_columns(total)
-    rows = [i for i, h in enumerate(headers) if h[2] == CODEC_ROWS]
-    small = [i for i, h in enumerate(headers) if h[2] != CODEC_ROWS and h[8] < _SMALL_BLOCK]
-    large = [i for i, h in enumerate(headers) if h[2] != CODEC_ROWS and h[8] >= _SMALL_BLOCK]
+    rows = [i for i, h in enumerate(raw) if h[2] == CODEC_ROWS]
+    small = [i for i, h in enumerate(raw) if h[2] != CODEC_ROWS and h[8] < _SMALL_BLOCK]
+    large = [i for i, h in enumerate(raw) if h[2] != CODEC_ROWS and h[8] >= _SMALL_BLOCK]
     for group, decode in ((rows, _decode_rows_together), (small, _decode_columnar_together)):
         if group:
-            decode([blocks[i] for i in group], [headers[i] for i in group], out,
+            decode([blocks[i] for i in group], [raw[i] for i in group], out,
                    [starts[i] for i in group])  # fmt: skip
     if threads > 1 and len(large) > 4:
         with ThreadPoolExecutor(threads) as pool:
             for _ in pool.map(_decode_into, [blocks[i] for i in large],
-                              [headers[i] for i in large], [out] * len(large),
+                              [raw[i] for i in large], [out] * len(large),
                               [starts[i] for i in large]):  # fmt: skip
                 pass
     else:
         for i in large:
-            _decode_into(blocks[i], headers[i], out, starts[i])
+            _decode_into(blocks[i], raw[i], out, starts[i])
     return out
 
 
