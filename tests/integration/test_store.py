@@ -73,7 +73,6 @@ def test_single_trades_are_stored_at_once_as_their_own_block(vault: Vault) -> No
 
 def test_entry_ids_follow_event_time(vault: Vault) -> None:
     batch = sim_trades(40_000)
-    vault.settings  # noqa: B018
     vault.write_trades("WINZ25", batch)
     for eid, _ in vault.client.xrange(trades_key("WINZ25", "realtime")):
         ms = int(eid.split(b"-")[0])

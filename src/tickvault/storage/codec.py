@@ -210,7 +210,7 @@ def encode_block(
         body = lz4.block.compress(payload, store_size=False)
     else:
         body = payload
-    if codec != CODEC_NONE and _rows_size(n) < HEADER_SIZE + len(body):
+    if _rows_size(n) < HEADER_SIZE + len(body):
         return _encode_rows(batch, trading_day)
     fixed = _FIXED.pack(
         MAGIC,
@@ -310,7 +310,7 @@ def _payload(block: bytes | memoryview, h: tuple[Any, ...]) -> bytes:
     return payload
 
 
-_N_FIXED: Final = 16
+_N_FIXED: Final = len(_FIXED.unpack(bytes(_FIXED.size)))
 """Number of fields in _FIXED; column fields follow in _HEADER."""
 
 _FLOAT_COLUMNS: Final = frozenset({"price", "volume"})
@@ -319,12 +319,7 @@ _FLOAT_COLUMNS: Final = frozenset({"price", "volume"})
 def _decode_into(
     block: bytes | memoryview, h: tuple[Any, ...], out: dict[str, npt.NDArray[Any]], start: int
 ) -> None:
-    """Decode one block into ``out[name][start:start + n]`` for every column."""
-    if h[2] == CODEC_ROWS:
-        rows = _rows_of(block, h[8])
-        for name in TRADE_FIELDS:
-            out[name][start : start + h[8]] = rows[name]
-        return
+    """Decode one columnar block into ``out[name][start:start + n]`` for every column."""
     payload = _payload(block, h)
     price_decimals, volume_mode, volume_decimals = h[3], h[4], h[5]
     n, volume_mult = h[8], h[14]
@@ -376,11 +371,6 @@ _SMALL_BLOCK: Final = 2048
 numpy calls would cost more than the decoding itself (live writes make small blocks)."""
 
 
-def _place(out: dict[str, npt.NDArray[Any]], name: str, dest: slice | npt.NDArray[np.int64],
-           values: npt.NDArray[Any]) -> None:  # fmt: skip
-    out[name][dest] = values
-
-
 def _destination(starts: list[int], counts: npt.NDArray[np.int64]) -> slice | npt.NDArray[np.int64]:
     """Where rows of blocks (concatenated in order) go in the output columns."""
     total = int(counts.sum())
@@ -394,13 +384,12 @@ def _decode_rows_together(
     blocks: list[bytes | memoryview], headers: list[tuple[Any, ...]], out: dict[str, Any],
     starts: list[int],
 ) -> None:  # fmt: skip
-    for b, h in zip(blocks, headers, strict=True):
-        _rows_of(b, h[8])  # size check
+    # Sizes were checked when the headers were read (_unpack).
     joined = b"".join(memoryview(b)[_ROWS_HEADER.size :] for b in blocks)
     rows = np.frombuffer(joined, dtype=TRADE_DTYPE)
     dest = _destination(starts, np.array([h[8] for h in headers], dtype=np.int64))
     for name in TRADE_FIELDS:
-        _place(out, name, dest, rows[name])
+        out[name][dest] = rows[name]
 
 
 _HEADER_DTYPE = np.dtype(
@@ -442,7 +431,6 @@ def _decode_columnar_together(
         if (w == 0).all():
             vals = np.zeros(total, dtype=np.int64)
         elif (w == w[0]).all():
-            # Gather this column's bytes from every payload, then view them as integers.
             # This column's bytes from every payload, joined, viewed as integers.
             lo = (payload_start + col_offset[:, ci]).tolist()
             hi = (payload_start + col_offset[:, ci] + col_bytes[:, ci]).tolist()
@@ -480,11 +468,9 @@ def _decode_columnar_together(
     if derived.any():
         mult = np.repeat(hdr["volume_multiplier"], counts)
         volume = np.where(np.repeat(derived, counts), price * qty * mult, volume)
-    for name in ("ts_event", "ts_recv", "trade_id", "qty", "buy_agent", "sell_agent",
-                 "trade_type", "flags"):  # fmt: skip
-        _place(out, name, dest, ints[name])
-    _place(out, "price", dest, price)
-    _place(out, "volume", dest, volume)
+    values: dict[str, npt.NDArray[Any]] = {**ints, "price": price, "volume": volume}
+    for name in TRADE_FIELDS:
+        out[name][dest] = values[name]
 
 
 def _to_float(
