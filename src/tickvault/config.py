@@ -94,13 +94,13 @@ class Settings(BaseModel):
     def __repr__(self) -> str:
         shown = {k: v for k, v in self.model_dump().items() if v is not None}
         if shown.get("valkey_url"):
-            shown["valkey_url"] = _hide_password(shown["valkey_url"])
+            shown["valkey_url"] = hide_password(shown["valkey_url"])
         return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
     __str__ = __repr__
 
 
-def _hide_password(url: str) -> str:
+def hide_password(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     creds, at, host = rest.rpartition("@")
     if not at or ":" not in creds:

@@ -198,27 +198,25 @@ class Vault:
         groups = [
             planned[i : i + _BLOCKS_PER_SCRIPT] for i in range(0, len(planned), _BLOCKS_PER_SCRIPT)
         ]
-        if len(groups) == 1 and self.settings.threads == 1:
-            append(groups[0], [encode(p) for p in groups[0]])
-            return len(batch)
+        # A one-group write (a live batch) starts no thread at all.
         encoders = ThreadPoolExecutor(self.settings.threads) if self.settings.threads > 1 else None
-        with ThreadPoolExecutor(1) as sender:
-            in_flight: Future[None] | None = None
-            try:
-                for group in groups:
-                    blocks = (
-                        list(encoders.map(encode, group))
-                        if encoders
-                        else [encode(p) for p in group]
-                    )
-                    if in_flight is not None:
-                        in_flight.result()
-                    in_flight = sender.submit(append, group, blocks)
+        sender = ThreadPoolExecutor(1) if len(groups) > 1 else None
+        in_flight: Future[None] | None = None
+        try:
+            for group in groups:
+                blocks = list(encoders.map(encode, group)) if encoders else list(map(encode, group))
                 if in_flight is not None:
                     in_flight.result()
-            finally:
-                if encoders:
-                    encoders.shutdown()
+                if sender is None:
+                    append(group, blocks)
+                else:
+                    in_flight = sender.submit(append, group, blocks)
+            if in_flight is not None:
+                in_flight.result()
+        finally:
+            for pool in (encoders, sender):
+                if pool is not None:
+                    pool.shutdown()
         return len(batch)
 
     # ------------------------------------------------------------------ reads
@@ -244,7 +242,7 @@ class Vault:
             # The in-order block just before start may run into the range; a late
             # entry there does not count, so step back over it (rare).
             if before and b"l" in before[0][1]:
-                step = self._in_order_entry_before(key, before[0][0])
+                step = self._in_order_entry_before(key, b"(" + before[0][0])
                 before = [(step[0], {b"b": step[1]})] if step else []
             found.update(((key, eid), fields[b"b"]) for eid, fields in before)
             for member in late_members:
@@ -418,13 +416,9 @@ class Vault:
         out = []
         for stream in STREAMS:
             key = trades_key(symbol, stream)
-            meta = {
-                k.decode(): int(v)
-                for k, v in self._r.hgetall(meta_key(symbol, stream)).items()
-                if k != b"wm"
-            }
             if not self._r.exists(key):
                 continue
+            trades = int(self._r.hget(meta_key(symbol, stream), "trades") or 0)
             first = self._r.xrange(key, "-", "+", count=1)
             last = self._in_order_entry_before(key, "+")
             late_first_ms = [
@@ -438,7 +432,7 @@ class Vault:
                 StreamStats(
                     symbol=symbol,
                     stream=stream,
-                    trades=meta.get("trades", 0),
+                    trades=trades,
                     blocks=self._r.xlen(key),
                     memory_bytes=memory,
                     first_ns=min(
@@ -535,7 +529,6 @@ class Vault:
         for i in range(0, len(late_members), 1000):
             pipe.zrem(late, *late_members[i : i + 1000])
         pipe.hincrby(meta, "trades", -n_trades)
-        pipe.hincrby(meta, "blocks", -len(removed))
         pipe.execute()
         return len(removed), n_trades
 

@@ -36,6 +36,13 @@ class LayoutFigures:
     bytes_per_trade: float
 
 
+def _clear(vault: Vault) -> None:
+    """Delete every key of the benchmark symbol."""
+    r = vault.client
+    for key in list(r.scan_iter(match=f"ticks:{{{BENCH_SYMBOL}}}:*")):
+        r.delete(key)
+
+
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     t0 = time.perf_counter()
     result = fn()
@@ -139,14 +146,9 @@ def run_store_bench(
     say(f"generating {n_trades:,} WIN-like trades")
     batch = generate_trades(BENCH_SYMBOL, n_trades, seed=7)
     r = vault.client
-    keys = [k for k in r.scan_iter(match=f"ticks:{{{BENCH_SYMBOL}}}:*")]
-
-    def clear() -> None:
-        for k in [*keys, *r.scan_iter(match=f"ticks:{{{BENCH_SYMBOL}}}:*")]:
-            r.delete(k)
 
     def tv_write() -> None:
-        clear()
+        _clear(vault)
         vault.write_trades(BENCH_SYMBOL, batch)
 
     say("tickvault: writing")
@@ -156,7 +158,7 @@ def run_store_bench(
     if len(frame) != n_trades:
         raise RuntimeError(f"tickvault read back {len(frame)} trades, wrote {n_trades}")
     tv_bytes = sum(s.memory_bytes for s in vault.stats(BENCH_SYMBOL))
-    clear()
+    _clear(vault)
 
     seed_n = min(seed_trades or n_trades, n_trades)
     seed_batch = batch.take(slice(0, seed_n))
@@ -213,18 +215,13 @@ def run_format_sweep(
     Block size 1 is one entry per trade in the block format (the per-trade case).
     """
     batch = generate_trades(BENCH_SYMBOL, n_trades, seed=7)
-    r = vault.client
     rows = []
     for compression in codecs:
         for size in block_sizes:
             variant = vault.with_settings(block_max_trades=size, compression=compression)
 
-            def clear() -> None:
-                for k in list(r.scan_iter(match=f"ticks:{{{BENCH_SYMBOL}}}:*")):
-                    r.delete(k)
-
             def write(v: Vault = variant) -> None:
-                clear()
+                _clear(vault)
                 v.write_trades(BENCH_SYMBOL, batch)
 
             write_s, _ = _best_of(repeats, write)
@@ -234,7 +231,7 @@ def run_format_sweep(
 
             read_s, frame = _best_of(repeats, read)
             memory = sum(s.memory_bytes for s in variant.stats(BENCH_SYMBOL))
-            clear()
+            _clear(vault)
             rows.append(
                 {
                     "compression": compression,

@@ -36,5 +36,4 @@ for i = 1, #ARGV, 4 do
 end
 redis.call('HSET', meta, 'wm', wm_s)
 redis.call('HINCRBY', meta, 'trades', trades)
-redis.call('HINCRBY', meta, 'blocks', #ids)
 return ids

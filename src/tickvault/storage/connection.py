@@ -10,7 +10,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import valkey
 
-from tickvault.config import Settings, _hide_password
+from tickvault.config import Settings, hide_password
 from tickvault.errors import ServerError, ServerUnreachable
 from tickvault.storage.server import ServerInfo, ensure_server
 
@@ -50,7 +50,7 @@ def _use_chunking_packer(client: valkey.Valkey) -> None:
 
 def _check_hint(url: str) -> str:
     return (
-        f"cannot reach Valkey at {_hide_password(url)}. Check that the server is running and "
+        f"cannot reach Valkey at {hide_password(url)}. Check that the server is running and "
         "that TICKVAULT_VALKEY_URL (or valkey_url in tickvault.toml) has the right host, port "
         "and password; unset it to use the embedded server"
     )
@@ -77,10 +77,10 @@ def connect(settings: Settings, url: str | None = None) -> Connection:
         raise ServerUnreachable(_check_hint(target) + f" ({exc})") from None
     except valkey.AuthenticationError as exc:
         raise ServerUnreachable(
-            f"Valkey at {_hide_password(target)} refused the credentials: {exc}"
+            f"Valkey at {hide_password(target)} refused the credentials: {exc}"
         ) from None
     except ValueError as exc:  # malformed URL
-        raise ServerUnreachable(f"bad Valkey URL {_hide_password(target)}: {exc}") from None
+        raise ServerUnreachable(f"bad Valkey URL {hide_password(target)}: {exc}") from None
     return Connection(client=client, url=target, embedded=embedded, started_here=started)
 
 

@@ -15,7 +15,7 @@ def trades_key(symbol: str, stream: StreamKind) -> str:
 
 
 def meta_key(symbol: str, stream: StreamKind) -> str:
-    """Hash beside a trade stream: watermark ``wm`` (ms), ``trades`` and ``blocks`` counts."""
+    """Hash beside a trade stream: watermark ``wm`` (ms) and ``trades``, records stored."""
     return f"ticks:{{{symbol}}}:{stream}:meta"
 
 
