@@ -122,28 +122,15 @@ def test_edits_and_cancels_respect_known_at(vault: Vault) -> None:
     vault.write_trades("WINZ25", with_(batch, ts_recv=np.full(1000, t0, dtype=np.int64)))
     one = batch.take(np.array([100]))
     two = batch.take(np.array([200]))
-    vault.write_trades(
-        "WINZ25",
-        with_(
-            one,
-            price=one.price + 10,
-            ts_recv=np.array([t0 + 10]),
-            flags=np.array([TradeFlag.EDIT], dtype=np.uint8),
-        ),
-    )
-    vault.write_trades(
-        "WINZ25",
-        with_(
-            one,
-            price=one.price + 20,
-            ts_recv=np.array([t0 + 20]),
-            flags=np.array([TradeFlag.EDIT], dtype=np.uint8),
-        ),
-    )
-    vault.write_trades(
-        "WINZ25",
-        with_(two, ts_recv=np.array([t0 + 30]), flags=np.array([TradeFlag.CANCEL], dtype=np.uint8)),
-    )
+
+    def correct(trade: TradeBatch, flag: TradeFlag, recv: int, price_step: float = 0) -> None:
+        flags = np.array([flag], dtype=np.uint8)
+        fix = with_(trade, price=trade.price + price_step, ts_recv=np.array([recv]), flags=flags)
+        vault.write_trades("WINZ25", fix)
+
+    correct(one, TradeFlag.EDIT, t0 + 10, price_step=10)
+    correct(one, TradeFlag.EDIT, t0 + 20, price_step=20)
+    correct(two, TradeFlag.CANCEL, t0 + 30)
 
     def price_of(frame: pd.DataFrame, tid: int) -> float:
         return float(frame.loc[frame.trade_id == tid, "price"].iloc[0])
