@@ -46,6 +46,23 @@ class Settings(BaseModel):
     zmq_book_port: int = Field(5556, ge=1, le=65535)
     zmq_history_port: int = Field(5557, ge=1, le=65535)
     zmq_signals_port: int = Field(5558, ge=1, le=65535)
+    zmq_replay_port: int = Field(5559, ge=1, le=65535)
+    """The publisher's replay service: answers requests for missed sequence ranges."""
+    zmq_replay_buffer_mb: float = Field(256, gt=0)
+    """Recent messages the publisher keeps for replay, in MiB (oldest dropped first)."""
+    zmq_max_batch: int = Field(2048, ge=1, le=100_000)
+    """Most records in one message; bounds the delay batching adds under load."""
+    zmq_hwm: int = Field(10_000, ge=1)
+    """ZeroMQ high-water mark (messages) of PUB and SUB sockets."""
+    zmq_heartbeat_s: float = Field(0.5, gt=0)
+    """An idle publisher repeats each topic's last sequence number this often, so a
+    subscriber notices messages lost at the end of a burst."""
+    zmq_replay_timeout_s: float = Field(2.0, gt=0)
+    """How long a subscriber waits for a replay answer before it records a gap."""
+    zmq_max_message_bytes: int = Field(16 * 2**20, ge=1024)
+    """Larger messages are rejected (and quarantined by the bridge)."""
+    quarantine_maxlen: int = Field(10_000, gt=0)
+    """Rejected messages kept in the ``quarantine`` stream (oldest dropped)."""
 
     # Store
     stream_maxlen: int = Field(100_000, gt=0)

@@ -13,13 +13,14 @@ import dataclasses
 import functools
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 import pandas as pd
 import valkey
 
@@ -36,8 +37,11 @@ from tickvault.storage.connection import (
     translate,
 )
 from tickvault.storage.keys import (
+    QUARANTINE_KEY,
     STREAMS,
     StreamKind,
+    cursor_key,
+    gaps_key,
     late_key,
     meta_key,
     parse_trades_key,
@@ -70,6 +74,21 @@ class StreamStats:
     @property
     def bytes_per_trade(self) -> float:
         return self.memory_bytes / self.trades if self.trades else math.nan
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GapMarker:
+    """A span of one symbol's data known to be incomplete (messages lost in transport)."""
+
+    symbol: str
+    stream: str
+    start_ns: int
+    end_ns: int
+    publisher: str
+    topic: str
+    seq_first: int
+    seq_last: int
+    reason: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -176,18 +195,50 @@ class Vault:
         batch = to_batch(trades, default_ts_recv=now_ns(), extra_flags=extra)
         return self._append_batch(symbol, stream, batch)
 
-    def _append_batch(self, symbol: str, stream: StreamKind, batch: TradeBatch) -> int:
+    @translate
+    def store_batch(
+        self,
+        symbol: str,
+        batch: TradeBatch,
+        *,
+        stream: StreamKind = "realtime",
+        cursors: Mapping[str, int] | None = None,
+    ) -> int:
+        """Store a checked ``TradeBatch`` as is (no defaults or flags added) and move the
+        bridge ``cursors`` in the same atomic step. For the bridge; users call
+        ``write_trades``."""
+        return self._append_batch(check_symbol(symbol), stream, batch, cursors)
+
+    def _append_batch(
+        self,
+        symbol: str,
+        stream: StreamKind,
+        batch: TradeBatch,
+        cursors: Mapping[str, int] | None = None,
+    ) -> int:
+        """Append ``batch``; ``cursors`` (bridge position per publisher:topic) move in the
+        same atomic script call as the last group of blocks."""
+        keys = [
+            trades_key(symbol, stream),
+            meta_key(symbol, stream),
+            late_key(symbol, stream),
+            cursor_key(symbol),
+        ]
+        cursor_args: list[Any] = [len(cursors or {})]
+        for name, seq in (cursors or {}).items():
+            cursor_args += [name, seq]
         if len(batch) == 0:
+            if cursors:
+                self._append(keys=keys, args=cursor_args)
             return 0
         planned = plan_blocks(batch, self._tz, self.settings.block_max_trades)
         level, compression = self.settings.compression_level, self.settings.compression
-        keys = [trades_key(symbol, stream), meta_key(symbol, stream), late_key(symbol, stream)]
 
         def encode(p: PlannedBlock) -> bytes:
             return codec.encode_block(p.trades, p.trading_day, compression=compression, level=level)
 
         def append(group: list[PlannedBlock], blocks: list[bytes]) -> None:
-            args: list[Any] = []
+            args: list[Any] = cursor_args if group is groups[-1] else [0]
             for p, block in zip(group, blocks, strict=True):
                 args += [p.first_ms, p.last_ms, len(p.trades), block]
             self._append(keys=keys, args=args)
@@ -397,6 +448,51 @@ class Vault:
                 start = min(start, _entry_ms(entries[-1][0]) * NS_PER_MS)
             exhausted = exhausted and len(entries) < count
         return start, exhausted
+
+    # ------------------------------------------------------------------ live-path records
+    @translate
+    def bridge_cursor(self, symbol: str, name: str) -> int | None:
+        """Last sequence number a bridge stored for ``name`` (``<publisher>:<topic>``)."""
+        raw = self._r.hget(cursor_key(check_symbol(symbol)), name)
+        return None if raw is None else int(raw)
+
+    @translate
+    def record_gap(self, gap: GapMarker) -> None:
+        """Mark [gap.start_ns, gap.end_ns] of a symbol as incomplete (idempotent)."""
+        member = orjson.dumps(dataclasses.asdict(gap), option=orjson.OPT_SORT_KEYS)
+        self._r.zadd(gaps_key(check_symbol(gap.symbol)), {member: gap.start_ns // NS_PER_MS})
+
+    @translate
+    def gaps(
+        self, symbol: str, start: TimeLike | None = None, end: TimeLike | None = None
+    ) -> list[GapMarker]:
+        """Gap markers overlapping [start, end): spans where data is known to be missing."""
+        symbol = check_symbol(symbol)
+        start_ns, end_ns, _ = self._bounds(start, end, None)
+        raw = self._r.zrangebyscore(gaps_key(symbol), "-inf", f"({-(-end_ns // NS_PER_MS)}")
+        found = [GapMarker(**orjson.loads(m)) for m in raw]
+        return [g for g in found if g.end_ns >= start_ns and g.start_ns < end_ns]
+
+    @translate
+    def quarantine(self, reason: str, detail: str, frames: Sequence[bytes]) -> None:
+        """Keep a rejected message, raw, in the ``quarantine`` stream (bounded)."""
+        fields: dict[str, Any] = {"reason": reason, "detail": detail, "ts": now_ns()}
+        fields.update({f"f{i}": frame for i, frame in enumerate(frames)})
+        self._r.xadd(
+            QUARANTINE_KEY, fields, maxlen=self.settings.quarantine_maxlen, approximate=True
+        )
+
+    @translate
+    def quarantined(self, count: int = 100) -> list[dict[str, Any]]:
+        """The latest quarantined messages, newest first: reason, detail, ts and raw frames."""
+        out = []
+        for _, fields in self._r.xrevrange(QUARANTINE_KEY, "+", "-", count=count):
+            item: dict[str, Any] = {k.decode(): v for k, v in fields.items()}
+            item["reason"] = item["reason"].decode()
+            item["detail"] = item["detail"].decode()
+            item["ts"] = int(item["ts"])
+            out.append(item)
+        return out
 
     # ------------------------------------------------------------------ catalogue
     @translate

@@ -1,6 +1,9 @@
--- Append trade blocks to a stream with entry ids derived from event time.
--- KEYS[1] stream, KEYS[2] meta hash, KEYS[3] late-block sorted set
--- ARGV: repeated (first_ms, last_ms, n_trades, block_bytes)
+-- Append trade blocks to a stream with entry ids derived from event time, and
+-- advance bridge cursors in the same atomic step.
+-- KEYS[1] stream, KEYS[2] meta hash, KEYS[3] late-block sorted set,
+-- KEYS[4] cursor hash (publisher:topic -> last sequence number stored)
+-- ARGV: n_cursors, then n_cursors pairs (field, seq), then repeated
+--       (first_ms, last_ms, n_trades, block_bytes)
 -- Returns the entry ids, in order.
 --
 -- The watermark `wm` is the largest event ms of any in-order block. A block
@@ -8,7 +11,19 @@
 -- starts before it (late, out-of-order) gets id <wm>-<seq> and is indexed in
 -- KEYS[3] (member "<id>@<first_ms>", score last_ms) so range reads find it by
 -- its true time. A late entry also carries the field `l` = its first ms.
-local stream, meta, late = KEYS[1], KEYS[2], KEYS[3]
+-- A cursor only moves forward, so two writers can never move it back.
+local stream, meta, late, cursor = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local n_cursors = tonumber(ARGV[1])
+for i = 2, 2 * n_cursors, 2 do
+  local old = tonumber(redis.call('HGET', cursor, ARGV[i]) or '0')
+  if tonumber(ARGV[i + 1]) > old then
+    redis.call('HSET', cursor, ARGV[i], ARGV[i + 1])
+  end
+end
+local first_block = 2 + 2 * n_cursors
+if first_block > #ARGV then
+  return {}
+end
 local wm_s = redis.call('HGET', meta, 'wm')
 if not wm_s then
   local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
@@ -21,7 +36,7 @@ end
 local wm = tonumber(wm_s)
 local ids = {}
 local trades = 0
-for i = 1, #ARGV, 4 do
+for i = first_block, #ARGV, 4 do
   local first_s, last_s = ARGV[i], ARGV[i + 1]
   local id
   if tonumber(first_s) >= wm then

@@ -35,3 +35,17 @@ def parse_trades_key(key: str) -> tuple[str, StreamKind] | None:
     if stream not in STREAMS:
         return None
     return key[7:close], stream
+
+
+def cursor_key(symbol: str) -> str:
+    """Hash of bridge positions: ``<publisher hex>:<topic>`` -> last sequence number stored."""
+    return f"ticks:{{{symbol}}}:cursor"
+
+
+def gaps_key(symbol: str) -> str:
+    """Sorted set of gap markers: score = gap start (ms), member = the gap as JSON."""
+    return f"ticks:{{{symbol}}}:gaps"
+
+
+QUARANTINE_KEY = "quarantine"
+"""Stream of rejected messages, raw, with the reason."""

@@ -1,0 +1,286 @@
+"""``Bridge``: ZeroMQ in, Valkey out; nothing lost, nothing stored twice.
+
+Two threads. The subscriber thread (``Subscriber.run``) receives, puts messages
+in sequence order, repairs gaps from the publisher's replay buffer, checks the
+records and appends them to the pending batch of their (symbol, stream). The
+writer thread takes everything pending whenever it is free and stores it, one
+script call per (symbol, stream): a lone trade is written at once, and what
+arrives while a write is in flight is packed into the next one.
+
+Each write also moves the bridge's cursor (last sequence number stored per
+publisher and topic) in the same atomic script call, so a bridge killed at any
+point and restarted asks the replay buffer for exactly what it had not stored.
+A message that breaks the wire format or carries bad values is rejected,
+counted by reason and kept raw in the ``quarantine`` stream; a range that could
+not be recovered becomes a gap marker (``Vault.gaps``).
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import valkey
+import zmq
+
+from tickvault.errors import ServerError, ValidationError
+from tickvault.logutil import RateLimitedLog
+from tickvault.model.trades import TradeBatch
+from tickvault.model.validate import check_symbol, validate
+from tickvault.storage.keys import StreamKind
+from tickvault.transport.endpoints import Endpoints
+from tickvault.transport.subscriber import Gap, Subscriber
+from tickvault.transport.wire import Kind, Message, WireError
+from tickvault.vault import GapMarker, Vault
+
+log = logging.getLogger(__name__)
+
+_STREAM_OF: dict[Kind, StreamKind] = {Kind.TRADE: "realtime", Kind.HISTORY: "historical"}
+_LAG_SAMPLES = 200_000
+
+
+def cursor_name(publisher: int, topic: str) -> str:
+    return f"{publisher:016x}:{topic}"
+
+
+@dataclass(slots=True)
+class _Pending:
+    arrays: list[npt.NDArray[np.void]] = field(default_factory=list)
+    cursors: dict[str, int] = field(default_factory=dict)
+    sent_ns: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class BridgeStats:
+    messages: int = 0
+    trades_stored: int = 0
+    writes: int = 0
+    write_errors: int = 0
+    gaps: int = 0
+    rejected: collections.Counter[str] = field(default_factory=collections.Counter)
+    lag_ms: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=_LAG_SAMPLES)
+    )
+    """Publish (the message's send time) to stored and readable, per message, in ms."""
+    stored_by_symbol: collections.Counter[str] = field(default_factory=collections.Counter)
+
+    def lag_percentiles(self, *qs: float) -> list[float]:
+        if not self.lag_ms:
+            return [float("nan")] * len(qs)
+        return [float(v) for v in np.percentile(np.fromiter(self.lag_ms, float), qs)]
+
+
+class Bridge:
+    """Subscribe to publishers and store trades. ``run()`` blocks until ``stop()``."""
+
+    def __init__(
+        self,
+        vault: Vault,
+        *,
+        symbols: Iterable[str] | None = None,
+        endpoints: Sequence[Endpoints] | None = None,
+        context: zmq.Context[Any] | None = None,
+    ):
+        self.vault = vault
+        self.settings = vault.settings
+        self.symbols = sorted({check_symbol(s) for s in symbols}) if symbols else None
+        self.stats = BridgeStats()
+        self.subscriber = Subscriber(
+            self.settings,
+            handler=self,
+            endpoints=endpoints,
+            kinds=(Kind.TRADE, Kind.HISTORY),
+            symbols=self.symbols,
+            recover_from_start=True,
+            context=context,
+        )
+        self._cond = threading.Condition()
+        self._pending: dict[tuple[str, StreamKind], _Pending] = {}
+        self._gaps: list[GapMarker] = []
+        self._rejects: list[tuple[str, str, list[bytes]]] = []
+        self._stopping = False
+        self._writer = threading.Thread(target=self._write_loop, name="tickvault-bridge-write",
+                                        daemon=True)  # fmt: skip
+        self._thread: threading.Thread | None = None
+        self._rate_log = RateLimitedLog(log)
+
+    # ------------------------------------------------------------------ lifecycle
+    def run(self) -> None:
+        """Receive and store until ``stop()``; then store what is held and return."""
+        self._writer.start()
+        try:
+            self.subscriber.run()
+        finally:
+            with self._cond:
+                self._stopping = True
+                self._cond.notify()
+            self._writer.join()
+
+    def start(self) -> Bridge:
+        self._thread = threading.Thread(target=self.run, name="tickvault-bridge", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask ``run()`` to return (safe from a signal handler or another thread)."""
+        self.subscriber.stop()
+
+    def close(self) -> None:
+        self.stop()
+        if self._thread is not None:
+            self._thread.join()
+        self.subscriber.close()
+
+    def __enter__(self) -> Bridge:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def idle(self) -> bool:
+        """Nothing pending to write (everything delivered so far is stored)."""
+        with self._cond:
+            return not (self._pending or self._gaps or self._rejects) and not self._busy
+
+    _busy = False
+
+    # ------------------------------------------------------------------ handler (subscriber thread)
+    def resume_seq(self, publisher: int, topic: str) -> int | None:
+        try:
+            symbol = check_symbol(topic.partition(".")[2])
+            return self.vault.bridge_cursor(symbol, cursor_name(publisher, topic))
+        except ValidationError:
+            return None
+
+    def on_message(self, msg: Message) -> None:
+        self.stats.messages += 1
+        stream = _STREAM_OF.get(msg.kind)
+        if stream is None:
+            return
+        name = cursor_name(msg.publisher, msg.topic)
+        records = msg.records()
+        try:
+            symbol = check_symbol(msg.symbol)
+            if symbol != msg.symbol:
+                raise ValidationError(f"symbol {msg.symbol!r} is not in canonical upper case")
+            validate(TradeBatch.from_structured(records))
+        except ValidationError as exc:
+            self._reject(exc.field or "records", str(exc), [msg.topic.encode(), msg.body])
+            # The message is consumed: its sequence number counts as handled.
+            try:
+                symbol = check_symbol(msg.symbol)
+            except ValidationError:
+                return
+            records = records[:0]
+        with self._cond:
+            pending = self._pending.get((symbol, stream))
+            if pending is None:
+                pending = self._pending[(symbol, stream)] = _Pending()
+            if len(records):
+                pending.arrays.append(records)
+                pending.sent_ns.append(msg.ts_send)
+            pending.cursors[name] = msg.seq
+            self._cond.notify()
+
+    def on_gap(self, gap: Gap) -> None:
+        self.stats.gaps += 1
+        stream = _STREAM_OF.get(gap.kind, "realtime")
+        try:
+            symbol = check_symbol(gap.symbol)
+        except ValidationError:
+            return
+        marker = GapMarker(
+            symbol=symbol, stream=stream, start_ns=gap.start_ns, end_ns=gap.end_ns,
+            publisher=f"{gap.publisher:016x}", topic=gap.topic, seq_first=gap.seq_first,
+            seq_last=gap.seq_last, reason=gap.reason,
+        )  # fmt: skip
+        with self._cond:
+            self._gaps.append(marker)
+            pending = self._pending.setdefault((symbol, stream), _Pending())
+            name = cursor_name(gap.publisher, gap.topic)
+            pending.cursors[name] = max(pending.cursors.get(name, 0), gap.seq_last)
+            self._cond.notify()
+
+    def on_invalid(self, frames: list[bytes], error: WireError) -> None:
+        self._reject(error.reason, error.detail, frames)
+
+    def _reject(self, reason: str, detail: str, frames: list[bytes]) -> None:
+        self.stats.rejected[reason] += 1
+        self._rate_log.warning(reason, "bridge: rejected a message (%s): %s", reason, detail)
+        with self._cond:
+            self._rejects.append((reason, detail, list(frames)))
+            self._cond.notify()
+
+    # ------------------------------------------------------------------ writer thread
+    def _write_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._pending or self._gaps or self._rejects or self._stopping):
+                    self._cond.wait()
+                if not (self._pending or self._gaps or self._rejects):
+                    return
+                pending, self._pending = self._pending, {}
+                gaps, self._gaps = self._gaps, []
+                rejects, self._rejects = self._rejects, []
+                self._busy = True
+            try:
+                self._retrying(functools.partial(self._write, pending, gaps, rejects))
+            finally:
+                with self._cond:
+                    self._busy = False
+
+    def _retrying(self, action: Any) -> None:
+        """Run ``action`` until it succeeds; the server may be restarting. Gives up only
+        when stopping and the server stays unreachable for 10 s (then logs what is lost)."""
+        delay, waited = 0.05, 0.0
+        while True:
+            try:
+                action()
+                return
+            except (ServerError, valkey.ValkeyError) as exc:
+                self.stats.write_errors += 1
+                if self._stopping and waited > 10:
+                    log.error("bridge: giving up on a write while stopping: %s", exc)
+                    return
+                self._rate_log.warning("write", "bridge: write failed, retrying: %s", exc)
+                time.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, 2.0)
+
+    def _write(
+        self,
+        pending: dict[tuple[str, StreamKind], _Pending],
+        gaps: list[GapMarker],
+        rejects: list[tuple[str, str, list[bytes]]],
+    ) -> None:
+        for reason, detail, frames in rejects:
+            self.vault.quarantine(reason, detail, frames)
+        rejects.clear()
+        # Gap markers go first: their sequence ranges ride on the cursors of the data
+        # write below, so a crash in between re-detects the gap, never skips it.
+        while gaps:
+            self.vault.record_gap(gaps[0])
+            gaps.pop(0)
+        for key in list(pending):
+            symbol, stream = key
+            p = pending[key]
+            batch = (
+                TradeBatch.from_structured(np.concatenate(p.arrays))
+                if p.arrays
+                else TradeBatch.empty()
+            )
+            self.vault.store_batch(symbol, batch, stream=stream, cursors=p.cursors)
+            done = time.time_ns()
+            del pending[key]
+            self.stats.writes += 1
+            self.stats.trades_stored += len(batch)
+            self.stats.stored_by_symbol[symbol] += len(batch)
+            self.stats.lag_ms.extend((done - sent) / 1e6 for sent in p.sent_ns)

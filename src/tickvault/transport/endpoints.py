@@ -1,0 +1,61 @@
+"""ZeroMQ endpoints of one publisher, from settings or given explicitly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tickvault.config import Settings
+from tickvault.transport.wire import Kind
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Where one publisher's sockets are (``tcp://host:port``, ``ipc://...``, ``inproc://...``)."""
+
+    ticks: str
+    book: str
+    history: str
+    signals: str
+    replay: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings, host: str | None = None) -> Endpoints:
+        h = host or settings.zmq_host
+        return cls(
+            ticks=f"tcp://{h}:{settings.zmq_ticks_port}",
+            book=f"tcp://{h}:{settings.zmq_book_port}",
+            history=f"tcp://{h}:{settings.zmq_history_port}",
+            signals=f"tcp://{h}:{settings.zmq_signals_port}",
+            replay=f"tcp://{h}:{settings.zmq_replay_port}",
+        )
+
+    @classmethod
+    def ipc(cls, directory: str) -> Endpoints:
+        """Unix-socket endpoints in ``directory`` (tests and same-host setups)."""
+        return cls(
+            *(
+                f"ipc://{directory}/{name}.sock"
+                for name in ("ticks", "book", "history", "signals", "replay")
+            )
+        )
+
+    def for_kind(self, kind: Kind) -> str:
+        """The data endpoint that carries messages of ``kind``."""
+        return self.data()[endpoint_name(kind)]
+
+    def data(self) -> dict[str, str]:
+        return {
+            "ticks": self.ticks,
+            "book": self.book,
+            "history": self.history,
+            "signals": self.signals,
+        }
+
+
+def endpoint_name(kind: Kind) -> str:
+    """Which data socket (ticks, history, book, signals) carries messages of ``kind``."""
+    if kind in (Kind.TRADE, Kind.STATE):
+        return "ticks"
+    if kind in (Kind.HISTORY, Kind.PROGRESS):
+        return "history"
+    return "book" if kind is Kind.BOOK else "signals"

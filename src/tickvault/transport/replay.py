@@ -1,0 +1,88 @@
+"""The publisher's replay buffer: recent message bodies per topic, bounded in bytes (pure).
+
+Sequence numbers of one topic are contiguous, so a topic's messages sit in a
+deque and message ``seq`` is at index ``seq - first_seq``. When the byte budget
+is exceeded the oldest message of all topics goes first.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class _Topic:
+    first_seq: int = 1
+    bodies: deque[bytes] = field(default_factory=deque)
+    first_ts_event: int = 0
+    """ts_event of the first record ever published on the topic (0: none yet)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayAnswer:
+    first_held: int
+    """Lowest sequence number still held (messages below it are gone)."""
+    bodies: list[bytes]
+    """Held messages from the requested start on, in order (capped)."""
+    first_ts_event: int
+
+
+class ReplayBuffer:
+    """Thread-safe: the sender thread adds, the replay service reads."""
+
+    def __init__(
+        self, max_bytes: int, *, max_answer_messages: int = 512, max_answer_bytes: int = 8 * 2**20
+    ):
+        self.max_bytes = max_bytes
+        self.max_answer_messages = max_answer_messages
+        self.max_answer_bytes = max_answer_bytes
+        self._topics: dict[str, _Topic] = {}
+        self._order: deque[tuple[_Topic, int]] = deque()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.evicted = 0
+
+    def add(self, topic: str, seq: int, body: bytes, first_ts_event: int) -> None:
+        with self._lock:
+            t = self._topics.get(topic)
+            if t is None:
+                t = self._topics[topic] = _Topic(first_seq=seq, first_ts_event=first_ts_event)
+            if not t.bodies:
+                t.first_seq = seq
+            t.bodies.append(body)
+            self._order.append((t, len(body)))
+            self._bytes += len(body)
+            while self._bytes > self.max_bytes and self._order:
+                old, size = self._order.popleft()
+                old.bodies.popleft()
+                old.first_seq += 1
+                self._bytes -= size
+                self.evicted += 1
+
+    def get(self, topic: str, first: int, last: int) -> ReplayAnswer:
+        """Messages ``first..last`` of ``topic`` that are still held (a prefix of them if
+        the answer would be too large)."""
+        with self._lock:
+            t = self._topics.get(topic)
+            if t is None:
+                return ReplayAnswer(first_held=2**63, bodies=[], first_ts_event=0)
+            start = max(first, t.first_seq)
+            stop = min(last, t.first_seq + len(t.bodies) - 1)
+            bodies: list[bytes] = []
+            size = 0
+            for seq in range(start, stop + 1):
+                body = t.bodies[seq - t.first_seq]
+                if bodies and (
+                    len(bodies) >= self.max_answer_messages
+                    or size + len(body) > self.max_answer_bytes
+                ):
+                    break
+                bodies.append(body)
+                size += len(body)
+            return ReplayAnswer(t.first_seq, bodies, t.first_ts_event)
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes

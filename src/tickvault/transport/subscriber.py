@@ -1,0 +1,385 @@
+"""``Subscriber``: SUB sockets with in-order delivery, gap repair and clean shutdown.
+
+One thread runs ``run()``: a ``zmq.Poller`` blocks on the SUB sockets, the
+replay DEALER sockets and an inproc control socket (``stop()`` writes to it),
+with a timeout only when a replay answer is awaited. Per (publisher, topic) the
+subscriber delivers messages in sequence order: a duplicate is dropped, a
+message after a gap is held while the missing range is asked of the
+publisher's replay service, and a range that cannot be recovered (evicted, or
+no answer in ``zmq_replay_timeout_s``) is reported as a ``Gap`` before
+delivery moves on. Messages that break the wire format go to ``on_invalid``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import zmq
+
+from tickvault.config import Settings, load_settings
+from tickvault.transport import wire
+from tickvault.transport.endpoints import Endpoints, endpoint_name
+from tickvault.transport.wire import Kind, Message, WireError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Messages ``seq_first..seq_last`` of a topic that could not be recovered."""
+
+    publisher: int
+    topic: str
+    seq_first: int
+    seq_last: int
+    start_ns: int
+    """ts_event of the last record delivered before the gap (or the topic's first ever)."""
+    end_ns: int
+    """ts_event of the first record delivered after the gap (or the last one known)."""
+    reason: str
+
+    @property
+    def symbol(self) -> str:
+        return self.topic.partition(".")[2]
+
+    @property
+    def kind(self) -> Kind:
+        return wire.parse_topic(self.topic)[0]
+
+
+class Handler(Protocol):
+    """What a ``Subscriber`` calls, on its own thread, in sequence order per topic."""
+
+    def resume_seq(self, publisher: int, topic: str) -> int | None:
+        """The last sequence number already handled for this (publisher, topic) in an
+        earlier life (a restarted bridge reads it from the store), or None."""
+
+    def on_message(self, msg: Message) -> None: ...
+
+    def on_gap(self, gap: Gap) -> None: ...
+
+    def on_invalid(self, frames: list[bytes], error: WireError) -> None: ...
+
+
+@dataclass(slots=True)
+class _Track:
+    link: int
+    next: int
+    held: dict[int, Message] = field(default_factory=dict)
+    asked_last: int = 0
+    """Last seq of the outstanding replay request (0: none)."""
+    deadline: float = 0.0
+    last_ts: int = 0
+    known_last: int = 0
+    """Highest seq announced (by a message or a heartbeat)."""
+    known_last_ts: int = 0
+
+
+@dataclass(slots=True)
+class SubscriberStats:
+    messages: int = 0
+    records: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+    gaps_detected: int = 0
+    recovered_messages: int = 0
+    lost_messages: int = 0
+    replay_requests: int = 0
+
+
+@dataclass(slots=True)
+class _Link:
+    """The sockets to one publisher."""
+
+    sub: zmq.Socket[bytes]
+    dealer: zmq.Socket[bytes]
+
+
+class Subscriber:
+    """Receives from one or more publishers and calls ``handler`` (or feeds ``sink``)."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        handler: Handler | None = None,
+        sink: Any = None,
+        endpoints: Sequence[Endpoints] | None = None,
+        kinds: Iterable[Kind] = (Kind.TRADE, Kind.HISTORY),
+        symbols: Iterable[str] | None = None,
+        recover_from_start: bool = True,
+        context: zmq.Context[Any] | None = None,
+    ):
+        self.settings = settings or load_settings()
+        if (handler is None) == (sink is None):
+            raise TypeError("give exactly one of handler= or sink=")
+        self.handler: Handler = handler if handler is not None else SinkHandler(sink)
+        self._ctx = context or zmq.Context.instance()
+        self._recover_from_start = recover_from_start
+        self._max_bytes = self.settings.zmq_max_message_bytes
+        self._timeout_s = self.settings.zmq_replay_timeout_s
+        self.stats = SubscriberStats()
+        kinds = tuple(kinds)
+        prefixes = [wire.topic_for(k, s) for k in kinds for s in (symbols or [""])]
+        self._links: list[_Link] = []
+        for eps in endpoints or [Endpoints.from_settings(self.settings)]:
+            sub = self._ctx.socket(zmq.SUB)
+            sub.setsockopt(zmq.RCVHWM, self.settings.zmq_hwm)
+            sub.setsockopt(zmq.LINGER, 0)
+            for name in sorted({endpoint_name(k) for k in kinds}):
+                sub.connect(eps.data()[name])
+            for prefix in prefixes:
+                sub.setsockopt(zmq.SUBSCRIBE, prefix.encode("ascii"))
+            dealer = self._ctx.socket(zmq.DEALER)
+            dealer.setsockopt(zmq.LINGER, 0)
+            dealer.connect(eps.replay)
+            self._links.append(_Link(sub, dealer))
+        self._tracks: dict[tuple[int, str], _Track] = {}
+        self._ctrl_addr = f"inproc://tickvault-sub-{id(self)}"
+        self._ctrl = self._ctx.socket(zmq.PAIR)
+        self._ctrl.bind(self._ctrl_addr)
+        self._ctrl_out = self._ctx.socket(zmq.PAIR)
+        self._ctrl_out.connect(self._ctrl_addr)
+        self._stop_lock = threading.Lock()
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> Subscriber:
+        """Run in a background thread."""
+        self._thread = threading.Thread(target=self.run, name="tickvault-sub", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Make ``run()`` return (from any thread or a signal handler)."""
+        with self._stop_lock:
+            if not self._stopped:
+                self._stopped = True
+                self._ctrl_out.send(b"stop")
+
+    def join(self, timeout_s: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def close(self) -> None:
+        self.stop()
+        self.join(10)
+        for link in self._links:
+            link.sub.close()
+            link.dealer.close()
+        self._ctrl.close(linger=0)
+        self._ctrl_out.close(linger=0)
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> None:
+        """Receive and deliver until ``stop()``."""
+        poller = zmq.Poller()
+        poller.register(self._ctrl, zmq.POLLIN)
+        by_socket: dict[Any, tuple[int, bool]] = {}
+        for i, link in enumerate(self._links):
+            poller.register(link.sub, zmq.POLLIN)
+            poller.register(link.dealer, zmq.POLLIN)
+            by_socket[link.sub] = (i, False)
+            by_socket[link.dealer] = (i, True)
+        while True:
+            events = dict(poller.poll(self._poll_timeout_ms()))
+            if self._ctrl in events:
+                return
+            for sock in events:
+                link_no, is_replay = by_socket[sock]
+                # Take what is waiting (bounded) before polling again.
+                for _ in range(256):
+                    try:
+                        frames = sock.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    if is_replay:
+                        self._on_replay(link_no, frames)
+                    else:
+                        self._on_frames(link_no, frames)
+            self._expire(time.monotonic())
+
+    def _poll_timeout_ms(self) -> int | None:
+        deadlines = [t.deadline for t in self._tracks.values() if t.asked_last]
+        if not deadlines:
+            return None
+        return max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
+
+    # ------------------------------------------------------------------ sequencing
+    def _on_frames(self, link: int, frames: list[bytes]) -> None:
+        try:
+            msg = wire.decode(frames, max_bytes=self._max_bytes)
+        except WireError as exc:
+            self.stats.invalid += 1
+            self.handler.on_invalid(frames, exc)
+            return
+        self._accept(link, msg, replayed=False)
+
+    def _track(self, link: int, msg: Message) -> _Track:
+        key = (msg.publisher, msg.topic)
+        track = self._tracks.get(key)
+        if track is None:
+            done = self.handler.resume_seq(msg.publisher, msg.topic)
+            if done is not None:
+                first = done + 1
+            elif self._recover_from_start:
+                first = 1
+            else:
+                first = msg.seq + (1 if msg.kind is Kind.HEARTBEAT else 0)
+            track = self._tracks[key] = _Track(link=link, next=first)
+        return track
+
+    def _accept(self, link: int, msg: Message, *, replayed: bool) -> None:
+        track = self._track(link, msg)
+        if msg.kind is Kind.HEARTBEAT:
+            if msg.seq > track.known_last:
+                track.known_last, track.known_last_ts = msg.seq, msg.last_ts
+            if msg.seq >= track.next:
+                self._ask(msg.publisher, msg.topic, track)
+            return
+        if msg.seq > track.known_last:
+            track.known_last, track.known_last_ts = msg.seq, msg.last_ts
+        if msg.seq < track.next or msg.seq in track.held:
+            self.stats.duplicates += 1
+            return
+        if replayed:
+            self.stats.recovered_messages += 1
+        if msg.seq > track.next:
+            track.held[msg.seq] = msg
+            self._ask(msg.publisher, msg.topic, track)
+            return
+        self._deliver(track, msg)
+        self._release(track)
+
+    def _deliver(self, track: _Track, msg: Message) -> None:
+        track.next = msg.seq + 1
+        track.last_ts = msg.last_ts
+        self.stats.messages += 1
+        self.stats.records += msg.count
+        self.handler.on_message(msg)
+
+    def _release(self, track: _Track) -> None:
+        while track.next in track.held:
+            self._deliver(track, track.held.pop(track.next))
+        if not track.held and track.next > track.asked_last:
+            track.asked_last = 0
+
+    def _ask(self, publisher: int, topic: str, track: _Track) -> None:
+        """Ask for everything missing before the first held message (or the last announced)."""
+        if track.asked_last:
+            return
+        last = (min(track.held) - 1) if track.held else track.known_last
+        if last < track.next:
+            return
+        self.stats.gaps_detected += 1
+        self.stats.replay_requests += 1
+        track.asked_last = last
+        track.deadline = time.monotonic() + self._timeout_s
+        self._links[track.link].dealer.send_multipart([
+            wire.REPLAY_MAGIC, topic.encode("ascii"), publisher.to_bytes(8, "little"),
+            wire.REPLAY_RANGE.pack(track.next, last),
+        ])  # fmt: skip
+
+    def _on_replay(self, link: int, frames: list[bytes]) -> None:
+        if (
+            len(frames) < 4
+            or frames[0] != wire.REPLAY_MAGIC
+            or len(frames[3]) != wire.REPLAY_STATUS.size
+        ):
+            log.warning("subscriber: malformed replay answer ignored")
+            return
+        topic_raw, pub_raw, status = frames[1], frames[2], frames[3]
+        topic = topic_raw.decode("ascii", "replace")
+        publisher = int.from_bytes(pub_raw, "little")
+        track = self._tracks.get((publisher, topic))
+        if track is None:
+            return
+        first_held, _, first_ts = wire.REPLAY_STATUS.unpack(status)
+        asked = track.asked_last
+        for body in frames[4:]:
+            try:
+                msg = wire.decode([topic_raw, body], max_bytes=self._max_bytes)
+            except WireError as exc:
+                self.stats.invalid += 1
+                self.handler.on_invalid([topic_raw, body], exc)
+                continue
+            self._accept(link, msg, replayed=True)
+        if not asked or track.next > asked:
+            return
+        track.asked_last = 0
+        if first_held > track.next:
+            # Gone from the publisher's buffer (or the publisher restarted).
+            self._lose(publisher, topic, track, min(first_held - 1, asked), "evicted", first_ts)
+        if track.next <= asked:
+            self._ask(publisher, topic, track)
+
+    def _lose(
+        self, publisher: int, topic: str, track: _Track, last: int, reason: str, first_ts: int = 0
+    ) -> None:
+        """Declare ``track.next..last`` lost and move delivery past it."""
+        first = track.next
+        after = track.held.get(last + 1)
+        end = after.first_ts if after is not None else (track.known_last_ts or track.last_ts)
+        start = track.last_ts or first_ts or end
+        gap = Gap(publisher, topic, first, last, start, end, reason)
+        self.stats.lost_messages += last - first + 1
+        log.warning(
+            "subscriber: %s messages %d..%d of %s lost (%s)", topic, first, last, topic, reason
+        )
+        track.next = last + 1
+        self.handler.on_gap(gap)
+        self._release(track)
+
+    def _expire(self, now: float) -> None:
+        for (publisher, topic), track in list(self._tracks.items()):
+            if track.asked_last and now >= track.deadline:
+                last = track.asked_last
+                track.asked_last = 0
+                self._lose(publisher, topic, track, last, "no replay answer")
+                self._ask(publisher, topic, track)
+
+
+class SinkHandler:
+    """Feeds an existing in-memory structure the way the original design did:
+    ``sink.add_tick_data(tick)`` per live trade, ``sink.add_historical_tick(tick)`` per
+    history trade, where ``tick`` is a dict of the trade's fields plus ``symbol``."""
+
+    def __init__(self, sink: Any):
+        self.sink = sink
+        self.gaps: list[Gap] = []
+        self.invalid: list[WireError] = []
+
+    def resume_seq(self, publisher: int, topic: str) -> int | None:
+        return None
+
+    def on_message(self, msg: Message) -> None:
+        if msg.kind is Kind.TRADE:
+            add = self.sink.add_tick_data
+        elif msg.kind is Kind.HISTORY:
+            add = self.sink.add_historical_tick
+        else:
+            return
+        records = msg.records()
+        names = records.dtype.names or ()
+        for row in records.tolist():
+            tick = dict(zip(names, row, strict=True))
+            tick["symbol"] = msg.symbol
+            add(tick)
+
+    def on_gap(self, gap: Gap) -> None:
+        self.gaps.append(gap)
+
+    def on_invalid(self, frames: list[bytes], error: WireError) -> None:
+        self.invalid.append(error)

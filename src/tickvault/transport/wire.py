@@ -1,0 +1,231 @@
+"""The ZeroMQ wire format, version 1 (pure: bytes in, bytes out; no sockets here).
+
+A message is two frames: the topic (``<kind>.<SYMBOL>``, ASCII, so a SUB socket
+can filter by stream and symbol prefix) and the body: a fixed little-endian
+header followed by ``count`` packed records of ``record_size`` bytes each.
+Every record type starts with its int64 ``ts_event``. The layout is specified
+in ``docs/wire-format.md``; this module is its reference implementation.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from tickvault.errors import FormatError
+from tickvault.model.trades import TRADE_DTYPE
+
+MAGIC = b"TV"
+VERSION = 1
+HEADER = struct.Struct("<2sBBHHQQqI")
+"""magic, version, kind, header_size, record_size, publisher, seq, ts_send_ns, count."""
+HEADER_SIZE = HEADER.size
+
+REPLAY_MAGIC = b"TVR1"
+REPLAY_RANGE = struct.Struct("<QQ")
+"""A replay request's range: first and last sequence number wanted (inclusive)."""
+REPLAY_STATUS = struct.Struct("<QQq")
+"""A replay answer's status: first seq still held, messages in the answer, first ts_event
+ever published on the topic."""
+
+
+class Kind(enum.IntEnum):
+    """What a message carries; the topic prefix and the record layout follow from it."""
+
+    HEARTBEAT = 0
+    TRADE = 1
+    HISTORY = 2
+    BOOK = 3
+    STATE = 4
+    PROGRESS = 5
+    SIGNAL = 6
+
+
+TOPIC_PREFIX: dict[Kind, str] = {
+    Kind.TRADE: "trade",
+    Kind.HISTORY: "history",
+    Kind.BOOK: "book",
+    Kind.STATE: "state",
+    Kind.PROGRESS: "progress",
+    Kind.SIGNAL: "signal",
+}
+_KIND_OF_PREFIX = {prefix: kind for kind, prefix in TOPIC_PREFIX.items()}
+
+BOOK_DTYPE = np.dtype(
+    [
+        ("ts_event", "<i8"),
+        ("ts_recv", "<i8"),
+        ("offer_id", "<i8"),
+        ("price", "<f8"),
+        ("qty", "<i8"),
+        ("agent", "<i4"),
+        ("position", "<i4"),
+        ("side", "u1"),
+        ("action", "u1"),
+    ]
+)
+"""One offer-book update. ``side`` 0 bid, 1 ask. ``action`` as ProfitDLL: 0 add, 1 edit,
+2 delete, 3 delete from ``position`` to the end, 4 full book (one record per offer,
+the first of a full book resets the side). ``position`` counts from the end of the
+side's list, as in ProfitDLL (index = size - position - 1)."""
+
+STATE_DTYPE = np.dtype([("ts_event", "<i8"), ("conn_type", "<i4"), ("result", "<i4")])
+"""A feeder connection state: ProfitDLL's (connStateType, result) pair."""
+
+PROGRESS_DTYPE = np.dtype([("ts_event", "<i8"), ("percent", "<i4")])
+"""History-request progress, 1..100."""
+
+SIGNAL_DTYPE = np.dtype(
+    [("ts_event", "<i8"), ("ts_source", "<i8"), ("value", "<f8"), ("model_id", "<i4")]
+)
+"""A model signal: when it was made, the ts_event of the tick it reacted to, its value."""
+
+RECORD_DTYPE: dict[Kind, np.dtype[np.void]] = {
+    Kind.TRADE: TRADE_DTYPE,
+    Kind.HISTORY: TRADE_DTYPE,
+    Kind.BOOK: BOOK_DTYPE,
+    Kind.STATE: STATE_DTYPE,
+    Kind.PROGRESS: PROGRESS_DTYPE,
+    Kind.SIGNAL: SIGNAL_DTYPE,
+}
+
+TRADE_RECORD = struct.Struct("<qqqdqdiiBB")
+"""One trade record, field for field ``TRADE_DTYPE`` (58 bytes)."""
+assert TRADE_RECORD.size == TRADE_DTYPE.itemsize
+
+
+class WireError(FormatError):
+    """A message that does not follow the wire format. ``reason`` is a short stable
+    name (``truncated``, ``oversized``, ``magic``...) used to count rejections."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One decoded message. ``payload`` holds ``count`` records (8 bytes of last
+    ts_event for a heartbeat)."""
+
+    topic: str
+    kind: Kind
+    symbol: str
+    publisher: int
+    seq: int
+    ts_send: int
+    count: int
+    record_size: int
+    payload: bytes | memoryview
+    body: bytes
+    """The whole body frame, as received (kept for replay and quarantine)."""
+
+    @property
+    def first_ts(self) -> int:
+        """ts_event of the first record (of the topic's last record, for a heartbeat)."""
+        if len(self.payload) < 8:
+            return 0
+        return int.from_bytes(self.payload[:8], "little", signed=True)
+
+    @property
+    def last_ts(self) -> int:
+        """ts_event of the last record (for a heartbeat, the topic's last record)."""
+        if self.kind is Kind.HEARTBEAT or self.count == 0:
+            return self.first_ts
+        start = (self.count - 1) * self.record_size
+        return int.from_bytes(self.payload[start : start + 8], "little", signed=True)
+
+    def records(self) -> npt.NDArray[np.void]:
+        """The records as a (read-only) numpy structured array, no copy."""
+        return np.frombuffer(self.payload, dtype=RECORD_DTYPE[self.kind], count=self.count)
+
+
+def topic_for(kind: Kind, symbol: str) -> str:
+    return f"{TOPIC_PREFIX[kind]}.{symbol}"
+
+
+def parse_topic(topic: str) -> tuple[Kind, str]:
+    """(kind, symbol) of a topic such as ``trade.WINZ25``."""
+    prefix, dot, symbol = topic.partition(".")
+    kind = _KIND_OF_PREFIX.get(prefix)
+    if kind is None or not dot:
+        raise WireError("topic", f"unknown topic {topic[:64]!r}")
+    return kind, symbol
+
+
+def encode_header(
+    kind: Kind, record_size: int, publisher: int, seq: int, ts_send: int, count: int
+) -> bytes:
+    return HEADER.pack(
+        MAGIC, VERSION, kind, HEADER_SIZE, record_size, publisher, seq, ts_send, count
+    )
+
+
+def encode_body(
+    kind: Kind, publisher: int, seq: int, ts_send: int, records: bytes, count: int
+) -> bytes:
+    """Header plus ``count`` packed records of ``kind``'s layout."""
+    size = RECORD_DTYPE[kind].itemsize
+    return encode_header(kind, size, publisher, seq, ts_send, count) + records
+
+
+def encode_heartbeat(publisher: int, seq: int, ts_send: int, last_ts_event: int) -> bytes:
+    """A heartbeat: ``seq`` is the topic's last sequence number (not a new one)."""
+    return encode_header(Kind.HEARTBEAT, 0, publisher, seq, ts_send, 0) + struct.pack(
+        "<q", last_ts_event
+    )
+
+
+def decode(frames: list[bytes], *, max_bytes: int) -> Message:
+    """Decode and check one message; ``WireError`` names what is wrong."""
+    if len(frames) != 2:
+        raise WireError("frames", f"expected 2 frames (topic, body), got {len(frames)}")
+    topic_raw, body = frames
+    if len(body) > max_bytes:
+        raise WireError("oversized", f"body of {len(body)} bytes is over the {max_bytes} limit")
+    try:
+        topic = topic_raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise WireError("topic", f"topic is not ASCII: {topic_raw[:32]!r}") from None
+    topic_kind, symbol = parse_topic(topic)
+    if len(body) < HEADER_SIZE:
+        raise WireError("truncated", f"body of {len(body)} bytes is shorter than the header")
+    magic, version, kind_raw, header_size, record_size, publisher, seq, ts_send, count = (
+        HEADER.unpack_from(body)
+    )
+    if magic != MAGIC:
+        raise WireError("magic", f"body does not start with {MAGIC!r} (got {magic!r})")
+    if version != VERSION:
+        raise WireError("version", f"wire version {version}, this reader knows {VERSION}")
+    if header_size < HEADER_SIZE or header_size > len(body):
+        raise WireError("truncated", f"header size {header_size} does not fit the body")
+    try:
+        kind = Kind(kind_raw)
+    except ValueError:
+        raise WireError("kind", f"unknown message kind {kind_raw}") from None
+    payload = memoryview(body)[header_size:]
+    if kind is Kind.HEARTBEAT:
+        if len(payload) != 8:
+            raise WireError("truncated", "a heartbeat carries exactly 8 payload bytes")
+    else:
+        if kind is not topic_kind:
+            raise WireError("topic", f"{kind.name} message on topic {topic!r}")
+        expected = RECORD_DTYPE[kind].itemsize
+        if record_size != expected:
+            raise WireError(
+                "record_size", f"{kind.name} records are {expected} bytes, not {record_size}"
+            )
+        if len(payload) != count * record_size:
+            raise WireError(
+                "truncated",
+                f"{count} records of {record_size} bytes need {count * record_size} payload "
+                f"bytes, got {len(payload)}",
+            )
+    if seq == 0:
+        raise WireError("seq", "sequence numbers start at 1")
+    return Message(topic, kind, symbol, publisher, seq, ts_send, count, record_size, payload, body)
