@@ -14,6 +14,7 @@ from tickvault.errors import (
     TickvaultError,
     ValidationError,
 )
+from tickvault.feeds.attach import Attachment, attach, detach
 from tickvault.model.trades import (
     TRADE_DTYPE,
     TRADE_FIELDS,
@@ -22,16 +23,18 @@ from tickvault.model.trades import (
     TradeFlag,
     TradeType,
 )
-from tickvault.vault import StreamStats, TrimReport, Vault
+from tickvault.vault import GapMarker, StreamStats, TrimReport, Vault
 
 __version__ = "0.1.0"
 
 __all__ = [
     "TRADE_DTYPE",
     "TRADE_FIELDS",
+    "Attachment",
     "ConfigError",
     "EmbeddedServerError",
     "FormatError",
+    "GapMarker",
     "QueryError",
     "ServerError",
     "ServerUnreachable",
@@ -46,5 +49,7 @@ __all__ = [
     "ValidationError",
     "Vault",
     "__version__",
+    "attach",
+    "detach",
     "load_settings",
 ]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import functools
 import logging
+import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -47,6 +48,16 @@ _STREAM_OF: dict[Kind, StreamKind] = {Kind.TRADE: "realtime", Kind.HISTORY: "his
 _LAG_SAMPLES = 200_000
 
 
+SWITCH_INTERVAL_S = 0.0005
+
+
+def tune_for_latency() -> None:
+    """For a process whose job is bridging: let the receiving thread take the GIL from the
+    writer within 0.5 ms instead of Python's default 5 ms. Measured with
+    ``bench live`` at 50k trades/s: lag p99 fell from 10.6-13.7 ms to 6.4-7.5 ms."""
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+
+
 def cursor_name(publisher: int, topic: str) -> str:
     return f"{publisher:016x}:{topic}"
 
@@ -55,7 +66,7 @@ def cursor_name(publisher: int, topic: str) -> str:
 class _Pending:
     arrays: list[npt.NDArray[np.void]] = field(default_factory=list)
     cursors: dict[str, int] = field(default_factory=dict)
-    sent_ns: list[int] = field(default_factory=list)
+    recv_ns: list[int] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -69,7 +80,8 @@ class BridgeStats:
     lag_ms: collections.deque[float] = field(
         default_factory=lambda: collections.deque(maxlen=_LAG_SAMPLES)
     )
-    """Publish (the message's send time) to stored and readable, per message, in ms."""
+    """Per live message: from the publish call of its earliest trade (``ts_recv``) to
+    stored and readable, in ms."""
     stored_by_symbol: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def lag_percentiles(self, *qs: float) -> list[float]:
@@ -186,7 +198,10 @@ class Bridge:
                 pending = self._pending[(symbol, stream)] = _Pending()
             if len(records):
                 pending.arrays.append(records)
-                pending.sent_ns.append(msg.ts_send)
+                if msg.kind is Kind.TRADE:
+                    # lag from the earliest trade's publish call (its ts_recv), so the
+                    # publisher's queueing and batching are counted too
+                    pending.recv_ns.append(int(records["ts_recv"].min()))
             pending.cursors[name] = msg.seq
             self._cond.notify()
 
@@ -283,4 +298,4 @@ class Bridge:
             self.stats.writes += 1
             self.stats.trades_stored += len(batch)
             self.stats.stored_by_symbol[symbol] += len(batch)
-            self.stats.lag_ms.extend((done - sent) / 1e6 for sent in p.sent_ns)
+            self.stats.lag_ms.extend((done - recv) / 1e6 for recv in p.recv_ns)

@@ -8,6 +8,7 @@ exchange time zone, because that is what a B3 trader means by "10:30".
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -88,7 +89,13 @@ def trading_day(ts_ns: int, tz: ZoneInfo) -> int:
 
 
 def _offset_ns(ts_ns: int, tz: ZoneInfo) -> int:
-    utc = dt.datetime.fromtimestamp(ts_ns // NS_PER_S, dt.UTC)
+    return _offset_of_quarter_hour(ts_ns // (900 * NS_PER_S), tz)
+
+
+@functools.lru_cache(maxsize=4096)
+def _offset_of_quarter_hour(quarter: int, tz: ZoneInfo) -> int:
+    """UTC offset in a 15-minute slot (offset changes fall on such boundaries)."""
+    utc = dt.datetime.fromtimestamp(quarter * 900, dt.UTC)
     off = utc.astimezone(tz).utcoffset()
     assert off is not None
     return int(off.total_seconds()) * NS_PER_S

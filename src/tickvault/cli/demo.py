@@ -1,90 +1,159 @@
-"""``tickvault demo``: simulated B3 trades into the store, then time-travel queries.
+"""``tickvault demo``: the live pipeline on the embedded Valkey, with a terminal view.
 
-The live pipeline (feeders, ZeroMQ, bridge) will grow this into a live view.
+Simulator -> Publisher -> ZeroMQ -> Bridge -> Valkey, all real, in one process.
+The view shows per symbol what is stored and readable (``Vault.last`` and
+``Vault.stats``, not counters of the feeder), and the pipeline's health.
+Ctrl-C (or ``--duration``) stops the feeder, stores what was published, and
+leaves the data queryable.
 """
 
 from __future__ import annotations
 
+import collections
 import time
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
-import numpy as np
 import pandas as pd
-from rich.console import Console
-from rich.progress import Progress
+from rich.console import Console, Group
+from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
-from tickvault.model.trades import TradeFlag
-from tickvault.sim.generator import generate_trades
-from tickvault.timeutil import NS_PER_S, format_ns, now_ns
+from tickvault.feeds.sim import SimulatedFeeder
+from tickvault.pipeline import Pipeline
+from tickvault.timeutil import format_ns
 from tickvault.vault import Vault
 
-_CHUNK = 50_000
+_REFRESH_S = 0.5
+_RATE_WINDOW_S = 2.0
 
 
-def run_demo(vault: Vault, symbols: list[str], trades: int, console: Console) -> None:
-    tz = vault.settings.tz
-    console.print(
-        f"[bold]tickvault demo[/] on {vault.url} "
-        f"({'embedded' if vault.embedded else 'external'} Valkey)"
-    )
-    batches = {s: generate_trades(s, trades, seed=42) for s in symbols}
-    t0 = time.perf_counter()
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("storing simulated trades", total=trades * len(symbols))
-        for symbol, batch in batches.items():
-            for i in range(0, len(batch), _CHUNK):
-                vault.write_trades(symbol, batch.take(slice(i, i + _CHUNK)))
-                progress.advance(task, min(_CHUNK, len(batch) - i))
-    elapsed = time.perf_counter() - t0
-    console.print(
-        f"stored {trades * len(symbols):,} trades in {elapsed:.2f} s "
-        f"({trades * len(symbols) / elapsed:,.0f} trades/s)"
-    )
+@dataclass
+class _SymbolView:
+    last_price: float = float("nan")
+    last_ts: int = 0
+    bytes_per_trade: float = float("nan")
 
-    table = Table(title="stored")
-    for col in ("symbol", "trades", "first (B3 time)", "last (B3 time)", "B/trade"):
+
+def _view(
+    pipe: Pipeline,
+    symbols: list[str],
+    rates: dict[str, float],
+    views: dict[str, _SymbolView],
+    speed: str,
+    elapsed: float,
+    tz: ZoneInfo,
+) -> Group:
+    bridge, sub = pipe.bridge, pipe.bridge.subscriber.stats
+    table = Table(title=f"tickvault live: simulator at {speed} pace, {elapsed:,.0f} s")
+    for col in ("symbol", "stored", "trades/s", "last price", "last trade (B3 time)", "B/trade"):
         table.add_column(col, justify="right", no_wrap=True)
-    total_records = 0
-    for symbol in symbols:
-        frame = vault.range(symbol)
-        stats = vault.stats(symbol)
-        memory = sum(s.memory_bytes for s in stats)
-        records = sum(s.trades for s in stats)
-        total_records += records
+    for s in symbols:
+        v = views[s]
         table.add_row(
-            symbol,
-            f"{len(frame):,}",
-            format_ns(frame.index[0].value, tz)[:19],
-            format_ns(frame.index[-1].value, tz)[:19],
-            f"{memory / records:.2f}",
+            s,
+            f"{bridge.stats.stored_by_symbol[s]:,}",
+            f"{rates.get(s, 0.0):,.0f}",
+            f"{v.last_price:,.1f}",
+            format_ns(v.last_ts, tz)[:23] if v.last_ts else "-",
+            f"{v.bytes_per_trade:.1f}",
         )
-    console.print(table)
-    console.print(
-        f"[dim]{total_records:,} records stored in all; queries return each trade once "
-        "(repeats from earlier runs are deduplicated)[/]"
-    )
+    p50, p99 = bridge.stats.lag_percentiles(50, 99)
+    rejected = sum(bridge.stats.rejected.values())
+    health = Text.assemble(
+        ("publish->stored lag ", "bold"), f"p50 {p50:.2f} ms  p99 {p99:.2f} ms   ",
+        ("messages ", "bold"), f"{sub.messages:,}   ",
+        ("gaps ", "bold"), f"detected {sub.gaps_detected}, "
+        f"recovered msgs {sub.recovered_messages}, lost msgs {sub.lost_messages}   ",
+        ("duplicates ", "bold"), f"{sub.duplicates}   ",
+        ("rejected ", "bold"), f"{rejected}",
+    )  # fmt: skip
+    return Group(table, health, Text("Ctrl-C stops; the data stays queryable.", style="dim"))
 
-    # Time travel: correct a trade now, then look at the past as it was known before.
-    symbol = symbols[0]
-    batch = batches[symbol]
-    i = len(batch) // 2
-    before = now_ns()
-    edit = batch.take(np.array([i]))
-    correction = {k: v for k, v in edit.columns().items() if k != "ts_recv"}  # received now
-    correction["price"] = edit.price + 50.0
-    correction["flags"] = np.array([TradeFlag.EDIT], dtype=np.uint8)
-    vault.write_trades(symbol, correction)
-    t = int(batch.ts_event[i])
-    window = (t - NS_PER_S, t + NS_PER_S)
-    now_view = vault.range(symbol, *window)
-    past_view = vault.range(symbol, *window, known_at=before)
-    tid = int(batch.trade_id[i])
-    console.print(f"\n[bold]time travel[/] on {symbol} trade {tid} at {format_ns(t, tz)}:")
-    price_now = now_view.loc[now_view.trade_id == tid, "price"].iloc[0]
-    price_past = past_view.loc[past_view.trade_id == tid, "price"].iloc[0]
-    console.print(f"  as known now:          price {price_now:,.2f} (edited)")
-    console.print(f"  as known before edit:  price {price_past:,.2f}")
-    last = vault.last(symbol, 5)
-    console.print(f"\nlast 5 trades of {symbol}:")
-    for ts, row in zip(pd.DatetimeIndex(last.index).asi8, last.itertuples(), strict=True):
-        console.print(f"  {format_ns(int(ts), tz)}  #{row.trade_id}  {row.price:,.1f} x {row.qty}")
+
+def run_live_demo(
+    vault: Vault,
+    symbols: list[str],
+    *,
+    speed: float | None,
+    duration_s: float | None,
+    console: Console,
+    seed: int = 0,
+) -> None:
+    tz = vault.settings.tz
+    speed_label = "max" if speed is None else f"{speed:g}x"
+    feeder = SimulatedFeeder(symbols, seed=seed, speed=speed, days=1 if speed else 5)
+    sim_start = format_ns(int(feeder.start.timestamp() * 1e9), tz)[:19]
+    console.print(
+        f"[bold]tickvault demo[/]: {', '.join(feeder.symbols)} from "
+        f"{sim_start} (B3 time) at {speed_label} pace, "
+        f"Valkey {vault.url} ({'embedded' if vault.embedded else 'external'}), "
+        f"ZeroMQ ticks on {vault.settings.zmq_host}:{vault.settings.zmq_ticks_port}"
+    )
+    pipe = Pipeline(vault, feeder).start()
+    history: dict[str, collections.deque[tuple[float, int]]] = {
+        s: collections.deque() for s in feeder.symbols
+    }
+    views = {s: _SymbolView() for s in feeder.symbols}
+    t0 = time.monotonic()
+    last_stats = 0.0
+    interrupted = False
+    try:
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            while True:
+                now = time.monotonic()
+                rates = {}
+                for s in feeder.symbols:
+                    h = history[s]
+                    h.append((now, pipe.bridge.stats.stored_by_symbol[s]))
+                    while len(h) > 2 and now - h[0][0] > _RATE_WINDOW_S:
+                        h.popleft()
+                    dt = h[-1][0] - h[0][0]
+                    rates[s] = (h[-1][1] - h[0][1]) / dt if dt > 0 else 0.0
+                    last = vault.last_columns(s, 1)
+                    if len(last["price"]):
+                        views[s].last_price = float(last["price"][-1])
+                        views[s].last_ts = int(last["ts_event"][-1])
+                if now - last_stats > 2.0:
+                    last_stats = now
+                    for s in feeder.symbols:
+                        streams = vault.stats(s)
+                        records = sum(x.trades for x in streams)
+                        if records:
+                            memory = sum(x.memory_bytes for x in streams)
+                            views[s].bytes_per_trade = memory / records
+                live.update(_view(pipe, list(feeder.symbols), rates, views, speed_label,
+                                  now - t0, tz))  # fmt: skip
+                if duration_s is not None and now - t0 >= duration_s:
+                    break
+                if not pipe.feed.running:
+                    break
+                time.sleep(_REFRESH_S)
+    except KeyboardInterrupt:
+        interrupted = True
+    console.print("\nstopping: storing what was published..." if interrupted else "\nstopping...")
+    complete = pipe.stop()
+    if pipe.feed.error is not None:
+        console.print(f"[red]the feeder failed: {pipe.feed.error}[/]")
+    stats = pipe.bridge.stats
+    sub = pipe.bridge.subscriber.stats
+    p50, p99 = stats.lag_percentiles(50, 99)
+    console.print(
+        f"stored {stats.trades_stored:,} trades in {stats.writes:,} writes "
+        f"(publish->stored lag p50 {p50:.2f} ms, p99 {p99:.2f} ms; "
+        f"gaps detected {sub.gaps_detected}, messages recovered {sub.recovered_messages}, "
+        f"lost {sub.lost_messages})" + ("" if complete else " [red]- not all stored in time[/]")
+    )
+    symbol = feeder.symbols[0]
+    frame = vault.last(symbol, 5)
+    if len(frame):
+        console.print(f"last 5 trades of {symbol}, read back from Valkey:")
+        for ts, row in zip(pd.DatetimeIndex(frame.index).asi8, frame.itertuples(), strict=True):
+            console.print(
+                f"  {format_ns(int(ts), tz)}  #{row.trade_id}  {row.price:,.1f} x {row.qty}"
+            )
+    console.print(
+        f"[dim]query them: tickvault query {symbol} --last 20   "
+        f"(time travel: add --known-at '<time>')[/]"
+    )

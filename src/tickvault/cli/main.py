@@ -286,6 +286,39 @@ def bench_store(
     console.print(table)
 
 
+@bench.command("live")
+@click.option("--trades", type=int, default=1_000_000, show_default=True)
+@click.option(
+    "--rate", type=float, default=50_000, show_default=True, help="Trades/s of the lag runs."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def bench_live(ctx: click.Context, trades: int, rate: float, as_json: bool) -> None:
+    """Publisher process -> ZeroMQ -> bridge process -> Valkey, against the original design."""
+    from tickvault.bench.live import run_live_bench
+
+    with _vault(ctx) as vault:
+        result = run_live_bench(vault, trades, rate)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    table = Table(title=f"bench live: {trades:,} trades, lag at {rate:,.0f} trades/s")
+    for col in ("design", "trades/s", "lost", "duplicated", "lag p50 ms", "lag p99 ms"):
+        table.add_column(col, justify="right")
+    for name in ("tickvault", "seed_design"):
+        row = result[name]
+        table.add_row(
+            name,
+            f"{row['trades_per_s']:,}",
+            f"{row['lost']:,}",
+            f"{row['duplicated']:,}",
+            f"{row['lag_ms']['p50']:,.2f}",
+            f"{row['lag_ms']['p99']:,.2f}",
+        )
+    console.print(table)
+    console.print(f"throughput ratio: {result['ratio']['throughput']}x")
+
+
 @bench.command("formats")
 @click.option("--trades", type=int, default=500_000, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON rows.")
@@ -313,19 +346,148 @@ def bench_formats(ctx: click.Context, trades: int, as_json: bool) -> None:
     console.print(table)
 
 
-# ---------------------------------------------------------------------- demo
-@cli.command()
-@click.option(
-    "--trades", type=int, default=500_000, show_default=True, help="Simulated trades per symbol."
-)
-@click.option("--symbols", default="WINZ25,WDOZ25", show_default=True)
-@click.pass_context
-def demo(ctx: click.Context, trades: int, symbols: str) -> None:
-    """Simulate B3 trades, store them, and query them back (time travel included)."""
-    from tickvault.cli.demo import run_demo
+# ---------------------------------------------------------------------- live path
+def _symbols(raw: str | None) -> list[str] | None:
+    if not raw:
+        return None
+    return [s.strip().upper() for s in raw.split(",") if s.strip()]
 
+
+def _speed(raw: str) -> float | None:
+    if raw.lower() == "max":
+        return None
+    try:
+        value = float(raw.rstrip("xX"))
+    except ValueError:
+        raise click.BadParameter(f"{raw!r}: use a number such as 1 or 10, or 'max'") from None
+    if value <= 0:
+        raise click.BadParameter(f"{raw!r}: the speed must be above 0")
+    return value
+
+
+def _stop_on_signals(stop: Callable[[], None]) -> None:
+    """SIGINT and SIGTERM call ``stop`` (a clean shutdown) instead of raising."""
+
+    def handler(signum: int, _frame: object) -> None:
+        stop()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+@cli.command()
+@click.option("--speed", default="1", show_default=True, help="Simulator pace: 1, 10, ... or max.")
+@click.option("--duration", type=float, help="Stop after this many seconds (default: Ctrl-C).")
+@click.option("--symbols", default="WINZ25,WDOZ25", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.pass_context
+def demo(ctx: click.Context, speed: str, duration: float | None, symbols: str, seed: int) -> None:
+    """The live pipeline on the embedded Valkey: simulator, ZeroMQ, bridge, live view."""
+    from tickvault.bridge import tune_for_latency
+    from tickvault.cli.demo import run_live_demo
+
+    tune_for_latency()
     with _vault(ctx) as vault:
-        run_demo(vault, [s.strip() for s in symbols.split(",") if s.strip()], trades, console)
+        run_live_demo(
+            vault,
+            _symbols(symbols) or ["WINZ25", "WDOZ25"],
+            speed=_speed(speed),
+            duration_s=duration,
+            console=console,
+            seed=seed,
+        )
+
+
+@cli.command()
+@click.option("--feed", type=click.Choice(["sim"]), default="sim", show_default=True)
+@click.option("--symbols", default="WINZ25,WDOZ25", show_default=True)
+@click.option("--speed", default="1", show_default=True, help="1, 10, ... or max.")
+@click.option("--days", type=int, default=1, show_default=True, help="Sessions to simulate.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.pass_context
+def publish(ctx: click.Context, feed: str, symbols: str, speed: str, days: int, seed: int) -> None:
+    """Run a feeder and publish its events over ZeroMQ until it ends or is stopped."""
+    from tickvault.feeds.sim import SimulatedFeeder
+    from tickvault.pipeline import FeedRunner
+    from tickvault.transport.publisher import Publisher
+
+    settings = _settings(ctx)
+    feeder = SimulatedFeeder(_symbols(symbols) or [], seed=seed, speed=_speed(speed), days=days)
+    with Publisher(settings) as publisher:
+        runner = FeedRunner(feeder, publisher)
+        _stop_on_signals(runner.stop_event.set)
+        err_console.print(
+            f"publishing {feed} feed {', '.join(feeder.symbols)} on "
+            f"{publisher.endpoints.ticks} (publisher id {publisher.id:016x}); Ctrl-C stops"
+        )
+        runner.start()
+        while runner.running:
+            runner.stop_event.wait(0.5)
+        runner.stop()
+        publisher.flush()
+        stats = publisher.stats()
+        err_console.print(f"published {stats.records:,} records in {stats.messages:,} messages")
+        if runner.error is not None:
+            raise click.ClickException(f"the {feed} feeder failed: {runner.error}")
+
+
+@cli.command()
+@click.option("--symbols", help="Only these symbols (comma-separated; default: all).")
+@click.option("--connect", "host", help="Publisher host (default: zmq_host).")
+@click.pass_context
+def bridge(ctx: click.Context, symbols: str | None, host: str | None) -> None:
+    """Store what publishers send into Valkey, until SIGINT/SIGTERM (then flush)."""
+    import logging
+
+    from tickvault.bridge import Bridge, tune_for_latency
+    from tickvault.transport.endpoints import Endpoints
+
+    tune_for_latency()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    with _vault(ctx) as vault:
+        eps = Endpoints.from_settings(vault.settings, host)
+        b = Bridge(vault, symbols=_symbols(symbols), endpoints=[eps])
+        _stop_on_signals(b.stop)
+        err_console.print(f"bridge: {eps.ticks} -> {vault.url}; SIGINT/SIGTERM stop it")
+        try:
+            b.run()
+        finally:
+            b.subscriber.close()
+        s, sub = b.stats, b.subscriber.stats
+        err_console.print(
+            f"bridge stopped: {s.trades_stored:,} trades stored in {s.writes:,} writes; "
+            f"gaps {sub.gaps_detected} detected, {sub.lost_messages} messages lost; "
+            f"duplicates {sub.duplicates}; rejected {dict(s.rejected)}"
+        )
+
+
+@cli.command()
+@click.argument("symbol")
+@click.option("--history", is_flag=True, help="History trades instead of live ones.")
+@click.option("--connect", "host", help="Publisher host (default: zmq_host).")
+@click.pass_context
+def tail(ctx: click.Context, symbol: str, history: bool, host: str | None) -> None:
+    """Print SYMBOL's trades live from ZeroMQ (Ctrl-C stops)."""
+    from tickvault.cli.tail import TailPrinter
+    from tickvault.transport.endpoints import Endpoints
+    from tickvault.transport.subscriber import Subscriber
+    from tickvault.transport.wire import Kind
+
+    settings = _settings(ctx)
+    printer = TailPrinter(console, settings.tz)
+    sub = Subscriber(
+        settings,
+        handler=printer,
+        endpoints=[Endpoints.from_settings(settings, host)],
+        kinds=[Kind.HISTORY if history else Kind.TRADE],
+        symbols=[symbol.upper()],
+        recover_from_start=False,
+    )
+    _stop_on_signals(sub.stop)
+    try:
+        sub.run()
+    finally:
+        sub.close()
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:

@@ -62,6 +62,7 @@ class PublisherStats:
     replayed_messages: int
     replay_evicted: int
     queued: int
+    messages_by_kind: dict[str, int]
 
 
 class Publisher:
@@ -107,6 +108,7 @@ class Publisher:
         self._wake = threading.Event()
         self._idle = False
         self._stopping = False
+        self._by_kind: dict[str, int] = {}
         self._replay = ReplayBuffer(int(self.settings.zmq_replay_buffer_mb * 2**20))
         self._counts = {
             "messages": 0,
@@ -230,6 +232,7 @@ class Publisher:
         st.socket.send_multipart([st.topic, body])
         self._counts["messages"] += 1
         self._counts["records"] += count
+        self._by_kind[kind.name] = self._by_kind.get(kind.name, 0) + 1
 
     def _drain(self) -> None:
         pending: dict[str, tuple[Kind, list[bytes], list[int]]] = {}
@@ -324,7 +327,10 @@ class Publisher:
     # ------------------------------------------------------------------ lifecycle
     def stats(self) -> PublisherStats:
         return PublisherStats(
-            **self._counts, replay_evicted=self._replay.evicted, queued=len(self._queue)
+            **self._counts,
+            replay_evicted=self._replay.evicted,
+            queued=len(self._queue),
+            messages_by_kind=dict(self._by_kind),
         )
 
     def close(self, timeout_s: float = 10.0) -> None:

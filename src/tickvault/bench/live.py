@@ -1,0 +1,259 @@
+"""``tickvault bench live``: publish-to-stored over real ZeroMQ, two processes per design.
+
+For each design a publisher process sends one message per trade, as a
+ProfitDLL callback would, and a bridge process stores them in the same Valkey:
+
+- tickvault: ``Publisher.publish_trade`` per trade (batched on the wire under
+  load, sequence numbers, replay) and a ``Bridge`` (blocks, cursors).
+- seed (the original design): ``orjson.dumps`` of a dict per trade on
+  ``send_multipart``; the bridge does one ``XADD`` of a field dict per trade
+  (with ``<ms>-*`` ids, so same-millisecond trades are not dropped by the id).
+
+Throughput runs at the highest rate the publisher can send; lag (publish call to
+stored and readable) at a fixed rate. Lost and duplicated trades are counted from
+what was stored against what was sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tickvault.sim.generator import generate_trades
+from tickvault.vault import Vault
+
+SYMBOL = "BENCHLIVE"
+SEED_KEY = "bench:seed:live:{BENCHLIVE}"
+_IDLE_END_S = 3.0
+_JOIN_S = 0.5
+"""Publishers wait this long after binding so subscriptions arrive (both designs)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunFigures:
+    trades_per_s: float
+    lost: int
+    duplicated: int
+    lag_p50_ms: float
+    lag_p99_ms: float
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _rows(n: int) -> list[tuple[Any, ...]]:
+    b = generate_trades(SYMBOL, n, seed=7)
+    return list(zip(b.ts_event.tolist(), b.trade_id.tolist(), b.price.tolist(), b.qty.tolist(),
+                    b.volume.tolist(), b.buy_agent.tolist(), b.sell_agent.tolist(),
+                    b.trade_type.tolist(), strict=True))  # fmt: skip
+
+
+def _paced(rows: list[tuple[Any, ...]], rate: float, send: Any) -> None:
+    """Call ``send(row)`` per row, at ``rate`` rows/s (0: as fast as possible), in 1 ms steps."""
+    if rate <= 0:
+        for row in rows:
+            send(row)
+        return
+    per_ms = max(1, round(rate / 1000))
+    t0 = time.perf_counter()
+    for i in range(0, len(rows), per_ms):
+        due = t0 + (i / rate)
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        for row in rows[i : i + per_ms]:
+            send(row)
+
+
+# ---------------------------------------------------------------------- worker processes
+def _publisher_worker(a: argparse.Namespace) -> None:
+    rows = _rows(a.trades)
+    if a.design == "tickvault":
+        from tickvault.config import load_settings
+        from tickvault.transport.endpoints import Endpoints
+        from tickvault.transport.publisher import Publisher
+
+        pub = Publisher(load_settings(), endpoints=Endpoints(*a.endpoints.split(",")))
+        publish = pub.publish_trade
+
+        def send(row: tuple[Any, ...]) -> None:
+            publish(SYMBOL, *row)
+
+        time.sleep(_JOIN_S)
+        t0 = time.time_ns()
+        _paced(rows, a.rate, send)
+        pub.flush()
+    else:
+        import orjson
+        import zmq
+
+        sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.PUB)
+        sock.bind(a.endpoints.split(",")[0])
+        topic = f"trade.{SYMBOL}".encode()
+        dumps = orjson.dumps
+        send_multipart = sock.send_multipart
+
+        def send(row: tuple[Any, ...]) -> None:
+            te, tid, price, qty, vol, ba, sa, tt = row
+            tick = {"symbol": SYMBOL, "ts_event": te, "trade_id": tid, "price": price,
+                    "qty": qty, "volume": vol, "buy_agent": ba, "sell_agent": sa,
+                    "trade_type": tt, "ts_recv": time.time_ns()}  # fmt: skip
+            send_multipart([topic, dumps(tick)])
+
+        time.sleep(_JOIN_S)
+        t0 = time.time_ns()
+        _paced(rows, a.rate, send)
+    print(json.dumps({"t_start": t0, "t_sent": time.time_ns()}), flush=True)
+    sys.stdin.read()  # keep serving replay requests until the parent is done
+
+
+def _bridge_worker(a: argparse.Namespace) -> None:
+    from tickvault.bridge import tune_for_latency
+
+    tune_for_latency()  # both designs: a dedicated bridge process
+    vault = Vault.open(a.url)
+    if a.design == "tickvault":
+        from tickvault.bridge import Bridge
+        from tickvault.transport.endpoints import Endpoints
+
+        bridge = Bridge(vault, endpoints=[Endpoints(*a.endpoints.split(","))]).start()
+        print("READY", flush=True)
+        stored, last_change, t_done = 0, time.monotonic(), time.time_ns()
+        while stored < a.trades and time.monotonic() - last_change < _IDLE_END_S + _JOIN_S * 4:
+            time.sleep(0.001)
+            now_stored = bridge.stats.trades_stored
+            if now_stored != stored:
+                stored, last_change, t_done = now_stored, time.monotonic(), time.time_ns()
+        lags = list(bridge.stats.lag_ms)
+        bridge.close()
+        out = {"t_done": t_done, "lags": _percentiles(lags),
+               "recovered": bridge.subscriber.stats.recovered_messages}  # fmt: skip
+    else:
+        import orjson
+        import zmq
+
+        sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.SUB)
+        sock.connect(a.endpoints.split(",")[0])
+        sock.setsockopt(zmq.SUBSCRIBE, b"trade.")
+        r = vault.client
+        print("READY", flush=True)
+        lags, ids, stored = [], set(), 0
+        t_done = time.time_ns()
+        poll_ms = int((_IDLE_END_S + _JOIN_S * 4) * 1000)
+        while stored < a.trades and sock.poll(poll_ms):
+            _, body = sock.recv_multipart()
+            tick = orjson.loads(body)
+            r.xadd(SEED_KEY, tick, id=f"{tick['ts_event'] // 1_000_000}-*")
+            t_done = time.time_ns()
+            lags.append((t_done - tick["ts_recv"]) / 1e6)
+            ids.add(tick["trade_id"])
+            stored += 1
+        out = {"t_done": t_done, "lags": _percentiles(lags), "stored": stored,
+               "distinct": len(ids)}  # fmt: skip
+    vault.close()
+    print(json.dumps(out), flush=True)
+
+
+def _percentiles(lags: list[float]) -> list[float]:
+    if not lags:
+        return [float("nan"), float("nan")]
+    return [float(x) for x in np.percentile(np.asarray(lags), [50, 99])]
+
+
+# ---------------------------------------------------------------------- orchestration
+def _spawn(role: str, design: str, **kw: Any) -> subprocess.Popen[str]:
+    args = [sys.executable, "-m", "tickvault.bench.live", role, "--design", design]
+    for k, v in kw.items():
+        args += [f"--{k}", str(v)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env=env)  # fmt: skip
+
+
+def _clear(vault: Vault) -> None:
+    r = vault.client
+    for key in [*r.scan_iter(match=f"ticks:{{{SYMBOL}}}:*"), SEED_KEY]:
+        r.delete(key)
+
+
+def _one_run(
+    vault: Vault, design: str, trades: int, rate: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    _clear(vault)
+    ports = _free_ports(5)
+    endpoints = ",".join(f"tcp://127.0.0.1:{p}" for p in ports)
+    bridge = _spawn("bridge", design, url=vault.url, endpoints=endpoints, trades=trades)
+    assert bridge.stdout is not None
+    if bridge.stdout.readline().strip() != "READY":
+        raise RuntimeError("the benchmark bridge process did not start")
+    pub = _spawn("publisher", design, endpoints=endpoints, trades=trades, rate=rate)
+    assert pub.stdout is not None
+    pub_out = json.loads(pub.stdout.readline())
+    bridge_out = json.loads(bridge.stdout.readline())
+    bridge.wait(60)
+    pub.communicate("", timeout=30)
+    return pub_out, bridge_out
+
+
+def _figures(vault: Vault, design: str, trades: int, pub: dict[str, Any],
+             bridge: dict[str, Any]) -> tuple[int, int, float]:  # fmt: skip
+    """(lost, duplicated, trades/s) of a run, from what was stored."""
+    if design == "tickvault":
+        records = sum(s.trades for s in vault.stats(SYMBOL))
+        distinct = len(vault.range_columns(SYMBOL)["trade_id"])
+    else:
+        records, distinct = int(bridge["stored"]), int(bridge["distinct"])
+    seconds = max(bridge["t_done"] - pub["t_start"], 1) / 1e9
+    return trades - distinct, records - distinct, distinct / seconds
+
+
+def run_live_bench(
+    vault: Vault, trades: int, rate: float, lag_trades: int | None = None
+) -> dict[str, Any]:
+    lag_n = lag_trades or min(trades, int(rate * 4))
+    out: dict[str, Any] = {"trades": trades, "rate": rate}
+    for design, name in (("tickvault", "tickvault"), ("seed", "seed_design")):
+        pub, bridge = _one_run(vault, design, trades, 0)
+        lost, dup, tps = _figures(vault, design, trades, pub, bridge)
+        _, lag_bridge = _one_run(vault, design, lag_n, rate)
+        p50, p99 = lag_bridge["lags"]
+        out[name] = {"trades_per_s": round(tps), "lost": lost, "duplicated": dup,
+                     "lag_ms": {"p50": round(p50, 3), "p99": round(p99, 3)}}  # fmt: skip
+    _clear(vault)
+    seed_tps = out["seed_design"]["trades_per_s"]
+    out["ratio"] = {"throughput": round(out["tickvault"]["trades_per_s"] / seed_tps, 1)
+                    if seed_tps else None}  # fmt: skip
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="tickvault.bench.live")
+    p.add_argument("role", choices=["publisher", "bridge"])
+    p.add_argument("--design", choices=["tickvault", "seed"], required=True)
+    p.add_argument("--endpoints", required=True)
+    p.add_argument("--trades", type=int, required=True)
+    p.add_argument("--rate", type=float, default=0)
+    p.add_argument("--url")
+    a = p.parse_args()
+    (_publisher_worker if a.role == "publisher" else _bridge_worker)(a)
+
+
+if __name__ == "__main__":
+    main()
