@@ -77,13 +77,6 @@ def test_unreachable_server_is_one_clear_line(
     assert "cannot reach Valkey at valkey://127.0.0.1:1/0" in result.output
 
 
-def test_demo_runs_and_stops_its_server(runner: CliRunner, own_data_dir: Path) -> None:
-    result = runner.invoke(cli, ["demo", "--trades", "20000"], terminal_width=200)
-    assert result.exit_code == 0, result.output
-    assert "as known before edit" in result.output
-    assert read_state(own_data_dir.resolve()) is None
-
-
 def test_bench_store_json_reports_both_layouts(runner: CliRunner) -> None:
     import json
 

@@ -500,3 +500,7 @@ def main() -> None:
 
 
 __all__ = ["cli", "main", "to_frame"]
+
+
+if __name__ == "__main__":
+    main()

@@ -68,6 +68,8 @@ class Handler(Protocol):
 
 @dataclass(slots=True)
 class _Track:
+    publisher: int
+    topic: str
     link: int
     next: int
     held: dict[int, Message] = field(default_factory=dict)
@@ -238,19 +240,16 @@ class Subscriber:
                 first = 1
             else:
                 first = msg.seq + (1 if msg.kind is Kind.HEARTBEAT else 0)
-            track = self._tracks[key] = _Track(link=link, next=first)
+            track = self._tracks[key] = _Track(msg.publisher, msg.topic, link=link, next=first)
         return track
 
     def _accept(self, link: int, msg: Message, *, replayed: bool) -> None:
         track = self._track(link, msg)
-        if msg.kind is Kind.HEARTBEAT:
-            if msg.seq > track.known_last:
-                track.known_last, track.known_last_ts = msg.seq, msg.last_ts
-            if msg.seq >= track.next:
-                self._ask(msg.publisher, msg.topic, track)
-            return
         if msg.seq > track.known_last:
             track.known_last, track.known_last_ts = msg.seq, msg.last_ts
+        if msg.kind is Kind.HEARTBEAT:
+            self._ask(track)
+            return
         if msg.seq < track.next or msg.seq in track.held:
             self.stats.duplicates += 1
             return
@@ -258,7 +257,7 @@ class Subscriber:
             self.stats.recovered_messages += 1
         if msg.seq > track.next:
             track.held[msg.seq] = msg
-            self._ask(msg.publisher, msg.topic, track)
+            self._ask(track)
             return
         self._deliver(track, msg)
         self._release(track)
@@ -271,13 +270,16 @@ class Subscriber:
         self.handler.on_message(msg)
 
     def _release(self, track: _Track) -> None:
+        """Deliver held messages that are now in order; ask for the next gap, if any."""
         while track.next in track.held:
             self._deliver(track, track.held.pop(track.next))
-        if not track.held and track.next > track.asked_last:
-            track.asked_last = 0
+        if track.asked_last and track.next > track.asked_last:
+            track.asked_last = 0  # the request is satisfied
+        self._ask(track)
 
-    def _ask(self, publisher: int, topic: str, track: _Track) -> None:
-        """Ask for everything missing before the first held message (or the last announced)."""
+    def _ask(self, track: _Track) -> None:
+        """Ask for everything missing before the first held message (or up to the last
+        announced), unless a request is outstanding."""
         if track.asked_last:
             return
         last = (min(track.held) - 1) if track.held else track.known_last
@@ -288,7 +290,7 @@ class Subscriber:
         track.asked_last = last
         track.deadline = time.monotonic() + self._timeout_s
         self._links[track.link].dealer.send_multipart([
-            wire.REPLAY_MAGIC, topic.encode("ascii"), publisher.to_bytes(8, "little"),
+            wire.REPLAY_MAGIC, track.topic.encode("ascii"), track.publisher.to_bytes(8, "little"),
             wire.REPLAY_RANGE.pack(track.next, last),
         ])  # fmt: skip
 
@@ -301,9 +303,9 @@ class Subscriber:
             log.warning("subscriber: malformed replay answer ignored")
             return
         topic_raw, pub_raw, status = frames[1], frames[2], frames[3]
-        topic = topic_raw.decode("ascii", "replace")
-        publisher = int.from_bytes(pub_raw, "little")
-        track = self._tracks.get((publisher, topic))
+        track = self._tracks.get(
+            (int.from_bytes(pub_raw, "little"), topic_raw.decode("ascii", "replace"))
+        )
         if track is None:
             return
         first_held, _, first_ts = wire.REPLAY_STATUS.unpack(status)
@@ -317,38 +319,36 @@ class Subscriber:
                 continue
             self._accept(link, msg, replayed=True)
         if not asked or track.next > asked:
-            return
-        track.asked_last = 0
+            return  # satisfied (or an answer to an expired request)
         if first_held > track.next:
             # Gone from the publisher's buffer (or the publisher restarted).
-            self._lose(publisher, topic, track, min(first_held - 1, asked), "evicted", first_ts)
-        if track.next <= asked:
-            self._ask(publisher, topic, track)
+            track.asked_last = 0
+            self._lose(track, min(first_held - 1, asked), "evicted", first_ts)
+        elif track.asked_last == asked:
+            track.asked_last = 0  # a capped answer: ask for the rest
+            self._ask(track)
 
-    def _lose(
-        self, publisher: int, topic: str, track: _Track, last: int, reason: str, first_ts: int = 0
-    ) -> None:
+    def _lose(self, track: _Track, last: int, reason: str, first_ts: int = 0) -> None:
         """Declare ``track.next..last`` lost and move delivery past it."""
         first = track.next
+        if last < first:
+            return
         after = track.held.get(last + 1)
         end = after.first_ts if after is not None else (track.known_last_ts or track.last_ts)
         start = track.last_ts or first_ts or end
-        gap = Gap(publisher, topic, first, last, start, end, reason)
         self.stats.lost_messages += last - first + 1
-        log.warning(
-            "subscriber: %s messages %d..%d of %s lost (%s)", topic, first, last, topic, reason
-        )
+        log.warning("subscriber: messages %d..%d of %s lost (%s)", first, last, track.topic, reason)
         track.next = last + 1
-        self.handler.on_gap(gap)
+        self.handler.on_gap(Gap(track.publisher, track.topic, first, last, start, end, reason))
         self._release(track)
 
     def _expire(self, now: float) -> None:
-        for (publisher, topic), track in list(self._tracks.items()):
+        for track in list(self._tracks.values()):
             if track.asked_last and now >= track.deadline:
                 last = track.asked_last
                 track.asked_last = 0
-                self._lose(publisher, topic, track, last, "no replay answer")
-                self._ask(publisher, topic, track)
+                self._lose(track, last, "no replay answer")
+                self._ask(track)
 
 
 class SinkHandler:
