@@ -83,6 +83,8 @@ class BridgeStats:
     """Per live message: from the publish call of its earliest trade (``ts_recv``) to
     stored and readable, in ms."""
     stored_by_symbol: collections.Counter[str] = field(default_factory=collections.Counter)
+    last_write_ns: int = 0
+    """Wall time when the latest write returned."""
 
     def lag_percentiles(self, *qs: float) -> list[float]:
         if not self.lag_ms:
@@ -296,6 +298,7 @@ class Bridge:
             done = time.time_ns()
             del pending[key]
             self.stats.writes += 1
+            self.stats.last_write_ns = done
             self.stats.trades_stored += len(batch)
             self.stats.stored_by_symbol[symbol] += len(batch)
             self.stats.lag_ms.extend((done - recv) / 1e6 for recv in p.recv_ns)

@@ -135,12 +135,12 @@ def _bridge_worker(a: argparse.Namespace) -> None:
 
         bridge = Bridge(vault, endpoints=[Endpoints(*a.endpoints.split(","))]).start()
         print("READY", flush=True)
-        stored, last_change, t_done = 0, time.monotonic(), time.time_ns()
+        stored, last_change = 0, time.monotonic()
         while stored < a.trades and time.monotonic() - last_change < _IDLE_END_S + _JOIN_S * 4:
-            time.sleep(0.001)
-            now_stored = bridge.stats.trades_stored
-            if now_stored != stored:
-                stored, last_change, t_done = now_stored, time.monotonic(), time.time_ns()
+            time.sleep(0.05)  # a slow poll: the monitor must not compete with the bridge
+            if bridge.stats.trades_stored != stored:
+                stored, last_change = bridge.stats.trades_stored, time.monotonic()
+        t_done = bridge.stats.last_write_ns
         lags = list(bridge.stats.lag_ms)
         bridge.close()
         out = {"t_done": t_done, "lags": _percentiles(lags),

@@ -23,7 +23,7 @@ import os
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,8 @@ from tickvault.transport.wire import Kind
 log = logging.getLogger(__name__)
 
 _pack_trade = wire.TRADE_RECORD.pack
+_MAX_TAKE = 1 << 16
+"""Most queue items one topic sends per pass, so no topic starves the others."""
 
 
 @dataclass(slots=True)
@@ -48,6 +50,10 @@ class _TopicState:
     topic: bytes
     kind: Kind
     socket: zmq.Socket[bytes]
+    record_size: int
+    name: str
+    queue: deque[bytes] = field(default_factory=deque)
+    """Packed records waiting for the sender (appended by any thread)."""
     seq: int = 0
     first_ts: int = 0
     last_ts: int = 0
@@ -103,8 +109,9 @@ class Publisher:
                 "on these ports? Change zmq_*_port or zmq_host in the config"
             ) from exc
         self._topics: dict[str, _TopicState] = {}
-        self._topic_names: dict[Kind, dict[str, str]] = {k: {} for k in wire.TOPIC_PREFIX}
-        self._queue: deque[Any] = deque()
+        self._topics_lock = threading.Lock()
+        self._queues: dict[Kind, dict[str, deque[bytes]]] = {k: {} for k in wire.TOPIC_PREFIX}
+        self._flush_waiters: list[threading.Event] = []
         self._wake = threading.Event()
         self._idle = False
         self._stopping = False
@@ -131,17 +138,19 @@ class Publisher:
         self._closed = False
 
     # ------------------------------------------------------------------ publishing
-    def _topic(self, kind: Kind, symbol: str) -> str:
-        names = self._topic_names[kind]
-        topic = names.get(symbol)
-        if topic is None:
-            topic = names[symbol] = wire.topic_for(kind, symbol)
-        return topic
-
-    def _put(self, item: tuple[str, Kind, bytes, int]) -> None:
-        self._queue.append(item)
-        if self._idle:
-            self._wake.set()
+    def _topic_queue(self, kind: Kind, symbol: str) -> deque[bytes]:
+        """The queue of a topic, created on first use (the slow path)."""
+        with self._topics_lock:
+            topic = wire.topic_for(kind, symbol)
+            st = self._topics.get(topic)
+            if st is None:
+                sock = self._sockets[endpoint_name(kind)]
+                size = wire.RECORD_DTYPE[kind].itemsize
+                st = self._topics[topic] = _TopicState(
+                    topic.encode("ascii"), kind, sock, size, topic
+                )
+                self._queues[kind][symbol] = st.queue
+            return st.queue
 
     def publish_trade(
         self,
@@ -159,15 +168,19 @@ class Publisher:
         *,
         history: bool = False,
     ) -> None:
-        """Publish one trade (the per-callback path). ``ts_recv`` 0 means now."""
-        kind = Kind.HISTORY if history else Kind.TRADE
+        """Publish one trade (the per-callback path): pack it and queue it; the sender
+        thread does the I/O. ``ts_recv`` 0 means now."""
         if history:
-            flags |= TradeFlag.HISTORY
-        record = _pack_trade(
-            ts_event, ts_recv or time.time_ns(), trade_id, price, qty, volume,
-            buy_agent, sell_agent, trade_type, flags,
+            kind, flags = Kind.HISTORY, flags | TradeFlag.HISTORY
+        else:
+            kind = Kind.TRADE
+        queue = self._queues[kind].get(symbol) or self._topic_queue(kind, symbol)
+        queue.append(
+            _pack_trade(ts_event, ts_recv or time.time_ns(), trade_id, price, qty, volume,
+                        buy_agent, sell_agent, trade_type, flags)
         )  # fmt: skip
-        self._put((self._topic(kind, symbol), kind, record, 1))
+        if self._idle:
+            self._wake.set()
 
     def publish_trades(
         self, symbol: str, trades: TradeBatch | npt.NDArray[np.void], *, history: bool = False
@@ -183,15 +196,16 @@ class Publisher:
         self.publish_records(kind, symbol, arr)
 
     def publish_records(self, kind: Kind, symbol: str, records: npt.NDArray[np.void]) -> None:
-        """Publish records of ``kind``'s layout (``wire.RECORD_DTYPE``), in chunks."""
+        """Publish records of ``kind``'s layout (``wire.RECORD_DTYPE``)."""
         dtype = wire.RECORD_DTYPE[kind]
         if records.dtype != dtype:
             raise TypeError(f"{kind.name} records must have dtype {dtype}, got {records.dtype}")
-        topic = self._topic(kind, symbol)
-        step = self._max_batch
-        for i in range(0, len(records), step):
-            chunk = records[i : i + step]
-            self._put((topic, kind, chunk.tobytes(), len(chunk)))
+        if len(records) == 0:
+            return
+        queue = self._queues[kind].get(symbol) or self._topic_queue(kind, symbol)
+        queue.append(records.tobytes())
+        if self._idle:
+            self._wake.set()
 
     def publish_state(self, conn_type: int, result: int, *, source: str = "feed") -> None:
         rec = np.array([(time.time_ns(), conn_type, result)], dtype=wire.STATE_DTYPE)
@@ -204,62 +218,47 @@ class Publisher:
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until everything published so far has been handed to ZeroMQ."""
         done = threading.Event()
-        self._queue.append(done)
+        self._flush_waiters.append(done)
         self._wake.set()
         return done.wait(timeout_s)
 
     # ------------------------------------------------------------------ sender
-    def _state(self, topic: str, kind: Kind) -> _TopicState:
-        st = self._topics.get(topic)
-        if st is None:
-            sock = self._sockets[endpoint_name(kind)]
-            st = self._topics[topic] = _TopicState(topic.encode("ascii"), kind, sock)
-        return st
-
-    def _emit(self, topic: str, kind: Kind, parts: list[bytes], count: int) -> None:
-        st = self._state(topic, kind)
-        payload = b"".join(parts)
+    def _emit(self, st: _TopicState, payload: bytes | memoryview) -> None:
+        count = len(payload) // st.record_size
         st.seq += 1
-        body = wire.encode_body(kind, self.id, st.seq, time.time_ns(), payload, count)
-        first_ts = int.from_bytes(payload[:8], "little", signed=True)
+        body = wire.encode_body(st.kind, self.id, st.seq, time.time_ns(), bytes(payload), count)
         if st.first_ts == 0:
-            st.first_ts = first_ts
-        size = wire.RECORD_DTYPE[kind].itemsize
-        st.last_ts = int.from_bytes(
-            payload[(count - 1) * size : (count - 1) * size + 8], "little", signed=True
-        )
-        self._replay.add(topic, st.seq, body, st.first_ts)
+            st.first_ts = int.from_bytes(payload[:8], "little", signed=True)
+        last = (count - 1) * st.record_size
+        st.last_ts = int.from_bytes(payload[last : last + 8], "little", signed=True)
+        self._replay.add(st.name, st.seq, body, st.first_ts)
         st.socket.send_multipart([st.topic, body])
         self._counts["messages"] += 1
         self._counts["records"] += count
-        self._by_kind[kind.name] = self._by_kind.get(kind.name, 0) + 1
+        self._by_kind[st.kind.name] = self._by_kind.get(st.kind.name, 0) + 1
+
+    def _pending(self) -> bool:
+        return any(st.queue for st in list(self._topics.values()))
 
     def _drain(self) -> None:
-        pending: dict[str, tuple[Kind, list[bytes], list[int]]] = {}
-        flushed: list[threading.Event] = []
-        queue, max_batch = self._queue, self._max_batch
-        for _ in range(min(len(queue), 1 << 16)):
-            item = queue.popleft()
-            if isinstance(item, threading.Event):
-                flushed.append(item)
+        """Send what every topic has queued: one message per topic, split at max_batch."""
+        waiters, self._flush_waiters = self._flush_waiters, []
+        for st in list(self._topics.values()):
+            queue = st.queue
+            n = min(len(queue), _MAX_TAKE)
+            if not n:
                 continue
-            topic, kind, record, n = item
-            entry = pending.get(topic)
-            if entry is not None and entry[2][0] + n > max_batch:
-                self._emit(topic, kind, entry[1], entry[2][0])
-                entry = None
-            if entry is None:
-                entry = pending[topic] = (kind, [], [0])
-            entry[1].append(record)
-            entry[2][0] += n
-        for topic, (kind, parts, count) in pending.items():
-            self._emit(topic, kind, parts, count[0])
-        for event in flushed:
+            popleft = queue.popleft
+            payload = memoryview(b"".join([popleft() for _ in range(n)]))
+            step = self._max_batch * st.record_size
+            for i in range(0, len(payload), step):
+                self._emit(st, payload[i : i + step])
+        for event in waiters:
             event.set()
 
     def _heartbeat(self) -> None:
         now = time.time_ns()
-        for st in self._topics.values():
+        for st in list(self._topics.values()):
             if st.seq:
                 st.socket.send_multipart(
                     [st.topic, wire.encode_heartbeat(self.id, st.seq, now, st.last_ts)]
@@ -267,17 +266,17 @@ class Publisher:
                 self._counts["heartbeats"] += 1
 
     def _send_loop(self) -> None:
-        queue, wake = self._queue, self._wake
+        wake = self._wake
         heartbeat_s = self.settings.zmq_heartbeat_s
         while True:
-            if not queue:
+            if not self._pending() and not self._flush_waiters:
                 self._idle = True
                 woke = True
-                if not queue:
+                if not self._pending():
                     woke = wake.wait(heartbeat_s)
                     wake.clear()
                 self._idle = False
-                if not queue:
+                if not self._pending() and not self._flush_waiters:
                     if self._stopping:
                         return
                     if not woke:
@@ -329,7 +328,7 @@ class Publisher:
         return PublisherStats(
             **self._counts,
             replay_evicted=self._replay.evicted,
-            queued=len(self._queue),
+            queued=sum(len(st.queue) for st in list(self._topics.values())),
             messages_by_kind=dict(self._by_kind),
         )
 
