@@ -358,3 +358,27 @@ def test_demo_runs_the_live_pipeline_and_leaves_the_data_queryable(
         stored = vault.range_columns("WINZ25")
         assert len(stored["trade_id"]) > 0
         assert np.unique(stored["trade_id"]).size == len(stored["trade_id"])
+
+
+def test_two_bridges_on_different_symbols_split_the_work(
+    vault: Vault, endpoints: Endpoints
+) -> None:
+    win = sim_trades(3_000, symbol="WINZ25", days=1)
+    wdo = sim_trades(2_000, symbol="WDOZ25", days=1)
+    with Publisher(vault.settings, endpoints=endpoints) as pub:
+        b1 = Bridge(vault, symbols=["winz25"], endpoints=[endpoints]).start()
+        b2 = Bridge(vault, symbols=["WDOZ25"], endpoints=[endpoints]).start()
+        try:
+            _publish_in_messages(pub, "WINZ25", win, 500)
+            _publish_in_messages(pub, "WDOZ25", wdo, 500)
+            wait_for(
+                lambda: b1.stats.trades_stored == len(win) and b2.stats.trades_stored == len(wdo),
+                "both bridges",
+            )
+        finally:
+            b1.close()
+            b2.close()
+    assert set(b1.stats.stored_by_symbol) == {"WINZ25"}
+    assert set(b2.stats.stored_by_symbol) == {"WDOZ25"}
+    assert stored_records(vault, "WINZ25") == len(win)
+    assert stored_records(vault, "WDOZ25") == len(wdo)
