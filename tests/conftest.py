@@ -74,17 +74,3 @@ def frame_equals_batch(frame: object, batch: TradeBatch) -> None:
         "flags",
     ):
         np.testing.assert_array_equal(frame[name].to_numpy(), getattr(expected, name), name)
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` TCP ports free on 127.0.0.1 right now."""
-    import socket
-
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()

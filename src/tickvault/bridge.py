@@ -87,9 +87,15 @@ class BridgeStats:
     """Wall time when the latest write returned."""
 
     def lag_percentiles(self, *qs: float) -> list[float]:
-        if not self.lag_ms:
-            return [float("nan")] * len(qs)
-        return [float(v) for v in np.percentile(np.fromiter(self.lag_ms, float), qs)]
+        return percentiles(self.lag_ms, *qs)
+
+
+def percentiles(samples: Iterable[float], *qs: float) -> list[float]:
+    """The ``qs`` percentiles of ``samples`` (NaN when there are none)."""
+    values = np.fromiter(samples, float)
+    if not values.size:
+        return [float("nan")] * len(qs)
+    return [float(v) for v in np.percentile(values, qs)]
 
 
 class Bridge:
@@ -121,6 +127,7 @@ class Bridge:
         self._gaps: list[GapMarker] = []
         self._rejects: list[tuple[str, str, list[bytes]]] = []
         self._stopping = False
+        self._busy = False
         self._writer = threading.Thread(target=self._write_loop, name="tickvault-bridge-write",
                                         daemon=True)  # fmt: skip
         self._thread: threading.Thread | None = None
@@ -164,8 +171,6 @@ class Bridge:
         with self._cond:
             return not (self._pending or self._gaps or self._rejects) and not self._busy
 
-    _busy = False
-
     # ------------------------------------------------------------------ handler (subscriber thread)
     def resume_seq(self, publisher: int, topic: str) -> int | None:
         try:
@@ -179,21 +184,21 @@ class Bridge:
         stream = _STREAM_OF.get(msg.kind)
         if stream is None:
             return
-        name = cursor_name(msg.publisher, msg.topic)
-        records = msg.records()
+        frames = [msg.topic.encode(), msg.body]
         try:
             symbol = check_symbol(msg.symbol)
             if symbol != msg.symbol:
                 raise ValidationError(f"symbol {msg.symbol!r} is not in canonical upper case")
+        except ValidationError as exc:
+            self._reject("symbol", str(exc), frames)  # no store to keep a cursor in
+            return
+        records = msg.records()
+        try:
             validate(TradeBatch.from_structured(records))
         except ValidationError as exc:
-            self._reject(exc.field or "records", str(exc), [msg.topic.encode(), msg.body])
-            # The message is consumed: its sequence number counts as handled.
-            try:
-                symbol = check_symbol(msg.symbol)
-            except ValidationError:
-                return
-            records = records[:0]
+            self._reject(exc.field or "records", str(exc), frames)
+            records = records[:0]  # consumed: its sequence number counts as handled
+        name = cursor_name(msg.publisher, msg.topic)
         with self._cond:
             pending = self._pending.get((symbol, stream))
             if pending is None:
@@ -278,9 +283,10 @@ class Bridge:
         gaps: list[GapMarker],
         rejects: list[tuple[str, str, list[bytes]]],
     ) -> None:
-        for reason, detail, frames in rejects:
-            self.vault.quarantine(reason, detail, frames)
-        rejects.clear()
+        # Each item leaves its list once stored, so a retry after a failure repeats none.
+        while rejects:
+            self.vault.quarantine(*rejects[0])
+            rejects.pop(0)
         # Gap markers go first: their sequence ranges ride on the cursors of the data
         # write below, so a crash in between re-detects the gap, never skips it.
         while gaps:

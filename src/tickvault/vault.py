@@ -237,8 +237,9 @@ class Vault:
         def encode(p: PlannedBlock) -> bytes:
             return codec.encode_block(p.trades, p.trading_day, compression=compression, level=level)
 
-        def append(group: list[PlannedBlock], blocks: list[bytes]) -> None:
-            args: list[Any] = cursor_args if group is groups[-1] else [0]
+        def append(group: list[PlannedBlock], blocks: list[bytes], last: bool) -> None:
+            # The cursors ride on the last group only: they move once all data is in.
+            args: list[Any] = list(cursor_args) if last else [0]
             for p, block in zip(group, blocks, strict=True):
                 args += [p.first_ms, p.last_ms, len(p.trades), block]
             self._append(keys=keys, args=args)
@@ -254,14 +255,15 @@ class Vault:
         sender = ThreadPoolExecutor(1) if len(groups) > 1 else None
         in_flight: Future[None] | None = None
         try:
-            for group in groups:
+            for i, group in enumerate(groups):
+                last = i == len(groups) - 1
                 blocks = list(encoders.map(encode, group)) if encoders else list(map(encode, group))
                 if in_flight is not None:
                     in_flight.result()
                 if sender is None:
-                    append(group, blocks)
+                    append(group, blocks, last)
                 else:
-                    in_flight = sender.submit(append, group, blocks)
+                    in_flight = sender.submit(append, group, blocks, last)
             if in_flight is not None:
                 in_flight.result()
         finally:

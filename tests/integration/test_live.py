@@ -20,11 +20,11 @@ import numpy as np
 import pytest
 import zmq
 
-from tests.conftest import free_ports, sim_trades
+from tests.conftest import sim_trades
 from tickvault import TradeFlag, Vault, attach
 from tickvault.bridge import Bridge
 from tickvault.transport import wire
-from tickvault.transport.endpoints import Endpoints
+from tickvault.transport.endpoints import SOCKET_NAMES, Endpoints, free_tcp_ports
 from tickvault.transport.publisher import Publisher
 from tickvault.transport.subscriber import Subscriber
 from tickvault.transport.wire import Kind, Message
@@ -43,6 +43,16 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
 @pytest.fixture
 def endpoints(tmp_path: Path) -> Endpoints:
     return Endpoints.ipc(str(tmp_path))
+
+
+def free_ports() -> dict[str, int]:
+    """A free TCP port per publisher socket name."""
+    return dict(zip(SOCKET_NAMES, free_tcp_ports(len(SOCKET_NAMES)), strict=True))
+
+
+def port_env(ports: dict[str, int]) -> dict[str, str]:
+    """The TICKVAULT_ZMQ_*_PORT variables that select ``ports``."""
+    return {f"TICKVAULT_ZMQ_{name.upper()}_PORT": str(port) for name, port in ports.items()}
 
 
 def stored_records(vault: Vault, symbol: str) -> int:
@@ -221,8 +231,7 @@ def test_unrecoverable_range_becomes_a_gap_marker(vault: Vault, endpoints: Endpo
 
 # ---------------------------------------------------------------------- SIGKILL and restart
 def _bridge_process(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "TICKVAULT_DATA_DIR": str(data_dir)}
-    env.update({f"TICKVAULT_ZMQ_{name.upper()}_PORT": str(p) for name, p in ports.items()})
+    env = {**os.environ, "TICKVAULT_DATA_DIR": str(data_dir), **port_env(ports)}
     return subprocess.Popen(
         [sys.executable, "-m", "tickvault.cli.main", "bridge"],
         env=env,
@@ -234,7 +243,7 @@ def _bridge_process(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen[b
 def test_bridge_killed_and_restarted_loses_nothing_and_stores_nothing_twice(
     own_data_dir: Path,
 ) -> None:
-    ports = dict(zip(("ticks", "book", "history", "signals", "replay"), free_ports(5), strict=True))
+    ports = free_ports()
     overrides = {f"zmq_{name}_port": p for name, p in ports.items()}
     batch = sim_trades(40_000, symbol="WINZ25", days=1)
     arr = batch.to_structured()
@@ -342,10 +351,8 @@ def test_demo_runs_the_live_pipeline_and_leaves_the_data_queryable(
     from tickvault.storage.server import read_state
 
     monkeypatch.setenv("TICKVAULT_DATA_DIR", str(own_data_dir))
-    for name, port in zip(
-        ("TICKS", "BOOK", "HISTORY", "SIGNALS", "REPLAY"), free_ports(5), strict=True
-    ):
-        monkeypatch.setenv(f"TICKVAULT_ZMQ_{name}_PORT", str(port))
+    for key, value in port_env(free_ports()).items():
+        monkeypatch.setenv(key, value)
     result = CliRunner().invoke(
         cli, ["demo", "--speed", "max", "--duration", "3", "--symbols", "WINZ25,WDOZ25"],
         terminal_width=200,

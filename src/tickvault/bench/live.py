@@ -19,16 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
+from tickvault.bridge import percentiles
 from tickvault.sim.generator import generate_trades
+from tickvault.transport.endpoints import free_tcp_ports
 from tickvault.vault import Vault
 
 SYMBOL = "BENCHLIVE"
@@ -36,26 +34,6 @@ SEED_KEY = "bench:seed:live:{BENCHLIVE}"
 _IDLE_END_S = 3.0
 _JOIN_S = 0.5
 """Publishers wait this long after binding so subscriptions arrive (both designs)."""
-
-
-@dataclass(frozen=True, slots=True)
-class RunFigures:
-    trades_per_s: float
-    lost: int
-    duplicated: int
-    lag_p50_ms: float
-    lag_p99_ms: float
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _rows(n: int) -> list[tuple[Any, ...]]:
@@ -141,9 +119,9 @@ def _bridge_worker(a: argparse.Namespace) -> None:
             if bridge.stats.trades_stored != stored:
                 stored, last_change = bridge.stats.trades_stored, time.monotonic()
         t_done = bridge.stats.last_write_ns
-        lags = list(bridge.stats.lag_ms)
+        lags = bridge.stats.lag_percentiles(50, 99)
         bridge.close()
-        out = {"t_done": t_done, "lags": _percentiles(lags),
+        out = {"t_done": t_done, "lags": lags,
                "recovered": bridge.subscriber.stats.recovered_messages}  # fmt: skip
     else:
         import orjson
@@ -165,16 +143,10 @@ def _bridge_worker(a: argparse.Namespace) -> None:
             lags.append((t_done - tick["ts_recv"]) / 1e6)
             ids.add(tick["trade_id"])
             stored += 1
-        out = {"t_done": t_done, "lags": _percentiles(lags), "stored": stored,
+        out = {"t_done": t_done, "lags": percentiles(lags, 50, 99), "stored": stored,
                "distinct": len(ids)}  # fmt: skip
     vault.close()
     print(json.dumps(out), flush=True)
-
-
-def _percentiles(lags: list[float]) -> list[float]:
-    if not lags:
-        return [float("nan"), float("nan")]
-    return [float(x) for x in np.percentile(np.asarray(lags), [50, 99])]
 
 
 # ---------------------------------------------------------------------- orchestration
@@ -197,7 +169,7 @@ def _one_run(
     vault: Vault, design: str, trades: int, rate: float
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     _clear(vault)
-    ports = _free_ports(5)
+    ports = free_tcp_ports(5)
     endpoints = ",".join(f"tcp://127.0.0.1:{p}" for p in ports)
     bridge = _spawn("bridge", design, url=vault.url, endpoints=endpoints, trades=trades)
     assert bridge.stdout is not None

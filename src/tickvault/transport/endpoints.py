@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 
 from tickvault.config import Settings
 from tickvault.transport.wire import Kind
+
+SOCKET_NAMES = ("ticks", "book", "history", "signals", "replay")
+"""A publisher's sockets, in the order of ``Endpoints``' fields and of the port settings."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,16 +36,7 @@ class Endpoints:
     @classmethod
     def ipc(cls, directory: str) -> Endpoints:
         """Unix-socket endpoints in ``directory`` (tests and same-host setups)."""
-        return cls(
-            *(
-                f"ipc://{directory}/{name}.sock"
-                for name in ("ticks", "book", "history", "signals", "replay")
-            )
-        )
-
-    def for_kind(self, kind: Kind) -> str:
-        """The data endpoint that carries messages of ``kind``."""
-        return self.data()[endpoint_name(kind)]
+        return cls(*(f"ipc://{directory}/{name}.sock" for name in SOCKET_NAMES))
 
     def data(self) -> dict[str, str]:
         return {
@@ -59,3 +54,15 @@ def endpoint_name(kind: Kind) -> str:
     if kind in (Kind.HISTORY, Kind.PROGRESS):
         return "history"
     return "book" if kind is Kind.BOOK else "signals"
+
+
+def free_tcp_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """``n`` TCP ports free on ``host`` right now (for benchmarks and tests)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()

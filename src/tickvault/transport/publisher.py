@@ -118,7 +118,6 @@ class Publisher:
         self._by_kind: dict[str, int] = {}
         self._replay = ReplayBuffer(int(self.settings.zmq_replay_buffer_mb * 2**20))
         self._counts = {
-            "messages": 0,
             "records": 0,
             "heartbeats": 0,
             "replay_requests": 0,
@@ -174,7 +173,9 @@ class Publisher:
             kind, flags = Kind.HISTORY, flags | TradeFlag.HISTORY
         else:
             kind = Kind.TRADE
-        queue = self._queues[kind].get(symbol) or self._topic_queue(kind, symbol)
+        queue = self._queues[kind].get(symbol)
+        if queue is None:  # (an empty queue is falsy: test for None)
+            queue = self._topic_queue(kind, symbol)
         queue.append(
             _pack_trade(ts_event, ts_recv or time.time_ns(), trade_id, price, qty, volume,
                         buy_agent, sell_agent, trade_type, flags)
@@ -202,7 +203,9 @@ class Publisher:
             raise TypeError(f"{kind.name} records must have dtype {dtype}, got {records.dtype}")
         if len(records) == 0:
             return
-        queue = self._queues[kind].get(symbol) or self._topic_queue(kind, symbol)
+        queue = self._queues[kind].get(symbol)
+        if queue is None:
+            queue = self._topic_queue(kind, symbol)
         queue.append(records.tobytes())
         if self._idle:
             self._wake.set()
@@ -226,14 +229,13 @@ class Publisher:
     def _emit(self, st: _TopicState, payload: bytes | memoryview) -> None:
         count = len(payload) // st.record_size
         st.seq += 1
-        body = wire.encode_body(st.kind, self.id, st.seq, time.time_ns(), bytes(payload), count)
+        body = wire.encode_body(st.kind, self.id, st.seq, time.time_ns(), payload, count)
         if st.first_ts == 0:
             st.first_ts = int.from_bytes(payload[:8], "little", signed=True)
         last = (count - 1) * st.record_size
         st.last_ts = int.from_bytes(payload[last : last + 8], "little", signed=True)
         self._replay.add(st.name, st.seq, body, st.first_ts)
         st.socket.send_multipart([st.topic, body])
-        self._counts["messages"] += 1
         self._counts["records"] += count
         self._by_kind[st.kind.name] = self._by_kind.get(st.kind.name, 0) + 1
 
@@ -313,7 +315,7 @@ class Publisher:
         identity, _, topic_raw, pub_raw, range_raw = frames
         first, last = wire.REPLAY_RANGE.unpack(range_raw)
         if int.from_bytes(pub_raw, "little") != self.id:
-            answer_first, bodies, first_ts = 2**63, [], 0
+            answer_first, bodies, first_ts = wire.NOTHING_HELD, [], 0
         else:
             answer = self._replay.get(topic_raw.decode("ascii", "replace"), first, last)
             answer_first, bodies, first_ts = answer.first_held, answer.bodies, answer.first_ts_event
@@ -327,6 +329,7 @@ class Publisher:
     def stats(self) -> PublisherStats:
         return PublisherStats(
             **self._counts,
+            messages=sum(self._by_kind.values()),
             replay_evicted=self._replay.evicted,
             queued=sum(len(st.queue) for st in list(self._topics.values())),
             messages_by_kind=dict(self._by_kind),

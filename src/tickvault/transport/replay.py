@@ -11,6 +11,8 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
+from tickvault.transport.wire import NOTHING_HELD
+
 
 @dataclass(slots=True)
 class _Topic:
@@ -67,7 +69,7 @@ class ReplayBuffer:
         with self._lock:
             t = self._topics.get(topic)
             if t is None:
-                return ReplayAnswer(first_held=2**63, bodies=[], first_ts_event=0)
+                return ReplayAnswer(first_held=NOTHING_HELD, bodies=[], first_ts_event=0)
             start = max(first, t.first_seq)
             stop = min(last, t.first_seq + len(t.bodies) - 1)
             bodies: list[bytes] = []

@@ -28,6 +28,9 @@ HEADER_SIZE = HEADER.size
 REPLAY_MAGIC = b"TVR1"
 REPLAY_RANGE = struct.Struct("<QQ")
 """A replay request's range: first and last sequence number wanted (inclusive)."""
+NOTHING_HELD = 2**63
+"""``first_held`` of a replay answer when nothing can be recovered (unknown topic or
+publisher)."""
 REPLAY_STATUS = struct.Struct("<QQq")
 """A replay answer's status: first seq still held, messages in the answer, first ts_event
 ever published on the topic."""
@@ -167,7 +170,7 @@ def encode_header(
 
 
 def encode_body(
-    kind: Kind, publisher: int, seq: int, ts_send: int, records: bytes, count: int
+    kind: Kind, publisher: int, seq: int, ts_send: int, records: bytes | memoryview, count: int
 ) -> bytes:
     """Header plus ``count`` packed records of ``kind``'s layout."""
     size = RECORD_DTYPE[kind].itemsize
