@@ -4,7 +4,9 @@
     ├── ConfigError              bad or unknown setting, unreadable config file
     ├── ValidationError          bad input records (names the field and the row)
     ├── QueryError               bad query arguments (start after end, bad time)
-    ├── FormatError              bytes that are not a valid tickvault block
+    ├── FormatError              bytes that are not a valid tickvault block or wire message
+    │   └── FileFormatError      a market-data file that cannot be read (names file, line, column)
+    ├── FeedError                a feed failed (ProfitDLL error code, login refused...)
     └── ServerError              anything about the Valkey server
         ├── ServerUnreachable    no server answers at the configured address
         └── EmbeddedServerError  the embedded server could not be started or stopped
@@ -39,6 +41,30 @@ class QueryError(TickvaultError, ValueError):
 
 class FormatError(TickvaultError):
     """Bytes that should hold a tickvault block do not."""
+
+
+class FileFormatError(FormatError):
+    """A market-data file (B3 trades, CSV, Parquet) has a bad header, row or archive."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str,
+        line: int | None = None,
+        column: str | None = None,
+    ):
+        where = path if line is None else f"{path}, line {line}"
+        if column is not None:
+            where += f", column {column}"
+        super().__init__(f"{where}: {message}")
+        self.path = path
+        self.line = line
+        self.column = column
+
+
+class FeedError(TickvaultError):
+    """A feed failed: the DLL could not be loaded, refused a call or the login."""
 
 
 class ServerError(TickvaultError):

@@ -104,3 +104,38 @@ def _offset_of_quarter_hour(quarter: int, tz: ZoneInfo) -> int:
 def format_ns(ts_ns: int, tz: ZoneInfo) -> str:
     """Human form of a time in the exchange zone, with ms: 2025-11-03 10:30:00.123."""
     return pd.Timestamp(ts_ns, tz="UTC").tz_convert(tz).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _day_offsets(days: npt.NDArray[np.int64], tz: ZoneInfo) -> npt.NDArray[np.int64]:
+    """UTC offset of ``tz`` at 12:00 UTC of each date (days since the epoch)."""
+    lo, hi = int(days.min()), int(days.max())
+
+    def offset(d: int) -> int:
+        return _offset_ns(d * NS_PER_DAY + 12 * 3600 * NS_PER_S, tz)
+
+    if lo == hi:
+        return np.full(days.size, offset(lo), dtype=np.int64)
+    if hi - lo <= 400:
+        table = np.array([offset(d) for d in range(lo, hi + 1)], dtype=np.int64)
+        return table[days - lo]
+    distinct, index = np.unique(days, return_inverse=True)
+    return np.array([offset(int(d)) for d in distinct], dtype=np.int64)[index]
+
+
+def local_to_utc_ns(local_ns: npt.NDArray[np.int64], tz: ZoneInfo) -> npt.NDArray[np.int64]:
+    """Wall-clock times of ``tz`` (ns since the epoch, as if UTC) to ns UTC, vectorised.
+
+    The offset of each local date is the one in force at 12:00 UTC of that date
+    (09:00 in São Paulo): exact for exchange hours, since Brazil's offset never
+    changed in the middle of a trading session.
+    """
+    if local_ns.size == 0:
+        return local_ns.astype(np.int64)
+    return local_ns - _day_offsets(local_ns // NS_PER_DAY, tz)
+
+
+def utc_offsets_ns(ts_ns: npt.NDArray[np.int64], tz: ZoneInfo) -> npt.NDArray[np.int64]:
+    """The UTC offset of ``tz`` at each time, taken per UTC date like ``local_to_utc_ns``."""
+    if ts_ns.size == 0:
+        return np.empty(0, dtype=np.int64)
+    return _day_offsets(ts_ns // NS_PER_DAY, tz)

@@ -22,7 +22,7 @@ from tickvault.vault import Vault, to_frame
 
 F = TypeVar("F", bound=Callable[..., Any])
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 class _App(click.Group):
@@ -286,6 +286,36 @@ def bench_store(
     console.print(table)
 
 
+@bench.command("import")
+@click.option("--trades", type=int, default=2_000_000, show_default=True)
+@click.option("--seed-trades", type=int, default=100_000, show_default=True,
+              help="Rows for the slow original design.")  # fmt: skip
+@click.option("--repeats", type=int, default=3, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def bench_import(
+    ctx: click.Context, trades: int, seed_trades: int, repeats: int, as_json: bool
+) -> None:
+    """Import a generated B3 trade file: vectorised import vs pandas rows + XADD per trade."""
+    from tickvault.bench.imports import run_import_bench
+
+    with _vault(ctx) as vault:
+        say = None if as_json else (lambda m: err_console.print(f"[dim]{m}[/]"))
+        result = run_import_bench(
+            vault, trades, seed_trades=seed_trades, repeats=repeats, progress=say
+        )
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    table = Table(title=f"bench import: {trades:,} trades ({result['file_mb']} MB)")
+    table.add_column("")
+    table.add_column("trades/s", justify="right")
+    table.add_row("tickvault import", f"{result['trades_per_s']:,}")
+    table.add_row("original design", f"{result['seed_design']['trades_per_s']:,}")
+    table.add_row("ratio", f"{result['ratio']}x")
+    console.print(table)
+
+
 @bench.command("live")
 @click.option("--trades", type=int, default=1_000_000, show_default=True)
 @click.option(
@@ -488,6 +518,80 @@ def tail(ctx: click.Context, symbol: str, history: bool, host: str | None) -> No
         sub.run()
     finally:
         sub.close()
+
+
+@cli.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--symbols", help="Only these symbols, comma-separated (default: all).")
+@click.option("--skip-bad-rows", is_flag=True, help="Count and report bad rows; import the rest.")
+@click.option("--force", is_flag=True, help="Import files already imported (reads still dedupe).")
+@click.option(
+    "--map",
+    "mapping",
+    help="For CSV/Parquet files: field=column pairs, e.g. ts_event=time,price=preco,qty=qtd.",
+)
+@click.option("--symbol", help="Symbol of every row of a mapped file without a symbol column.")
+@click.option("--time-unit", default="ns", show_default=True, help="Unit of integer times.")
+@click.option("--delimiter", default=",", show_default=True, help="Field separator of CSV files.")
+@click.pass_context
+def import_cmd(
+    ctx: click.Context,
+    files: tuple[Path, ...],
+    symbols: str | None,
+    skip_bad_rows: bool,
+    force: bool,
+    mapping: str | None,
+    symbol: str | None,
+    time_unit: str,
+    delimiter: str,
+) -> None:
+    """Import trade files (B3 "negócios" TXT, .gz, .zip; or mapped CSV/Parquet) into the
+    historical stream."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    from tickvault.files.mapped import ColumnMap
+    from tickvault.ingest import ImportOptions, import_files
+
+    wanted = _symbols(symbols)
+    options = ImportOptions(
+        symbols=frozenset(wanted) if wanted else None,
+        skip_bad_rows=skip_bad_rows,
+        force=force,
+        mapping=ColumnMap.parse(mapping, time_unit=time_unit) if mapping else None,
+        symbol=symbol,
+        delimiter=delimiter,
+    )
+    total = sum(f.stat().st_size for f in files if f.is_file())
+    with (
+        _vault(ctx) as vault,
+        Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            transient=True,
+        ) as bar,
+    ):
+        task = bar.add_task("importing", total=total or None)
+        reports = import_files(
+            vault, list(files), options, progress=lambda n: bar.update(task, completed=n)
+        )
+    table = Table(title="import")
+    for col in ("file", "rows", "stored", "bad rows", "cancelled", "s"):
+        table.add_column(col, justify="left" if col == "file" else "right")
+    for r in reports:
+        stored = "already imported" if r.already_imported else f"{r.total_stored:,}"
+        table.add_row(
+            Path(r.name).name, f"{r.rows:,}", stored, f"{r.bad_rows:,}", f"{r.cancelled:,}",
+            f"{r.seconds:.2f}",
+        )  # fmt: skip
+    console.print(table)
+    for r in reports:
+        for example in r.bad_examples:
+            err_console.print(f"[yellow]skipped[/] {r.name}: {example}", highlight=False)
+        if r.bad_rows > len(r.bad_examples):
+            err_console.print(f"[yellow]skipped[/] {r.name}: {r.bad_rows:,} bad rows in all")
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:

@@ -49,3 +49,7 @@ def gaps_key(symbol: str) -> str:
 
 QUARANTINE_KEY = "quarantine"
 """Stream of rejected messages, raw, with the reason."""
+
+
+IMPORTS_KEY = "imports"
+"""Hash: file sha256 (and symbol filter) -> JSON summary of its import."""

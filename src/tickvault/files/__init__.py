@@ -1,0 +1,1 @@
+"""Market-data files: B3 trade files and mapped CSV/Parquet, read into trade batches."""
