@@ -25,13 +25,14 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import valkey
 import zmq
 
+from tickvault.book.store import validate_book
 from tickvault.errors import ServerError, ValidationError
 from tickvault.logutil import RateLimitedLog
 from tickvault.model.trades import TradeBatch
@@ -39,12 +40,17 @@ from tickvault.model.validate import check_symbol, validate
 from tickvault.storage.keys import StreamKind
 from tickvault.transport.endpoints import Endpoints
 from tickvault.transport.subscriber import Gap, Subscriber
-from tickvault.transport.wire import Kind, Message, WireError
+from tickvault.transport.wire import BOOK_DTYPE, Kind, Message, WireError
 from tickvault.vault import GapMarker, Vault
 
 log = logging.getLogger(__name__)
 
-_STREAM_OF: dict[Kind, StreamKind] = {Kind.TRADE: "realtime", Kind.HISTORY: "historical"}
+_Stream = StreamKind | Literal["book"]
+_STREAM_OF: dict[Kind, _Stream] = {
+    Kind.TRADE: "realtime",
+    Kind.HISTORY: "historical",
+    Kind.BOOK: "book",
+}
 _LAG_SAMPLES = 200_000
 
 
@@ -84,6 +90,7 @@ class BridgeStats:
     stored and readable, in ms."""
     stored_by_symbol: collections.Counter[str] = field(default_factory=collections.Counter)
     last_write_ns: int = 0
+    book_updates_stored: int = 0
     """Wall time when the latest write returned."""
 
     def lag_percentiles(self, *qs: float) -> list[float]:
@@ -117,13 +124,13 @@ class Bridge:
             self.settings,
             handler=self,
             endpoints=endpoints,
-            kinds=(Kind.TRADE, Kind.HISTORY),
+            kinds=(Kind.TRADE, Kind.HISTORY, Kind.BOOK),
             symbols=self.symbols,
             recover_from_start=True,
             context=context,
         )
         self._cond = threading.Condition()
-        self._pending: dict[tuple[str, StreamKind], _Pending] = {}
+        self._pending: dict[tuple[str, _Stream], _Pending] = {}
         self._gaps: list[GapMarker] = []
         self._rejects: list[tuple[str, str, list[bytes]]] = []
         self._stopping = False
@@ -194,7 +201,10 @@ class Bridge:
             return
         records = msg.records()
         try:
-            validate(TradeBatch.from_structured(records))
+            if stream == "book":
+                validate_book(records)
+            else:
+                validate(TradeBatch.from_structured(records))
         except ValidationError as exc:
             self._reject(exc.field or "records", str(exc), frames)
             records = records[:0]  # consumed: its sequence number counts as handled
@@ -279,7 +289,7 @@ class Bridge:
 
     def _write(
         self,
-        pending: dict[tuple[str, StreamKind], _Pending],
+        pending: dict[tuple[str, _Stream], _Pending],
         gaps: list[GapMarker],
         rejects: list[tuple[str, str, list[bytes]]],
     ) -> None:
@@ -295,6 +305,16 @@ class Bridge:
         for key in list(pending):
             symbol, stream = key
             p = pending[key]
+            if stream == "book":
+                n = self.vault.write_book(
+                    symbol,
+                    np.concatenate(p.arrays) if p.arrays else np.zeros(0, BOOK_DTYPE),
+                    cursors=p.cursors,
+                )
+                del pending[key]
+                self.stats.writes += 1
+                self.stats.book_updates_stored += n
+                continue
             batch = (
                 TradeBatch.from_structured(np.concatenate(p.arrays))
                 if p.arrays

@@ -77,6 +77,10 @@ class Settings(BaseModel):
     """Threads for block encoding and decoding. On 2 cores 1 is fastest: the embedded
     Valkey server needs the other core."""
 
+    book_snapshot_every: int = Field(1000, ge=10)
+    """A full offer-book snapshot is stored after this many updates of a symbol; the
+    book at any time replays at most this many updates on top of a snapshot."""
+
     # Time travel and latency
     time_travel_lookback_minutes: int = Field(120, gt=0)
     fast_mode_threshold_s: float = Field(0.1, gt=0)

@@ -24,6 +24,8 @@ import orjson
 import pandas as pd
 import valkey
 
+from tickvault.book.state import BookView
+from tickvault.book.store import BookStore
 from tickvault.config import Settings, load_settings
 from tickvault.errors import QueryError
 from tickvault.model.trades import TRADE_DTYPE, TRADE_FIELDS, TradeBatch, TradeFlag
@@ -115,6 +117,7 @@ class Vault:
         lua = resources.files("tickvault.storage").joinpath("append_blocks.lua").read_text()
         self._append = self._r.register_script(lua)
         self._closed = False
+        self._books: BookStore | None = None
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -271,6 +274,41 @@ class Vault:
                 if pool is not None:
                     pool.shutdown()
         return len(batch)
+
+    # ------------------------------------------------------------------ offer book
+    @property
+    def books(self) -> BookStore:
+        """The offer-book store (updates and snapshots) of this Vault."""
+        if self._books is None:
+            self._books = BookStore(self._r, self.settings.book_snapshot_every)
+        return self._books
+
+    @translate
+    def write_book(
+        self,
+        symbol: str,
+        updates: npt.NDArray[np.void],
+        *,
+        cursors: Mapping[str, int] | None = None,
+    ) -> int:
+        """Store offer-book updates (``wire.BOOK_DTYPE`` records, in feed order)."""
+        return self.books.append(check_symbol(symbol), updates, cursors)
+
+    @translate
+    def book(self, symbol: str, at: TimeLike | None = None, *, depth: int | None = 10) -> BookView:
+        """The offer book of ``symbol`` as it stood at ``at`` (default: now): the best
+        ``depth`` offers per side (None: all) with price, qty, agent, offer_id and the
+        time each offer last changed. ``BookView.levels()`` aggregates by price."""
+        at_ns = now_ns() if at is None else to_ns(at, self._tz, name="at")
+        if depth is not None and depth < 1:
+            raise QueryError(f"depth must be at least 1 (or None for the whole book), got {depth}")
+        return self.books.at(check_symbol(symbol), at_ns, depth)
+
+    @translate
+    def book_updates(self, symbol: str, start: TimeLike, end: TimeLike) -> npt.NDArray[np.void]:
+        """The stored offer-book updates with start <= ts_event < end, in feed order."""
+        start_ns, end_ns = to_ns(start, self._tz, name="start"), to_ns(end, self._tz, name="end")
+        return self.books.updates(check_symbol(symbol), start_ns, end_ns)
 
     # ------------------------------------------------------------------ reads
     def _fetch(

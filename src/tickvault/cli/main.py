@@ -520,6 +520,42 @@ def tail(ctx: click.Context, symbol: str, history: bool, host: str | None) -> No
         sub.close()
 
 
+@cli.command()
+@click.argument("symbol")
+@click.option("--at", "at", help="Time (ISO, exchange time if naive; default now).")
+@click.option("--depth", type=int, default=10, show_default=True, help="Offers (or levels).")
+@click.option("--levels", is_flag=True, help="Aggregate offers by price.")
+@click.pass_context
+def book(ctx: click.Context, symbol: str, at: str | None, depth: int, levels: bool) -> None:
+    """Print SYMBOL's offer book as it stood at a time."""
+    with _vault(ctx) as vault:
+        view = vault.book(symbol, at=at, depth=None if levels else depth)
+        tz = vault.settings.tz
+    bids, asks = view.levels(depth) if levels else (view.bids, view.asks)
+    title = f"{view.symbol} book at {format_ns(view.at, tz)}"
+    if view.last_update:
+        title += f" (last update {format_ns(view.last_update, tz)})"
+    table = Table(title=title)
+    extra = "offers" if levels else "agent"
+    for col in (f"bid {extra}", "bid qty", "bid", "ask", "ask qty", f"ask {extra}"):
+        table.add_column(col, justify="right")
+    for i in range(max(len(bids), len(asks))):
+        left = (
+            [str(bids[extra].iloc[i]), f"{bids['qty'].iloc[i]:,}", f"{bids['price'].iloc[i]:,.2f}"]
+            if i < len(bids)
+            else ["", "", ""]
+        )
+        right = (
+            [f"{asks['price'].iloc[i]:,.2f}", f"{asks['qty'].iloc[i]:,}", str(asks[extra].iloc[i])]
+            if i < len(asks)
+            else ["", "", ""]
+        )
+        table.add_row(*left, *right)
+    console.print(table)
+    if not len(bids) and not len(asks):
+        err_console.print(f"no book stored for {view.symbol} at or before that time")
+
+
 @cli.command("import")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--symbols", help="Only these symbols, comma-separated (default: all).")

@@ -53,3 +53,13 @@ QUARANTINE_KEY = "quarantine"
 
 IMPORTS_KEY = "imports"
 """Hash: file sha256 (and symbol filter) -> JSON summary of its import."""
+
+
+def book_key(symbol: str) -> str:
+    """Stream of offer-book updates (``wire.BOOK_DTYPE`` records per entry)."""
+    return f"book:{{{symbol}}}"
+
+
+def book_snapshots_key(symbol: str) -> str:
+    """Stream of full offer-book snapshots, each naming the last update it includes."""
+    return f"book:{{{symbol}}}:snapshots"

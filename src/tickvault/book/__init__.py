@@ -1,0 +1,1 @@
+"""The offer book: rebuilding it from updates (``state``) and storing it (``store``)."""

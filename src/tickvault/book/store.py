@@ -1,0 +1,188 @@
+"""Offer books in Valkey: updates plus periodic snapshots, and the book at any past time.
+
+``book:{SYM}`` holds the updates as they arrived, each entry a run of
+``wire.BOOK_DTYPE`` records (field ``r`` raw, or ``z`` lz4-compressed when
+large), with an id from the event time of its first record.
+``book:{SYM}:snapshots`` holds, every ``book_snapshot_every`` updates, the whole
+book (``SNAPSHOT_DTYPE`` records, lz4) with ``u``, the id of the last update entry
+it includes, and ``t``, the event time of that update.
+
+The book at time t is the latest snapshot taken at or before t, plus the
+updates after it up to t: at most ``book_snapshot_every`` updates are replayed,
+however long the day.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from importlib import resources
+from typing import Any
+
+import lz4.block
+import numpy as np
+import numpy.typing as npt
+import valkey
+
+from tickvault.book.state import ASK, BID, SNAPSHOT_DTYPE, BookState, BookView
+from tickvault.errors import FormatError, ValidationError
+from tickvault.storage.keys import book_key, book_snapshots_key, cursor_key
+from tickvault.timeutil import MAX_SANE_NS, MIN_SANE_NS, NS_PER_MS
+from tickvault.transport.wire import BOOK_DTYPE
+
+log = logging.getLogger(__name__)
+
+_COMPRESS_FROM = 512
+"""Entries of at least this many bytes are stored lz4-compressed."""
+_MAX_RECORDS_PER_ENTRY = 4096
+_READ_PAGE = 512
+
+
+def validate_book(records: npt.NDArray[np.void]) -> None:
+    """Raise ValidationError naming the first bad field of offer-book updates."""
+    checks = (
+        ("ts_event", (records["ts_event"] < MIN_SANE_NS) | (records["ts_event"] > MAX_SANE_NS),
+         "not int64 ns between 1990 and 2100"),
+        ("price", ~np.isfinite(records["price"]) | (records["price"] < 0),
+         "must be a finite price, not negative (0: absent)"),
+        ("side", records["side"] > ASK, "must be 0 (bid) or 1 (ask)"),
+        ("action", records["action"] > 4, "must be 0 add, 1 edit, 2 delete, 3 delete from, 4 full"),
+        ("position", records["position"] < 0, "must not be negative"),
+    )  # fmt: skip
+    for name, bad, why in checks:
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValidationError(
+                f"book update {row}: {name} {records[name][row]!r} {why}", field=name, row=row
+            )
+
+
+def _pack(records: npt.NDArray[np.void]) -> tuple[str, bytes]:
+    raw = np.ascontiguousarray(records, dtype=BOOK_DTYPE).tobytes()
+    if len(raw) < _COMPRESS_FROM:
+        return "r", raw
+    return "z", lz4.block.compress(raw, store_size=True)
+
+
+def _unpack(fields: Mapping[bytes, bytes], dtype: np.dtype[Any]) -> npt.NDArray[np.void]:
+    try:
+        raw = fields[b"r"] if b"r" in fields else lz4.block.decompress(fields[b"z"])
+        return np.frombuffer(raw, dtype=dtype)
+    except (KeyError, ValueError, lz4.block.LZ4BlockError) as exc:
+        raise FormatError(f"a stored book entry is corrupt: {exc}") from exc
+
+
+class BookStore:
+    """Writes and reads offer books. One per Vault; the writer side keeps each symbol's
+    current book in memory to take snapshots."""
+
+    def __init__(self, client: Any, snapshot_every: int):
+        self._r = client
+        self.snapshot_every = snapshot_every
+        lua = resources.files("tickvault.storage").joinpath("append_book.lua").read_text()
+        self._append = client.register_script(lua)
+        self._live: dict[str, tuple[BookState, int]] = {}
+        """symbol -> (current book, updates since its last snapshot)"""
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ writes
+    def append(
+        self,
+        symbol: str,
+        records: npt.NDArray[np.void],
+        cursors: Mapping[str, int] | None = None,
+    ) -> int:
+        """Store updates (in feed order) and move ``cursors`` in the same atomic step;
+        take a snapshot when ``snapshot_every`` updates have passed since the last."""
+        validate_book(records)
+        args: list[Any] = [len(cursors or {})]
+        for name, seq in (cursors or {}).items():
+            args += [name, seq]
+        for lo in range(0, len(records), _MAX_RECORDS_PER_ENTRY):
+            part = records[lo : lo + _MAX_RECORDS_PER_ENTRY]
+            field, payload = _pack(part)
+            args += [int(part["ts_event"][0]) // NS_PER_MS, field, payload]
+        with self._lock:
+            state, since = self._live.get(symbol) or (self._load_latest(symbol), 0)
+            ids = self._append(keys=[book_key(symbol), cursor_key(symbol)], args=args)
+            state.apply(records)
+            since += len(records)
+            if since >= self.snapshot_every and ids:
+                try:
+                    self._snapshot(symbol, state, ids[-1])
+                    since = 0
+                except valkey.ValkeyError as exc:  # the updates are in; snapshot next time
+                    log.warning("book: snapshot of %s failed, will retry: %s", symbol, exc)
+            self._live[symbol] = (state, since)
+        return len(records)
+
+    def _snapshot(self, symbol: str, state: BookState, last_id: bytes | str) -> None:
+        raw = state.to_snapshot().tobytes()
+        ms = state.ts_event // NS_PER_MS
+        key = book_snapshots_key(symbol)
+        top = self._r.xrevrange(key, "+", "-", count=1)
+        if top:
+            ms = max(ms, int(top[0][0].split(b"-")[0]))
+        self._r.xadd(
+            key,
+            {"z": lz4.block.compress(raw, store_size=True), "u": last_id, "t": state.ts_event},
+            id=f"{ms}-*",
+        )
+
+    def _load_latest(self, symbol: str) -> BookState:
+        state, _ = self._rebuild(symbol, None)
+        return state
+
+    # ------------------------------------------------------------------ reads
+    def _rebuild(self, symbol: str, at_ns: int | None) -> tuple[BookState, int]:
+        """The book at ``at_ns`` (None: after the last update), and updates replayed."""
+        snap_key, key = book_snapshots_key(symbol), book_key(symbol)
+        top = "+" if at_ns is None else str(at_ns // NS_PER_MS)
+        state, after = BookState(), "-"
+        for _id, fields in self._r.xrevrange(snap_key, top, "-", count=4):
+            t = int(fields[b"t"])
+            if at_ns is None or t <= at_ns:
+                state = BookState.from_snapshot(_unpack(fields, SNAPSHOT_DTYPE), t)
+                after = "(" + fields[b"u"].decode()
+                break
+        replayed = 0
+        end = "+" if at_ns is None else str(at_ns // NS_PER_MS + 1)
+        while True:
+            page = self._r.xrange(key, after, end, count=_READ_PAGE)
+            for _entry_id, fields in page:
+                records = _unpack(fields, BOOK_DTYPE)
+                if at_ns is not None:
+                    records = records[records["ts_event"] <= at_ns]
+                state.apply(records)
+                replayed += len(records)
+            if len(page) < _READ_PAGE:
+                return state, replayed
+            after = "(" + page[-1][0].decode()
+
+    def at(self, symbol: str, at_ns: int, depth: int | None) -> BookView:
+        state, replayed = self._rebuild(symbol, at_ns)
+        return BookView(
+            symbol=symbol,
+            at=at_ns,
+            bids=state.side_frame(BID, depth),
+            asks=state.side_frame(ASK, depth),
+            last_update=state.ts_event,
+            updates_applied=replayed,
+        )
+
+    def updates(self, symbol: str, start_ns: int, end_ns: int) -> npt.NDArray[np.void]:
+        """Every stored update with start_ns <= ts_event < end_ns, in feed order."""
+        parts = []
+        after = str(start_ns // NS_PER_MS)
+        while True:
+            page = self._r.xrange(book_key(symbol), after, str(end_ns // NS_PER_MS),
+                                  count=_READ_PAGE)  # fmt: skip
+            parts += [_unpack(fields, BOOK_DTYPE) for _, fields in page]
+            if len(page) < _READ_PAGE:
+                break
+            after = "(" + page[-1][0].decode()
+        if not parts:
+            return np.zeros(0, dtype=BOOK_DTYPE)
+        out = np.concatenate(parts)
+        return out[(out["ts_event"] >= start_ns) & (out["ts_event"] < end_ns)]
