@@ -11,6 +11,7 @@ import pytest
 
 from tickvault import TradeBatch, Vault
 from tickvault.sim.generator import generate_trades
+from tickvault.transport.endpoints import Endpoints
 
 # Tests must not pick up the developer's own settings.
 for _key in [k for k in os.environ if k.startswith("TICKVAULT_")]:
@@ -34,6 +35,12 @@ def vault(session_vault: Vault) -> Vault:
     """The session's store, emptied."""
     session_vault.client.flushdb()
     return session_vault
+
+
+@pytest.fixture
+def endpoints(tmp_path: Path) -> Endpoints:
+    """ipc endpoints of a publisher private to the test."""
+    return Endpoints.ipc(str(tmp_path))
 
 
 @pytest.fixture

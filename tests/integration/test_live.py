@@ -40,11 +40,6 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.01)
 
 
-@pytest.fixture
-def endpoints(tmp_path: Path) -> Endpoints:
-    return Endpoints.ipc(str(tmp_path))
-
-
 def free_ports() -> dict[str, int]:
     """A free TCP port per publisher socket name."""
     return dict(zip(SOCKET_NAMES, free_tcp_ports(len(SOCKET_NAMES)), strict=True))

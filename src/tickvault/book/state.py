@@ -10,8 +10,9 @@ there. Actions (``wire.BOOK_DTYPE``):
 - 2 delete: remove the offer at the position;
 - 3 delete from: remove the offer at the position and every one after it in
   position order down to position 0 (the end of the list);
-- 4 full book: a run of action-4 records of one side replaces that side; each
-  record is placed by its position within the run.
+- 4 full book: a run of action-4 records of one side, with one ts_event, replaces
+  that side; each record is placed by its position within the run, and the
+  record at position 0 ends the run.
 
 An update that points outside the list (a feed glitch or a missed update) is
 counted in ``BookState.inconsistent`` and skipped; the next full book repairs
@@ -112,6 +113,8 @@ class BookState:
                 index = bisect.bisect_right(side.run_positions, -pos)
                 side.run_positions.insert(index, -pos)
                 offers.insert(index, (price, qty, agent, oid, ts))
+                if pos == 0:  # the run's last offer (the end of the list)
+                    side.run_ts = None
             else:
                 self.inconsistent += 1
                 continue

@@ -1,0 +1,148 @@
+"""Offer books in the real store: any past time equals replaying every update up to it,
+and book messages travel from the simulator over ZeroMQ into ``book:{SYM}``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tests.integration.test_live import wait_for
+from tickvault import Vault
+from tickvault.book.state import ASK, BID, BookState
+from tickvault.bridge import Bridge
+from tickvault.cli.main import cli
+from tickvault.errors import QueryError, ValidationError
+from tickvault.feeds.base import PublishingEvents
+from tickvault.feeds.sim import SimulatedFeeder
+from tickvault.sim.generator import B3_TZ
+from tickvault.transport.endpoints import Endpoints
+from tickvault.transport.publisher import Publisher
+from tickvault.transport.wire import BOOK_DTYPE
+
+START = dt.datetime(2025, 11, 3, 9, 0, tzinfo=B3_TZ)
+
+
+class _BookTap:
+    """FeedEvents that keep the book updates (and optionally pass everything on)."""
+
+    def __init__(self, inner: Any = None):
+        self.inner = inner
+        self.updates: dict[str, list[np.ndarray]] = {}
+
+    def on_trade(self, symbol: str, trades: np.ndarray) -> None:
+        if self.inner:
+            self.inner.on_trade(symbol, trades)
+
+    def on_history_trade(self, symbol: str, trades: np.ndarray) -> None:
+        pass
+
+    def on_book(self, symbol: str, updates: np.ndarray) -> None:
+        self.updates.setdefault(symbol, []).append(updates.copy())
+        if self.inner:
+            self.inner.on_book(symbol, updates)
+
+    def on_state(self, conn_type: int, result: int) -> None:
+        pass
+
+    def on_progress(self, symbol: str, percent: int) -> None:
+        pass
+
+
+def sim_book(trades_per_day: int = 20_000, symbols: tuple[str, ...] = ("WINZ25",)) -> _BookTap:
+    tap = _BookTap()
+    feeder = SimulatedFeeder(symbols, speed=None, start=START, trades_per_day=trades_per_day)
+    feeder.run(tap, threading.Event())
+    return tap
+
+
+def replayed(updates: np.ndarray, at_ns: int) -> BookState:
+    state = BookState()
+    state.apply(updates[updates["ts_event"] <= at_ns])
+    return state
+
+
+def same_book(view: Any, oracle: BookState) -> None:
+    for frame, side in ((view.bids, BID), (view.asks, ASK)):
+        want = oracle.side_frame(side, len(frame) if len(frame) else None)
+        assert frame[["price", "qty", "agent", "offer_id"]].equals(
+            want[["price", "qty", "agent", "offer_id"]].head(len(frame))
+        )
+        assert len(frame) == min(10, len(oracle.sides[side].offers))
+
+
+def test_book_at_any_time_equals_replaying_every_update(vault: Vault) -> None:
+    tap = sim_book()
+    small = vault.with_settings(book_snapshot_every=200)
+    for batch in tap.updates["WINZ25"]:
+        small.write_book("WINZ25", batch)
+    every = np.concatenate(tap.updates["WINZ25"])
+    largest = max(len(b) for b in tap.updates["WINZ25"])
+    assert vault.client.xlen("book:{WINZ25}:snapshots") >= len(every) // (200 + largest)
+    np.testing.assert_array_equal(
+        vault.book_updates("WINZ25", int(every["ts_event"][0]), int(every["ts_event"][-1]) + 1),
+        every,
+    )
+    rng = np.random.default_rng(5)
+    times = rng.integers(int(every["ts_event"][0]), int(every["ts_event"][-1]), 40)
+    for t in [*times.tolist(), int(every["ts_event"][-1]), int(every["ts_event"][0]) - 1]:
+        view = vault.book("WINZ25", at=t)
+        same_book(view, replayed(every, t))
+        assert view.updates_applied <= 200 + 4096  # a snapshot bounds the replay
+    view = vault.book("WINZ25", at=int(every["ts_event"][-1]), depth=None)
+    assert view.best_bid is not None and view.best_ask is not None
+    assert view.best_bid < view.best_ask
+    bids, asks = view.levels(5)
+    assert len(bids) == 5 and bids["price"].is_monotonic_decreasing
+    assert asks["price"].is_monotonic_increasing
+
+
+def test_bad_book_updates_are_rejected_whole(vault: Vault) -> None:
+    bad = np.zeros(2, dtype=BOOK_DTYPE)
+    bad["ts_event"] = 1_762_171_200_000_000_000
+    bad["side"][1] = 7
+    with pytest.raises(ValidationError, match="side"):
+        vault.write_book("WINZ25", bad)
+    assert vault.client.exists("book:{WINZ25}") == 0
+    with pytest.raises(QueryError, match="depth"):
+        vault.book("WINZ25", depth=0)
+    assert vault.book("NOBOOK", at="2025-11-03T10:00").bids.empty
+
+
+def test_book_messages_go_through_zeromq_into_the_store(vault: Vault, endpoints: Endpoints) -> None:
+    with Publisher(vault.settings, endpoints=endpoints) as pub:
+        bridge = Bridge(vault, endpoints=[endpoints]).start()
+        try:
+            tap = _BookTap(PublishingEvents(pub))
+            feeder = SimulatedFeeder(
+                ("WINZ25", "WDOZ25"), speed=None, start=START, trades_per_day=3_000
+            )
+            feeder.run(tap, threading.Event())
+            want = {s: np.concatenate(u) for s, u in tap.updates.items()}
+            total = sum(len(u) for u in want.values())
+            wait_for(lambda: bridge.stats.book_updates_stored == total, "book updates stored")
+        finally:
+            bridge.close()
+    for symbol, every in want.items():
+        stored = vault.book_updates(symbol, int(every["ts_event"][0]), 2**62)
+        np.testing.assert_array_equal(stored[list(BOOK_DTYPE.names or ())], every)
+        last = int(every["ts_event"][-1])
+        same_book(vault.book(symbol, at=last), replayed(every, last))
+
+
+def test_book_cli(vault: Vault, monkeypatch: pytest.MonkeyPatch) -> None:
+    tap = sim_book(2_000)
+    for batch in tap.updates["WINZ25"]:
+        vault.write_book("WINZ25", batch)
+    monkeypatch.setenv("TICKVAULT_VALKEY_URL", vault.url)
+    last = int(np.concatenate(tap.updates["WINZ25"])["ts_event"][-1])
+    result = CliRunner().invoke(cli, ["book", "winz25", "--at", str(last), "--depth", "5"])
+    assert result.exit_code == 0, result.output
+    view = vault.book("WINZ25", at=last, depth=5)
+    assert f"{view.bids['price'].iloc[0]:,.2f}" in result.output
+    levels = CliRunner().invoke(cli, ["book", "WINZ25", "--at", str(last), "--levels"])
+    assert levels.exit_code == 0 and "offers" in levels.output
