@@ -17,7 +17,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from tickvault.errors import ConfigError
 
@@ -80,6 +80,14 @@ class Settings(BaseModel):
     book_snapshot_every: int = Field(1000, ge=10)
     """A full offer-book snapshot is stored after this many updates of a symbol; the
     book at any time replays at most this many updates on top of a snapshot."""
+
+    # ProfitDLL (only the feeder process needs these)
+    profitdll_path: Path = Path("ProfitDLL64.dll")
+    """ProfitDLL64.dll (Windows), or a library with the same exports elsewhere."""
+    profitdll_key: SecretStr | None = None
+    """Activation key: from TICKVAULT_PROFITDLL_KEY or the config file, never the CLI."""
+    profitdll_user: SecretStr | None = None
+    profitdll_password: SecretStr | None = None
 
     # Time travel and latency
     time_travel_lookback_minutes: int = Field(120, gt=0)

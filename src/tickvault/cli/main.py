@@ -438,27 +438,10 @@ def demo(ctx: click.Context, speed: str, duration: float | None, symbols: str, s
 def publish(ctx: click.Context, feed: str, symbols: str, speed: str, days: int, seed: int) -> None:
     """Run a feeder and publish its events over ZeroMQ until it ends or is stopped."""
     from tickvault.feeds.sim import SimulatedFeeder
-    from tickvault.pipeline import FeedRunner
-    from tickvault.transport.publisher import Publisher
 
     settings = _settings(ctx)
     feeder = SimulatedFeeder(_symbols(symbols) or [], seed=seed, speed=_speed(speed), days=days)
-    with Publisher(settings) as publisher:
-        runner = FeedRunner(feeder, publisher)
-        _stop_on_signals(runner.stop_event.set)
-        err_console.print(
-            f"publishing {feed} feed {', '.join(feeder.symbols)} on "
-            f"{publisher.endpoints.ticks} (publisher id {publisher.id:016x}); Ctrl-C stops"
-        )
-        runner.start()
-        while runner.running:
-            runner.stop_event.wait(0.5)
-        runner.stop()
-        publisher.flush()
-        stats = publisher.stats()
-        err_console.print(f"published {stats.records:,} records in {stats.messages:,} messages")
-        if runner.error is not None:
-            raise click.ClickException(f"the {feed} feeder failed: {runner.error}")
+    _run_feeder(feeder, settings)
 
 
 @cli.command()
@@ -518,6 +501,64 @@ def tail(ctx: click.Context, symbol: str, history: bool, host: str | None) -> No
         sub.run()
     finally:
         sub.close()
+
+
+@cli.group()
+def feed() -> None:
+    """Run a market-data feeder as a publisher process."""
+
+
+@feed.command("profitdll")
+@click.option("--symbols", required=True, help="Tickers with exchange: WINZ25:F,PETR4:B.")
+@click.option("--no-book", is_flag=True, help="Do not subscribe to the offer books.")
+@click.option("--routing", is_flag=True, help="Log in with routing (orders) too.")
+@click.option("--library", type=click.Path(path_type=Path), help="Overrides profitdll_path.")
+@click.pass_context
+def feed_profitdll(
+    ctx: click.Context, symbols: str, no_book: bool, routing: bool, library: Path | None
+) -> None:
+    """Publish ProfitDLL market data over ZeroMQ until Ctrl-C. Credentials come from
+    TICKVAULT_PROFITDLL_KEY/_USER/_PASSWORD or the config file, never from options."""
+    import logging
+
+    from tickvault.feeds.profitdll import ProfitCredentials, ProfitDLLFeeder, parse_subscriptions
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = _settings(ctx)
+    feeder = ProfitDLLFeeder(
+        parse_subscriptions(symbols),
+        ProfitCredentials.from_settings(settings),
+        library=library or settings.profitdll_path,
+        tz=settings.tz,
+        book=not no_book,
+        routing=routing,
+    )
+    _run_feeder(feeder, settings)
+
+
+def _run_feeder(feeder: Any, settings: Settings) -> None:
+    """Publish ``feeder`` until it ends, fails or a signal stops it."""
+    from tickvault.pipeline import FeedRunner
+    from tickvault.transport.publisher import Publisher
+
+    with Publisher(settings) as publisher:
+        runner = FeedRunner(feeder, publisher)
+        _stop_on_signals(runner.stop_event.set)
+        err_console.print(
+            f"publishing {feeder.name} {', '.join(feeder.symbols)} on "
+            f"{publisher.endpoints.ticks} (publisher id {publisher.id:016x}); Ctrl-C stops"
+        )
+        runner.start()
+        while runner.running:
+            runner.stop_event.wait(0.5)
+        runner.stop()
+        publisher.flush()
+        stats = publisher.stats()
+        err_console.print(f"published {stats.records:,} records in {stats.messages:,} messages")
+        if isinstance(runner.error, TickvaultError):
+            raise runner.error
+        if runner.error is not None:
+            raise click.ClickException(f"the {feeder.name} feeder failed: {runner.error}")
 
 
 @cli.command()

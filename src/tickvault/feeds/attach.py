@@ -15,7 +15,6 @@ function it was given.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import functools
 import logging
 import threading
@@ -27,6 +26,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from tickvault.errors import ValidationError
+from tickvault.feeds.profitdll.convert import ProfitDateParser
 from tickvault.logutil import RateLimitedLog
 from tickvault.model.trades import TradeFlag
 from tickvault.transport.publisher import Publisher
@@ -37,30 +37,6 @@ log = logging.getLogger(__name__)
 TRADE_PATHS = ("callback.newTradeCallback", "newTradeCallback")
 HISTORY_PATHS = ("callback.newHistoryCallback", "newHistoryCallback")
 BOOK_PATHS = ("callback.offerBookCallback", "offerBookCallback")
-
-
-class ProfitDateParser:
-    """ProfitDLL's ``DD/MM/YYYY HH:MM:SS.ZZZ`` local time to int64 ns UTC (cached per second)."""
-
-    def __init__(self, tz: ZoneInfo):
-        self.tz = tz
-        self._cache: dict[str, int] = {}
-
-    def __call__(self, text: str) -> int:
-        head, _, ms = text.partition(".")
-        base = self._cache.get(head)
-        if base is None:
-            try:
-                local = dt.datetime.strptime(head, "%d/%m/%Y %H:%M:%S").replace(tzinfo=self.tz)
-            except ValueError:
-                raise ValidationError(
-                    f"trade date {text!r} is not DD/MM/YYYY HH:MM:SS.ZZZ", field="date"
-                ) from None
-            base = int(local.timestamp()) * 1_000_000_000
-            if len(self._cache) > 100_000:
-                self._cache.clear()
-            self._cache[head] = base
-        return base + int(ms or 0) * 1_000_000
 
 
 def ticker_of(asset: Any) -> str:

@@ -193,7 +193,7 @@ class Publisher:
         kind = Kind.HISTORY if history else Kind.TRADE
         if history:
             arr = arr.copy()
-            arr["flags"] |= TradeFlag.HISTORY
+            arr["flags"] |= np.uint8(TradeFlag.HISTORY)
         self.publish_records(kind, symbol, arr)
 
     def publish_records(self, kind: Kind, symbol: str, records: npt.NDArray[np.void]) -> None:

@@ -1,0 +1,252 @@
+"""ProfitDLL 4.x structures, callback prototypes and error codes (ctypes, x64 layouts).
+
+Strings are ``wchar_t*`` (``c_wchar_p``): 2 bytes on Windows, 4 elsewhere, which
+is why a stand-in library must use ``wchar_t`` too. Field offsets match the
+manual's x64 layouts; ``TAssetID`` is listed as packed, and its fields fall at
+the same offsets (0, 8, 16) either way.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+from ctypes import (
+    POINTER,
+    Structure,
+    c_double,
+    c_int,
+    c_int32,
+    c_int64,
+    c_size_t,
+    c_ubyte,
+    c_uint,
+    c_uint16,
+    c_uint32,
+    c_void_p,
+    c_wchar_p,
+)
+from typing import Any
+
+WINDOWS = sys.platform == "win32"
+FUNCTYPE: Any = ctypes.WINFUNCTYPE if WINDOWS else ctypes.CFUNCTYPE  # type: ignore[attr-defined]
+"""stdcall on Windows (the real DLL); cdecl elsewhere (a stand-in with the same exports)."""
+
+
+class TAssetID(Structure):
+    _fields_ = (("ticker", c_wchar_p), ("exchange", c_wchar_p), ("feed", c_int))
+
+
+class TConnectorAssetIdentifier(Structure):
+    _fields_ = (
+        ("version", c_ubyte),
+        ("ticker", c_wchar_p),
+        ("exchange", c_wchar_p),
+        ("feed_type", c_ubyte),
+    )
+
+
+class SYSTEMTIME(Structure):
+    _fields_ = (
+        ("year", c_uint16),
+        ("month", c_uint16),
+        ("day_of_week", c_uint16),
+        ("day", c_uint16),
+        ("hour", c_uint16),
+        ("minute", c_uint16),
+        ("second", c_uint16),
+        ("milliseconds", c_uint16),
+    )
+
+
+class TConnectorTrade(Structure):
+    """Filled by ``TranslateTrade``; ``version`` must be 0 before the call."""
+
+    _fields_ = (
+        ("version", c_ubyte),
+        ("trade_date", SYSTEMTIME),
+        ("trade_number", c_uint32),
+        ("price", c_double),
+        ("quantity", c_int64),
+        ("volume", c_double),
+        ("buy_agent", c_int32),
+        ("sell_agent", c_int32),
+        ("trade_type", c_ubyte),
+    )
+
+
+class TConnectorAccountIdentifier(Structure):
+    _fields_ = (
+        ("version", c_ubyte),
+        ("broker_id", c_int32),
+        ("account_id", c_wchar_p),
+        ("sub_account_id", c_wchar_p),
+        ("reserved", c_int64),
+    )
+
+
+class TConnectorSendOrder(Structure):
+    """Version 1: order_type 1 market, 2 limit, 4 stop-limit; side 1 buy, 2 sell; market
+    orders carry price -1 and non-stop orders stop_price -1."""
+
+    _fields_ = (
+        ("version", c_ubyte),
+        ("account", TConnectorAccountIdentifier),
+        ("asset", TConnectorAssetIdentifier),
+        ("password", c_wchar_p),
+        ("order_type", c_ubyte),
+        ("order_side", c_ubyte),
+        ("price", c_double),
+        ("stop_price", c_double),
+        ("quantity", c_int64),
+    )
+
+
+class TConnectorOrderIdentifier(Structure):
+    _fields_ = (("version", c_ubyte), ("local_order_id", c_int64), ("cl_order_id", c_wchar_p))
+
+
+class TConnectorCancelOrder(Structure):
+    _fields_ = (
+        ("version", c_ubyte),
+        ("account", TConnectorAccountIdentifier),
+        ("order", TConnectorOrderIdentifier),
+        ("password", c_wchar_p),
+    )
+
+
+class TConnectorCancelAllOrders(Structure):
+    _fields_ = (
+        ("version", c_ubyte),
+        ("account", TConnectorAccountIdentifier),
+        ("password", c_wchar_p),
+    )
+
+
+class TConnectorTradingAccountPosition(Structure):
+    _fields_ = (
+        ("version", c_ubyte),
+        ("account", TConnectorAccountIdentifier),
+        ("asset", TConnectorAssetIdentifier),
+        ("open_quantity", c_int64),
+        ("open_average_price", c_double),
+        ("open_side", c_ubyte),
+        ("daily_average_sell_price", c_double),
+        ("daily_sell_quantity", c_int64),
+        ("daily_average_buy_price", c_double),
+        ("daily_buy_quantity", c_int64),
+    )
+
+
+# ---------------------------------------------------------------------- callbacks
+StateCallback = FUNCTYPE(None, c_int, c_int)
+ProgressCallback = FUNCTYPE(None, TAssetID, c_int)
+TradeCallbackV2 = FUNCTYPE(None, TConnectorAssetIdentifier, c_size_t, c_uint)
+OfferBookCallbackV2 = FUNCTYPE(
+    None,
+    TAssetID,
+    c_int,  # action
+    c_int,  # position
+    c_int,  # side
+    c_int64,  # qty
+    c_int,  # agent
+    c_int64,  # offer id
+    c_double,  # price
+    c_ubyte,  # has price
+    c_ubyte,  # has qty
+    c_ubyte,  # has date
+    c_ubyte,  # has offer id
+    c_ubyte,  # has agent
+    c_wchar_p,  # date
+    c_void_p,  # sell array
+    c_void_p,  # buy array
+)
+OrderCallback = FUNCTYPE(None, TConnectorOrderIdentifier)
+
+TRADE_FLAG_EDIT = 1
+TRADE_FLAG_LAST_PACKET = 2
+BOOK_ARRAY_LAST_PACKET = 1
+BOOK_ARRAY_FIRST_PACKET = 2
+
+# ---------------------------------------------------------------------- functions
+# name -> (restype, argtypes). int64 for order ids; every other call returns an NL code.
+_CB = c_void_p  # callback slots passed as NULL at initialization and set later
+PROTOTYPES: dict[str, tuple[Any, tuple[Any, ...]]] = {
+    "DLLInitializeMarketLogin": (
+        c_int,
+        (
+            c_wchar_p,
+            c_wchar_p,
+            c_wchar_p,
+            StateCallback,
+            _CB,
+            _CB,
+            _CB,
+            _CB,
+            _CB,
+            ProgressCallback,
+            _CB,
+        ),
+    ),
+    "DLLInitializeLogin": (
+        c_int,
+        (
+            c_wchar_p,
+            c_wchar_p,
+            c_wchar_p,
+            StateCallback,
+            _CB,
+            _CB,
+            _CB,
+            _CB,
+            _CB,
+            _CB,
+            _CB,
+            _CB,
+            ProgressCallback,
+            _CB,
+        ),
+    ),
+    "DLLFinalize": (c_int, ()),
+    "SetStateCallback": (c_int, (StateCallback,)),
+    "SetSerieProgressCallback": (c_int, (ProgressCallback,)),
+    "SetTradeCallbackV2": (c_int, (TradeCallbackV2,)),
+    "SetHistoryTradeCallbackV2": (c_int, (TradeCallbackV2,)),
+    "SetOfferBookCallbackV2": (c_int, (OfferBookCallbackV2,)),
+    "SetOrderCallback": (c_int, (OrderCallback,)),
+    "SubscribeTicker": (c_int, (c_wchar_p, c_wchar_p)),
+    "UnsubscribeTicker": (c_int, (c_wchar_p, c_wchar_p)),
+    "SubscribeOfferBook": (c_int, (c_wchar_p, c_wchar_p)),
+    "UnsubscribeOfferBook": (c_int, (c_wchar_p, c_wchar_p)),
+    "GetHistoryTrades": (c_int, (c_wchar_p, c_wchar_p, c_wchar_p, c_wchar_p)),
+    "TranslateTrade": (c_int, (c_size_t, POINTER(TConnectorTrade))),
+    "GetAgentNameLength": (c_int, (c_int, c_int)),
+    "GetAgentName": (c_int, (c_int, c_int, c_wchar_p, c_int)),
+    "SendOrder": (c_int64, (POINTER(TConnectorSendOrder),)),
+    "SendCancelOrderV2": (c_int, (POINTER(TConnectorCancelOrder),)),
+    "SendCancelAllOrdersV2": (c_int, (POINTER(TConnectorCancelAllOrders),)),
+    "GetPositionV2": (c_int, (POINTER(TConnectorTradingAccountPosition),)),
+}
+
+# ---------------------------------------------------------------------- error codes
+NL_OK = 0
+NL_ERRORS: dict[int, str] = {
+    0x80000001: "NL_INTERNAL_ERROR",
+    0x80000002: "NL_NOT_INITIALIZED",
+    0x80000003: "NL_INVALID_ARGS",
+    0x80000004: "NL_WAITING_SERVER",
+    0x80000005: "NL_NO_LOGIN",
+    0x80000006: "NL_NO_LICENSE",
+    0x80000009: "NL_OUT_OF_RANGE",
+    0x8000000A: "NL_MARKET_ONLY",
+    0x8000000B: "NL_NO_POSITION",
+    0x8000000C: "NL_NOT_FOUND",
+    0x8000000D: "NL_VERSION_NOT_SUPPORTED",
+    0x8000001F: "NL_INVALID_TICKER",
+    0x8000002E: "NL_HISTORY_PERIOD_LIMIT",
+}
+NL_HISTORY_PERIOD_LIMIT = 0x8000002E
+
+
+def error_name(code: int) -> str:
+    """The NL_* name of a (signed or unsigned) return code."""
+    return NL_ERRORS.get(code & 0xFFFFFFFF, f"unknown error 0x{code & 0xFFFFFFFF:08X}")
