@@ -40,7 +40,7 @@ from tickvault.model.validate import check_symbol, validate
 from tickvault.storage.keys import StreamKind
 from tickvault.transport.endpoints import Endpoints
 from tickvault.transport.subscriber import Gap, Subscriber
-from tickvault.transport.wire import BOOK_DTYPE, Kind, Message, WireError
+from tickvault.transport.wire import BOOK_DTYPE, GAP_REASONS, Kind, Message, WireError
 from tickvault.vault import GapMarker, Vault
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ class Bridge:
             self.settings,
             handler=self,
             endpoints=endpoints,
-            kinds=(Kind.TRADE, Kind.HISTORY, Kind.BOOK),
+            kinds=(Kind.TRADE, Kind.HISTORY, Kind.BOOK, Kind.GAP),
             symbols=self.symbols,
             recover_from_start=True,
             context=context,
@@ -188,6 +188,9 @@ class Bridge:
 
     def on_message(self, msg: Message) -> None:
         self.stats.messages += 1
+        if msg.kind is Kind.GAP:
+            self._feeder_gaps(msg)
+            return
         stream = _STREAM_OF.get(msg.kind)
         if stream is None:
             return
@@ -220,6 +223,28 @@ class Bridge:
                     # publisher's queueing and batching are counted too
                     pending.recv_ns.append(int(records["ts_recv"].min()))
             pending.cursors[name] = msg.seq
+            self._cond.notify()
+
+    def _feeder_gaps(self, msg: Message) -> None:
+        """A feeder reports trades it missed and could not backfill: record gap markers."""
+        try:
+            symbol = check_symbol(msg.symbol)
+        except ValidationError as exc:
+            self._reject("symbol", str(exc), [msg.topic.encode(), msg.body])
+            return
+        markers = [
+            GapMarker(
+                symbol=symbol, stream="realtime", start_ns=int(r["start_ns"]),
+                end_ns=int(r["end_ns"]), publisher=f"{msg.publisher:016x}", topic=msg.topic,
+                seq_first=msg.seq, seq_last=msg.seq,
+                reason=GAP_REASONS.get(int(r["reason"]), f"feeder reason {int(r['reason'])}"),
+            )
+            for r in msg.records()
+        ]  # fmt: skip
+        with self._cond:
+            self._gaps.extend(markers)
+            pending = self._pending.setdefault((symbol, "realtime"), _Pending())
+            pending.cursors[cursor_name(msg.publisher, msg.topic)] = msg.seq
             self._cond.notify()
 
     def on_gap(self, gap: Gap) -> None:

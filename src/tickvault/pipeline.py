@@ -11,8 +11,10 @@ import threading
 import time
 from collections.abc import Sequence
 
+from tickvault.backfill import GapFiller
 from tickvault.bridge import Bridge
-from tickvault.feeds.base import Feeder, PublishingEvents
+from tickvault.errors import TickvaultError
+from tickvault.feeds.base import Feeder, FeedEvents, PublishingEvents
 from tickvault.transport.endpoints import Endpoints
 from tickvault.transport.publisher import Publisher
 from tickvault.vault import Vault
@@ -23,20 +25,28 @@ log = logging.getLogger(__name__)
 class FeedRunner:
     """Runs a feeder into a publisher on a thread; ``stop()`` ends it early."""
 
-    def __init__(self, feeder: Feeder, publisher: Publisher):
+    def __init__(self, feeder: Feeder, publisher: Publisher, *, gap_fill: bool = True):
         self.feeder = feeder
         self.publisher = publisher
         self.stop_event = threading.Event()
         self.error: BaseException | None = None
+        events = PublishingEvents(publisher, source=feeder.name)
+        self.gap_filler = GapFiller(events, feeder, publisher) if gap_fill else None
+        self.events: FeedEvents = self.gap_filler or events
         self._thread = threading.Thread(target=self._run, name="tickvault-feed", daemon=True)
 
     def _run(self) -> None:
         try:
-            self.feeder.run(PublishingEvents(self.publisher, source=self.feeder.name),
-                            self.stop_event)  # fmt: skip
-        except BaseException as exc:  # reported by the caller
+            self.feeder.run(self.events, self.stop_event)
+        except TickvaultError as exc:  # reported by the caller
+            self.error = exc
+            log.error("feeder %s failed: %s", self.feeder.name, exc)
+        except BaseException as exc:
             self.error = exc
             log.exception("feeder %s failed", self.feeder.name)
+        finally:
+            if self.gap_filler is not None:
+                self.gap_filler.close()
 
     def start(self) -> FeedRunner:
         self._thread.start()

@@ -110,8 +110,9 @@ def expected_trade(i: int) -> dict[str, Any]:
     """What the stand-in sends as trade i (see script_trades in the C file)."""
     price = 128000.0 + 5.0 * (i % 7)
     qty = 1 + i % 5
+    jump_ms = 5000 if i >= 30 else 0  # the scripted reconnect at 3/4 misses 5 s
     return {
-        "ts_event": T0 + i * NS_PER_MS,
+        "ts_event": T0 + (i + jump_ms) * NS_PER_MS,
         "trade_id": 1000 + i,
         "price": price,
         "qty": qty,
@@ -164,6 +165,39 @@ def test_feeder_end_to_end_through_zeromq_into_the_store(
     text = caplog.text + repr(f) + repr(f._credentials) + repr(load_settings())
     assert PASSWORD not in text and KEY not in text
     assert f.callback_errors == 0
+
+    # the reconnect's gap is older than ProfitDLL's 30-day history: it stays a gap marker
+    wait_for(lambda: len(vault.gaps("WINZ25", T0, T0 + NS_PER_DAY)) == 1, "gap marker")
+    [gap] = vault.gaps("WINZ25", T0, T0 + NS_PER_DAY)
+    assert (gap.start_ns, gap.end_ns) == (T0 + 29 * NS_PER_MS + 1, T0 + 5030 * NS_PER_MS)
+    assert "period limit" in gap.reason
+
+
+def test_a_reconnect_gap_is_backfilled_from_history(
+    vault: Vault, endpoints: Endpoints, stub: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TVSTUB_TODAY", "1")  # recent enough for ProfitDLL's history API
+    f = feeder(stub, "WINZ25:F", book=False)
+    with Publisher(vault.settings, endpoints=endpoints) as pub:
+        bridge = Bridge(vault, endpoints=[endpoints]).start()
+        runner = FeedRunner(f, pub).start()
+        try:
+            wait_for(lambda: runner.gap_filler is not None and runner.gap_filler.stats.filled == 1,
+                     "the backfill after the reconnect")  # fmt: skip
+            assert runner.gap_filler is not None
+            [(symbol, start, end)] = runner.gap_filler.stats.spans
+            wait_for(lambda: len(vault.range("WINZ25", start, end, streams=["historical"])) > 0,
+                     "backfilled trades stored")  # fmt: skip
+        finally:
+            runner.stop()
+            bridge.close()
+    live = vault.range("WINZ25", start - NS_PER_DAY, end + NS_PER_DAY, streams=["realtime"])
+    filled = vault.range("WINZ25", start, end, streams=["historical"])
+    assert symbol == "WINZ25" and end - start == 5000 * NS_PER_MS + NS_PER_MS - 1
+    assert start == live.index.asi8[29] + 1 and end == live.index.asi8[30]
+    assert filled.index.asi8.min() >= start and filled.index.asi8.max() < end
+    assert vault.gaps("WINZ25", start - NS_PER_DAY, end + NS_PER_DAY) == []
+    assert stub_violations(f) == 0
 
 
 def test_history_request_is_stored_in_the_historical_stream(

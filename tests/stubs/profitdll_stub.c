@@ -8,7 +8,9 @@
  *   - after login: state changes (login, market, activation; routing when asked);
  *   - after SubscribeTicker: TVSTUB_TRADES trades (default 40) through the V2 trade
  *     callback (opaque pointer + TranslateTrade), including one edit of an earlier
- *     trade, a "partially connected" market state (6) in the middle and back to 4;
+ *     trade, a "partially connected" market state (6) in the middle and back to 4,
+ *     and at 3/4 a market disconnect and reconnect after which 5 s of trades are
+ *     missing (trade dates are 03/11/2025, or today with TVSTUB_TODAY=1);
  *   - after SubscribeOfferBook: a full book (packed arrays), then add, edit,
  *     delete and delete-from updates;
  *   - after GetHistoryTrades: trades spread over the requested window through the
@@ -190,15 +192,36 @@ static void fire_trade(TradeCbV2 cb, const wchar_t *ticker, const wchar_t *excha
     free(copy);
 }
 
+/* The trading date of realtime trades: 03/11/2025, or today with TVSTUB_TODAY=1. */
+static void trade_day(uint16_t *y, uint16_t *m, uint16_t *d) {
+    *y = 2025; *m = 11; *d = 3;
+    if (env_int("TVSTUB_TODAY", 0)) {
+        time_t now = time(NULL) - 3 * 3600;
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        *y = (uint16_t)(tm.tm_year + 1900); *m = (uint16_t)(tm.tm_mon + 1); *d = (uint16_t)tm.tm_mday;
+    }
+}
+
 static void script_trades(Job *j) {
     int n = env_int("TVSTUB_TRADES", 40);
+    uint16_t y, m, d;
+    trade_day(&y, &m, &d);
+    int jump_ms = 0;
     for (int i = 0; i < n && running; i++) {
         if (i == n / 2 && state_cb) {
             state_cb(2, 6); /* partially connected: callbacks not drained fast enough */
             state_cb(2, 4);
         }
+        if (i == 3 * n / 4 && state_cb) { /* the market link drops; 5 s are missed */
+            state_cb(2, 0);
+            state_cb(2, 1);
+            state_cb(2, 4);
+            jump_ms = 5000;
+        }
+        int ms = i + jump_ms;
         TConnectorTrade t = {0};
-        t.tradeDate = (SYSTEMTIME){2025, 11, 1, 3, 10, 0, (uint16_t)(i / 1000), (uint16_t)(i % 1000)};
+        t.tradeDate = (SYSTEMTIME){y, m, 1, d, 10, 0, (uint16_t)(ms / 1000), (uint16_t)(ms % 1000)};
         t.tradeNumber = 1000 + i;
         t.price = 128000.0 + 5.0 * (i % 7);
         t.quantity = 1 + i % 5;
@@ -209,7 +232,7 @@ static void script_trades(Job *j) {
         fire_trade(trade_cb, j->ticker, j->exchange, &t, 0);
         if (i == 10) { /* edit of trade 1005: new quantity and price */
             TConnectorTrade e = {0};
-            e.tradeDate = (SYSTEMTIME){2025, 11, 1, 3, 10, 0, 0, 5};
+            e.tradeDate = (SYSTEMTIME){y, m, 1, d, 10, 0, 0, 5};
             e.tradeNumber = 1005;
             e.price = 128100.0;
             e.quantity = 9;

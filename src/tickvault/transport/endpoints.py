@@ -51,7 +51,7 @@ def endpoint_name(kind: Kind) -> str:
     """Which data socket (ticks, history, book, signals) carries messages of ``kind``."""
     if kind in (Kind.TRADE, Kind.STATE):
         return "ticks"
-    if kind in (Kind.HISTORY, Kind.PROGRESS):
+    if kind in (Kind.HISTORY, Kind.PROGRESS, Kind.GAP):
         return "history"
     return "book" if kind is Kind.BOOK else "signals"
 

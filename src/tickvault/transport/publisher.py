@@ -218,6 +218,11 @@ class Publisher:
         rec = np.array([(time.time_ns(), percent)], dtype=wire.PROGRESS_DTYPE)
         self.publish_records(Kind.PROGRESS, symbol, rec)
 
+    def publish_gap(self, symbol: str, start_ns: int, end_ns: int, reason: int) -> None:
+        """Tell the bridges that [start_ns, end_ns) of ``symbol`` is missing for good."""
+        rec = np.array([(time.time_ns(), start_ns, end_ns, reason)], dtype=wire.GAP_DTYPE)
+        self.publish_records(Kind.GAP, symbol, rec)
+
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until everything published so far has been handed to ZeroMQ."""
         done = threading.Event()

@@ -46,6 +46,7 @@ class Kind(enum.IntEnum):
     STATE = 4
     PROGRESS = 5
     SIGNAL = 6
+    GAP = 7
 
 
 TOPIC_PREFIX: dict[Kind, str] = {
@@ -55,6 +56,7 @@ TOPIC_PREFIX: dict[Kind, str] = {
     Kind.STATE: "state",
     Kind.PROGRESS: "progress",
     Kind.SIGNAL: "signal",
+    Kind.GAP: "gap",
 }
 _KIND_OF_PREFIX = {prefix: kind for kind, prefix in TOPIC_PREFIX.items()}
 
@@ -87,6 +89,17 @@ SIGNAL_DTYPE = np.dtype(
 )
 """A model signal: when it was made, the ts_event of the tick it reacted to, its value."""
 
+GAP_DTYPE = np.dtype(
+    [("ts_event", "<i8"), ("start_ns", "<i8"), ("end_ns", "<i8"), ("reason", "u1")]
+)
+"""A span of a symbol's trades the feeder knows it missed and could not backfill:
+[start_ns, end_ns). ``reason``: see ``GAP_REASONS``."""
+GAP_REASONS: dict[int, str] = {
+    1: "feed reconnected; the history API refused the span (period limit)",
+    2: "feed reconnected; the feeder has no history API",
+    3: "feed reconnected; the history request failed",
+}
+
 RECORD_DTYPE: dict[Kind, np.dtype[np.void]] = {
     Kind.TRADE: TRADE_DTYPE,
     Kind.HISTORY: TRADE_DTYPE,
@@ -94,6 +107,7 @@ RECORD_DTYPE: dict[Kind, np.dtype[np.void]] = {
     Kind.STATE: STATE_DTYPE,
     Kind.PROGRESS: PROGRESS_DTYPE,
     Kind.SIGNAL: SIGNAL_DTYPE,
+    Kind.GAP: GAP_DTYPE,
 }
 
 TRADE_RECORD = struct.Struct("<qqqdqdiiBB")
