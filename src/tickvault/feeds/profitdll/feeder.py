@@ -133,6 +133,9 @@ class _HistoryWait:
     start_ns: int
     end_ns: int
     done: threading.Event = field(default_factory=threading.Event)
+    """Set by progress 100, which ends a request."""
+    last_packet_at: float | None = None
+    """When the trade flagged 'last packet' was delivered (monotonic s)."""
     delivered: int = 0
 
 
@@ -284,6 +287,8 @@ class ProfitDLLFeeder(Feeder):
                     wait.done.set()
             elif kind == "book":
                 self._deliver_book(item, events)
+            elif kind == "sync":
+                item[1].set()
 
     def _deliver_trades(self, run: list[tuple[Any, ...]], events: FeedEvents) -> None:
         kind, symbol = run[0][0], run[0][1]
@@ -306,7 +311,7 @@ class ProfitDLLFeeder(Feeder):
             wait.events.on_history_trade(symbol, records[keep])
             wait.delivered += int(keep.sum())
         if any(r.dll_flags & t.TRADE_FLAG_LAST_PACKET for r in raw):
-            wait.done.set()
+            wait.last_packet_at = time.monotonic()
 
     def _deliver_state(self, conn_type: int, result: int, events: FeedEvents) -> None:
         text = state_text(conn_type, result)
@@ -399,6 +404,24 @@ class ProfitDLLFeeder(Feeder):
         return self._ready.wait(timeout_s)
 
     # ------------------------------------------------------------------ history
+    def _await_history(self, wait: _HistoryWait, symbol: str, which: str) -> None:
+        """Until the request ends: progress 100, or 1 s after the last-packet trade if no
+        progress comes. Then every callback queued so far is drained, so nothing of this
+        request is taken for the next one."""
+        deadline = time.monotonic() + self.history_timeout_s
+        while not wait.done.wait(0.05):
+            now = time.monotonic()
+            if wait.last_packet_at is not None and now - wait.last_packet_at > 1.0:
+                break
+            if now > deadline:
+                raise FeedError(
+                    f"ProfitDLL sent no end of history for {symbol} within "
+                    f"{self.history_timeout_s:.0f} s ({which})"
+                )
+        drained = threading.Event()
+        self._queue.put(("sync", drained))
+        drained.wait(self.history_timeout_s)
+
     def exchange_of(self, symbol: str) -> str:
         return self._exchange.get(symbol, "F" if symbol.startswith(FUTURES_PREFIXES) else "B")
 
@@ -420,11 +443,7 @@ class ProfitDLLFeeder(Feeder):
                         convert.format_request_date(lo, self.tz),
                         convert.format_request_date(hi - 1, self.tz),
                     )  # fmt: skip
-                    if not wait.done.wait(self.history_timeout_s):
-                        raise FeedError(
-                            f"ProfitDLL sent no end of history for {symbol} within "
-                            f"{self.history_timeout_s:.0f} s (request {i + 1} of {len(windows)})"
-                        )
+                    self._await_history(wait, symbol, f"request {i + 1} of {len(windows)}")
                 finally:
                     self._history.pop(symbol, None)
                 events.on_progress(symbol, (i + 1) * 100 // len(windows))
