@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from tickvault.errors import FileFormatError
 from tickvault.files import b3, reader
@@ -101,7 +102,7 @@ def _import_source(
             stored=previous.get("stored", {}),
             already_imported=True,
         )
-    parsed = read_file(vault, src, options, progress)
+    parsed = read_file(src, options, vault.settings.tz, progress)
     report = FileReport(
         src.name,
         rows=parsed.rows,
@@ -120,11 +121,10 @@ def _import_source(
 
 
 def read_file(
-    vault: Vault, src: Source, options: ImportOptions, progress: Progress | None = None
+    src: Source, options: ImportOptions, tz: ZoneInfo, progress: Progress | None = None
 ) -> FileTrades:
     """The trades of one text file: B3 format when its header says so, else mapped."""
     header = reader.first_line(src)
-    tz = vault.settings.tz
     if b3.is_b3_header(header) or options.mapping is None:
         return reader.read_b3(
             src,

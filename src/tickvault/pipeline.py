@@ -94,7 +94,7 @@ class Pipeline:
         self.publisher.flush(timeout_s)
         deadline = time.monotonic() + timeout_s
         by_kind = self.publisher.stats().messages_by_kind
-        target = by_kind.get("TRADE", 0) + by_kind.get("HISTORY", 0)
+        target = sum(by_kind.get(kind, 0) for kind in ("TRADE", "HISTORY", "BOOK", "GAP"))
         while time.monotonic() < deadline:
             sub = self.bridge.subscriber.stats
             if sub.messages + sub.lost_messages >= target and self.bridge.idle():

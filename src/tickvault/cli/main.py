@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 from rich.console import Console
@@ -501,6 +501,161 @@ def tail(ctx: click.Context, symbol: str, history: bool, host: str | None) -> No
         sub.run()
     finally:
         sub.close()
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--speed", default="1", show_default=True, help="1, 10 (times real time) or max.")
+@click.option("--symbols", help="Only these symbols, comma-separated.")
+@click.option("--skip-bad-rows", is_flag=True, help="Leave bad rows out instead of failing.")
+@click.option("--store", is_flag=True, help="Also run a bridge here, storing what is replayed.")
+@click.pass_context
+def replay(
+    ctx: click.Context,
+    files: tuple[Path, ...],
+    speed: str,
+    symbols: str | None,
+    skip_bad_rows: bool,
+    store: bool,
+) -> None:
+    """Publish trade files through the live path, in event order, at the chosen pace."""
+    from tickvault.feeds.files import FileFeeder
+    from tickvault.ingest import ImportOptions
+
+    settings = _settings(ctx)
+    wanted = _symbols(symbols)
+    options = ImportOptions(symbols=frozenset(wanted) if wanted else None,
+                            skip_bad_rows=skip_bad_rows)  # fmt: skip
+    feeder = FileFeeder(list(files), settings.tz, speed=_speed(speed), options=options)
+    err_console.print(f"replaying {feeder.total:,} trades of {', '.join(feeder.symbols)}")
+    if not store:
+        _run_feeder(feeder, settings)
+        return
+    from tickvault.pipeline import Pipeline
+
+    with _vault(ctx) as vault:
+        pipe = Pipeline(vault, feeder).start()
+        _stop_on_signals(pipe.feed.stop_event.set)
+        while pipe.feed.running:
+            pipe.feed.stop_event.wait(0.5)
+        pipe.stop()
+        err_console.print(
+            f"replayed {feeder.delivered:,} trades; stored {pipe.bridge.stats.trades_stored:,}"
+        )
+
+
+@cli.command()
+@click.argument("symbol")
+@click.option("--days", type=float, default=1, show_default=True, help="How far back.")
+@click.option("--feed", "feed_name", type=click.Choice(["sim", "profitdll", "file"]),
+              default="sim", show_default=True)  # fmt: skip
+@click.option("--file", "files", multiple=True, type=click.Path(path_type=Path),
+              help="Trade files (with --feed file).")  # fmt: skip
+@click.option("--exchange", help="ProfitDLL exchange of SYMBOL: F or B (default by root).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Simulator seed.")
+@click.pass_context
+def backfill(
+    ctx: click.Context,
+    symbol: str,
+    days: float,
+    feed_name: str,
+    files: tuple[Path, ...],
+    exchange: str | None,
+    seed: int,
+) -> None:
+    """Fetch SYMBOL's last N days from a feeder's history API into the historical stream."""
+    from rich.progress import BarColumn, Progress, TimeElapsedColumn
+
+    from tickvault.backfill import backfill as run_backfill
+    from tickvault.model.validate import check_symbol
+    from tickvault.timeutil import NS_PER_DAY, now_ns
+
+    symbol = check_symbol(symbol)
+    end = now_ns()
+    start = end - int(days * NS_PER_DAY)
+    with _vault(ctx) as vault, _history_feeder(vault.settings, feed_name, symbol, files,
+                                               exchange, seed) as feeder:  # fmt: skip
+        with Progress("[progress.description]{task.description}", BarColumn(),
+                      "{task.percentage:>3.0f}%", TimeElapsedColumn(), console=err_console,
+                      transient=True) as bar:  # fmt: skip
+            task = bar.add_task(f"backfilling {symbol}", total=100)
+            report = run_backfill(vault, feeder, symbol, start, end,
+                                  progress=lambda _s, p: bar.update(task, completed=p))  # fmt: skip
+        tz = vault.settings.tz
+    console.print(
+        f"{symbol}: stored {report.stored:,} history trades from {format_ns(start, tz)} "
+        f"to {format_ns(end, tz)} ({feed_name})"
+    )
+
+
+@contextmanager
+def _history_feeder(
+    settings: Settings,
+    feed_name: str,
+    symbol: str,
+    files: tuple[Path, ...],
+    exchange: str | None,
+    seed: int,
+) -> Iterator[Any]:
+    """A feeder ready to answer history requests; a ProfitDLL session is logged in for
+    the duration (subscribed to nothing)."""
+    if feed_name == "sim":
+        from tickvault.feeds.sim import SimulatedFeeder
+
+        yield SimulatedFeeder([symbol], seed=seed, speed=None)
+        return
+    if feed_name == "file":
+        from tickvault.feeds.files import FileFeeder
+
+        if not files:
+            raise click.UsageError("--feed file needs at least one --file")
+        yield FileFeeder(list(files), settings.tz, speed=None)
+        return
+    import threading
+
+    from tickvault.errors import FeedError
+    from tickvault.feeds.base import FeedEvents
+    from tickvault.feeds.profitdll import ProfitCredentials, ProfitDLLFeeder
+    from tickvault.feeds.profitdll.feeder import FUTURES_PREFIXES
+
+    ex = (exchange or ("F" if symbol.startswith(FUTURES_PREFIXES) else "B")).upper()
+    feeder = ProfitDLLFeeder(
+        [],
+        ProfitCredentials.from_settings(settings),
+        library=settings.profitdll_path,
+        tz=settings.tz,
+        book=False,
+    )
+    feeder.set_exchange(symbol, ex)
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def session() -> None:
+        try:
+            feeder.run(cast(FeedEvents, _NoEvents()), stop)
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=session, daemon=True)
+    thread.start()
+    try:
+        while not feeder.wait_until_ready(0.2):
+            if failure or not thread.is_alive():
+                raise failure[0] if failure else FeedError("the ProfitDLL session ended")
+        yield feeder
+    finally:
+        stop.set()
+        thread.join(30)
+
+
+class _NoEvents:
+    """FeedEvents that drop everything (a history-only session)."""
+
+    def on_trade(self, symbol: str, trades: Any) -> None: ...
+    def on_history_trade(self, symbol: str, trades: Any) -> None: ...
+    def on_book(self, symbol: str, updates: Any) -> None: ...
+    def on_state(self, conn_type: int, result: int) -> None: ...
+    def on_progress(self, symbol: str, percent: int) -> None: ...
 
 
 @cli.group()

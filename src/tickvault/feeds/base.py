@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import abc
 import threading
+import time
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -74,3 +76,49 @@ class PublishingEvents:
 
     def on_progress(self, symbol: str, percent: int) -> None:
         self.publisher.publish_progress(symbol, percent)
+
+
+def merged_bursts(
+    symbols: Sequence[str], arrays: Sequence[npt.NDArray[np.void]]
+) -> Iterator[tuple[str, npt.NDArray[np.void]]]:
+    """(symbol, trades) runs in event order across symbols: each run is consecutive
+    trades of one symbol at one timestamp (an aggression swept in one millisecond).
+    ``arrays`` are ``TRADE_DTYPE`` records per symbol, each sorted by time."""
+    if not arrays:
+        return
+    ts = np.concatenate([a["ts_event"] for a in arrays])
+    sym = np.concatenate([np.full(len(a), i, np.int32) for i, a in enumerate(arrays)])
+    row = np.concatenate([np.arange(len(a)) for a in arrays])
+    order = np.lexsort((row, sym, ts))
+    ts, sym, row = ts[order], sym[order], row[order]
+    cut = np.flatnonzero((np.diff(ts) != 0) | (np.diff(sym) != 0)) + 1
+    bounds = np.concatenate([[0], cut, [len(ts)]])
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        s = int(sym[lo])
+        yield symbols[s], arrays[s][row[lo] : row[hi - 1] + 1]
+
+
+class Pacer:
+    """Holds deliveries to event time: ``speed`` 1.0 real time, 10.0 ten times faster,
+    None as fast as possible."""
+
+    def __init__(self, speed: float | None):
+        if speed is not None and speed <= 0:
+            raise ValueError(
+                f"speed must be above 0 (or None for as fast as possible), got {speed}"
+            )
+        self.speed = speed
+        self._sim0: int | None = None
+        self._wall0 = time.monotonic()
+
+    def wait(self, ts_event: int, stop: threading.Event) -> bool:
+        """Sleep until ``ts_event`` is due; False when ``stop`` was set meanwhile."""
+        if self._sim0 is None:
+            self._sim0, self._wall0 = ts_event, time.monotonic()
+        if self.speed is None:
+            return not stop.is_set()
+        due = self._wall0 + (ts_event - self._sim0) / 1e9 / self.speed
+        delay = due - time.monotonic()
+        if delay > 0:
+            return not stop.wait(delay)
+        return not stop.is_set()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from tickvault.feeds.base import Feeder, FeedEvents
+from tickvault.feeds.base import Feeder, FeedEvents, Pacer, merged_bursts
 from tickvault.model.trades import TradeBatch, TradeType
 from tickvault.sim.generator import (
     AGENTS,
@@ -125,10 +125,7 @@ class SimulatedFeeder(Feeder):
         book: bool = True,
         book_depth: int = 10,
     ):
-        if speed is not None and speed <= 0:
-            raise ValueError(
-                f"speed must be above 0 (or None for as fast as possible), got {speed}"
-            )
+        Pacer(speed)  # checks it
         self.symbols = tuple(s.upper() for s in symbols)
         self.seed = seed
         self.speed = speed
@@ -153,22 +150,11 @@ class SimulatedFeeder(Feeder):
         ``start`` on."""
         start_ns = int(self.start.timestamp() * NS_PER_S)
         for day in self.sessions():
-            parts = []
-            for i, symbol in enumerate(self.symbols):
+            arrays = []
+            for symbol in self.symbols:
                 arr = self.day_trades(symbol, day).to_structured()
-                parts.append((i, arr[arr["ts_event"] >= start_ns]))
-            ts = np.concatenate([a["ts_event"] for _, a in parts])
-            sym = np.concatenate([np.full(len(a), i, np.int32) for i, a in parts])
-            row = np.concatenate([np.arange(len(a)) for _, a in parts])
-            order = np.lexsort((row, sym, ts))
-            ts, sym, row = ts[order], sym[order], row[order]
-            # a burst: consecutive trades of one symbol at one timestamp
-            cut = np.flatnonzero((np.diff(ts) != 0) | (np.diff(sym) != 0)) + 1
-            bounds = np.concatenate([[0], cut, [len(ts)]])
-            arrays = [a for _, a in parts]
-            for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-                s = int(sym[lo])
-                yield self.symbols[s], arrays[s][row[lo] : row[hi - 1] + 1]
+                arrays.append(arr[arr["ts_event"] >= start_ns])
+            yield from merged_bursts(self.symbols, arrays)
 
     # ------------------------------------------------------------------ delivery
     def run(self, events: FeedEvents, stop: threading.Event) -> None:
@@ -180,19 +166,11 @@ class SimulatedFeeder(Feeder):
         }  # fmt: skip
         events.on_state(0, 0)  # logged in
         events.on_state(2, 4)  # market data connected
-        sim0: int | None = None
-        wall0 = time.monotonic()
+        pacer = Pacer(self.speed)
         for symbol, trades in self.bursts():
-            if stop.is_set():
-                break
             ts = int(trades["ts_event"][0])
-            if sim0 is None:
-                sim0 = ts
-            if self.speed is not None:
-                due = wall0 + (ts - sim0) / NS_PER_S / self.speed
-                delay = due - time.monotonic()
-                if delay > 0 and stop.wait(delay):
-                    break
+            if not pacer.wait(ts, stop):
+                break
             out = trades.copy()
             out["ts_recv"] = time.time_ns()
             events.on_trade(symbol, out)

@@ -422,6 +422,10 @@ class ProfitDLLFeeder(Feeder):
         self._queue.put(("sync", drained))
         drained.wait(self.history_timeout_s)
 
+    def set_exchange(self, symbol: str, exchange: str) -> None:
+        """The exchange to ask for ``symbol``'s history ("F" or "B")."""
+        self._exchange[check_symbol(symbol)] = exchange
+
     def exchange_of(self, symbol: str) -> str:
         return self._exchange.get(symbol, "F" if symbol.startswith(FUTURES_PREFIXES) else "B")
 
