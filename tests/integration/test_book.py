@@ -146,3 +146,12 @@ def test_book_cli(vault: Vault, monkeypatch: pytest.MonkeyPatch) -> None:
     assert f"{view.bids['price'].iloc[0]:,.2f}" in result.output
     levels = CliRunner().invoke(cli, ["book", "WINZ25", "--at", str(last), "--levels"])
     assert levels.exit_code == 0 and "offers" in levels.output
+
+
+def test_bench_book_json(vault: Vault) -> None:
+    from tickvault.bench.book import run_book_bench
+
+    result = run_book_bench(vault, trades_per_day=3000, queries=20, seed_queries=2)
+    assert result["trades"] == 3000 and result["book_updates"] > 3000
+    assert result["queries"] == 20 and result["book_ms"]["p50"] > 0
+    assert result["updates_replayed_median"] <= vault.settings.book_snapshot_every + 512

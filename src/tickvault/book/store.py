@@ -135,12 +135,17 @@ class BookStore:
         return state
 
     # ------------------------------------------------------------------ reads
-    def _rebuild(self, symbol: str, at_ns: int | None) -> tuple[BookState, int]:
-        """The book at ``at_ns`` (None: after the last update), and updates replayed."""
+    def _rebuild(
+        self, symbol: str, at_ns: int | None, *, use_snapshots: bool = True
+    ) -> tuple[BookState, int]:
+        """The book at ``at_ns`` (None: after the last update), and updates replayed.
+        Without snapshots every update from the first is replayed (the benchmark's
+        baseline)."""
         snap_key, key = book_snapshots_key(symbol), book_key(symbol)
         top = "+" if at_ns is None else str(at_ns // NS_PER_MS)
         state, after = BookState(), "-"
-        for _id, fields in self._r.xrevrange(snap_key, top, "-", count=4):
+        snapshots = self._r.xrevrange(snap_key, top, "-", count=4) if use_snapshots else []
+        for _id, fields in snapshots:
             t = int(fields[b"t"])
             if at_ns is None or t <= at_ns:
                 state = BookState.from_snapshot(_unpack(fields, SNAPSHOT_DTYPE), t)
@@ -160,8 +165,10 @@ class BookStore:
                 return state, replayed
             after = "(" + page[-1][0].decode()
 
-    def at(self, symbol: str, at_ns: int, depth: int | None) -> BookView:
-        state, replayed = self._rebuild(symbol, at_ns)
+    def at(
+        self, symbol: str, at_ns: int, depth: int | None, *, use_snapshots: bool = True
+    ) -> BookView:
+        state, replayed = self._rebuild(symbol, at_ns, use_snapshots=use_snapshots)
         return BookView(
             symbol=symbol,
             at=at_ns,

@@ -316,6 +316,32 @@ def bench_import(
     console.print(table)
 
 
+@bench.command("book")
+@click.option("--trades-per-day", type=int, default=None, help="Default: a full WIN day.")
+@click.option("--queries", type=int, default=200, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def bench_book(ctx: click.Context, trades_per_day: int | None, queries: int, as_json: bool) -> None:
+    """The book at random past times of a simulated day, against replaying the whole day."""
+    from tickvault.bench.book import run_book_bench
+
+    with _vault(ctx) as vault:
+        say = None if as_json else (lambda m: err_console.print(f"[dim]{m}[/]"))
+        result = run_book_bench(vault, trades_per_day=trades_per_day, queries=queries,
+                                progress=say)  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    ms = result["book_ms"]
+    table = Table(title=f"bench book: {result['book_updates']:,} updates in a day")
+    table.add_column("")
+    table.add_column("book(at=t, depth=10)", justify="right")
+    table.add_row("tickvault p50 / p99", f"{ms['p50']} / {ms['p99']} ms")
+    table.add_row("replay the day (original)", f"{result['seed_design_ms_median']} ms")
+    table.add_row("ratio", f"{result['ratio']}x")
+    console.print(table)
+
+
 @bench.command("live")
 @click.option("--trades", type=int, default=1_000_000, show_default=True)
 @click.option(
