@@ -240,6 +240,18 @@ def bench() -> None:
     """Benchmarks: tickvault beside the original per-tick design, in one run."""
 
 
+def _bench_result(ctx: click.Context, as_json: bool, run: Callable[..., Any], **kw: Any) -> Any:
+    """Run a benchmark on the store (progress on stderr); with --json print its result
+    and return None, else return it for the table."""
+    with _vault(ctx) as vault:
+        say = None if as_json else (lambda m: err_console.print(f"[dim]{m}[/]"))
+        result = run(vault, progress=say, **kw)
+    if as_json:
+        click.echo(json.dumps(result))
+        return None
+    return result
+
+
 @bench.command("store")
 @click.option("--trades", type=int, default=2_000_000, show_default=True)
 @click.option(
@@ -263,13 +275,9 @@ def bench_store(
     """Write N trades and read them back: block store vs one entry per trade."""
     from tickvault.bench.store import run_store_bench
 
-    with _vault(ctx) as vault:
-        say = None if as_json else (lambda m: err_console.print(f"[dim]{m}[/]"))
-        result = run_store_bench(
-            vault, trades, seed_trades=seed_trades, repeats=repeats, progress=say
-        )
-    if as_json:
-        click.echo(json.dumps(result))
+    result = _bench_result(ctx, as_json, run_store_bench, n_trades=trades,
+                           seed_trades=seed_trades, repeats=repeats)  # fmt: skip
+    if result is None:
         return
     table = Table(title=f"bench store: {trades:,} trades")
     table.add_column("")
@@ -299,13 +307,9 @@ def bench_import(
     """Import a generated B3 trade file: vectorised import vs pandas rows + XADD per trade."""
     from tickvault.bench.imports import run_import_bench
 
-    with _vault(ctx) as vault:
-        say = None if as_json else (lambda m: err_console.print(f"[dim]{m}[/]"))
-        result = run_import_bench(
-            vault, trades, seed_trades=seed_trades, repeats=repeats, progress=say
-        )
-    if as_json:
-        click.echo(json.dumps(result))
+    result = _bench_result(ctx, as_json, run_import_bench, n_trades=trades,
+                           seed_trades=seed_trades, repeats=repeats)  # fmt: skip
+    if result is None:
         return
     table = Table(title=f"bench import: {trades:,} trades ({result['file_mb']} MB)")
     table.add_column("")
@@ -325,12 +329,9 @@ def bench_book(ctx: click.Context, trades_per_day: int | None, queries: int, as_
     """The book at random past times of a simulated day, against replaying the whole day."""
     from tickvault.bench.book import run_book_bench
 
-    with _vault(ctx) as vault:
-        say = None if as_json else (lambda m: err_console.print(f"[dim]{m}[/]"))
-        result = run_book_bench(vault, trades_per_day=trades_per_day, queries=queries,
-                                progress=say)  # fmt: skip
-    if as_json:
-        click.echo(json.dumps(result))
+    result = _bench_result(ctx, as_json, run_book_bench, trades_per_day=trades_per_day,
+                           queries=queries)  # fmt: skip
+    if result is None:
         return
     ms = result["book_ms"]
     table = Table(title=f"bench book: {result['book_updates']:,} updates in a day")

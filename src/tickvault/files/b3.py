@@ -59,17 +59,10 @@ B3_COLUMNS: tuple[str, ...] = (
     "CodigoParticipanteVendedor",
 )
 B3_OPTIONAL_COLUMN = "TipoDoCanal"
-B3_USED_COLUMNS: tuple[str, ...] = (
-    "CodigoInstrumento",
-    "AcaoAtualizacao",
-    "PrecoNegocio",
-    "QuantidadeNegociada",
-    "HoraFechamento",
-    "CodigoIdentificadorNegocio",
-    "DataNegocio",
-    "CodigoParticipanteComprador",
-    "CodigoParticipanteVendedor",
+B3_USED_COLUMNS: tuple[str, ...] = tuple(
+    c for c in B3_COLUMNS if c not in ("DataReferencia", "TipoSessaoPregao")
 )
+"""The columns a trade record is built from (the others are checked in the header only)."""
 ACTION_NEW, ACTION_CANCEL = 0, 2
 BAD_CELL_DETAIL = 20
 """How many bad cells per column and chunk are kept in detail (all are counted)."""

@@ -170,41 +170,17 @@ BOOK_ARRAY_FIRST_PACKET = 2
 # ---------------------------------------------------------------------- functions
 # name -> (restype, argtypes). int64 for order ids; every other call returns an NL code.
 _CB = c_void_p  # callback slots passed as NULL at initialization and set later
+_STRINGS3 = (c_wchar_p, c_wchar_p, c_wchar_p)  # activation key, user, password
 PROTOTYPES: dict[str, tuple[Any, tuple[Any, ...]]] = {
+    # key, user, password, state, 5 data callbacks (NULL), progress, tiny book (NULL)
     "DLLInitializeMarketLogin": (
         c_int,
-        (
-            c_wchar_p,
-            c_wchar_p,
-            c_wchar_p,
-            StateCallback,
-            _CB,
-            _CB,
-            _CB,
-            _CB,
-            _CB,
-            ProgressCallback,
-            _CB,
-        ),
+        (*_STRINGS3, StateCallback, *(_CB,) * 5, ProgressCallback, _CB),
     ),
+    # key, user, password, state, history, order, account, 5 data callbacks, progress, tiny book
     "DLLInitializeLogin": (
         c_int,
-        (
-            c_wchar_p,
-            c_wchar_p,
-            c_wchar_p,
-            StateCallback,
-            _CB,
-            _CB,
-            _CB,
-            _CB,
-            _CB,
-            _CB,
-            _CB,
-            _CB,
-            ProgressCallback,
-            _CB,
-        ),
+        (*_STRINGS3, StateCallback, *(_CB,) * 8, ProgressCallback, _CB),
     ),
     "DLLFinalize": (c_int, ()),
     "SetStateCallback": (c_int, (StateCallback,)),
