@@ -97,6 +97,7 @@ class GapMarker:
 class TrimReport:
     blocks_removed: int
     trades_removed: int
+    book_entries_removed: int = 0
 
 
 def _entry_ms(entry_id: bytes | str) -> int:
@@ -604,15 +605,17 @@ class Vault:
     def trim(self, symbol: str | None = None, *, now: TimeLike | None = None) -> TrimReport:
         """Apply retention: drop trades older than ``retention_days`` and keep at most
         ``stream_maxlen`` blocks per stream. Never drops a block with a trade that is
-        still inside the retention window."""
+        still inside the retention window. Offer books keep everything needed to
+        rebuild them from the cutoff on (``BookStore.trim``)."""
         now_value = now_ns() if now is None else to_ns(now, self._tz, name="now")
         cutoff_ns = now_value - int(self.settings.retention_days * NS_PER_DAY)
-        blocks = trades = 0
+        blocks = trades = book = 0
         for sym in [check_symbol(symbol)] if symbol else self.symbols():
             for stream in STREAMS:
                 b, t = self._trim_stream(sym, stream, cutoff_ns)
                 blocks, trades = blocks + b, trades + t
-        return TrimReport(blocks_removed=blocks, trades_removed=trades)
+            book += self.books.trim(sym, cutoff_ns)
+        return TrimReport(blocks_removed=blocks, trades_removed=trades, book_entries_removed=book)
 
     def _trim_stream(self, symbol: str, stream: StreamKind, cutoff_ns: int) -> tuple[int, int]:
         key, late, meta = (

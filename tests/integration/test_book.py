@@ -155,3 +155,33 @@ def test_bench_book_json(vault: Vault) -> None:
     assert result["trades"] == 3000 and result["book_updates"] > 3000
     assert result["queries"] == 20 and result["book_ms"]["p50"] > 0
     assert result["updates_replayed_median"] <= vault.settings.book_snapshot_every + 512
+
+
+def test_trim_keeps_every_book_from_the_cutoff_on(vault: Vault) -> None:
+    tap = sim_book(5_000)
+    small = vault.with_settings(book_snapshot_every=100)
+    for batch in tap.updates["WINZ25"]:
+        small.write_book("WINZ25", batch)
+    every = np.concatenate(tap.updates["WINZ25"])
+    vault.write_trades("WINZ25", sim_trades_at(int(every["ts_event"][0])))
+    first, last = int(every["ts_event"][0]), int(every["ts_event"][-1])
+    cutoff = first + (last - first) // 2
+    after = [*np.random.default_rng(3).integers(cutoff, last, 15).tolist(), cutoff, last]
+    before = [vault.book("WINZ25", at=t, depth=None) for t in after]
+    entries = vault.client.xlen("book:{WINZ25}")
+    days = vault.settings.retention_days * 86_400 * 10**9
+    report = vault.trim("WINZ25", now=cutoff + int(days))
+    assert report.book_entries_removed > 0
+    assert vault.client.xlen("book:{WINZ25}") < entries
+    for t, view in zip(after, before, strict=True):
+        again = vault.book("WINZ25", at=t, depth=None)
+        assert again.bids.equals(view.bids) and again.asks.equals(view.asks)
+
+
+def sim_trades_at(ts: int) -> np.ndarray:
+    from tickvault.model.trades import TRADE_DTYPE
+
+    out = np.zeros(1, dtype=TRADE_DTYPE)
+    out["ts_event"], out["ts_recv"], out["trade_id"] = ts, ts, 1
+    out["price"], out["qty"] = 100.0, 1
+    return out

@@ -162,7 +162,8 @@ def test_feeder_end_to_end_through_zeromq_into_the_store(
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert any("partially connected" in r.getMessage() for r in warnings)
     assert {0: 0, 2: 4, 3: 0, 1: 5}.items() <= f.states.items()
-    text = caplog.text + repr(f) + repr(f._credentials) + repr(load_settings())
+    settings = load_settings(profitdll_key=KEY, profitdll_password=PASSWORD)
+    text = caplog.text + repr(f) + repr(f._credentials) + repr(settings) + str(settings)
     assert PASSWORD not in text and KEY not in text
     assert f.callback_errors == 0
 

@@ -134,6 +134,19 @@ class BookStore:
         state, _ = self._rebuild(symbol, None)
         return state
 
+    def trim(self, symbol: str, cutoff_ns: int) -> int:
+        """Drop what only serves times before ``cutoff_ns``: the snapshots before the last
+        one taken at or before it, and the updates that snapshot already includes. The
+        book at any time from that snapshot on is unchanged. Returns entries removed."""
+        snap_key, key = book_snapshots_key(symbol), book_key(symbol)
+        base = self._r.xrevrange(snap_key, str(cutoff_ns // NS_PER_MS), "-", count=1)
+        if not base:
+            return 0
+        snap_id, fields = base[0]
+        ms, seq = (int(x) for x in fields[b"u"].split(b"-"))
+        removed = int(self._r.xtrim(key, minid=f"{ms}-{seq + 1}", approximate=False))
+        return removed + int(self._r.xtrim(snap_key, minid=snap_id, approximate=False))
+
     # ------------------------------------------------------------------ reads
     def _rebuild(
         self, symbol: str, at_ns: int | None, *, use_snapshots: bool = True

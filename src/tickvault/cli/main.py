@@ -192,7 +192,10 @@ def trim(ctx: click.Context, symbol: str | None) -> None:
     """Apply retention (retention_days, stream_maxlen) to SYMBOL or to every symbol."""
     with _vault(ctx) as vault:
         report = vault.trim(symbol)
-    console.print(f"removed {report.trades_removed:,} trades in {report.blocks_removed:,} blocks")
+    console.print(
+        f"removed {report.trades_removed:,} trades in {report.blocks_removed:,} blocks and "
+        f"{report.book_entries_removed:,} book entries"
+    )
 
 
 # ---------------------------------------------------------------------- server
