@@ -327,7 +327,8 @@ class Bridge:
         while gaps:
             self.vault.record_gap(gaps[0])
             gaps.pop(0)
-        for key in list(pending):
+        # Trades first: a book write never delays the trades that arrived with it.
+        for key in sorted(pending, key=lambda k: k[1] == "book"):
             symbol, stream = key
             p = pending[key]
             if stream == "book":

@@ -159,11 +159,14 @@ def test_feeder_end_to_end_through_zeromq_into_the_store(
     assert before.bids["price"].tolist() == [128000.0, 128000.0, 127995.0, 127990.0]
 
     # state 6 surfaced as a warning; credentials nowhere
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    # the feeder starts in the fixture: its first records belong to the setup phase
+    records = caplog.get_records("setup") + caplog.records
+    warnings = [r for r in records if r.levelno == logging.WARNING]
     assert any("partially connected" in r.getMessage() for r in warnings)
     assert {0: 0, 2: 4, 3: 0, 1: 5}.items() <= f.states.items()
     settings = load_settings(profitdll_key=KEY, profitdll_password=PASSWORD)
-    text = caplog.text + repr(f) + repr(f._credentials) + repr(settings) + str(settings)
+    shown = [r.getMessage() for r in records]
+    text = "\n".join([*shown, caplog.text, repr(f), repr(f._credentials), repr(settings)])
     assert PASSWORD not in text and KEY not in text
     assert f.callback_errors == 0
 
@@ -221,6 +224,12 @@ def test_history_request_is_stored_in_the_historical_stream(
     history = vault.range("WINZ25", start, end, streams=["historical"])
     assert len(history) >= 100 * windows - windows
     assert (history["flags"] & int(TradeFlag.HISTORY)).all()
+    # the scripted history trade i: price 5000 + i, qty 1 + i % 3, agents 3 and 4
+    ids = history["trade_id"].to_numpy() - 500
+    np.testing.assert_array_equal(history["price"].to_numpy(), 5000.0 + ids)
+    np.testing.assert_array_equal(history["qty"].to_numpy(), 1 + ids % 3)
+    assert (history["buy_agent"] == 3).all() and (history["sell_agent"] == 4).all()
+    np.testing.assert_array_equal(history["trade_type"].to_numpy(), 2 + ids % 2)
     assert history.index.asi8.min() >= start and history.index.asi8.max() < end
     assert stub_violations(f) == 0
 
