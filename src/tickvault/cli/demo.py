@@ -1,8 +1,9 @@
 """``tickvault demo``: the live pipeline on the embedded Valkey, with a terminal view.
 
 Simulator -> Publisher -> ZeroMQ -> Bridge -> Valkey, all real, in one process.
-The view shows per symbol what is stored and readable (``Vault.last`` and
-``Vault.stats``, not counters of the feeder), and the pipeline's health.
+The view shows per symbol what is stored and readable (``Vault.last``,
+``Vault.book`` and ``Vault.stats``, not counters of the feeder), and the
+pipeline's health.
 Ctrl-C (or ``--duration``) stops the feeder, stores what was published, and
 leaves the data queryable.
 """
@@ -34,6 +35,8 @@ class _SymbolView:
     last_price: float = float("nan")
     last_ts: int = 0
     bytes_per_trade: float = float("nan")
+    bid: str = "-"
+    ask: str = "-"
 
 
 def _view(
@@ -47,7 +50,9 @@ def _view(
 ) -> Group:
     bridge, sub = pipe.bridge, pipe.bridge.subscriber.stats
     table = Table(title=f"tickvault live: simulator at {speed} pace, {elapsed:,.0f} s")
-    for col in ("symbol", "stored", "trades/s", "last price", "last trade (B3 time)", "B/trade"):
+    columns = ("symbol", "stored", "trades/s", "last price", "bid", "ask",
+               "last trade (B3 time)", "B/trade")  # fmt: skip
+    for col in columns:
         table.add_column(col, justify="right", no_wrap=True)
     for s in symbols:
         v = views[s]
@@ -56,6 +61,8 @@ def _view(
             f"{bridge.stats.stored_by_symbol[s]:,}",
             f"{rates.get(s, 0.0):,.0f}",
             f"{v.last_price:,.1f}",
+            v.bid,
+            v.ask,
             format_ns(v.last_ts, tz)[:23] if v.last_ts else "-",
             f"{v.bytes_per_trade:.1f}",
         )
@@ -67,9 +74,19 @@ def _view(
         ("gaps ", "bold"), f"detected {sub.gaps_detected}, "
         f"recovered msgs {sub.recovered_messages}, lost msgs {sub.lost_messages}   ",
         ("duplicates ", "bold"), f"{sub.duplicates}   ",
+        ("book updates ", "bold"), f"{bridge.stats.book_updates_stored:,}   ",
         ("rejected ", "bold"), f"{rejected}",
     )  # fmt: skip
     return Group(table, health, Text("Ctrl-C stops; the data stays queryable.", style="dim"))
+
+
+def _best(vault: Vault, symbol: str, view: _SymbolView) -> None:
+    """Best bid and ask (qty x price) of the book as stored, read back from Valkey."""
+    book = vault.book(symbol, depth=1)
+    for side, frame in (("bid", book.bids), ("ask", book.asks)):
+        if len(frame):
+            text = f"{int(frame['qty'].iloc[0])} x {float(frame['price'].iloc[0]):,.1f}"
+            setattr(view, side, text)
 
 
 def run_live_demo(
@@ -115,6 +132,7 @@ def run_live_demo(
                     if len(last["price"]):
                         views[s].last_price = float(last["price"][-1])
                         views[s].last_ts = int(last["ts_event"][-1])
+                        _best(vault, s, views[s])
                 if now - last_stats > 2.0:
                     last_stats = now
                     for s in feeder.symbols:
