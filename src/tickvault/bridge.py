@@ -2,10 +2,13 @@
 
 Two threads. The subscriber thread (``Subscriber.run``) receives, puts messages
 in sequence order, repairs gaps from the publisher's replay buffer, checks the
-records and appends them to the pending batch of their (symbol, stream). The
-writer thread takes everything pending whenever it is free and stores it, one
-script call per (symbol, stream): a lone trade is written at once, and what
-arrives while a write is in flight is packed into the next one.
+records and appends them to the pending batch of their (symbol, stream), where
+the stream is realtime or historical trades, or the offer book. The writer
+thread takes everything pending whenever it is free and stores it, one script
+call per (symbol, stream), trades before book updates: a lone trade is written
+at once, and what arrives while a write is in flight is packed into the next
+one. A feeder's report of trades it missed for good (a GAP message) becomes a
+gap marker.
 
 Each write also moves the bridge's cursor (last sequence number stored per
 publisher and topic) in the same atomic script call, so a bridge killed at any
