@@ -146,6 +146,11 @@ def test_book_cli(vault: Vault, monkeypatch: pytest.MonkeyPatch) -> None:
     assert f"{view.bids['price'].iloc[0]:,.2f}" in result.output
     levels = CliRunner().invoke(cli, ["book", "WINZ25", "--at", str(last), "--levels"])
     assert levels.exit_code == 0 and "offers" in levels.output
+    vault.write_trades("WINZ25", sim_trades_at(last))
+    status = CliRunner().invoke(cli, ["status"])
+    stats = vault.books.stats("WINZ25")
+    assert status.exit_code == 0 and "offer books" in status.output
+    assert f"{stats.entries:,}" in status.output and stats.memory_bytes > 0
 
 
 def test_bench_book_json(vault: Vault) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -71,6 +72,15 @@ def _unpack(fields: Mapping[bytes, bytes], dtype: np.dtype[Any]) -> npt.NDArray[
         return np.frombuffer(raw, dtype=dtype)
     except (KeyError, ValueError, lz4.block.LZ4BlockError) as exc:
         raise FormatError(f"a stored book entry is corrupt: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class BookStats:
+    symbol: str
+    entries: int
+    """Update entries (each a run of updates)."""
+    snapshots: int
+    memory_bytes: int
 
 
 class BookStore:
@@ -146,6 +156,16 @@ class BookStore:
         ms, seq = (int(x) for x in fields[b"u"].split(b"-"))
         removed = int(self._r.xtrim(key, minid=f"{ms}-{seq + 1}", approximate=False))
         return removed + int(self._r.xtrim(snap_key, minid=snap_id, approximate=False))
+
+    def stats(self, symbol: str) -> BookStats:
+        """Entries, snapshots and memory of ``symbol``'s stored book."""
+        pipe = self._r.pipeline(transaction=False)
+        for key in (book_key(symbol), book_snapshots_key(symbol)):
+            pipe.xlen(key)
+            pipe.memory_usage(key, samples=0)
+        entries, entries_mem, snaps, snaps_mem = pipe.execute()
+        return BookStats(symbol, int(entries), int(snaps), int(entries_mem or 0) +
+                         int(snaps_mem or 0))  # fmt: skip
 
     # ------------------------------------------------------------------ reads
     def _rebuild(

@@ -160,6 +160,7 @@ def status(ctx: click.Context) -> None:
         info = vault.server_status()
         tz = vault.settings.tz
         rows = [s for sym in vault.symbols() for s in vault.stats(sym)]
+        books = [b for b in (vault.books.stats(sym) for sym in vault.symbols()) if b.entries]
     table = Table(title="tickvault store")
     for col in ("symbol", "stream", "trades", "blocks", "first", "last", "bytes/trade"):
         table.add_column(
@@ -176,6 +177,14 @@ def status(ctx: click.Context) -> None:
             f"{s.bytes_per_trade:.2f}",
         )
     console.print(table)
+    if books:
+        book_table = Table(title="offer books")
+        for col in ("symbol", "update entries", "snapshots", "MB"):
+            book_table.add_column(col, justify="left" if col == "symbol" else "right")
+        for b in books:
+            book_table.add_row(b.symbol, f"{b.entries:,}", f"{b.snapshots:,}",
+                               f"{b.memory_bytes / 1e6:.1f}")  # fmt: skip
+        console.print(book_table)
     kind = "embedded" if info["embedded"] else "external"
     aof = f"AOF on (appendfsync {info['appendfsync']})" if info["aof"] else "AOF off"
     console.print(
