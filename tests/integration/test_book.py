@@ -190,3 +190,30 @@ def sim_trades_at(ts: int) -> np.ndarray:
     out["ts_event"], out["ts_recv"], out["trade_id"] = ts, ts, 1
     out["price"], out["qty"] = 100.0, 1
     return out
+
+
+def test_bad_book_messages_are_quarantined_and_the_rest_stored(
+    vault: Vault, endpoints: Endpoints
+) -> None:
+    from tickvault.transport.wire import Kind
+
+    good = sim_book(500).updates["WINZ25"][:5]
+    bad = good[0].copy()
+    bad["side"] = 7
+    with Publisher(vault.settings, endpoints=endpoints) as pub:
+        bridge = Bridge(vault, endpoints=[endpoints]).start()
+        try:
+            # one message each (a message is accepted or rejected whole)
+            for batch in [good[0], bad, *good[1:]]:
+                pub.publish_records(Kind.BOOK, "WINZ25", batch)
+                pub.flush()
+            total = sum(len(b) for b in good)
+            wait_for(lambda: bridge.stats.book_updates_stored == total, "good updates stored")
+            wait_for(lambda: len(vault.quarantined()) == 1, "the bad one quarantined")
+        finally:
+            bridge.close()
+    assert bridge.stats.rejected["side"] == 1
+    [q] = vault.quarantined()
+    assert q["reason"] == "side" and "side" in q["detail"]
+    every = np.concatenate(good)
+    np.testing.assert_array_equal(vault.book_updates("WINZ25", 0, 2**62), every)

@@ -55,7 +55,9 @@ def validate_book(records: npt.NDArray[np.void]) -> None:
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise ValidationError(
-                f"book update {row}: {name} {records[name][row]!r} {why}", field=name, row=row
+                f"book update {row}: {name} {records[name][row].item()!r} {why}",
+                field=name,
+                row=row,
             )
 
 
