@@ -104,3 +104,11 @@ def test_unknown_side_is_inconsistent(side: int) -> None:
     s = BookState()
     s.apply(upd((ADD, side, 0, 1.0, 1, 1)))
     assert s.inconsistent == 1
+
+
+def test_a_full_book_with_an_empty_side_clears_it() -> None:
+    s = BookState()
+    s.apply(upd((FULL_BOOK, ASK, 1, 10.0, 1, 1), (FULL_BOOK, ASK, 0, 11.0, 1, 1), step=0))
+    assert prices(s, ASK) == [10.0, 11.0]
+    s.apply(upd((FULL_BOOK, ASK, 0, 0.0, 0, 0)))
+    assert prices(s, ASK) == [] and s.inconsistent == 0

@@ -69,6 +69,9 @@ def test_book_array_round_trip_and_positions() -> None:
     recs = convert.full_book_records(parsed, None, 5, 6)
     assert recs["position"].tolist() == [1, 0] and (recs["action"] == 4).all()
     assert (recs["side"] == 0).all() and recs["offer_id"].tolist() == [100, 101]
+    empty = convert.parse_book_array(_array([]))
+    cleared = convert.full_book_records(parsed, empty, 5, 6)
+    assert cleared[-1]["side"] == 1 and cleared[-1]["price"] == 0 and cleared[-1]["action"] == 4
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,8 @@ there. Actions (``wire.BOOK_DTYPE``):
   position order down to position 0 (the end of the list);
 - 4 full book: a run of action-4 records of one side, with one ts_event, replaces
   that side; each record is placed by its position within the run, and the
-  record at position 0 ends the run.
+  record at position 0 ends the run. One action-4 record with price 0 means the
+  side was sent empty: it is cleared.
 
 An update that points outside the list (a feed glitch or a missed update) is
 counted in ``BookState.inconsistent`` and skipped; the next full book repairs
@@ -104,6 +105,9 @@ class BookState:
                     del offers[index:]
                 else:
                     self.inconsistent += 1
+            elif action == FULL_BOOK and price <= 0:  # the side was sent empty
+                offers.clear()
+                side.run_ts = None
             elif action == FULL_BOOK:
                 if side.run_ts != ts:
                     side.run_ts = ts

@@ -159,12 +159,15 @@ def array_size(header: bytes) -> int:
 def full_book_records(
     buy: BookArray | None, sell: BookArray | None, ts_event: int, ts_recv: int
 ) -> npt.NDArray[np.void]:
-    """Action-4 records for each side sent, positions counted from the end of the list."""
+    """Action-4 records for each side sent, positions counted from the end of the list.
+    A side sent empty becomes one action-4 record with price 0 (the side is cleared)."""
     rows = []
     for side, array in ((0, buy), (1, sell)):
         if array is None:
             continue
         n = len(array.entries)
+        if n == 0:
+            rows.append((ts_event, ts_recv, 0, 0.0, 0, 0, 0, side, 4))
         for i, (price, qty, agent, offer_id, _date) in enumerate(array.entries):
             rows.append((ts_event, ts_recv, offer_id, price, qty, agent, n - i - 1, side, 4))
     return np.array(rows, dtype=BOOK_DTYPE)
