@@ -124,7 +124,12 @@ def read_file(
     src: Source, options: ImportOptions, tz: ZoneInfo, progress: Progress | None = None
 ) -> FileTrades:
     """The trades of one text file: B3 format when its header says so, else mapped."""
-    header = reader.first_line(src)
+    if options.mapping is None and src.path.suffix.lower() in (".parquet", ".pq"):
+        raise FileFormatError(
+            "a Parquet file needs a column mapping: --map ts_event=...,price=...,qty=...",
+            path=src.name,
+        )
+    header = reader.first_line(src) if src.path.suffix.lower() not in (".parquet", ".pq") else []
     if b3.is_b3_header(header) or options.mapping is None:
         return reader.read_b3(
             src,

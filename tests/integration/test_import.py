@@ -281,9 +281,17 @@ def test_truncated_archives(vault: Vault, b3_file: Path, tmp_path: Path) -> None
     assert vault.symbols() == []
 
 
-def test_missing_file(vault: Vault, tmp_path: Path) -> None:
+def test_missing_file_directory_and_unmapped_parquet(vault: Vault, tmp_path: Path) -> None:
     with pytest.raises(FileFormatError, match="no such file"):
         import_files(vault, [tmp_path / "nope.txt"])
+    with pytest.raises(FileFormatError, match="is a directory"):
+        import_files(vault, [tmp_path])
+    pq.write_table(pa.table({"t": [1]}), tmp_path / "x.parquet")
+    with pytest.raises(FileFormatError, match="--map"):
+        import_files(vault, [tmp_path / "x.parquet"])
+    (tmp_path / "other.csv").write_text("a,b,c\n1,2,3\n")
+    with pytest.raises(FileFormatError, match="--map"):
+        import_files(vault, [tmp_path / "other.csv"])
 
 
 def test_mapped_csv_and_parquet(vault: Vault, tmp_path: Path) -> None:

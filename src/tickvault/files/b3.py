@@ -83,7 +83,8 @@ def check_header(names: Sequence[str], path: str) -> None:
             raise FileFormatError(
                 f"not a B3 trade file header: expected {want!r}, found "
                 f"{'nothing' if got is None else repr(got)}. The header must be "
-                f"{';'.join(B3_COLUMNS)}[;{B3_OPTIONAL_COLUMN}]",
+                f"{';'.join(B3_COLUMNS)}[;{B3_OPTIONAL_COLUMN}] (for another CSV or a "
+                "Parquet file, pass --map field=column,...)",
                 path=path,
                 line=1,
                 column=f"{i + 1} ({want})",

@@ -50,6 +50,10 @@ class Source:
 
 def sources(path: Path) -> list[Source]:
     """The text streams in ``path``: itself, or each file inside a .zip."""
+    if path.is_dir():
+        raise FileFormatError(
+            "is a directory: pass the files in it (for example dir/*.zip)", path=str(path)
+        )
     if not path.is_file():
         raise FileFormatError("no such file (check the path)", path=str(path))
     if path.suffix.lower() != ".zip":
