@@ -164,6 +164,12 @@ def test_feeder_end_to_end_through_zeromq_into_the_store(
     warnings = [r for r in records if r.levelno == logging.WARNING]
     assert any("partially connected" in r.getMessage() for r in warnings)
     assert {0: 0, 2: 4, 3: 0, 1: 5}.items() <= f.states.items()
+    assert f.status() == {
+        "login": "logged in",
+        "routing": "routing connected (broker connected)",
+        "market data": "market data connected",
+        "activation": "activation valid",
+    }
     settings = load_settings(profitdll_key=KEY, profitdll_password=PASSWORD)
     shown = [r.getMessage() for r in records]
     text = "\n".join([*shown, caplog.text, repr(f), repr(f._credentials), repr(settings)])

@@ -399,6 +399,13 @@ class ProfitDLLFeeder(Feeder):
                     )
                 self._state_changed.wait(min(left, 0.5))
 
+    def status(self) -> dict[str, str]:
+        """The last state of each connection, in words: {"login": "logged in", ...}."""
+        names = {CONN_LOGIN: "login", CONN_ROUTING: "routing", CONN_MARKET: "market data",
+                 CONN_ACTIVATION: "activation"}  # fmt: skip
+        with self._state_changed:
+            return {names.get(k, str(k)): state_text(k, v) for k, v in sorted(self.states.items())}
+
     def wait_until_ready(self, timeout_s: float) -> bool:
         """True once logged in and subscribed."""
         return self._ready.wait(timeout_s)
