@@ -38,13 +38,13 @@ import zmq
 from tickvault.book.store import validate_book
 from tickvault.errors import ServerError, ValidationError
 from tickvault.logutil import RateLimitedLog
-from tickvault.model.trades import TradeBatch
+from tickvault.model.trades import TRADE_DTYPE, TradeBatch
 from tickvault.model.validate import check_symbol, validate
 from tickvault.storage.keys import StreamKind
 from tickvault.transport.endpoints import Endpoints
 from tickvault.transport.subscriber import Gap, Subscriber
 from tickvault.transport.wire import BOOK_DTYPE, GAP_REASONS, Kind, Message, WireError
-from tickvault.vault import GapMarker, Vault
+from tickvault.vault import GapMarker, StoreItem, Vault
 
 log = logging.getLogger(__name__)
 
@@ -330,30 +330,24 @@ class Bridge:
         while gaps:
             self.vault.record_gap(gaps[0])
             gaps.pop(0)
-        # Trades first: a book write never delays the trades that arrived with it.
-        for key in sorted(pending, key=lambda k: k[1] == "book"):
-            symbol, stream = key
-            p = pending[key]
-            if stream == "book":
-                n = self.vault.write_book(
-                    symbol,
-                    np.concatenate(p.arrays) if p.arrays else np.zeros(0, BOOK_DTYPE),
-                    cursors=p.cursors,
-                )
-                del pending[key]
-                self.stats.writes += 1
-                self.stats.book_updates_stored += n
+        # One round trip for the whole cycle; trades first, so a book call never delays
+        # the trades that arrived with it.
+        keys = sorted(pending, key=lambda k: k[1] == "book")
+        items = []
+        for symbol, stream in keys:
+            p = pending[(symbol, stream)]
+            dtype = BOOK_DTYPE if stream == "book" else TRADE_DTYPE
+            records = np.concatenate(p.arrays) if p.arrays else np.zeros(0, dtype)
+            items.append(StoreItem(symbol, stream, records, p.cursors))
+        self.vault.store_cycle(items)
+        done = time.time_ns()
+        self.stats.writes += 1
+        self.stats.last_write_ns = done
+        for item in items:
+            p = pending.pop((item.symbol, item.stream))
+            if item.stream == "book":
+                self.stats.book_updates_stored += len(item.records)
                 continue
-            batch = (
-                TradeBatch.from_structured(np.concatenate(p.arrays))
-                if p.arrays
-                else TradeBatch.empty()
-            )
-            self.vault.store_batch(symbol, batch, stream=stream, cursors=p.cursors)
-            done = time.time_ns()
-            del pending[key]
-            self.stats.writes += 1
-            self.stats.last_write_ns = done
-            self.stats.trades_stored += len(batch)
-            self.stats.stored_by_symbol[symbol] += len(batch)
+            self.stats.trades_stored += len(item.records)
+            self.stats.stored_by_symbol[item.symbol] += len(item.records)
             self.stats.lag_ms.extend((done - recv) / 1e6 for recv in p.recv_ns)

@@ -16,7 +16,7 @@ import operator
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -242,11 +242,7 @@ class Vault:
             return codec.encode_block(p.trades, p.trading_day, compression=compression, level=level)
 
         def append(group: list[PlannedBlock], blocks: list[bytes], last: bool) -> None:
-            # The cursors ride on the last group only: they move once all data is in.
-            args: list[Any] = list(cursor_args) if last else [0]
-            for p, block in zip(group, blocks, strict=True):
-                args += [p.first_ms, p.last_ms, len(p.trades), block]
-            self._append(keys=keys, args=args)
+            self._append(keys=keys, args=_group_args(group, blocks, cursor_args, last))
 
         # Groups are sent in order, one in flight, by a sender thread: the server
         # appends one group while this thread encodes the next, and memory stays
@@ -275,6 +271,62 @@ class Vault:
                 if pool is not None:
                     pool.shutdown()
         return len(batch)
+
+    @translate
+    def store_cycle(self, items: Sequence[StoreItem]) -> None:
+        """Store several checked batches (trades of a stream, or book updates) with their
+        cursors in one round trip: the bridge's write cycle. Each script call is atomic
+        on its own; a failed cycle may be retried whole (repeated trades are resolved
+        at read time, and a repeated book call is recognised by its cursor)."""
+        pipe = self._r.pipeline(transaction=False)
+        books: list[tuple[int, StoreItem]] = []
+        calls = 0
+        for item in items:
+            if item.stream == "book":
+                keys, args = self.books.plan(item.symbol, item.records, item.cursors)
+                self.books.prepare(item.symbol)
+                self.books.call(keys, args, pipe)
+                books.append((calls, item))
+                calls += 1
+                continue
+            batch = TradeBatch.from_structured(item.records)
+            for keys, args in self._plan_calls(item.symbol, item.stream, batch, item.cursors):
+                self._append(keys=keys, args=args, client=pipe)
+                calls += 1
+        if not books:
+            pipe.execute()
+            return
+        with self.books.lock:
+            replies = pipe.execute()
+            for index, item in books:
+                self.books.applied(item.symbol, item.records, replies[index])
+
+    def _plan_calls(
+        self, symbol: str, stream: StreamKind, batch: TradeBatch, cursors: Mapping[str, int]
+    ) -> list[tuple[list[str], list[Any]]]:
+        """The append script calls for ``batch`` (encoded here), cursors on the last."""
+        keys = [
+            trades_key(symbol, stream),
+            meta_key(symbol, stream),
+            late_key(symbol, stream),
+            cursor_key(symbol),
+        ]
+        cursor_args: list[Any] = [len(cursors)]
+        for name, seq in cursors.items():
+            cursor_args += [name, seq]
+        if len(batch) == 0:
+            return [(keys, cursor_args)] if cursors else []
+        planned = plan_blocks(batch, self._tz, self.settings.block_max_trades)
+        level, compression = self.settings.compression_level, self.settings.compression
+        groups = [
+            planned[i : i + _BLOCKS_PER_SCRIPT] for i in range(0, len(planned), _BLOCKS_PER_SCRIPT)
+        ]
+        return [
+            (keys, _group_args(group, [codec.encode_block(p.trades, p.trading_day,
+                                                          compression=compression, level=level)
+                                       for p in group], cursor_args, i == len(groups) - 1))
+            for i, group in enumerate(groups)
+        ]  # fmt: skip
 
     # ------------------------------------------------------------------ offer book
     @property
@@ -670,6 +722,28 @@ class Vault:
         pipe.hincrby(meta, "trades", -n_trades)
         pipe.execute()
         return len(removed), n_trades
+
+
+def _group_args(
+    group: Sequence[PlannedBlock], blocks: Sequence[bytes], cursor_args: list[Any], last: bool
+) -> list[Any]:
+    """Arguments of one append script call. The cursors ride on the last group only:
+    they move once all data is in."""
+    args: list[Any] = list(cursor_args) if last else [0]
+    for p, block in zip(group, blocks, strict=True):
+        args += [p.first_ms, p.last_ms, len(p.trades), block]
+    return args
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoreItem:
+    """One batch of a bridge write cycle: trades for a stream, or book updates."""
+
+    symbol: str
+    stream: StreamKind | Literal["book"]
+    records: npt.NDArray[np.void]
+    """``TRADE_DTYPE`` records, or ``wire.BOOK_DTYPE`` for the book."""
+    cursors: Mapping[str, int]
 
 
 def _parse_id(entry_id: bytes) -> tuple[int, int]:

@@ -96,7 +96,8 @@ class BookStore:
         self._append = client.register_script(lua)
         self._live: dict[str, tuple[BookState, int]] = {}
         """symbol -> (current book, updates since its last snapshot)"""
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
+        """Held while an append and its in-memory book update run."""
 
     # ------------------------------------------------------------------ writes
     def append(
@@ -107,6 +108,17 @@ class BookStore:
     ) -> int:
         """Store updates (in feed order) and move ``cursors`` in the same atomic step;
         take a snapshot when ``snapshot_every`` updates have passed since the last."""
+        keys, args = self.plan(symbol, records, cursors)
+        with self.lock:
+            self.prepare(symbol)
+            ids = self._append(keys=keys, args=args)
+            self.applied(symbol, records, ids)
+        return len(records)
+
+    def plan(
+        self, symbol: str, records: npt.NDArray[np.void], cursors: Mapping[str, int] | None
+    ) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of the append script call for ``records`` (checked)."""
         validate_book(records)
         args: list[Any] = [len(cursors or {})]
         for name, seq in (cursors or {}).items():
@@ -115,19 +127,29 @@ class BookStore:
             part = records[lo : lo + _MAX_RECORDS_PER_ENTRY]
             field, payload = _pack(part)
             args += [int(part["ts_event"][0]) // NS_PER_MS, field, payload]
-        with self._lock:
-            state, since = self._live.get(symbol) or (self._load_latest(symbol), 0)
-            ids = self._append(keys=[book_key(symbol), cursor_key(symbol)], args=args)
-            state.apply(records)
-            since += len(records)
-            if since >= self.snapshot_every and ids:
-                try:
-                    self._snapshot(symbol, state, ids[-1])
-                    since = 0
-                except valkey.ValkeyError as exc:  # the updates are in; snapshot next time
-                    log.warning("book: snapshot of %s failed, will retry: %s", symbol, exc)
-            self._live[symbol] = (state, since)
-        return len(records)
+        return [book_key(symbol), cursor_key(symbol)], args
+
+    def call(self, keys: list[str], args: list[Any], client: Any) -> Any:
+        """Queue the append script on ``client`` (a pipeline)."""
+        return self._append(keys=keys, args=args, client=client)
+
+    def prepare(self, symbol: str) -> None:
+        """Load ``symbol``'s current book (once per process) before its next append."""
+        if symbol not in self._live:
+            self._live[symbol] = (self._load_latest(symbol), 0)
+
+    def applied(self, symbol: str, records: npt.NDArray[np.void], ids: list[Any]) -> None:
+        """Bring the in-memory book up to date after an append; snapshot when due."""
+        state, since = self._live[symbol]
+        state.apply(records)
+        since += len(records)
+        if since >= self.snapshot_every and ids:
+            try:
+                self._snapshot(symbol, state, ids[-1])
+                since = 0
+            except valkey.ValkeyError as exc:  # the updates are in; snapshot next time
+                log.warning("book: snapshot of %s failed, will retry: %s", symbol, exc)
+        self._live[symbol] = (state, since)
 
     def _snapshot(self, symbol: str, state: BookState, last_id: bytes | str) -> None:
         raw = state.to_snapshot().tobytes()
