@@ -43,6 +43,7 @@ from tickvault.storage.keys import (
     STREAMS,
     StreamKind,
     cursor_key,
+    cursor_script_args,
     gaps_key,
     late_key,
     meta_key,
@@ -222,15 +223,8 @@ class Vault:
     ) -> int:
         """Append ``batch``; ``cursors`` (bridge position per publisher:topic) move in the
         same atomic script call as the last group of blocks."""
-        keys = [
-            trades_key(symbol, stream),
-            meta_key(symbol, stream),
-            late_key(symbol, stream),
-            cursor_key(symbol),
-        ]
-        cursor_args: list[Any] = [len(cursors or {})]
-        for name, seq in (cursors or {}).items():
-            cursor_args += [name, seq]
+        keys = _append_keys(symbol, stream)
+        cursor_args = cursor_script_args(cursors)
         if len(batch) == 0:
             if cursors:
                 self._append(keys=keys, args=cursor_args)
@@ -305,15 +299,8 @@ class Vault:
         self, symbol: str, stream: StreamKind, batch: TradeBatch, cursors: Mapping[str, int]
     ) -> list[tuple[list[str], list[Any]]]:
         """The append script calls for ``batch`` (encoded here), cursors on the last."""
-        keys = [
-            trades_key(symbol, stream),
-            meta_key(symbol, stream),
-            late_key(symbol, stream),
-            cursor_key(symbol),
-        ]
-        cursor_args: list[Any] = [len(cursors)]
-        for name, seq in cursors.items():
-            cursor_args += [name, seq]
+        keys = _append_keys(symbol, stream)
+        cursor_args = cursor_script_args(cursors)
         if len(batch) == 0:
             return [(keys, cursor_args)] if cursors else []
         planned = plan_blocks(batch, self._tz, self.settings.block_max_trades)
@@ -722,6 +709,16 @@ class Vault:
         pipe.hincrby(meta, "trades", -n_trades)
         pipe.execute()
         return len(removed), n_trades
+
+
+def _append_keys(symbol: str, stream: StreamKind) -> list[str]:
+    """KEYS of append_blocks.lua."""
+    return [
+        trades_key(symbol, stream),
+        meta_key(symbol, stream),
+        late_key(symbol, stream),
+        cursor_key(symbol),
+    ]
 
 
 def _group_args(

@@ -28,7 +28,12 @@ import valkey
 
 from tickvault.book.state import ASK, BID, SNAPSHOT_DTYPE, BookState, BookView
 from tickvault.errors import FormatError, ValidationError
-from tickvault.storage.keys import book_key, book_snapshots_key, cursor_key
+from tickvault.storage.keys import (
+    book_key,
+    book_snapshots_key,
+    cursor_key,
+    cursor_script_args,
+)
 from tickvault.timeutil import MAX_SANE_NS, MIN_SANE_NS, NS_PER_MS
 from tickvault.transport.wire import BOOK_DTYPE
 
@@ -120,9 +125,7 @@ class BookStore:
     ) -> tuple[list[str], list[Any]]:
         """The keys and arguments of the append script call for ``records`` (checked)."""
         validate_book(records)
-        args: list[Any] = [len(cursors or {})]
-        for name, seq in (cursors or {}).items():
-            args += [name, seq]
+        args = cursor_script_args(cursors)
         for lo in range(0, len(records), _MAX_RECORDS_PER_ENTRY):
             part = records[lo : lo + _MAX_RECORDS_PER_ENTRY]
             field, payload = _pack(part)

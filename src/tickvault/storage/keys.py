@@ -3,7 +3,8 @@ Valkey Cluster keeps them on one slot (multi-key scripts then work per symbol)."
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 StreamKind = Literal["realtime", "historical"]
 STREAMS: tuple[StreamKind, ...] = ("realtime", "historical")
@@ -63,3 +64,11 @@ def book_key(symbol: str) -> str:
 def book_snapshots_key(symbol: str) -> str:
     """Stream of full offer-book snapshots, each naming the last update it includes."""
     return f"book:{{{symbol}}}:snapshots"
+
+
+def cursor_script_args(cursors: Mapping[str, int] | None) -> list[Any]:
+    """The leading ARGV of both append scripts: n_cursors, then (field, seq) pairs."""
+    args: list[Any] = [len(cursors or {})]
+    for name, seq in (cursors or {}).items():
+        args += [name, seq]
+    return args
