@@ -176,6 +176,7 @@ class ProfitDLLFeeder(Feeder):
         """(local order id, ClOrdID) per order-callback call."""
         self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._ready = threading.Event()
+        self._ended = threading.Event()
         self._state_changed = threading.Condition()
         self._history_locks: dict[str, threading.Lock] = {}
         self._history: dict[str, _HistoryWait] = {}
@@ -369,6 +370,7 @@ class ProfitDLLFeeder(Feeder):
             stop.wait()
         finally:
             self._ready.clear()
+            self._ended.set()
             if initialized:
                 for sub in self.subscriptions:
                     with contextlib.suppress(FeedError):
@@ -406,6 +408,21 @@ class ProfitDLLFeeder(Feeder):
         with self._state_changed:
             return {names.get(k, str(k)): state_text(k, v) for k, v in sorted(self.states.items())}
 
+    def _await_session(self) -> ProfitDLL:
+        """Until the session is logged in and subscribed (a reconnect backfill can be
+        asked while ``run`` still subscribes); at once if no session runs."""
+        deadline = time.monotonic() + self.login_timeout_s
+        while not self._ready.wait(0.05):
+            if self.dll is None or self._ended.is_set():
+                raise FeedError("no ProfitDLL session is running: start the feeder first")
+            if time.monotonic() > deadline:
+                raise FeedError(
+                    f"ProfitDLL is not logged in after {self.login_timeout_s:.0f} s; "
+                    "no history can be asked"
+                )
+        assert self.dll is not None
+        return self.dll
+
     def wait_until_ready(self, timeout_s: float) -> bool:
         """True once logged in and subscribed."""
         return self._ready.wait(timeout_s)
@@ -439,8 +456,7 @@ class ProfitDLLFeeder(Feeder):
     def request_history(self, symbol: str, start_ns: int, end_ns: int, events: FeedEvents) -> None:
         """Fetch [start_ns, end_ns) through ``GetHistoryTrades``, within the DLL's rules;
         blocks until every request answered. Never call from a DLL callback."""
-        if self.dll is None or not self._ready.is_set():
-            raise FeedError("ProfitDLL is not logged in yet: start the feeder first")
+        dll = self._await_session()
         symbol = check_symbol(symbol)
         windows = convert.plan_history(symbol, start_ns, end_ns, now_ns=now_ns(), tz=self.tz)
         lock = self._history_locks.setdefault(symbol, threading.Lock())
@@ -449,7 +465,7 @@ class ProfitDLLFeeder(Feeder):
                 wait = _HistoryWait(events, lo, hi)
                 self._history[symbol] = wait
                 try:
-                    self.dll.call(
+                    dll.call(
                         "GetHistoryTrades", symbol, self.exchange_of(symbol),
                         convert.format_request_date(lo, self.tz),
                         convert.format_request_date(hi - 1, self.tz),
