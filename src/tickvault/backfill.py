@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tickvault.errors import FeedError, TickvaultError
-from tickvault.feeds.base import Feeder, FeedEvents
+from tickvault.feeds.base import Feeder, FeedEvents, NullEvents
 from tickvault.model.trades import TradeFlag
 from tickvault.transport.publisher import Publisher
 from tickvault.vault import Vault
@@ -45,7 +45,7 @@ class BackfillReport:
     stored: int = 0
 
 
-class StoringEvents:
+class StoringEvents(NullEvents):
     """FeedEvents that store history trades into the historical stream (and report
     progress); everything else is ignored."""
 
@@ -54,17 +54,8 @@ class StoringEvents:
         self.progress = progress
         self.stored = 0
 
-    def on_trade(self, symbol: str, trades: npt.NDArray[np.void]) -> None:
-        pass
-
     def on_history_trade(self, symbol: str, trades: npt.NDArray[np.void]) -> None:
         self.stored += self.vault.write_trades(symbol, trades, stream="historical")
-
-    def on_book(self, symbol: str, updates: npt.NDArray[np.void]) -> None:
-        pass
-
-    def on_state(self, conn_type: int, result: int) -> None:
-        pass
 
     def on_progress(self, symbol: str, percent: int) -> None:
         if self.progress is not None:
@@ -127,16 +118,21 @@ class GapFiller:
 
     # ------------------------------------------------------------------ events
     def on_trade(self, symbol: str, trades: npt.NDArray[np.void]) -> None:
-        fresh = trades[(trades["flags"] & np.uint8(TradeFlag.EDIT | TradeFlag.CANCEL)) == 0]
+        # Per burst, on the feeder's thread: corrections carry old times, so they are
+        # left out, but only looked for when some record has a flag.
+        fresh = trades
+        if trades["flags"].any():
+            fresh = trades[(trades["flags"] & np.uint8(TradeFlag.EDIT | TradeFlag.CANCEL)) == 0]
         if len(fresh):
+            ts = fresh["ts_event"]
+            first, last = int(ts.min()), int(ts.max())
             with self._lock:
                 s = self._symbols.setdefault(symbol, _Symbol())
-                first = int(fresh["ts_event"].min())
                 if s.await_fill and s.last_ts is not None and first > s.last_ts + 1:
                     self._jobs.put((symbol, s.last_ts + 1, first))
                     self.stats.requested += 1
                 s.await_fill = False
-                s.last_ts = max(s.last_ts or 0, int(fresh["ts_event"].max()))
+                s.last_ts = last if s.last_ts is None else max(s.last_ts, last)
         self.inner.on_trade(symbol, trades)
 
     def on_history_trade(self, symbol: str, trades: npt.NDArray[np.void]) -> None:

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -40,7 +40,7 @@ from tickvault.errors import ServerError, ValidationError
 from tickvault.logutil import RateLimitedLog
 from tickvault.model.trades import TRADE_DTYPE, TradeBatch
 from tickvault.model.validate import check_symbol, validate
-from tickvault.storage.keys import StreamKind
+from tickvault.storage.keys import StoreKind
 from tickvault.transport.endpoints import Endpoints
 from tickvault.transport.subscriber import Gap, Subscriber
 from tickvault.transport.wire import BOOK_DTYPE, GAP_REASONS, Kind, Message, WireError
@@ -48,8 +48,7 @@ from tickvault.vault import GapMarker, StoreItem, Vault
 
 log = logging.getLogger(__name__)
 
-_Stream = StreamKind | Literal["book"]
-_STREAM_OF: dict[Kind, _Stream] = {
+_STREAM_OF: dict[Kind, StoreKind] = {
     Kind.TRADE: "realtime",
     Kind.HISTORY: "historical",
     Kind.BOOK: "book",
@@ -133,7 +132,7 @@ class Bridge:
             context=context,
         )
         self._cond = threading.Condition()
-        self._pending: dict[tuple[str, _Stream], _Pending] = {}
+        self._pending: dict[tuple[str, StoreKind], _Pending] = {}
         self._gaps: list[GapMarker] = []
         self._rejects: list[tuple[str, str, list[bytes]]] = []
         self._stopping = False
@@ -317,7 +316,7 @@ class Bridge:
 
     def _write(
         self,
-        pending: dict[tuple[str, _Stream], _Pending],
+        pending: dict[tuple[str, StoreKind], _Pending],
         gaps: list[GapMarker],
         rejects: list[tuple[str, str, list[bytes]]],
     ) -> None:

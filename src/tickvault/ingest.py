@@ -74,8 +74,10 @@ def import_files(
     for path in paths:
         base = done_bytes
         report_progress = (lambda n, base=base: progress(base + n)) if progress else None
-        for src in reader.sources(path):
-            reports.append(_import_source(vault, src, options, report_progress))
+        sources = reader.sources(path)
+        digest = reader.digest(path)  # once per file, however many members a .zip has
+        for src in sources:
+            reports.append(_import_source(vault, src, digest, options, report_progress))
         done_bytes += path.stat().st_size
         if progress is not None:
             progress(done_bytes)
@@ -89,11 +91,11 @@ def _manifest_field(digest: str, src: Source, options: ImportOptions) -> str:
 
 
 def _import_source(
-    vault: Vault, src: Source, options: ImportOptions, progress: Progress | None
+    vault: Vault, src: Source, digest: str, options: ImportOptions, progress: Progress | None
 ) -> FileReport:
     started = time.perf_counter()
     r = vault.client
-    manifest_field = _manifest_field(reader.digest(src.path), src, options)
+    manifest_field = _manifest_field(digest, src, options)
     if not options.force and r.hexists(IMPORTS_KEY, manifest_field):
         previous = json.loads(r.hget(IMPORTS_KEY, manifest_field))
         return FileReport(
@@ -138,6 +140,7 @@ def read_file(
             symbols=options.symbols,
             skip_bad_rows=options.skip_bad_rows,
             progress=progress,
+            header=header,
         )
     if src.compressed:
         raise FileFormatError(

@@ -16,7 +16,7 @@ import operator
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +41,7 @@ from tickvault.storage.connection import (
 from tickvault.storage.keys import (
     QUARANTINE_KEY,
     STREAMS,
+    StoreKind,
     StreamKind,
     cursor_key,
     cursor_script_args,
@@ -209,9 +210,9 @@ class Vault:
         stream: StreamKind = "realtime",
         cursors: Mapping[str, int] | None = None,
     ) -> int:
-        """Store a checked ``TradeBatch`` as is (no defaults or flags added) and move the
-        bridge ``cursors`` in the same atomic step. For the bridge; users call
-        ``write_trades``."""
+        """Store a checked ``TradeBatch`` as is (no defaults or flags added) and move
+        ``cursors`` in the same atomic step. For imports; users call ``write_trades``,
+        the bridge ``store_cycle``."""
         return self._append_batch(check_symbol(symbol), stream, batch, cursors)
 
     def _append_batch(
@@ -737,7 +738,7 @@ class StoreItem:
     """One batch of a bridge write cycle: trades for a stream, or book updates."""
 
     symbol: str
-    stream: StreamKind | Literal["book"]
+    stream: StoreKind
     records: npt.NDArray[np.void]
     """``TRADE_DTYPE`` records, or ``wire.BOOK_DTYPE`` for the book."""
     cursors: Mapping[str, int]

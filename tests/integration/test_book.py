@@ -17,7 +17,7 @@ from tickvault.book.state import ASK, BID, BookState
 from tickvault.bridge import Bridge
 from tickvault.cli.main import cli
 from tickvault.errors import QueryError, ValidationError
-from tickvault.feeds.base import PublishingEvents
+from tickvault.feeds.base import NullEvents, PublishingEvents
 from tickvault.feeds.sim import SimulatedFeeder
 from tickvault.sim.generator import B3_TZ
 from tickvault.transport.endpoints import Endpoints
@@ -27,7 +27,7 @@ from tickvault.transport.wire import BOOK_DTYPE
 START = dt.datetime(2025, 11, 3, 9, 0, tzinfo=B3_TZ)
 
 
-class _BookTap:
+class _BookTap(NullEvents):
     """FeedEvents that keep the book updates (and optionally pass everything on)."""
 
     def __init__(self, inner: Any = None):
@@ -38,19 +38,10 @@ class _BookTap:
         if self.inner:
             self.inner.on_trade(symbol, trades)
 
-    def on_history_trade(self, symbol: str, trades: np.ndarray) -> None:
-        pass
-
     def on_book(self, symbol: str, updates: np.ndarray) -> None:
         self.updates.setdefault(symbol, []).append(updates.copy())
         if self.inner:
             self.inner.on_book(symbol, updates)
-
-    def on_state(self, conn_type: int, result: int) -> None:
-        pass
-
-    def on_progress(self, symbol: str, percent: int) -> None:
-        pass
 
 
 def sim_book(trades_per_day: int = 20_000, symbols: tuple[str, ...] = ("WINZ25",)) -> _BookTap:

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from tickvault.bench.store import clear_keys
+from tickvault.feeds.base import NullEvents
 from tickvault.feeds.sim import SimulatedFeeder
 from tickvault.sim.generator import B3_TZ
 from tickvault.vault import Vault
@@ -30,7 +32,7 @@ WRITE_BATCH = 512
 TARGET_MS = 50.0
 
 
-class _Collect:
+class _Collect(NullEvents):
     def __init__(self) -> None:
         self.updates: list[npt.NDArray[np.void]] = []
         self.trades = 0
@@ -38,14 +40,8 @@ class _Collect:
     def on_trade(self, symbol: str, trades: npt.NDArray[np.void]) -> None:
         self.trades += len(trades)
 
-    def on_history_trade(self, symbol: str, trades: npt.NDArray[np.void]) -> None: ...
-
     def on_book(self, symbol: str, updates: npt.NDArray[np.void]) -> None:
         self.updates.append(updates)
-
-    def on_state(self, conn_type: int, result: int) -> None: ...
-
-    def on_progress(self, symbol: str, percent: int) -> None: ...
 
 
 def run_book_bench(
@@ -64,8 +60,7 @@ def run_book_bench(
     feeder.run(collect, threading.Event())
     updates = np.concatenate(collect.updates)
     r = vault.client
-    for key in list(r.scan_iter(match=f"book:{{{BENCH_SYMBOL}}}*")):
-        r.delete(key)
+    clear_keys(vault, f"book:{{{BENCH_SYMBOL}}}*")
     say(f"storing {len(updates):,} book updates in batches of {WRITE_BATCH}")
     t0 = time.perf_counter()
     for lo in range(0, len(updates), WRITE_BATCH):

@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 import valkey
 
+from tickvault.bench.store import clear_keys
 from tickvault.files import b3, reader
 from tickvault.ingest import ImportOptions, import_files
 from tickvault.model.trades import TradeBatch
@@ -45,10 +46,7 @@ def write_bench_file(path: Path, n_trades: int, tz: Any) -> None:
 
 
 def _clear(vault: Vault) -> None:
-    r = vault.client
-    for symbol in BENCH_SYMBOLS:
-        for key in list(r.scan_iter(match=f"ticks:{{{symbol}}}:*")):
-            r.delete(key)
+    clear_keys(vault, *(f"ticks:{{{symbol}}}:*" for symbol in BENCH_SYMBOLS))
 
 
 def _seed_import(r: Any, path: Path, limit: int) -> int:

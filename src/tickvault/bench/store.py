@@ -36,11 +36,16 @@ class LayoutFigures:
     bytes_per_trade: float
 
 
-def _clear(vault: Vault) -> None:
-    """Delete every key of the benchmark symbol."""
+def clear_keys(vault: Vault, *patterns: str) -> None:
+    """Delete every key matching the patterns (a benchmark's own symbols)."""
     r = vault.client
-    for key in list(r.scan_iter(match=f"ticks:{{{BENCH_SYMBOL}}}:*")):
-        r.delete(key)
+    for pattern in patterns:
+        for key in list(r.scan_iter(match=pattern)):
+            r.delete(key)
+
+
+def _clear(vault: Vault) -> None:
+    clear_keys(vault, f"ticks:{{{BENCH_SYMBOL}}}:*")
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:

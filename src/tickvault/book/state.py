@@ -31,8 +31,6 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from tickvault.transport.wire import BOOK_DTYPE
-
 ADD, EDIT, DELETE, DELETE_FROM, FULL_BOOK = 0, 1, 2, 3, 4
 BID, ASK = 0, 1
 SNAPSHOT_DTYPE = np.dtype(
@@ -196,7 +194,3 @@ class BookView:
             "bids": self.bids.to_dict("records"),
             "asks": self.asks.to_dict("records"),
         }
-
-
-def empty_updates() -> npt.NDArray[np.void]:
-    return np.zeros(0, dtype=BOOK_DTYPE)

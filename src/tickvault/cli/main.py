@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -653,7 +653,7 @@ def _history_feeder(
     import threading
 
     from tickvault.errors import FeedError
-    from tickvault.feeds.base import FeedEvents
+    from tickvault.feeds.base import NullEvents
     from tickvault.feeds.profitdll import ProfitCredentials, ProfitDLLFeeder
     from tickvault.feeds.profitdll.feeder import FUTURES_PREFIXES
 
@@ -671,7 +671,7 @@ def _history_feeder(
 
     def session() -> None:
         try:
-            feeder.run(cast(FeedEvents, _NoEvents()), stop)
+            feeder.run(NullEvents(), stop)
         except BaseException as exc:
             failure.append(exc)
 
@@ -685,16 +685,6 @@ def _history_feeder(
     finally:
         stop.set()
         thread.join(30)
-
-
-class _NoEvents:
-    """FeedEvents that drop everything (a history-only session)."""
-
-    def on_trade(self, symbol: str, trades: Any) -> None: ...
-    def on_history_trade(self, symbol: str, trades: Any) -> None: ...
-    def on_book(self, symbol: str, updates: Any) -> None: ...
-    def on_state(self, conn_type: int, result: int) -> None: ...
-    def on_progress(self, symbol: str, percent: int) -> None: ...
 
 
 @cli.group()

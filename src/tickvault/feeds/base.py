@@ -55,6 +55,25 @@ class Feeder(abc.ABC):
         raise NotImplementedError(f"the {self.name} feeder has no history API")
 
 
+class NullEvents:
+    """``FeedEvents`` that ignore everything: a base for ones that want a few events."""
+
+    def on_trade(self, symbol: str, trades: npt.NDArray[np.void]) -> None:
+        pass
+
+    def on_history_trade(self, symbol: str, trades: npt.NDArray[np.void]) -> None:
+        pass
+
+    def on_book(self, symbol: str, updates: npt.NDArray[np.void]) -> None:
+        pass
+
+    def on_state(self, conn_type: int, result: int) -> None:
+        pass
+
+    def on_progress(self, symbol: str, percent: int) -> None:
+        pass
+
+
 class PublishingEvents:
     """``FeedEvents`` that publish every event on a ``Publisher``."""
 

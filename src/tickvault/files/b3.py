@@ -29,7 +29,6 @@ from tickvault.files.columns import (
     BadCell,
     Mask,
     bad_cells,
-    day_start_ns,
     hhmmssmmm_to_ns,
     to_days,
     to_float,
@@ -65,7 +64,7 @@ B3_USED_COLUMNS: tuple[str, ...] = tuple(
 """The columns a trade record is built from (the others are checked in the header only)."""
 ACTION_NEW, ACTION_CANCEL = 0, 2
 BAD_CELL_DETAIL = 20
-"""How many bad cells per column and chunk are kept in detail (all are counted)."""
+"""How many bad cells per column and chunk are kept in detail (rows are all counted)."""
 
 
 def is_b3_header(names: Sequence[str]) -> bool:
@@ -106,8 +105,6 @@ class Chunk:
     bad_rows: Mask = field(default_factory=lambda: np.zeros(0, dtype=bool))
     """Per input row: True when the row was rejected."""
     cells: list[BadCell] = field(default_factory=list)
-    bad_counts: dict[str, int] = field(default_factory=dict)
-    """Bad cells per column name."""
 
 
 def convert(
@@ -136,8 +133,7 @@ def convert(
         nonlocal bad
         if not mask.any():
             return
-        count, cells = bad_cells(column, mask, batch.column(column), why, limit=BAD_CELL_DETAIL)
-        chunk.bad_counts[column] = chunk.bad_counts.get(column, 0) + count
+        cells = bad_cells(column, mask, batch.column(column), why, limit=BAD_CELL_DETAIL)
         chunk.cells.extend(BadCell(int(rows[c.row]), c.column, c.value, c.why) for c in cells)
         bad |= mask
 
@@ -179,7 +175,7 @@ def convert(
 
     good = np.flatnonzero(~bad)
     ts_event = np.zeros(len(rows), dtype=np.int64)
-    ts_event[good] = local_to_utc_ns(day_start_ns(days[good]) + tod[good], tz)
+    ts_event[good] = local_to_utc_ns(days[good] * NS_PER_DAY + tod[good], tz)
     flags = np.where(action == ACTION_CANCEL, TradeFlag.CANCEL | TradeFlag.HISTORY,
                      TradeFlag.HISTORY).astype(np.uint8)  # fmt: skip
     order = good[np.argsort(codes[good], kind="stable")]

@@ -17,7 +17,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tickvault.timeutil import NS_PER_DAY, NS_PER_MS, NS_PER_S
+from tickvault.timeutil import NS_PER_MS, NS_PER_S
 
 Mask = npt.NDArray[np.bool_]
 
@@ -126,19 +126,11 @@ def hhmmssmmm_to_ns(col: pa.Array) -> tuple[npt.NDArray[np.int64], Mask]:
     return np.where(bad, 0, ns), bad
 
 
-def bad_cells(
-    column: str, bad: Mask, text: pa.Array, why: str, *, limit: int
-) -> tuple[int, list[BadCell]]:
-    """How many cells of ``column`` are bad, and up to ``limit`` of them in detail."""
-    rows = np.flatnonzero(bad)
-    shown = rows[:limit].tolist()
+def bad_cells(column: str, bad: Mask, text: pa.Array, why: str, *, limit: int) -> list[BadCell]:
+    """The first ``limit`` bad cells of ``column``, in detail."""
+    shown = np.flatnonzero(bad)[:limit].tolist()
     values = text.take(pa.array(shown, pa.int64())).to_pylist() if shown else []
-    cells = [
+    return [
         BadCell(row, column, "" if v is None else str(v), why)
         for row, v in zip(shown, values, strict=True)
     ]
-    return int(rows.size), cells
-
-
-def day_start_ns(days: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    return days * NS_PER_DAY

@@ -133,10 +133,6 @@ class FileTrades:
     cancelled: int = 0
     unmatched_cancels: int = 0
 
-    @property
-    def trade_count(self) -> int:
-        return sum(len(b) for b in self.trades.values())
-
 
 class _LineMap:
     """Data-row index to file line, knowing which lines were skipped as ragged."""
@@ -163,15 +159,18 @@ def read_b3(
     symbols: frozenset[str] | None = None,
     skip_bad_rows: bool = False,
     progress: Callable[[int], None] | None = None,
+    header: list[str] | None = None,
 ) -> FileTrades:
-    """Read a B3 trade file into per-symbol trade batches (cancels applied).
+    """Read a B3 trade file into per-symbol trade batches (cancels applied). ``header``:
+    the file's first line when the caller has read it already.
 
     Parsing (Arrow, one thread, so rejected lines keep their line numbers) and
     conversion (a worker thread) overlap: chunk k is converted while chunk k+1 is
     parsed. Both release the GIL for most of their work.
     """
-    b3.check_header(first_line(src), src.name)
-    n_columns = len(b3.B3_COLUMNS) + (len(first_line(src)) > len(b3.B3_COLUMNS))
+    header = first_line(src) if header is None else header
+    b3.check_header(header, src.name)
+    n_columns = len(header)
     out = FileTrades(src.name)
     lines = _LineMap()
     ragged: list[tuple[int, str, int]] = []

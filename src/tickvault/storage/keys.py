@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 StreamKind = Literal["realtime", "historical"]
 STREAMS: tuple[StreamKind, ...] = ("realtime", "historical")
+StoreKind = StreamKind | Literal["book"]
+"""What a bridge write cycle stores: trades of a stream, or offer-book updates."""
 
 
 def trades_key(symbol: str, stream: StreamKind) -> str:
