@@ -230,11 +230,7 @@ class Vault:
             if cursors:
                 self._append(keys=keys, args=cursor_args)
             return 0
-        planned = plan_blocks(batch, self._tz, self.settings.block_max_trades)
-        level, compression = self.settings.compression_level, self.settings.compression
-
-        def encode(p: PlannedBlock) -> bytes:
-            return codec.encode_block(p.trades, p.trading_day, compression=compression, level=level)
+        encode = self._encode
 
         def append(group: list[PlannedBlock], blocks: list[bytes], last: bool) -> None:
             self._append(keys=keys, args=_group_args(group, blocks, cursor_args, last))
@@ -242,9 +238,7 @@ class Vault:
         # Groups are sent in order, one in flight, by a sender thread: the server
         # appends one group while this thread encodes the next, and memory stays
         # bounded by two groups however large the batch.
-        groups = [
-            planned[i : i + _BLOCKS_PER_SCRIPT] for i in range(0, len(planned), _BLOCKS_PER_SCRIPT)
-        ]
+        groups = self._block_groups(batch)
         # A one-group write (a live batch) starts no thread at all.
         encoders = ThreadPoolExecutor(self.settings.threads) if self.settings.threads > 1 else None
         sender = ThreadPoolExecutor(1) if len(groups) > 1 else None
@@ -304,17 +298,25 @@ class Vault:
         cursor_args = cursor_script_args(cursors)
         if len(batch) == 0:
             return [(keys, cursor_args)] if cursors else []
-        planned = plan_blocks(batch, self._tz, self.settings.block_max_trades)
-        level, compression = self.settings.compression_level, self.settings.compression
-        groups = [
-            planned[i : i + _BLOCKS_PER_SCRIPT] for i in range(0, len(planned), _BLOCKS_PER_SCRIPT)
-        ]
+        groups = self._block_groups(batch)
         return [
-            (keys, _group_args(group, [codec.encode_block(p.trades, p.trading_day,
-                                                          compression=compression, level=level)
-                                       for p in group], cursor_args, i == len(groups) - 1))
+            (keys, _group_args(group, [self._encode(p) for p in group], cursor_args,
+                               i == len(groups) - 1))
             for i, group in enumerate(groups)
         ]  # fmt: skip
+
+    def _block_groups(self, batch: TradeBatch) -> list[list[PlannedBlock]]:
+        """``batch`` cut into blocks, and the blocks into groups of one script call each."""
+        planned = plan_blocks(batch, self._tz, self.settings.block_max_trades)
+        return [
+            planned[i : i + _BLOCKS_PER_SCRIPT] for i in range(0, len(planned), _BLOCKS_PER_SCRIPT)
+        ]
+
+    def _encode(self, p: PlannedBlock) -> bytes:
+        s = self.settings
+        return codec.encode_block(
+            p.trades, p.trading_day, compression=s.compression, level=s.compression_level
+        )
 
     # ------------------------------------------------------------------ offer book
     @property
