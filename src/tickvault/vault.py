@@ -52,7 +52,7 @@ from tickvault.storage.keys import (
     trades_key,
 )
 from tickvault.storage.resolve import Columns, Decoded, resolve
-from tickvault.storage.server import stop_server
+from tickvault.storage.server import kept_running, stop_server
 from tickvault.timeutil import NS_PER_DAY, NS_PER_MS, TimeLike, now_ns, to_ns
 
 if TYPE_CHECKING:
@@ -146,7 +146,11 @@ class Vault:
         self._closed = True
         conn = self._conn
         try:
-            if conn.started_here and conn.embedded is not None:
+            if (
+                conn.started_here
+                and conn.embedded is not None
+                and not kept_running(self.settings.data_dir)
+            ):
                 others = 0
                 with contextlib.suppress(valkey.ValkeyError):
                     others = other_tickvault_clients(self._r)
@@ -198,7 +202,7 @@ class Vault:
         if stream not in STREAMS:
             raise QueryError(f"stream must be one of {STREAMS}, got {stream!r}")
         extra = int(TradeFlag.HISTORY) if stream == "historical" else 0
-        batch = to_batch(trades, default_ts_recv=now_ns(), extra_flags=extra)
+        batch = to_batch(trades, default_ts_recv=now_ns(), tz=self._tz, extra_flags=extra)
         return self._append_batch(symbol, stream, batch)
 
     @translate

@@ -76,8 +76,95 @@ def test_stale_state_of_a_killed_server_is_replaced(own_data_dir: Path) -> None:
     assert (own_data_dir / STATE_FILE).exists()
     assert read_state(own_data_dir.resolve()) is None
     with Vault.open(data_dir=own_data_dir) as vault:
-        assert vault.url != info.url or read_state(own_data_dir.resolve()) != info
+        assert read_state(own_data_dir.resolve()) != info
+        assert vault.url == info.url  # back on the same port: old clients find it again
         assert len(vault.range("WINZ25")) == 50  # the AOF was replayed
+
+
+def test_server_comes_back_on_its_port_and_a_kept_client_reconnects(own_data_dir: Path) -> None:
+    info, _ = ensure_server(own_data_dir)
+    client = Vault.open(info.url)  # a long-running process holding the address
+    try:
+        client.write_trades("WINZ25", sim_trades(20))
+        client.client.execute_command("WAITAOF", 1, 0, 0)
+        os.kill(info.pid, signal.SIGKILL)
+        os.waitpid(info.pid, 0)
+        with pytest.raises(ServerUnreachable):
+            client.range("WINZ25")
+        again, started = ensure_server(own_data_dir)  # what `tickvault server start` runs
+        assert started and again.port == info.port and again.pid != info.pid
+        assert len(client.range("WINZ25")) == 20  # the same client object, no new address
+    finally:
+        client.close()
+
+
+def test_server_moves_only_when_its_port_is_taken(own_data_dir: Path) -> None:
+    import socket
+
+    info, _ = ensure_server(own_data_dir)
+    stop_server(own_data_dir)
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
+        squatter.bind(("127.0.0.1", info.port))
+        squatter.listen()
+        moved, _ = ensure_server(own_data_dir)
+        assert moved.port != info.port
+    stop_server(own_data_dir)
+    back, _ = ensure_server(own_data_dir)
+    assert back.port == moved.port  # the new port is the remembered one now
+
+
+def _wait_for(predicate: object, what: str, timeout_s: float = 60.0) -> None:
+    """Poll ``predicate`` until true; the timeout only keeps a broken run from hanging."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.1)
+
+
+def test_server_of_a_script_that_never_closed_stops_after_its_last_client(
+    own_data_dir: Path,
+) -> None:
+    code = (
+        "from tickvault import Vault\n"
+        f"v = Vault.open(data_dir={str(own_data_dir)!r}, embedded_idle_stop_s=1)\n"
+        "v.write_trades('WINZ25', [dict(ts_event=1_762_200_000_000_000_000, trade_id=1,"
+        " price=1.0, qty=1)])\n"
+        "print(v.url)\n"  # exits without v.close()
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("valkey://")
+    _wait_for(lambda: read_state(own_data_dir.resolve()) is None, "the idle server stopped")
+    with Vault.open(data_dir=own_data_dir) as vault:
+        assert len(vault.range("WINZ25")) == 1  # stopped cleanly, nothing lost
+
+
+def test_idle_server_keeps_running_while_a_client_is_connected(own_data_dir: Path) -> None:
+    import time
+
+    vault = Vault.open(data_dir=own_data_dir, embedded_idle_stop_s=0.5)
+    try:
+        time.sleep(3)  # several watchdog rounds with a client connected
+        assert read_state(own_data_dir.resolve()) is not None
+        assert vault.client.ping()
+    finally:
+        vault.close()
+
+
+def test_server_start_keeps_an_on_demand_server_running(own_data_dir: Path) -> None:
+    vault = Vault.open(data_dir=own_data_dir, embedded_idle_stop_s=0.5)
+    info, started = ensure_server(own_data_dir)  # `tickvault server start`
+    assert not started
+    other = Vault.open(info.url)
+    vault.close()  # the owner leaves while `other` is connected
+    other.close()
+    import time
+
+    time.sleep(3)
+    assert read_state(own_data_dir.resolve()) == info
 
 
 def test_garbage_state_file_is_treated_as_stale(own_data_dir: Path) -> None:

@@ -23,7 +23,37 @@ def test_defaults_follow_the_original_design() -> None:
     assert s.fast_mode_threshold_s == 0.1
     assert s.exchange_tz == "America/Sao_Paulo"
     assert s.valkey_url is None
-    assert s.data_dir == Path("data/valkey")
+    assert s.data_dir.is_absolute() and s.data_dir.parts[-2:] == ("tickvault", "valkey")
+
+
+def test_default_data_dir_is_per_user_whatever_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
+    here = load_settings(environ={}).data_dir
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(environ={}).data_dir == here == tmp_path / "share/tickvault/valkey"
+
+
+def test_relative_data_dir_in_a_file_is_relative_to_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "conf" / "tickvault.toml"
+    cfg.parent.mkdir()
+    cfg.write_text('data_dir = "store"\n')
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(cfg, environ={}).data_dir == tmp_path / "conf" / "store"
+
+
+def test_user_config_file_is_read_when_no_other_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    monkeypatch.chdir(tmp_path)
+    user_file = tmp_path / "cfg" / "tickvault" / "tickvault.toml"
+    user_file.parent.mkdir(parents=True)
+    user_file.write_text("retention_days = 3\n")
+    assert load_settings(environ={}).retention_days == 3
 
 
 def test_file_then_env_then_overrides(tmp_path: Path) -> None:

@@ -29,6 +29,9 @@ T = 1_762_175_400_000_000_000  # 2025-11-03 13:10 UTC == 10:10 in Sao Paulo
         "2025-11-03T13:10Z",
         str(T),
         np.datetime64("2025-11-03T10:10"),
+        "03/11/2025 10:10",  # B3's day-first form
+        "3/11/2025 10:10:00.000",
+        "2025-11-03 10:10:00-03:00",
     ],
 )
 def test_to_ns_accepts_every_time_form(value: object) -> None:
@@ -40,6 +43,24 @@ def test_to_ns_rejects_nonsense() -> None:
         to_ns("yesterday-ish", SP, name="start")
     with pytest.raises(QueryError):
         to_ns(3.5, SP)
+
+
+@pytest.mark.parametrize("value", ["12-01-2026", "1.12.2026", "Dec 1 2026", "01/12/26"])
+def test_to_ns_refuses_ambiguous_day_month_forms_naming_the_accepted_ones(value: str) -> None:
+    with pytest.raises(QueryError, match=r"--start.*DD/MM/YYYY.*ISO 8601|ISO 8601.*DD/MM/YYYY"):
+        to_ns(value, SP, name="--start")
+
+
+def test_slashed_dates_are_day_first_as_b3_writes_them() -> None:
+    assert to_ns("01/12/2026", SP) == to_ns("2026-12-01", SP)
+    with pytest.raises(QueryError, match="day first"):
+        to_ns("12/13/2026", SP)  # month 13: a US-style date is refused, not swapped
+
+
+def test_today_is_midnight_in_the_exchange_zone() -> None:
+    today = pd.Timestamp(to_ns("today", SP), tz="UTC").tz_convert(SP)
+    assert (today.hour, today.minute, today.second) == (0, 0, 0)
+    assert today.date() == pd.Timestamp.now(tz=SP).date()
 
 
 def test_trading_days_match_local_dates_across_dst() -> None:

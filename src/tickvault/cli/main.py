@@ -220,7 +220,10 @@ def server_start(ctx: click.Context) -> None:
     settings = _settings(ctx)
     info, started = embedded.ensure_server(settings.data_dir, settings.valkey_server_binary)
     verb = "started" if started else "already running"
-    console.print(f"{verb}: {info.url} (pid {info.pid}, data {info.data_dir})")
+    console.print(
+        f"{verb}: {info.url} (pid {info.pid}, data {info.data_dir}); it keeps running until "
+        "`tickvault server stop`"
+    )
 
 
 @server.command("stop")

@@ -4,6 +4,8 @@ Accepted: a numpy structured array with the trade fields, a dict of columns, a
 pandas DataFrame
 (``ts_event`` as a column or as the index; datetime or int ns), or an iterable
 of ``Trade`` objects or dicts. ``ts_recv`` may be missing: it defaults to now.
+Integer times are ns UTC; aware datetimes are converted; naive datetimes are in
+the exchange time zone, the same rule as for query times.
 Anything wrong raises ``ValidationError`` naming the field and the first bad
 row; nothing is written then.
 """
@@ -14,6 +16,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
@@ -69,7 +72,22 @@ def _fail(field: str, mask: npt.NDArray[np.bool_], values: npt.NDArray[Any], why
     )
 
 
-def _column(name: str, raw: Any) -> npt.NDArray[Any]:
+def _naive_local(name: str, arr: npt.NDArray[Any], tz: ZoneInfo) -> npt.NDArray[np.int64]:
+    """Naive datetimes read in the exchange zone ``tz``, as int ns UTC."""
+    try:
+        local = pd.DatetimeIndex(arr.astype("M8[ns]")).tz_localize(
+            tz, ambiguous="raise", nonexistent="raise"
+        )
+    except (ValueError, OverflowError) as exc:  # pytz/pandas raise ValueError subclasses
+        raise ValidationError(
+            f"field {name!r}: naive times are read in the exchange time zone ({tz.key}) and "
+            f"{exc}; pass aware times (tz_localize) or int ns UTC; nothing was written",
+            field=name,
+        ) from None
+    return np.asarray(local.asi8, dtype=np.int64)
+
+
+def _column(name: str, raw: Any, tz: ZoneInfo) -> npt.NDArray[Any]:
     """One input column converted to the record dtype, refusing lossy or textual input."""
     target = TRADE_DTYPE[name]
     if isinstance(raw, pd.Series | pd.Index) and isinstance(raw.dtype, pd.DatetimeTZDtype):
@@ -78,7 +96,7 @@ def _column(name: str, raw: Any) -> npt.NDArray[Any]:
         return np.asarray(pd.DatetimeIndex(raw).as_unit("ns").asi8, dtype=np.int64)
     arr = np.asarray(raw)
     if name in ("ts_event", "ts_recv") and arr.dtype.kind == "M":
-        return arr.astype("M8[ns]").view(np.int64)
+        return _naive_local(name, arr, tz)
     if arr.dtype.kind == "O":
         try:
             arr = arr.astype(target)
@@ -171,8 +189,11 @@ def _row_dict(record: Any, row: int) -> dict[str, Any]:
     )
 
 
-def to_batch(trades: Any, *, default_ts_recv: int, extra_flags: int = 0) -> TradeBatch:
-    """Coerce and validate ``trades``. ``extra_flags`` are OR-ed into every row."""
+def to_batch(
+    trades: Any, *, default_ts_recv: int, tz: ZoneInfo, extra_flags: int = 0
+) -> TradeBatch:
+    """Coerce and validate ``trades``; naive datetimes are in ``tz`` (the exchange zone).
+    ``extra_flags`` are OR-ed into every row."""
     raw = _raw_columns(trades)
     for name in _REQUIRED:
         if name not in raw:
@@ -181,7 +202,7 @@ def to_batch(trades: Any, *, default_ts_recv: int, extra_flags: int = 0) -> Trad
     cols: dict[str, npt.NDArray[Any]] = {}
     for name in TRADE_FIELDS:
         if name in raw:
-            cols[name] = _column(name, raw[name])
+            cols[name] = _column(name, raw[name], tz)
             if cols[name].shape != (n,):
                 raise ValidationError(
                     f"field {name!r} has {cols[name].shape[0]} rows, ts_event has {n}", field=name

@@ -62,7 +62,11 @@ def connect(settings: Settings, url: str | None = None) -> Connection:
     embedded: ServerInfo | None = None
     started = False
     if target is None:
-        embedded, started = ensure_server(settings.data_dir, settings.valkey_server_binary)
+        embedded, started = ensure_server(
+            settings.data_dir,
+            settings.valkey_server_binary,
+            idle_stop_s=settings.embedded_idle_stop_s,
+        )
         target = embedded.url
     try:
         client = valkey.Valkey.from_url(

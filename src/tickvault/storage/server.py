@@ -8,6 +8,19 @@ gone (killed, machine rebooted) or is another server is detected as stale and
 replaced. Starting is serialised by an exclusive lock on ``data_dir/.lock``
 so two processes starting at once end up sharing one server.
 
+The port is stable: the first start picks a free port and remembers it in
+``data_dir/tickvault-port``; every later start (after a crash, a kill -9 or a
+reboot) listens on the same port again, so clients that keep the address
+reconnect by themselves. Only when that port is taken by another program does
+the server move, and the new port is remembered.
+
+A server started on demand (by ``Vault.open()``) stops by itself once no
+client has been connected for ``idle_stop_s`` seconds: a watchdog process
+(``tickvault.storage.watchdog``) watches its client list, so a script that
+exits without ``close()`` leaves no server behind. ``tickvault server start``
+starts a server that keeps running until ``tickvault server stop`` (the file
+``data_dir/tickvault-keep`` says so).
+
 The server runs with AOF persistence (appendfsync everysec), no RDB
 snapshots, and ``maxmemory-policy noeviction``: market data is never evicted.
 """
@@ -32,6 +45,8 @@ import valkey
 from tickvault.errors import EmbeddedServerError
 
 STATE_FILE = "tickvault-server.json"
+PORT_FILE = "tickvault-port"
+KEEP_FILE = "tickvault-keep"
 LOCK_FILE = ".lock"
 LOG_FILE = "valkey.log"
 START_TIMEOUT_S = 15.0
@@ -81,10 +96,28 @@ def server_binary(configured: Path | None = None) -> Path:
         ) from exc
 
 
-def _free_port() -> int:
+def _free_port(preferred: int | None = None) -> int:
+    """``preferred`` when it can be bound on 127.0.0.1, else any free port."""
+    if preferred is not None:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", preferred))
+                return preferred
+            except OSError:
+                pass
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def remembered_port(data_dir: Path) -> int | None:
+    """The port the server of ``data_dir`` listened on last (kept across restarts)."""
+    try:
+        port = int((data_dir / PORT_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return port if 0 < port < 65536 else None
 
 
 def _pid_alive(pid: int) -> bool:
@@ -143,8 +176,9 @@ def read_state(data_dir: Path) -> ServerInfo | None:
 def _start(data_dir: Path, binary: Path) -> ServerInfo:
     log = data_dir / LOG_FILE
     last_error = ""
-    for _attempt in range(3):  # a port taken between choosing and binding: try another
-        port = _free_port()
+    preferred = remembered_port(data_dir)
+    for attempt in range(3):  # a port taken between choosing and binding: try another
+        port = _free_port(preferred if attempt == 0 else None)
         args = [
             str(binary),
             "--bind",
@@ -234,8 +268,15 @@ def _log_tail(log: Path, lines: int = 8) -> str:
         return "(no log)"
 
 
-def ensure_server(data_dir: Path, binary: Path | None = None) -> tuple[ServerInfo, bool]:
-    """The server of ``data_dir``, started if needed. Returns (info, started_here)."""
+def ensure_server(
+    data_dir: Path, binary: Path | None = None, *, idle_stop_s: float | None = None
+) -> tuple[ServerInfo, bool]:
+    """The server of ``data_dir``, started if needed. Returns (info, started_here).
+
+    ``idle_stop_s``: a server started here stops by itself after this many seconds
+    without clients (None or 0: it runs until ``stop_server``, and a server already
+    running is made to keep running too).
+    """
     data_dir = data_dir.resolve()
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -244,16 +285,55 @@ def ensure_server(data_dir: Path, binary: Path | None = None) -> tuple[ServerInf
             f"cannot create the data directory {data_dir}: {exc.strerror}; set data_dir "
             "(TICKVAULT_DATA_DIR) to a writable place"
         ) from exc
+    keep = not idle_stop_s
     with _locked(data_dir):
         info = read_state(data_dir)
         if info is not None:
+            if keep:
+                (data_dir / KEEP_FILE).touch()
             return info, False
         (data_dir / STATE_FILE).unlink(missing_ok=True)  # stale
+        (data_dir / KEEP_FILE).unlink(missing_ok=True)
         info = _start(data_dir, server_binary(binary))
         tmp = data_dir / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(asdict(info), indent=2))
         tmp.replace(data_dir / STATE_FILE)
+        (data_dir / PORT_FILE).write_text(f"{info.port}\n")
+        if keep:
+            (data_dir / KEEP_FILE).touch()
+        else:
+            assert idle_stop_s is not None
+            _start_watchdog(data_dir, info, idle_stop_s)
         return info, True
+
+
+def kept_running(data_dir: Path) -> bool:
+    """True when ``tickvault server start`` asked the server of ``data_dir`` to keep
+    running until ``tickvault server stop``."""
+    return (data_dir.resolve() / KEEP_FILE).exists()
+
+
+def _start_watchdog(data_dir: Path, info: ServerInfo, idle_stop_s: float) -> None:
+    """A detached process that stops the server once it has had no client for a while."""
+    args = [sys.executable, "-m", "tickvault.storage.watchdog", str(data_dir), info.run_id,
+            str(idle_stop_s)]  # fmt: skip
+    try:
+        subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=data_dir,
+        )
+    except OSError as exc:  # the server runs on; it just will not stop by itself
+        (data_dir / KEEP_FILE).touch()
+        _note(data_dir, f"could not start the idle watchdog: {exc.strerror}")
+
+
+def _note(data_dir: Path, text: str) -> None:
+    with contextlib.suppress(OSError), (data_dir / "tickvault-server.notes").open("a") as fh:
+        fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {text}\n")
 
 
 def stop_server(data_dir: Path) -> bool:
@@ -264,6 +344,7 @@ def stop_server(data_dir: Path) -> bool:
     with _locked(data_dir):
         info = read_state(data_dir)
         (data_dir / STATE_FILE).unlink(missing_ok=True)
+        (data_dir / KEEP_FILE).unlink(missing_ok=True)
         if info is None:
             return False
         try:
