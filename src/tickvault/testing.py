@@ -25,7 +25,7 @@ def trade_batches(
     flags: bool = True,
 ) -> TradeBatch:
     """Valid batches: clustered times (many per ms), tick-grid or arbitrary prices,
-    edits and cancels when ``flags``."""
+    edits and cancels when ``flags``; repeated trade ids share their event time."""
     n = draw(st.integers(min_size, max_size))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
@@ -42,6 +42,10 @@ def trade_batches(
         trade_id = rng.permutation(n).astype(np.int64) + draw(st.integers(0, 10**9))
     else:
         trade_id = rng.integers(0, max(n // 2, 1) + 1, size=n).astype(np.int64)
+        # Repeats, edits and cancels of a trade carry its event time (a trade keeps it).
+        _, first, inverse = np.unique(trade_id, return_index=True, return_inverse=True)
+        ts_event = ts_event[first[inverse]]
+        ts_recv = np.maximum(ts_recv, ts_event)
     price_kind = draw(st.sampled_from(["tick5", "cents", "raw"]))
     if price_kind == "tick5":
         price = rng.integers(20_000, 30_000, size=n) * 5.0

@@ -27,10 +27,10 @@ import valkey
 from tickvault.book.state import BookView
 from tickvault.book.store import BookStore
 from tickvault.config import Settings, load_settings
-from tickvault.errors import QueryError
+from tickvault.errors import QueryError, ValidationError
 from tickvault.model.trades import TRADE_DTYPE, TRADE_FIELDS, TradeBatch, TradeFlag
 from tickvault.model.validate import check_symbol, to_batch
-from tickvault.storage import codec
+from tickvault.storage import codec, identity
 from tickvault.storage.blocks import PlannedBlock, plan_blocks
 from tickvault.storage.connection import (
     Connection,
@@ -53,7 +53,16 @@ from tickvault.storage.keys import (
 )
 from tickvault.storage.resolve import Columns, Decoded, resolve
 from tickvault.storage.server import kept_running, stop_server
-from tickvault.timeutil import NS_PER_DAY, NS_PER_MS, TimeLike, now_ns, to_ns
+from tickvault.timeutil import (
+    NS_PER_DAY,
+    NS_PER_MS,
+    TimeLike,
+    format_ns,
+    local_to_utc_ns,
+    now_ns,
+    to_ns,
+    trading_days,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -234,6 +243,7 @@ class Vault:
             if cursors:
                 self._append(keys=keys, args=cursor_args)
             return 0
+        self._check_identities(symbol, batch)
         encode = self._encode
 
         def append(group: list[PlannedBlock], blocks: list[bytes], last: bool) -> None:
@@ -264,6 +274,56 @@ class Vault:
                 if pool is not None:
                     pool.shutdown()
         return len(batch)
+
+    def _check_identities(self, symbol: str, batch: TradeBatch) -> None:
+        """Refuse a batch that gives a trade id of a day another event time than the
+        batch itself or the store does (``storage.identity``); nothing is written then."""
+        days = trading_days(batch.ts_event, self._tz)
+        conflict = identity.within_batch(days, batch.trade_id, batch.ts_event)
+        where = "in this batch"
+        if conflict is None:
+            wanted = [int(d) for d in np.unique(days)]
+            fields = [f"tid:{d}" for d in wanted]
+            pipe = self._r.pipeline(transaction=False)
+            for stream in STREAMS:
+                pipe.exists(trades_key(symbol, stream))
+                pipe.hmget(meta_key(symbol, stream), fields)
+            replies = pipe.execute()
+            stored_max: dict[int, int | None] = dict.fromkeys(wanted, -1)
+            for exists, values in zip(replies[::2], replies[1::2], strict=True):
+                if not exists:
+                    continue
+                for day, raw in zip(wanted, values, strict=True):
+                    old = stored_max[day]
+                    stored_max[day] = None if raw is None or old is None else max(old, int(raw))
+            for day in identity.days_to_check(days, batch.trade_id, stored_max):
+                rows = days == day
+                stored = self._stored_identities(symbol, day)
+                conflict = identity.against_stored(day, batch.trade_id[rows],
+                                                   batch.ts_event[rows], *stored)  # fmt: skip
+                if conflict is not None:
+                    where = "in the store"
+                    break
+        if conflict is not None:
+            date = pd.Timestamp(conflict.day * NS_PER_DAY).date()
+            raise ValidationError(
+                f"{symbol} trade_id {conflict.trade_id} of {date} is {where} at "
+                f"{format_ns(conflict.ts_first, self._tz)} and given again at "
+                f"{format_ns(conflict.ts_second, self._tz)} ({self._tz.key}): a trade keeps "
+                "its event time. Write corrections (flags=EDIT) and cancels (flags=CANCEL) "
+                "with the trade's own ts_event, or give a new trade its own trade_id; "
+                "nothing was written",
+                field="ts_event",
+            )
+
+    def _stored_identities(
+        self, symbol: str, day: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """(trade_id, ts_event) of every record stored for ``symbol`` on ``day``."""
+        bounds = local_to_utc_ns(np.array([day, day + 1], dtype=np.int64) * NS_PER_DAY, self._tz)
+        decoded = self._decoded(symbol, int(bounds[0]), int(bounds[1]), STREAMS)
+        rows = np.repeat(decoded.days, decoded.counts) == day
+        return decoded.columns["trade_id"][rows], decoded.columns["ts_event"][rows]
 
     @translate
     def store_cycle(self, items: Sequence[StoreItem]) -> None:
@@ -735,7 +795,8 @@ def _group_args(
     they move once all data is in."""
     args: list[Any] = list(cursor_args) if last else [0]
     for p, block in zip(group, blocks, strict=True):
-        args += [p.first_ms, p.last_ms, len(p.trades), block]
+        args += [p.first_ms, p.last_ms, len(p.trades), p.trading_day,
+                 int(p.trades.trade_id.max()), block]  # fmt: skip
     return args
 
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from zoneinfo import ZoneInfo
 
@@ -152,3 +153,33 @@ def test_trim_keeps_everything_from_the_cutoff_and_counts_exactly(
     # And it did trim: no block that ended before the cutoff's millisecond is left.
     cutoff_ms_ns = cutoff // 1_000_000 * 1_000_000
     assert all(h.ts_last >= cutoff_ms_ns for h in headers)
+
+
+@given(
+    writes=st.lists(
+        st.lists(st.tuples(st.integers(1, 30), st.integers(0, 5)), min_size=1, max_size=12),
+        min_size=1,
+        max_size=6,
+    ),
+    split=st.integers(1, 5),
+)
+@PROPERTY
+def test_a_trade_is_never_in_two_places_whatever_ids_and_times_are_written(
+    vault: Vault, writes: list[list[tuple[int, int]]], split: int
+) -> None:
+    """Writes of (trade_id, minute) pairs: each is refused or stored, and afterwards every
+    trade id has one event time, so a full read equals the union of sub-range reads."""
+    from tickvault import ValidationError
+
+    vault.client.flushdb()
+    for rows in writes:
+        records = [dict(ts_event=BASE_NS + minute * 60 * 10**9, trade_id=tid, price=1.0, qty=1)
+                   for tid, minute in rows]  # fmt: skip
+        with contextlib.suppress(ValidationError):  # refused whole, or stored
+            vault.write_trades("PROP3", records)
+    full = vault.range("PROP3")
+    assert full["trade_id"].is_unique
+    cut = BASE_NS + split * 60 * 10**9
+    parts = pd.concat([vault.range("PROP3", None, cut), vault.range("PROP3", cut, None)])
+    assert list(parts["trade_id"]) == list(full["trade_id"])
+    assert list(parts.index.asi8) == list(full.index.asi8)

@@ -242,3 +242,50 @@ def test_a_range_frame_can_be_written_back_unchanged(vault: Vault) -> None:
         copied.drop(columns="flags"), frame.drop(columns="flags"), check_freq=False
     )
     assert (copied["flags"].to_numpy() == TradeFlag.HISTORY).all()
+
+
+def test_naive_frame_times_mean_exchange_time_on_write_and_on_read(vault: Vault) -> None:
+    frame = pd.DataFrame({"ts_event": pd.to_datetime(["2025-11-03 10:00", "2025-11-03 10:05"]),
+                          "trade_id": [1, 2], "price": [10.0, 11.0], "qty": [1, 1]})  # fmt: skip
+    vault.write_trades("PETR4", frame)
+    back = vault.range("PETR4", "2025-11-03T10:00", "2025-11-03T10:01")  # naive query: B3 time
+    assert list(back["trade_id"]) == [1]
+    assert back.index[0] == pd.Timestamp("2025-11-03 13:00", tz="UTC")
+
+
+def test_same_trade_id_with_another_event_time_is_refused_and_nothing_written(
+    vault: Vault,
+) -> None:
+    batch = sim_trades(50, days=1)
+    vault.write_trades("WINZ25", batch)
+    moved = batch.take(slice(10, 20))
+    moved = TradeBatch(**{**moved.columns(), "ts_event": moved.ts_event + 3_600 * NS_PER_S})
+    fresh = sim_trades(5, seed=9, days=1)
+    fresh = TradeBatch(**{**fresh.columns(), "trade_id": fresh.trade_id + 10_000})
+    with pytest.raises(ValidationError, match=r"trade_id \d+ of .* in the store at .*EDIT"):
+        vault.write_trades("WINZ25", TradeBatch.concat([fresh, moved]))
+    with pytest.raises(ValidationError, match="trade keeps its event time"):
+        vault.write_trades("WINZ25", moved, stream="historical")  # across streams too
+    frame_equals_batch(vault.range("WINZ25"), batch)  # neither batch wrote anything
+    # The same trades at their own times are repeats, written and read once.
+    vault.write_trades("WINZ25", batch.take(slice(10, 20)), stream="historical")
+    assert len(vault.range("WINZ25")) == 50
+
+
+def test_one_batch_giving_a_trade_id_two_times_is_refused(vault: Vault) -> None:
+    t = 1_762_175_400_000_000_000
+    rows = [dict(ts_event=t, trade_id=7, price=1.0, qty=1),
+            dict(ts_event=t + NS_PER_S, trade_id=7, price=1.0, qty=1)]  # fmt: skip
+    with pytest.raises(ValidationError, match="in this batch"):
+        vault.write_trades("WINZ25", rows)
+    assert vault.symbols() == []
+
+
+def test_corrections_with_the_trades_own_time_are_accepted(vault: Vault) -> None:
+    batch = sim_trades(20, days=1)
+    vault.write_trades("WINZ25", batch)
+    edit = batch.take(slice(3, 4))
+    edit = TradeBatch(**{**edit.columns(), "qty": edit.qty + 5,
+                         "flags": np.full(1, int(TradeFlag.EDIT), np.uint8)})  # fmt: skip
+    vault.write_trades("WINZ25", edit)
+    assert int(vault.range("WINZ25")["qty"].iloc[3]) == int(batch.qty[3]) + 5

@@ -3,8 +3,12 @@
 -- KEYS[1] stream, KEYS[2] meta hash, KEYS[3] late-block sorted set,
 -- KEYS[4] cursor hash (publisher:topic -> last sequence number stored)
 -- ARGV: n_cursors, then n_cursors pairs (field, seq), then repeated
---       (first_ms, last_ms, n_trades, block_bytes)
+--       (first_ms, last_ms, n_trades, trading_day, max_trade_id, block_bytes)
 -- Returns the entry ids, in order.
+--
+-- The meta hash keeps, per trading day, the largest trade_id stored (field
+-- `tid:<day>`), so a writer can tell cheaply that a batch cannot repeat a stored
+-- trade id (and check the stored trades only when it might).
 --
 -- The watermark `wm` is the largest event ms of any in-order block. A block
 -- whose first trade is at or after it gets id <first_ms>-<seq>; a block that
@@ -36,17 +40,22 @@ end
 local wm = tonumber(wm_s)
 local ids = {}
 local trades = 0
-for i = first_block, #ARGV, 4 do
-  local first_s, last_s = ARGV[i], ARGV[i + 1]
+for i = first_block, #ARGV, 6 do
+  local first_s, last_s, block = ARGV[i], ARGV[i + 1], ARGV[i + 5]
   local id
   if tonumber(first_s) >= wm then
-    id = redis.call('XADD', stream, first_s .. '-*', 'b', ARGV[i + 3])
+    id = redis.call('XADD', stream, first_s .. '-*', 'b', block)
     wm, wm_s = tonumber(last_s), last_s
   else
-    id = redis.call('XADD', stream, wm_s .. '-*', 'b', ARGV[i + 3], 'l', first_s)
+    id = redis.call('XADD', stream, wm_s .. '-*', 'b', block, 'l', first_s)
     redis.call('ZADD', late, last_s, id .. '@' .. first_s)
   end
   trades = trades + tonumber(ARGV[i + 2])
+  local tid_field = 'tid:' .. ARGV[i + 3]
+  local old_tid = tonumber(redis.call('HGET', meta, tid_field) or '-1')
+  if tonumber(ARGV[i + 4]) > old_tid then
+    redis.call('HSET', meta, tid_field, ARGV[i + 4])
+  end
   ids[#ids + 1] = id
 end
 redis.call('HSET', meta, 'wm', wm_s)
