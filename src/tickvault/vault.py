@@ -282,7 +282,8 @@ class Vault:
         conflict = identity.within_batch(days, batch.trade_id, batch.ts_event)
         where = "in this batch"
         if conflict is None:
-            wanted = [int(d) for d in np.unique(days)]
+            lo = int(days.min())
+            wanted = (np.flatnonzero(np.bincount(days - lo)) + lo).tolist()  # no sort
             fields = [f"tid:{d}" for d in wanted]
             pipe = self._r.pipeline(transaction=False)
             for stream in STREAMS:

@@ -66,7 +66,11 @@ def _vault(ctx: click.Context) -> Iterator[Vault]:
 # ---------------------------------------------------------------------- query
 @cli.command()
 @click.argument("symbol")
-@click.option("--start", help="Start, inclusive (ISO time; naive = exchange time zone).")
+@click.option(
+    "--start",
+    help="Start, inclusive: ISO 8601 (2025-11-03T10:30) or day-first DD/MM/YYYY [HH:MM]; "
+    "without an offset it is exchange time.",
+)
 @click.option("--end", help="End, exclusive.")
 @click.option("--known-at", help="Show the data as it was known at this time (by ts_recv).")
 @click.option("--last", "last_n", type=int, help="Only the last N trades of the range.")
@@ -750,7 +754,9 @@ def _run_feeder(feeder: Any, settings: Settings) -> None:
 
 @cli.command()
 @click.argument("symbol")
-@click.option("--at", "at", help="Time (ISO, exchange time if naive; default now).")
+@click.option(
+    "--at", "at", help="Time: ISO 8601 or DD/MM/YYYY HH:MM, exchange time if naive; default now."
+)
 @click.option("--depth", type=int, default=10, show_default=True, help="Offers (or levels).")
 @click.option("--levels", is_flag=True, help="Aggregate offers by price.")
 @click.pass_context
