@@ -97,7 +97,7 @@ def test_bench_store_json_reports_both_layouts(runner: CliRunner) -> None:
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
     assert figures["trades"] == 20000
-    for layout in ("tickvault", "seed_layout"):
+    for layout in ("tickvault", "original_design"):
         assert set(figures[layout]) == {
             "ingest_trades_per_s",
             "read_trades_per_s",

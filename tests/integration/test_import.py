@@ -360,4 +360,4 @@ def test_import_cli_and_bench_json(
     assert bench.exit_code == 0, bench.output
     figures = json.loads(bench.output.strip().splitlines()[-1])
     assert figures["trades"] == 20000 and figures["trades_per_s"] > 0
-    assert figures["seed_design"]["trades"] == 500
+    assert figures["original_design"]["trades"] == 500

@@ -1,11 +1,13 @@
 """``tickvault bench live``: publish-to-stored over real ZeroMQ, two processes per design.
 
 For each design a publisher process sends one message per trade, as a
-ProfitDLL callback would, and a bridge process stores them in the same Valkey:
+ProfitDLL callback would, and a bridge process stores them in the same Valkey
+(the benchmark's server, whose URL the processes get in ``TICKVAULT_VALKEY_URL``),
+under the benchmark's own symbol (see ``bench.isolation``):
 
 - tickvault: ``Publisher.publish_trade`` per trade (batched on the wire under
   load, sequence numbers, replay) and a ``Bridge`` (blocks, cursors).
-- seed (the original design): ``orjson.dumps`` of a dict per trade on
+- original (the original design): ``orjson.dumps`` of a dict per trade on
   ``send_multipart``; the bridge does one ``XADD`` of a field dict per trade
   (with ``<ms>-*`` ids, so same-millisecond trades are not dropped by the id).
 
@@ -22,22 +24,28 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
+from tickvault.bench.isolation import SYMBOL_PREFIX, clear_keys, symbol_keys
 from tickvault.bridge import percentiles
 from tickvault.sim.generator import generate_trades
 from tickvault.transport.endpoints import free_tcp_ports
 from tickvault.vault import Vault
 
-SYMBOL = "BENCHLIVE"
-SEED_KEY = "bench:seed:live:{BENCHLIVE}"
+SYMBOL = f"{SYMBOL_PREFIX}LIVE"
+SIM_PROFILE = "WINZ25"
+"""The simulator's contract: WIN-like trades, published as ``SYMBOL``."""
+SEED_KEY = f"tvbench:original:live:{{{SYMBOL}}}"
+DESIGNS = (("tickvault", "tickvault"), ("original", "original_design"))
+"""(worker --design, result key) of each design."""
 _IDLE_END_S = 3.0
 _JOIN_S = 0.5
 """Publishers wait this long after binding so subscriptions arrive (both designs)."""
 
 
 def _rows(n: int) -> list[tuple[Any, ...]]:
-    b = generate_trades(SYMBOL, n, seed=7)
+    b = generate_trades(SIM_PROFILE, n, seed=7)
     return list(zip(b.ts_event.tolist(), b.trade_id.tolist(), b.price.tolist(), b.qty.tolist(),
                     b.volume.tolist(), b.buy_agent.tolist(), b.sell_agent.tolist(),
                     b.trade_type.tolist(), strict=True))  # fmt: skip
@@ -106,7 +114,7 @@ def _bridge_worker(a: argparse.Namespace) -> None:
     from tickvault.bridge import tune_for_latency
 
     tune_for_latency()  # both designs: a dedicated bridge process
-    vault = Vault.open(a.url)
+    vault = Vault.open()  # TICKVAULT_VALKEY_URL: the benchmark's server
     if a.design == "tickvault":
         from tickvault.bridge import Bridge
         from tickvault.transport.endpoints import Endpoints
@@ -150,19 +158,18 @@ def _bridge_worker(a: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------- orchestration
-def _spawn(role: str, design: str, **kw: Any) -> subprocess.Popen[str]:
+def _spawn(vault: Vault, role: str, design: str, **kw: Any) -> subprocess.Popen[str]:
     args = [sys.executable, "-m", "tickvault.bench.live", role, "--design", design]
     for k, v in kw.items():
         args += [f"--{k}", str(v)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # The benchmark's server, never the user's: the URL overrides any configured one.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TICKVAULT_VALKEY_URL": vault.url}
     return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                             env=env)  # fmt: skip
 
 
 def _clear(vault: Vault) -> None:
-    r = vault.client
-    for key in [*r.scan_iter(match=f"ticks:{{{SYMBOL}}}:*"), SEED_KEY]:
-        r.delete(key)
+    clear_keys(vault, *symbol_keys(SYMBOL), SEED_KEY)
 
 
 def _one_run(
@@ -171,16 +178,25 @@ def _one_run(
     _clear(vault)
     ports = free_tcp_ports(5)
     endpoints = ",".join(f"tcp://127.0.0.1:{p}" for p in ports)
-    bridge = _spawn("bridge", design, url=vault.url, endpoints=endpoints, trades=trades)
-    assert bridge.stdout is not None
-    if bridge.stdout.readline().strip() != "READY":
-        raise RuntimeError("the benchmark bridge process did not start")
-    pub = _spawn("publisher", design, endpoints=endpoints, trades=trades, rate=rate)
-    assert pub.stdout is not None
-    pub_out = json.loads(pub.stdout.readline())
-    bridge_out = json.loads(bridge.stdout.readline())
-    bridge.wait(60)
-    pub.communicate("", timeout=30)
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        bridge = _spawn(vault, "bridge", design, endpoints=endpoints, trades=trades)
+        procs.append(bridge)
+        assert bridge.stdout is not None
+        if bridge.stdout.readline().strip() != "READY":
+            raise RuntimeError("the benchmark bridge process did not start")
+        pub = _spawn(vault, "publisher", design, endpoints=endpoints, trades=trades, rate=rate)
+        procs.append(pub)
+        assert pub.stdout is not None
+        pub_out = json.loads(pub.stdout.readline())
+        bridge_out = json.loads(bridge.stdout.readline())
+        bridge.wait(60)
+        pub.communicate("", timeout=30)
+    finally:
+        for proc in procs:  # an error or Ctrl-C: no process of the benchmark is left running
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     return pub_out, bridge_out
 
 
@@ -197,19 +213,27 @@ def _figures(vault: Vault, design: str, trades: int, pub: dict[str, Any],
 
 
 def run_live_bench(
-    vault: Vault, trades: int, rate: float, lag_trades: int | None = None
+    vault: Vault,
+    trades: int,
+    rate: float,
+    lag_trades: int | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
+    say = progress or (lambda _msg: None)
     lag_n = lag_trades or min(trades, int(rate * 4))
     out: dict[str, Any] = {"trades": trades, "rate": rate}
-    for design, name in (("tickvault", "tickvault"), ("seed", "seed_design")):
+    for design, name in DESIGNS:
+        label = "tickvault" if design == "tickvault" else "original design"
+        say(f"{label}: {trades:,} trades as fast as the publisher can send")
         pub, bridge = _one_run(vault, design, trades, 0)
         lost, dup, tps = _figures(vault, design, trades, pub, bridge)
+        say(f"{label}: lag of {lag_n:,} trades at {rate:,.0f} trades/s")
         _, lag_bridge = _one_run(vault, design, lag_n, rate)
         p50, p99 = lag_bridge["lags"]
         out[name] = {"trades_per_s": round(tps), "lost": lost, "duplicated": dup,
                      "lag_ms": {"p50": round(p50, 3), "p99": round(p99, 3)}}  # fmt: skip
     _clear(vault)
-    seed_tps = out["seed_design"]["trades_per_s"]
+    seed_tps = out["original_design"]["trades_per_s"]
     out["ratio"] = {"throughput": round(out["tickvault"]["trades_per_s"] / seed_tps, 1)
                     if seed_tps else None}  # fmt: skip
     return out
@@ -218,11 +242,10 @@ def run_live_bench(
 def main() -> None:
     p = argparse.ArgumentParser(prog="tickvault.bench.live")
     p.add_argument("role", choices=["publisher", "bridge"])
-    p.add_argument("--design", choices=["tickvault", "seed"], required=True)
+    p.add_argument("--design", choices=[d for d, _ in DESIGNS], required=True)
     p.add_argument("--endpoints", required=True)
     p.add_argument("--trades", type=int, required=True)
     p.add_argument("--rate", type=float, default=0)
-    p.add_argument("--url")
     a = p.parse_args()
     (_publisher_worker if a.role == "publisher" else _bridge_worker)(a)
 

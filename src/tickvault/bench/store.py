@@ -1,7 +1,8 @@
 """``tickvault bench store``: tickvault's block store against the original per-trade layout.
 
 Both run in the same process against the same Valkey server, on the same
-generated trades. The original ("seed") layout is one stream entry per trade
+generated trades (stored under the benchmark's own symbol, see
+``bench.isolation``). The original design's layout is one stream entry per trade
 with a field per column, written with pipelined XADD and read with XRANGE into
 a DataFrame, as the original design did (but with collision-free ids, so that
 it stores every trade and the comparison is fair).
@@ -19,12 +20,15 @@ import numpy as np
 import pandas as pd
 import valkey
 
+from tickvault.bench.isolation import SYMBOL_PREFIX, clear_keys, symbol_keys
 from tickvault.model.trades import TradeBatch
 from tickvault.sim.generator import generate_trades
 from tickvault.vault import Vault
 
-BENCH_SYMBOL = "BENCHZ25"
-SEED_KEY = "bench:seed:{BENCHZ25}"
+BENCH_SYMBOL = f"{SYMBOL_PREFIX}STORE"
+SIM_PROFILE = "WINZ25"
+"""The simulator's contract: WIN-like trades, stored under ``BENCH_SYMBOL``."""
+SEED_KEY = f"tvbench:original:{{{BENCH_SYMBOL}}}"
 _SEED_PIPELINE = 10_000
 _SEED_READ_COUNT = 10_000
 
@@ -36,16 +40,8 @@ class LayoutFigures:
     bytes_per_trade: float
 
 
-def clear_keys(vault: Vault, *patterns: str) -> None:
-    """Delete every key matching the patterns (a benchmark's own symbols)."""
-    r = vault.client
-    for pattern in patterns:
-        for key in list(r.scan_iter(match=pattern)):
-            r.delete(key)
-
-
 def _clear(vault: Vault) -> None:
-    clear_keys(vault, f"ticks:{{{BENCH_SYMBOL}}}:*")
+    clear_keys(vault, *symbol_keys(BENCH_SYMBOL))
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -142,14 +138,14 @@ def run_store_bench(
     repeats: int = 3,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run both layouts; the seed layout on ``seed_trades`` (default: all) trades.
+    """Run both layouts; the original design's on ``seed_trades`` (default: all) trades.
 
-    Figures are per trade, so running the slow seed layout on a subset keeps the
+    Figures are per trade, so running the slow original layout on a subset keeps the
     benchmark short without changing its rates much (reported in the output).
     """
     say = progress or (lambda _msg: None)
     say(f"generating {n_trades:,} WIN-like trades")
-    batch = generate_trades(BENCH_SYMBOL, n_trades, seed=7)
+    batch = generate_trades(SIM_PROFILE, n_trades, seed=7)
     r = vault.client
 
     def tv_write() -> None:
@@ -182,9 +178,9 @@ def run_store_bench(
     seed = LayoutFigures(seed_n / seed_write_s, seed_n / seed_read_s, seed_bytes / seed_n)
     return {
         "trades": n_trades,
-        "seed_layout_trades": seed_n,
+        "original_design_trades": seed_n,
         "tickvault": _rounded(tv),
-        "seed_layout": _rounded(seed),
+        "original_design": _rounded(seed),
         "ratio": {
             "ingest": round(tv.ingest_trades_per_s / seed.ingest_trades_per_s, 1),
             "read": round(tv.read_trades_per_s / seed.read_trades_per_s, 1),
@@ -214,15 +210,21 @@ def run_format_sweep(
     block_sizes: tuple[int, ...] = (1, 256, 1024, 4096, 16_384, 65_536),
     codecs: tuple[str, ...] = ("lz4", "zstd"),
     repeats: int = 3,
+    progress: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Bytes per trade and rates of block layouts: the figures behind the format choice.
 
     Block size 1 is one entry per trade in the block format (the per-trade case).
     """
-    batch = generate_trades(BENCH_SYMBOL, n_trades, seed=7)
+    say = progress or (lambda _msg: None)
+    say(f"generating {n_trades:,} WIN-like trades")
+    batch = generate_trades(SIM_PROFILE, n_trades, seed=7)
     rows = []
+    step, steps = 0, len(codecs) * len(block_sizes)
     for compression in codecs:
         for size in block_sizes:
+            step += 1
+            say(f"{step}/{steps}: {compression}, blocks of {size:,}: writing and reading")
             variant = vault.with_settings(block_max_trades=size, compression=compression)
 
             def write(v: Vault = variant) -> None:

@@ -14,7 +14,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from tickvault.config import Settings, load_settings
+from tickvault.config import Settings, hide_password, load_settings
 from tickvault.errors import TickvaultError
 from tickvault.storage import server as embedded
 from tickvault.timeutil import format_ns
@@ -254,15 +254,48 @@ def server_status(ctx: click.Context) -> None:
 
 
 # ---------------------------------------------------------------------- bench
+def _valkey_url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    import pydantic
+
+    try:
+        return Settings.model_validate({"valkey_url": value}).valkey_url
+    except pydantic.ValidationError as exc:
+        msg = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise click.BadParameter(msg) from None
+
+
 @cli.group()
-def bench() -> None:
-    """Benchmarks: tickvault beside the original per-tick design, in one run."""
+@click.option(
+    "--url",
+    callback=_valkey_url,
+    help="Bench this Valkey server (valkey://host:port/db) instead of a temporary one; "
+    "only the benchmark's own keys (TVBENCH_* symbols, tvbench:*) are written and deleted.",
+)
+@click.pass_context
+def bench(ctx: click.Context, url: str | None) -> None:
+    """Benchmarks: tickvault beside the original per-tick design, in one run.
+
+    Each runs on its own embedded Valkey server in a temporary directory, removed
+    afterwards: your store is never touched. --url benches a server of your choice.
+    """
+    ctx.obj["bench_url"] = url
 
 
 def _bench_result(ctx: click.Context, as_json: bool, run: Callable[..., Any], **kw: Any) -> Any:
-    """Run a benchmark on the store (progress on stderr); with --json print its result
-    and return None, else return it for the table."""
-    with _vault(ctx) as vault:
+    """Run a benchmark on its own store (progress on stderr); with --json print its
+    result and return None, else return it for the table."""
+    from tickvault.bench.isolation import bench_vault
+
+    url = ctx.obj.get("bench_url")
+    settings = _settings(ctx)
+    with bench_vault(settings, url) as vault:
+        if not as_json:
+            where = (
+                f"{hide_password(url)}, only its own keys"
+                if url
+                else f"a temporary server in {vault.settings.data_dir}, removed afterwards"
+            )
+            err_console.print(f"[dim]benchmark store: {where}[/]")
         say = None if as_json else (lambda m: err_console.print(f"[dim]{m}[/]"))
         result = run(vault, progress=say, **kw)
     if as_json:
@@ -271,17 +304,20 @@ def _bench_result(ctx: click.Context, as_json: bool, run: Callable[..., Any], **
     return result
 
 
+_POSITIVE = click.IntRange(min=1)
+
+
 @bench.command("store")
-@click.option("--trades", type=int, default=2_000_000, show_default=True)
+@click.option("--trades", type=_POSITIVE, default=2_000_000, show_default=True)
 @click.option(
     "--seed-trades",
-    type=int,
+    type=_POSITIVE,
     default=None,
     help="Trades for the slow original layout (default: all).",
 )
 @click.option(
     "--repeats",
-    type=int,
+    type=_POSITIVE,
     default=3,
     show_default=True,
     help="Timed runs of tickvault's write and read (median reported).",
@@ -303,7 +339,7 @@ def bench_store(
     for col in ("ingest trades/s", "read trades/s", "bytes/trade"):
         table.add_column(col, justify="right")
     keys = ("ingest_trades_per_s", "read_trades_per_s", "bytes_per_trade")
-    for name, label in (("tickvault", "tickvault"), ("seed_layout", "original layout")):
+    for name, label in (("tickvault", "tickvault"), ("original_design", "original layout")):
         f = result[name]
         table.add_row(
             label, *(f"{f[k]:,.0f}" if k != "bytes_per_trade" else f"{f[k]:.2f}" for k in keys)
@@ -314,10 +350,10 @@ def bench_store(
 
 
 @bench.command("import")
-@click.option("--trades", type=int, default=2_000_000, show_default=True)
-@click.option("--seed-trades", type=int, default=100_000, show_default=True,
+@click.option("--trades", type=_POSITIVE, default=2_000_000, show_default=True)
+@click.option("--seed-trades", type=_POSITIVE, default=100_000, show_default=True,
               help="Rows for the slow original design.")  # fmt: skip
-@click.option("--repeats", type=int, default=3, show_default=True)
+@click.option("--repeats", type=_POSITIVE, default=3, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def bench_import(
@@ -334,14 +370,14 @@ def bench_import(
     table.add_column("")
     table.add_column("trades/s", justify="right")
     table.add_row("tickvault import", f"{result['trades_per_s']:,}")
-    table.add_row("original design", f"{result['seed_design']['trades_per_s']:,}")
+    table.add_row("original design", f"{result['original_design']['trades_per_s']:,}")
     table.add_row("ratio", f"{result['ratio']}x")
     console.print(table)
 
 
 @bench.command("book")
-@click.option("--trades-per-day", type=int, default=None, help="Default: a full WIN day.")
-@click.option("--queries", type=int, default=200, show_default=True)
+@click.option("--trades-per-day", type=_POSITIVE, default=None, help="Default: a full WIN day.")
+@click.option("--queries", type=_POSITIVE, default=200, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def bench_book(ctx: click.Context, trades_per_day: int | None, queries: int, as_json: bool) -> None:
@@ -357,15 +393,19 @@ def bench_book(ctx: click.Context, trades_per_day: int | None, queries: int, as_
     table.add_column("")
     table.add_column("book(at=t, depth=10)", justify="right")
     table.add_row("tickvault p50 / p99", f"{ms['p50']} / {ms['p99']} ms")
-    table.add_row("replay the day (original)", f"{result['seed_design_ms_median']} ms")
+    table.add_row("replay the day (original)", f"{result['original_design_ms_median']} ms")
     table.add_row("ratio", f"{result['ratio']}x")
     console.print(table)
 
 
 @bench.command("live")
-@click.option("--trades", type=int, default=1_000_000, show_default=True)
+@click.option("--trades", type=_POSITIVE, default=1_000_000, show_default=True)
 @click.option(
-    "--rate", type=float, default=50_000, show_default=True, help="Trades/s of the lag runs."
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=50_000,
+    show_default=True,
+    help="Trades/s of the lag runs.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
@@ -373,18 +413,16 @@ def bench_live(ctx: click.Context, trades: int, rate: float, as_json: bool) -> N
     """Publisher process -> ZeroMQ -> bridge process -> Valkey, against the original design."""
     from tickvault.bench.live import run_live_bench
 
-    with _vault(ctx) as vault:
-        result = run_live_bench(vault, trades, rate)
-    if as_json:
-        click.echo(json.dumps(result))
+    result = _bench_result(ctx, as_json, run_live_bench, trades=trades, rate=rate)
+    if result is None:
         return
     table = Table(title=f"bench live: {trades:,} trades, lag at {rate:,.0f} trades/s")
     for col in ("design", "trades/s", "lost", "duplicated", "lag p50 ms", "lag p99 ms"):
         table.add_column(col, justify="right")
-    for name in ("tickvault", "seed_design"):
+    for name, label in (("tickvault", "tickvault"), ("original_design", "original design")):
         row = result[name]
         table.add_row(
-            name,
+            label,
             f"{row['trades_per_s']:,}",
             f"{row['lost']:,}",
             f"{row['duplicated']:,}",
@@ -396,17 +434,15 @@ def bench_live(ctx: click.Context, trades: int, rate: float, as_json: bool) -> N
 
 
 @bench.command("formats")
-@click.option("--trades", type=int, default=500_000, show_default=True)
+@click.option("--trades", type=_POSITIVE, default=500_000, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON rows.")
 @click.pass_context
 def bench_formats(ctx: click.Context, trades: int, as_json: bool) -> None:
     """Bytes per trade and rates by block size and codec (docs/storage-format.md)."""
     from tickvault.bench.store import run_format_sweep
 
-    with _vault(ctx) as vault:
-        rows = run_format_sweep(vault, trades)
-    if as_json:
-        click.echo(json.dumps(rows))
+    rows = _bench_result(ctx, as_json, run_format_sweep, n_trades=trades)
+    if rows is None:
         return
     table = Table(title=f"block formats: {trades:,} trades")
     for col in ("codec", "block_max_trades", "bytes/trade", "ingest trades/s", "read trades/s"):

@@ -1,0 +1,283 @@
+"""Benchmarks never touch a user's data: each runs on its own temporary server, or with
+``--url`` writes and deletes only its own keys. Every ``tickvault bench`` command runs here
+through the CLI, with tiny sizes, beside a user's store full of every kind of key."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from hypothesis import given
+from hypothesis import strategies as st
+from tests.conftest import sim_trades
+from tests.integration.test_book import sim_book
+from tickvault import Vault
+from tickvault.bench.isolation import (
+    KEY_PREFIX,
+    SYMBOL_PREFIX,
+    TEMP_PREFIX,
+    bench_vault,
+    clear_keys,
+    symbol_keys,
+)
+from tickvault.cli.main import bench, cli
+from tickvault.config import load_settings
+from tickvault.files import b3, reader
+from tickvault.ingest import import_files
+from tickvault.model.trades import TradeBatch
+from tickvault.model.validate import SYMBOL_RE
+from tickvault.sim.generator import B3_TZ, generate_day
+from tickvault.storage.server import read_state
+from tickvault.vault import GapMarker
+
+RUNS: dict[str, list[str]] = {
+    "store": ["--trades", "3000", "--seed-trades", "500", "--repeats", "1"],
+    "import": ["--trades", "3000", "--seed-trades", "300", "--repeats", "1"],
+    "book": ["--trades-per-day", "1500", "--queries", "5"],
+    "live": ["--trades", "2000", "--rate", "5000"],
+    "formats": ["--trades", "2000"],
+}
+"""Every benchmark command, with the smallest sizes that still run it all."""
+
+Snapshot = dict[bytes, tuple[bytes, int]]
+
+
+def snapshot(vault: Vault) -> Snapshot:
+    """Every key of the store: its DUMP (type, encoding and value) and its expiry time."""
+    r = vault.client
+    return {
+        key: (r.dump(key), r.execute_command("PEXPIRETIME", key)) for key in r.scan_iter(count=1000)
+    }
+
+
+def connections_received(vault: Vault) -> int:
+    """Connections the server has accepted so far (this client's stays open)."""
+    return int(vault.client.info("stats")["total_connections_received"])
+
+
+def fill_user_store(vault: Vault, tmp_path: Path) -> None:
+    """What a user's store holds: live and imported trades, books, gaps, cursors, the
+    imports registry and quarantine, on the symbols the benchmarks used to overwrite."""
+    vault.write_trades("WINZ25", sim_trades(3000))
+    vault.store_batch(
+        "WINZ25", sim_trades(500, seed=2), stream="historical", cursors={"pub1:trade.WINZ25": 41}
+    )
+    day = dt.date(2025, 11, 3)
+    file_trades: dict[str, TradeBatch] = {
+        s: generate_day(s, day, 800, seed=i) for i, s in enumerate(("WDOZ25", "PETR4"))
+    }
+    path = tmp_path / "TradeIntraday_20251103_1.txt"
+    reader.write_b3(path, b3.to_b3_table(file_trades, B3_TZ))
+    import_files(vault, [path])
+    for batch in sim_book(2000).updates["WINZ25"]:
+        vault.write_book("WINZ25", batch)
+    start = int(sim_trades(1).ts_event[0])
+    vault.record_gap(
+        GapMarker("WINZ25", "realtime", start, start + 10**9, "pub1", "trade.WINZ25", 7, 9, "lost")
+    )
+    vault.quarantine("bad message", "a test", [b"trade.WINZ25", b"\x00junk"])
+    r = vault.client
+    r.set("user:note", "a key of the user's own")
+    r.set("user:expiring", "with a TTL", ex=86_400)
+
+
+@pytest.fixture
+def user_store(
+    own_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Vault]:
+    """A user's filled store, configured as the user's (TICKVAULT_DATA_DIR), server running."""
+    monkeypatch.setenv("TICKVAULT_DATA_DIR", str(own_data_dir))
+    with Vault.open(data_dir=own_data_dir) as vault:
+        fill_user_store(vault, tmp_path)
+        yield vault
+
+
+@pytest.fixture
+def bench_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where benchmarks make their temporary data directories during the test."""
+    where = tmp_path / "tmp"
+    where.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(where))
+    return where
+
+
+def valkey_servers_using(path: Path) -> list[int]:
+    """Pids of running processes whose command line names ``path`` (a server's --dir)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and any(str(path).encode() in arg for arg in cmdline):
+            found.append(int(proc.name))
+    return found
+
+
+def run_bench(runner: CliRunner, name: str, *url: str) -> Any:
+    result = runner.invoke(cli, ["bench", *url, name, *RUNS[name], "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_every_bench_command_is_exercised_here() -> None:
+    assert set(bench.commands) == set(RUNS)
+
+
+def test_bench_commands_leave_the_users_store_byte_identical(
+    user_store: Vault, bench_tmp: Path
+) -> None:
+    before = snapshot(user_store)
+    assert b"imports" in before and b"quarantine" in before and b"book:{WINZ25}" in before
+    assert b"ticks:{WINZ25}:cursor" in before and b"ticks:{WINZ25}:gaps" in before
+    connections = connections_received(user_store)
+    runner = CliRunner()
+    for name in RUNS:
+        figures = run_bench(runner, name)
+        assert figures, name
+        assert snapshot(user_store) == before, f"bench {name} changed the user's store"
+        assert connections_received(user_store) == connections, f"bench {name} used it"
+        assert list(bench_tmp.iterdir()) == [], f"bench {name} left its data directory"
+        assert valkey_servers_using(bench_tmp) == [], f"bench {name} left its server running"
+        if name != "formats":
+            assert "original_design" in json.dumps(figures)
+            assert "seed" not in json.dumps(figures)
+
+
+def test_bench_with_url_touches_only_its_own_keys(user_store: Vault, bench_tmp: Path) -> None:
+    before = snapshot(user_store)
+    runner = CliRunner()
+    for name in RUNS:
+        run_bench(runner, name, "--url", user_store.url)
+        assert snapshot(user_store) == before, f"bench --url {name} changed other keys"
+    assert list(bench_tmp.iterdir()) == []
+
+
+def test_bench_with_url_keeps_its_keys_apart_while_it_runs(user_store: Vault) -> None:
+    before = snapshot(user_store)
+    settings = user_store.settings
+    with bench_vault(settings, user_store.url) as vault:
+        from tickvault.bench.store import BENCH_SYMBOL
+
+        vault.write_trades(BENCH_SYMBOL, sim_trades(100))
+        vault.client.set(f"{KEY_PREFIX}left", "x")
+        added = set(snapshot(user_store)) - set(before)
+        assert added and all(
+            k.startswith((b"ticks:{" + SYMBOL_PREFIX.encode(), KEY_PREFIX.encode())) for k in added
+        )
+    assert snapshot(user_store) == before
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("boom"), KeyboardInterrupt()])
+def test_bench_server_is_removed_when_a_benchmark_fails(
+    bench_tmp: Path, failure: BaseException
+) -> None:
+    seen: list[Path] = []
+    with pytest.raises(type(failure)), bench_vault(load_settings()) as v:
+        seen.append(v.settings.data_dir)
+        assert read_state(v.settings.data_dir) is not None
+        raise failure
+    assert seen and seen[0].parent == bench_tmp and seen[0].name.startswith(TEMP_PREFIX)
+    assert not seen[0].exists()
+    assert valkey_servers_using(bench_tmp) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_bench_interrupted_stops_its_server_and_deletes_its_directory(
+    user_store: Vault, bench_tmp: Path, signum: int
+) -> None:
+    before = snapshot(user_store)
+    env = {**os.environ, "TMPDIR": str(bench_tmp)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tickvault.cli.main", "bench", "book"],  # a full day: long
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not list(bench_tmp.glob(f"{TEMP_PREFIX}*/tickvault-server.json")):
+            assert proc.poll() is None and time.monotonic() < deadline, "no benchmark server"
+            time.sleep(0.05)
+        [data_dir] = list(bench_tmp.iterdir())
+        state = read_state(data_dir)
+        assert state is not None
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0
+    assert "Traceback" not in err
+    assert not data_dir.exists()
+    assert valkey_servers_using(bench_tmp) == []
+    assert snapshot(user_store) == before
+
+
+@given(st.from_regex(SYMBOL_RE, fullmatch=True))
+def test_benchmarks_refuse_to_delete_keys_of_other_symbols(symbol: str) -> None:
+    if symbol.startswith(SYMBOL_PREFIX):
+        assert all(SYMBOL_PREFIX in p for p in symbol_keys(symbol))
+        return
+    with pytest.raises(ValueError, match=SYMBOL_PREFIX):
+        symbol_keys(symbol)
+    for pattern in (f"ticks:{{{symbol}}}:*", f"book:{{{symbol}}}*", "*", "imports"):
+        with pytest.raises(ValueError, match="only its own keys"):
+            clear_keys(None, pattern)  # type: ignore[arg-type]  # refused before any use
+
+
+def test_readme_median_counts_are_the_default_repeats() -> None:
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Benchmarks", 1)[1].split("\n## ", 1)[0]
+    said = {int(n) for n in re.findall(r"median of (\d+)", section)}
+    defaults = {
+        next(p.default for p in bench.commands[name].params if p.name == "repeats")
+        for name in ("store", "import")
+    }
+    assert said and said == defaults
+
+
+@pytest.mark.parametrize("name", ["live", "formats"])
+def test_bench_shows_progress_on_stderr_and_only_the_table_on_stdout(
+    name: str, own_data_dir: Path, bench_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TICKVAULT_DATA_DIR", str(own_data_dir))
+    result = CliRunner().invoke(cli, ["bench", name, *RUNS[name]], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    phases = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "a temporary server in" in phases[0]
+    if name == "live":
+        assert sum("trades as fast as" in p for p in phases) == 2
+        assert sum("lag of" in p for p in phases) == 2
+        assert "original design" in result.stdout
+    else:
+        assert phases[-1].startswith("12/12: zstd, blocks of 65,536")
+    assert not any(p in result.stdout for p in phases)
+    assert list(bench_tmp.iterdir()) == []
+
+
+def test_bench_url_that_is_not_a_valkey_url_is_one_clear_line(bench_tmp: Path) -> None:
+    result = CliRunner().invoke(cli, ["bench", "--url", "http://localhost:1", "store"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--url'" in result.output and "valkey://" in result.output
+    assert "Traceback" not in result.output
+    assert list(bench_tmp.iterdir()) == []
