@@ -71,9 +71,9 @@ def fill_user_store(vault: Vault, tmp_path: Path) -> None:
     """What a user's store holds: live and imported trades, books, gaps, cursors, the
     imports registry and quarantine, on the symbols the benchmarks used to overwrite."""
     vault.write_trades("WINZ25", sim_trades(3000))
-    vault.store_batch(
-        "WINZ25", sim_trades(500, seed=2), stream="historical", cursors={"pub1:trade.WINZ25": 41}
-    )
+    history = sim_trades(500, seed=2)  # another run of the simulator: ids of its own
+    history = TradeBatch(**{**history.columns(), "trade_id": history.trade_id + 1_000_000})
+    vault.store_batch("WINZ25", history, stream="historical", cursors={"pub1:trade.WINZ25": 41})
     day = dt.date(2025, 11, 3)
     file_trades: dict[str, TradeBatch] = {
         s: generate_day(s, day, 800, seed=i) for i, s in enumerate(("WDOZ25", "PETR4"))
@@ -99,7 +99,9 @@ def user_store(
 ) -> Iterator[Vault]:
     """A user's filled store, configured as the user's (TICKVAULT_DATA_DIR), server running."""
     monkeypatch.setenv("TICKVAULT_DATA_DIR", str(own_data_dir))
-    with Vault.open(data_dir=own_data_dir) as vault:
+    # Kept running like `tickvault server start`: no idle watchdog, whose own single
+    # connection would otherwise show up in the connection count at a random moment.
+    with Vault.open(data_dir=own_data_dir, embedded_idle_stop_s=0) as vault:
         fill_user_store(vault, tmp_path)
         yield vault
 

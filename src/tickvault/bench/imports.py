@@ -25,6 +25,7 @@ import pandas as pd
 import valkey
 
 from tickvault.bench.isolation import SYMBOL_PREFIX, clear_keys, symbol_keys
+from tickvault.errors import BenchmarkError
 from tickvault.files import b3, reader
 from tickvault.ingest import ImportOptions, import_files
 from tickvault.model.trades import TradeBatch
@@ -103,10 +104,10 @@ def run_import_bench(
             times.append(time.perf_counter() - t0)
             stored = sum(r.total_stored for r in reports)
         if stored != n_trades:
-            raise RuntimeError(f"tickvault stored {stored} trades of {n_trades}")
+            raise BenchmarkError(f"tickvault stored {stored} trades of {n_trades}")
         read_back = sum(len(vault.range_numpy(s)) for s in BENCH_SYMBOLS)
         if read_back != n_trades:
-            raise RuntimeError(f"tickvault read back {read_back} trades of {n_trades}")
+            raise BenchmarkError(f"tickvault read back {read_back} trades of {n_trades}")
         _clear(vault)
         seed_n = min(seed_trades, n_trades)
         say(f"original design: importing {seed_n:,} rows, one XADD each")

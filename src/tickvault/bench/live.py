@@ -29,6 +29,7 @@ from typing import Any
 
 from tickvault.bench.isolation import SYMBOL_PREFIX, clear_keys, symbol_keys
 from tickvault.bridge import percentiles
+from tickvault.errors import BenchmarkError
 from tickvault.sim.generator import generate_trades
 from tickvault.transport.endpoints import free_tcp_ports
 from tickvault.vault import Vault
@@ -184,7 +185,7 @@ def _one_run(
         procs.append(bridge)
         assert bridge.stdout is not None
         if bridge.stdout.readline().strip() != "READY":
-            raise RuntimeError("the benchmark bridge process did not start")
+            raise BenchmarkError("the benchmark bridge process did not start")
         pub = _spawn(vault, "publisher", design, endpoints=endpoints, trades=trades, rate=rate)
         procs.append(pub)
         assert pub.stdout is not None

@@ -21,6 +21,7 @@ import pandas as pd
 import valkey
 
 from tickvault.bench.isolation import SYMBOL_PREFIX, clear_keys, symbol_keys
+from tickvault.errors import BenchmarkError
 from tickvault.model.trades import TradeBatch
 from tickvault.sim.generator import generate_trades
 from tickvault.vault import Vault
@@ -157,7 +158,7 @@ def run_store_bench(
     say("tickvault: reading")
     read_s, frame = _best_of(repeats, lambda: vault.range(BENCH_SYMBOL))
     if len(frame) != n_trades:
-        raise RuntimeError(f"tickvault read back {len(frame)} trades, wrote {n_trades}")
+        raise BenchmarkError(f"tickvault read back {len(frame)} trades, wrote {n_trades}")
     tv_bytes = sum(s.memory_bytes for s in vault.stats(BENCH_SYMBOL))
     _clear(vault)
 
@@ -169,7 +170,7 @@ def run_store_bench(
     say("original layout: reading")
     seed_read_s, seed_frame = _timed(lambda: _seed_read(plain))
     if len(seed_frame) != seed_n:
-        raise RuntimeError(f"original layout read back {len(seed_frame)} of {seed_n} trades")
+        raise BenchmarkError(f"original layout read back {len(seed_frame)} of {seed_n} trades")
     seed_bytes = int(r.memory_usage(SEED_KEY, samples=0) or 0)
     r.delete(SEED_KEY)
     plain.close()

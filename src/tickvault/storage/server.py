@@ -47,6 +47,7 @@ from tickvault.errors import EmbeddedServerError
 STATE_FILE = "tickvault-server.json"
 PORT_FILE = "tickvault-port"
 KEEP_FILE = "tickvault-keep"
+WATCHDOG_FILE = "tickvault-watchdog.pid"
 LOCK_FILE = ".lock"
 LOG_FILE = "valkey.log"
 START_TIMEOUT_S = 15.0
@@ -318,7 +319,7 @@ def _start_watchdog(data_dir: Path, info: ServerInfo, idle_stop_s: float) -> Non
     args = [sys.executable, "-m", "tickvault.storage.watchdog", str(data_dir), info.run_id,
             str(idle_stop_s)]  # fmt: skip
     try:
-        subprocess.Popen(
+        proc = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -326,6 +327,7 @@ def _start_watchdog(data_dir: Path, info: ServerInfo, idle_stop_s: float) -> Non
             start_new_session=True,
             cwd=data_dir,
         )
+        (data_dir / WATCHDOG_FILE).write_text(f"{proc.pid}\n")
     except OSError as exc:  # the server runs on; it just will not stop by itself
         (data_dir / KEEP_FILE).touch()
         _note(data_dir, f"could not start the idle watchdog: {exc.strerror}")
@@ -345,6 +347,7 @@ def stop_server(data_dir: Path) -> bool:
         info = read_state(data_dir)
         (data_dir / STATE_FILE).unlink(missing_ok=True)
         (data_dir / KEEP_FILE).unlink(missing_ok=True)
+        _stop_watchdog(data_dir)
         if info is None:
             return False
         try:
@@ -361,6 +364,24 @@ def stop_server(data_dir: Path) -> bool:
         if _pid_alive(info.pid):
             os.kill(info.pid, signal.SIGKILL)
         return True
+
+
+def _stop_watchdog(data_dir: Path) -> None:
+    """End the idle watchdog of ``data_dir`` (unless it is the caller), and wait for it."""
+    path = data_dir / WATCHDOG_FILE
+    try:
+        pid = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return
+    path.unlink(missing_ok=True)
+    if pid == os.getpid() or not _pid_alive(pid):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        _reap(pid)
+        time.sleep(0.01)
 
 
 def _reap(pid: int) -> None:

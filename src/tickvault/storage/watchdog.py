@@ -16,6 +16,7 @@ its sockets, so its connections leave the list and cannot keep the server up.
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Any
 
 import valkey
 
-from tickvault.storage.server import KEEP_FILE, read_state, stop_server
+from tickvault.storage.server import KEEP_FILE, STATE_FILE, read_state, stop_server
 
 POLL_S = 1.0
 
@@ -34,26 +35,38 @@ def other_clients(client: Any) -> int:
     return sum(1 for c in client.client_list() if int(c.get("id", -1)) != mine)
 
 
+def _recorded_run_id(data_dir: Path) -> str | None:
+    """The run id in the state file (read without connecting to anything)."""
+    try:
+        return str(json.loads((data_dir / STATE_FILE).read_text())["run_id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def watch(data_dir: Path, run_id: str, idle_stop_s: float) -> str:
-    """Watch until the server stops or is stopped; returns why the watch ended."""
+    """Watch until the server stops or is stopped; returns why the watch ended.
+
+    One connection for the whole watch (a watchdog must not add to the server's
+    connection count every second)."""
     idle_since = time.monotonic()
-    client: Any = None
+    info = read_state(data_dir)
+    if info is None or info.run_id != run_id:
+        return "server gone"
+    client: Any = valkey.Valkey(host=info.host, port=info.port, socket_timeout=5,
+                                client_name="tvwatchdog")  # fmt: skip
     try:
         while True:
             time.sleep(POLL_S)
             if (data_dir / KEEP_FILE).exists():
                 return "kept running on request"
-            info = read_state(data_dir)
-            if info is None or info.run_id != run_id:
+            if _recorded_run_id(data_dir) != run_id:
                 return "server gone"
-            if client is None:
-                client = valkey.Valkey(host=info.host, port=info.port, socket_timeout=5,
-                                       client_name="tvwatchdog")  # fmt: skip
             try:
+                if client.info("server").get("run_id") != run_id:
+                    return "server replaced"
                 busy = other_clients(client) > 0
             except (valkey.ValkeyError, OSError):
-                client = None
-                continue
+                return "server gone"
             now = time.monotonic()
             if busy:
                 idle_since = now
@@ -62,14 +75,12 @@ def watch(data_dir: Path, run_id: str, idle_stop_s: float) -> str:
                     idle_since = now
                     continue
                 client.close()
-                client = None
                 if not (data_dir / KEEP_FILE).exists():
                     stop_server(data_dir)
                 return "stopped after idling"
     finally:
-        if client is not None:
-            with contextlib.suppress(Exception):
-                client.close()
+        with contextlib.suppress(Exception):
+            client.close()
 
 
 def main(argv: list[str] | None = None) -> None:
