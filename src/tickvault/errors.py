@@ -7,6 +7,7 @@
     ├── FormatError              bytes that are not a valid tickvault block or wire message
     │   └── FileFormatError      a market-data file that cannot be read (names file, line, column)
     ├── FeedError                a feed failed (ProfitDLL error code, login refused...)
+    ├── OutputError              a file to write cannot be created or written
     └── ServerError              anything about the Valkey server
         ├── ServerUnreachable    no server answers at the configured address
         └── EmbeddedServerError  the embedded server could not be started or stopped
@@ -65,6 +66,10 @@ class FileFormatError(FormatError):
 
 class FeedError(TickvaultError):
     """A feed failed: the DLL could not be loaded, refused a call or the login."""
+
+
+class OutputError(TickvaultError):
+    """A file to write (an export, ``--out``) cannot be created or written."""
 
 
 class ServerError(TickvaultError):
