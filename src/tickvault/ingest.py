@@ -27,8 +27,42 @@ from tickvault.storage.keys import IMPORTS_KEY
 from tickvault.timeutil import now_ns
 from tickvault.vault import Vault
 
-Progress = Callable[[int], None]
-"""Called with the number of raw file bytes consumed so far, over all files."""
+Progress = Callable[[str, int, int], None]
+"""Called as ``progress("read", bytes_done, bytes_total)`` while the files are read and
+``progress("store", records_done, records_total)`` while their records are stored.
+Totals are over all files; the records total grows as each file is read, so an
+import is done when both stages have reached their totals."""
+
+
+@dataclass(slots=True)
+class _Tracker:
+    """Progress of both stages of an import, over all its files."""
+
+    callback: Progress | None
+    bytes_total: int
+    records_total: int = 0
+    records_done: int = 0
+
+    def read(self, done: int) -> None:
+        if self.callback is not None:
+            self.callback("read", min(done, self.bytes_total), self.bytes_total)
+
+    def to_store(self, records: int) -> None:
+        self.records_total += records
+        if self.callback is not None:
+            self.callback("store", self.records_done, self.records_total)
+
+    def stored(self, records_done: int) -> None:
+        self.records_done = records_done
+        if self.callback is not None:
+            self.callback("store", self.records_done, self.records_total)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size if path.is_file() else 0
+    except OSError:
+        return 0
 
 
 @dataclass(slots=True)
@@ -72,17 +106,22 @@ def import_files(
 ) -> list[FileReport]:
     """Import every file (plain, .gz or .zip) in order; returns one report per text file."""
     reports: list[FileReport] = []
+    tracker = _Tracker(progress, sum(_size(p) for p in paths))
     done_bytes = 0
     for path in paths:
-        base = done_bytes
-        report_progress = (lambda n, base=base: progress(base + n)) if progress else None
+        size = _size(path)
+
+        # A file counts as read only once its records are counted for storing, so the
+        # two stages are never both complete while anything is left to store.
+        def read_progress(n: int, base: int = done_bytes, last: int = max(size - 1, 0)) -> None:
+            tracker.read(base + min(n, last))
+
         sources = reader.sources(path)
         digest = reader.digest(path)  # once per file, however many members a .zip has
         for src in sources:
-            reports.append(_import_source(vault, src, digest, options, report_progress))
-        done_bytes += path.stat().st_size
-        if progress is not None:
-            progress(done_bytes)
+            reports.append(_import_source(vault, src, digest, options, read_progress, tracker))
+        done_bytes += size
+        tracker.read(done_bytes)
     return reports
 
 
@@ -93,7 +132,12 @@ def _manifest_field(digest: str, src: Source, options: ImportOptions) -> str:
 
 
 def _import_source(
-    vault: Vault, src: Source, digest: str, options: ImportOptions, progress: Progress | None
+    vault: Vault,
+    src: Source,
+    digest: str,
+    options: ImportOptions,
+    read_progress: Callable[[int], None],
+    tracker: _Tracker,
 ) -> FileReport:
     started = time.perf_counter()
     r = vault.client
@@ -106,7 +150,7 @@ def _import_source(
             stored=previous.get("stored", {}),
             already_imported=True,
         )
-    parsed = read_file(src, options, vault.settings.tz, progress)
+    parsed = read_file(src, options, vault.settings.tz, read_progress)
     report = FileReport(
         src.name,
         rows=parsed.rows,
@@ -115,9 +159,16 @@ def _import_source(
         cancelled=parsed.cancelled,
         unmatched_cancels=parsed.unmatched_cancels,
     )
+    tracker.to_store(sum(len(b) for b in parsed.trades.values()))
     for symbol, batch in sorted(parsed.trades.items()):
         validate(batch)
-        report.stored[symbol] = vault.store_batch(symbol, batch, stream="historical")
+
+        def store_progress(n: int, before: int = tracker.records_done) -> None:
+            tracker.stored(before + n)
+
+        report.stored[symbol] = vault.store_batch(
+            symbol, batch, stream="historical", progress=store_progress
+        )
     report.seconds = time.perf_counter() - started
     summary = {k: v for k, v in asdict(report).items() if k in ("name", "rows", "stored")}
     if options.record:
@@ -126,7 +177,10 @@ def _import_source(
 
 
 def read_file(
-    src: Source, options: ImportOptions, tz: ZoneInfo, progress: Progress | None = None
+    src: Source,
+    options: ImportOptions,
+    tz: ZoneInfo,
+    progress: Callable[[int], None] | None = None,
 ) -> FileTrades:
     """The trades of one text file: B3 format when its header says so, else mapped."""
     if options.mapping is None and src.path.suffix.lower() in (".parquet", ".pq"):

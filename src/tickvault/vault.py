@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import math
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -222,11 +222,13 @@ class Vault:
         *,
         stream: StreamKind = "realtime",
         cursors: Mapping[str, int] | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> int:
         """Store a checked ``TradeBatch`` as is (no defaults or flags added) and move
         ``cursors`` in the same atomic step. For imports; users call ``write_trades``,
-        the bridge ``store_cycle``."""
-        return self._append_batch(check_symbol(symbol), stream, batch, cursors)
+        the bridge ``store_cycle``. ``progress`` is called with the number of records
+        stored so far, after each group of blocks is stored."""
+        return self._append_batch(check_symbol(symbol), stream, batch, cursors, progress)
 
     def _append_batch(
         self,
@@ -234,6 +236,7 @@ class Vault:
         stream: StreamKind,
         batch: TradeBatch,
         cursors: Mapping[str, int] | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> int:
         """Append ``batch``; ``cursors`` (bridge position per publisher:topic) move in the
         same atomic script call as the last group of blocks."""
@@ -245,9 +248,14 @@ class Vault:
             return 0
         self._check_identities(symbol, batch)
         encode = self._encode
+        stored = 0
 
         def append(group: list[PlannedBlock], blocks: list[bytes], last: bool) -> None:
+            nonlocal stored
             self._append(keys=keys, args=_group_args(group, blocks, cursor_args, last))
+            if progress is not None:
+                stored += sum(len(p.trades) for p in group)
+                progress(stored)
 
         # Groups are sent in order, one in flight, by a sender thread: the server
         # appends one group while this thread encodes the next, and memory stays

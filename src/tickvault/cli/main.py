@@ -7,13 +7,14 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from tickvault.cli.output import check_output_path, console, err_console, write_output
 from tickvault.config import Settings, hide_password, load_settings
 from tickvault.errors import TickvaultError
 from tickvault.storage import server as embedded
@@ -21,8 +22,6 @@ from tickvault.timeutil import format_ns
 from tickvault.vault import Vault, to_frame
 
 F = TypeVar("F", bound=Callable[..., Any])
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
 
 
 class _App(click.Group):
@@ -83,7 +82,7 @@ def _vault(ctx: click.Context) -> Iterator[Vault]:
 )
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     help="Write to this file (required for parquet).",
 )
 @click.pass_context
@@ -100,6 +99,8 @@ def query(
     """Print or export the trades of SYMBOL in [start, end)."""
     if fmt == "parquet" and out is None:
         raise click.UsageError("--format parquet needs --out FILE")
+    if out is not None:
+        check_output_path(out)
     with _vault(ctx) as vault:
         if last_n is not None and start is None and end is None:
             frame = vault.last(symbol, last_n, known_at=known_at)
@@ -110,12 +111,12 @@ def query(
         tz = vault.settings.tz
     if fmt == "parquet":
         assert out is not None
-        frame.to_parquet(out)
+        write_output(out, frame.to_parquet)
         err_console.print(f"wrote {len(frame):,} trades to {out}")
     elif fmt == "csv":
         text = frame.to_csv()
         if out:
-            out.write_text(text)
+            write_output(out, lambda p: p.write_text(text))
             err_console.print(f"wrote {len(frame):,} trades to {out}")
         else:
             click.echo(text, nl=False)
@@ -159,28 +160,34 @@ def _print_trades(frame: Any, tz: Any, *, limit: int) -> None:
 @cli.command()
 @click.pass_context
 def status(ctx: click.Context) -> None:
-    """Symbols, trade counts, time span, bytes per trade, server and persistence."""
+    """Symbols, unique trades and stored records, time span, bytes per trade, server,
+    data directory and persistence."""
     with _vault(ctx) as vault:
         info = vault.server_status()
         tz = vault.settings.tz
-        rows = [s for sym in vault.symbols() for s in vault.stats(sym)]
+        rows = [_status_rows(vault, sym) for sym in vault.symbols()]
         books = [b for b in (vault.books.stats(sym) for sym in vault.symbols()) if b.entries]
+        data_dir = vault.settings.data_dir.resolve() if vault.embedded else None
     table = Table(title="tickvault store")
-    for col in ("symbol", "stream", "trades", "blocks", "first", "last", "bytes/trade"):
-        table.add_column(
-            col, justify="right" if col in ("trades", "blocks", "bytes/trade") else "left"
-        )
-    for s in rows:
-        table.add_row(
-            s.symbol,
-            s.stream,
-            f"{s.trades:,}",
-            f"{s.blocks:,}",
-            format_ns(s.first_ns, tz) if s.first_ns else "-",
-            format_ns(s.last_ns, tz) if s.last_ns else "-",
-            f"{s.bytes_per_trade:.2f}",
-        )
+    numeric = ("trades", "records", "blocks", "bytes/trade")
+    for col in ("symbol", "stream", *numeric[:3], "first", "last", numeric[3]):
+        table.add_column(col, justify="right" if col in numeric else "left")
+    for per_symbol in rows:
+        for r in per_symbol:
+            table.add_row(
+                r.symbol, r.stream, f"{r.trades:,}", f"{r.records:,}", f"{r.blocks:,}",
+                format_ns(r.first_ns, tz) if r.first_ns else "-",
+                format_ns(r.last_ns, tz) if r.last_ns else "-",
+                f"{r.memory_bytes / r.trades:.2f}" if r.trades else "-",
+            )  # fmt: skip
     console.print(table)
+    if rows:
+        console.print(
+            "trades: unique trades as reads return them (repeats, copies in both streams and "
+            "corrections resolved, cancelled trades left out); records: entries stored",
+            highlight=False,
+            soft_wrap=True,
+        )
     if books:
         book_table = Table(title="offer books")
         for col in ("symbol", "update entries", "snapshots", "MB"):
@@ -194,8 +201,51 @@ def status(ctx: click.Context) -> None:
     console.print(
         f"server: {info['url']} ({kind}, Valkey {info['version']}), persistence: "
         f"{aof}, maxmemory-policy {info['maxmemory_policy']}, "
-        f"used memory {info['used_memory'] / 1e6:.1f} MB"
+        f"used memory {info['used_memory'] / 1e6:.1f} MB",
+        highlight=False,
     )
+    if data_dir is not None:
+        console.print(f"data directory: {data_dir}", highlight=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _StatusRow:
+    symbol: str
+    stream: str
+    trades: int
+    """Unique trades as a read of all time returns them."""
+    records: int
+    blocks: int
+    memory_bytes: int
+    first_ns: int | None
+    last_ns: int | None
+
+
+def _status_rows(vault: Vault, symbol: str) -> list[_StatusRow]:
+    """One row per stream of ``symbol``, plus an "all" row when it has both (a trade
+    stored in both streams counts once there)."""
+    out = []
+    stats = vault.stats(symbol)
+    for s in stats:
+        unique = len(vault.range_columns(symbol, streams=[s.stream])["trade_id"])
+        out.append(_StatusRow(symbol, s.stream, unique, s.trades, s.blocks, s.memory_bytes,
+                              s.first_ns, s.last_ns))  # fmt: skip
+    if len(stats) > 1:
+        firsts = [s.first_ns for s in stats if s.first_ns is not None]
+        lasts = [s.last_ns for s in stats if s.last_ns is not None]
+        out.append(
+            _StatusRow(
+                symbol,
+                "all",
+                len(vault.range_columns(symbol)["trade_id"]),
+                sum(s.trades for s in stats),
+                sum(s.blocks for s in stats),
+                sum(s.memory_bytes for s in stats),
+                min(firsts) if firsts else None,
+                max(lasts) if lasts else None,
+            )
+        )
+    return out
 
 
 @cli.command()
@@ -217,11 +267,25 @@ def server() -> None:
     """Manage the embedded Valkey server of the data directory."""
 
 
+def _note_external(settings: Settings) -> None:
+    """Say so when valkey_url is set: the other commands then use that server, not the
+    embedded one these commands manage."""
+    if settings.valkey_url:
+        from tickvault.config import hide_password
+
+        err_console.print(
+            f"note: valkey_url is set ({hide_password(settings.valkey_url)}), so the other "
+            "commands use that server, not this embedded one",
+            highlight=False,
+        )
+
+
 @server.command("start")
 @click.pass_context
 def server_start(ctx: click.Context) -> None:
     """Start the embedded server (or report the one already running)."""
     settings = _settings(ctx)
+    _note_external(settings)
     info, started = embedded.ensure_server(settings.data_dir, settings.valkey_server_binary)
     verb = "started" if started else "already running"
     console.print(
@@ -246,6 +310,7 @@ def server_stop(ctx: click.Context) -> None:
 def server_status(ctx: click.Context) -> None:
     """Say whether the embedded server runs, and where."""
     settings = _settings(ctx)
+    _note_external(settings)
     info = embedded.read_state(settings.data_dir.resolve())
     if info is None:
         console.print(f"not running (data directory {settings.data_dir})")
@@ -608,14 +673,17 @@ def replay(
     wanted = _symbols(symbols)
     options = ImportOptions(symbols=frozenset(wanted) if wanted else None,
                             skip_bad_rows=skip_bad_rows)  # fmt: skip
-    feeder = FileFeeder(list(files), settings.tz, speed=_speed(speed), options=options)
-    err_console.print(f"replaying {feeder.total:,} trades of {', '.join(feeder.symbols)}")
+    pace = _speed(speed)
     if not store:
+        feeder = FileFeeder(list(files), settings.tz, speed=pace, options=options)
+        err_console.print(f"replaying {feeder.total:,} trades of {', '.join(feeder.symbols)}")
         _run_feeder(feeder, settings)
         return
     from tickvault.pipeline import Pipeline
 
-    with _vault(ctx) as vault:
+    with _vault(ctx) as vault:  # the store first: an unreachable one fails before any work
+        feeder = FileFeeder(list(files), settings.tz, speed=pace, options=options)
+        err_console.print(f"replaying {feeder.total:,} trades of {', '.join(feeder.symbols)}")
         pipe = Pipeline(vault, feeder).start()
         _stop_on_signals(pipe.feed.stop_event.set)
         while pipe.feed.running:
@@ -853,8 +921,6 @@ def import_cmd(
 ) -> None:
     """Import trade files (B3 "negócios" TXT, .gz, .zip; or mapped CSV/Parquet) into the
     historical stream."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
-
     from tickvault.files.mapped import ColumnMap
     from tickvault.ingest import ImportOptions, import_files
 
@@ -867,22 +933,8 @@ def import_cmd(
         symbol=symbol,
         delimiter=delimiter,
     )
-    total = sum(f.stat().st_size for f in files if f.is_file())
-    with (
-        _vault(ctx) as vault,
-        Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            DownloadColumn(),
-            TimeRemainingColumn(),
-            console=err_console,
-            transient=True,
-        ) as bar,
-    ):
-        task = bar.add_task("importing", total=total or None)
-        reports = import_files(
-            vault, list(files), options, progress=lambda n: bar.update(task, completed=n)
-        )
+    with _vault(ctx) as vault, _import_bar() as on_progress:
+        reports = import_files(vault, list(files), options, progress=on_progress)
     table = Table(title="import")
     for col in ("file", "rows", "stored", "bad rows", "cancelled", "s"):
         table.add_column(col, justify="left" if col == "file" else "right")
@@ -898,6 +950,44 @@ def import_cmd(
             err_console.print(f"[yellow]skipped[/] {r.name}: {example}", highlight=False)
         if r.bad_rows > len(r.bad_examples):
             err_console.print(f"[yellow]skipped[/] {r.name}: {r.bad_rows:,} bad rows in all")
+
+
+@contextmanager
+def _import_bar() -> Iterator[Callable[[str, int, int], None]]:
+    """Two bars on stderr, reading (MB) and storing (records); the import is done when
+    both are, since the storing of a file starts once it is read."""
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        "{task.percentage:>3.0f}%",
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                label = "reading" if stage == "read" else "storing"
+                tasks[stage] = bar.add_task(label, total=None, detail="")
+            if stage == "read":
+                detail = f"{done / 1e6:,.1f}/{total / 1e6:,.1f} MB"
+            else:
+                detail = f"{done:,}/{total:,} records"
+            bar.update(tasks[stage], completed=done, total=total or None, detail=detail)
+
+        yield update
+
+
+from tickvault.cli.inspect import gaps, quarantine  # noqa: E402
+from tickvault.cli.settings import config_cmd  # noqa: E402
+
+cli.add_command(config_cmd)
+cli.add_command(gaps)
+cli.add_command(quarantine)
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:

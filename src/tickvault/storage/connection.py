@@ -56,6 +56,45 @@ def _check_hint(url: str) -> str:
     )
 
 
+def _not_valkey(url: str, what: str) -> ServerError:
+    return ServerError(
+        f"the service at {hide_password(url)} is not a Valkey server ({what}). Check the host "
+        "and port of TICKVAULT_VALKEY_URL (or valkey_url in tickvault.toml): they must be "
+        "those of a Valkey (or Redis) server; unset it to use the embedded server"
+    )
+
+
+def _probe(url: str, timeout_s: float) -> None:
+    """PING ``url`` on a short-lived connection whose every read has a timeout, so a
+    service that is not Valkey (an HTTP server, one that never answers) fails here with
+    a clear error instead of hanging or surfacing a protocol error later."""
+    probe: Any = valkey.Valkey.from_url(
+        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+    )
+    try:
+        if probe.ping() is not True:
+            raise _not_valkey(url, "it did not answer PING with PONG")
+    except valkey.AuthenticationError as exc:
+        raise ServerUnreachable(
+            f"Valkey at {hide_password(url)} refused the credentials ({exc}): put the right "
+            "user and password in the URL, valkey://user:password@host:port/db"
+        ) from None
+    except valkey.TimeoutError:
+        raise _not_valkey(
+            url, f"it accepted a connection but did not answer within {timeout_s:g} s"
+        ) from None
+    except (valkey.ConnectionError, OSError) as exc:
+        raise ServerUnreachable(_check_hint(url) + f" ({exc})") from None
+    except valkey.InvalidResponse as exc:
+        raise _not_valkey(url, f"its answer is not in the Valkey protocol: {exc}") from None
+    except valkey.ResponseError as exc:
+        raise _not_valkey(url, f"it refused PING: {exc}") from None
+    except valkey.ValkeyError as exc:
+        raise _not_valkey(url, str(exc)) from None
+    finally:
+        probe.close()
+
+
 def connect(settings: Settings, url: str | None = None) -> Connection:
     """Connect to ``url``, the configured URL, or the embedded server of ``data_dir``."""
     target = url or settings.valkey_url
@@ -69,6 +108,7 @@ def connect(settings: Settings, url: str | None = None) -> Connection:
         )
         target = embedded.url
     try:
+        _probe(target, settings.connect_timeout_s)
         client = valkey.Valkey.from_url(
             target,
             socket_connect_timeout=settings.connect_timeout_s,
@@ -77,14 +117,16 @@ def connect(settings: Settings, url: str | None = None) -> Connection:
         )
         _use_chunking_packer(client)
         client.ping()
-    except (valkey.ConnectionError, valkey.TimeoutError, OSError) as exc:
-        raise ServerUnreachable(_check_hint(target) + f" ({exc})") from None
+    except ValueError as exc:  # malformed URL
+        raise ServerUnreachable(f"bad Valkey URL {hide_password(target)}: {exc}") from None
     except valkey.AuthenticationError as exc:
         raise ServerUnreachable(
             f"Valkey at {hide_password(target)} refused the credentials: {exc}"
         ) from None
-    except ValueError as exc:  # malformed URL
-        raise ServerUnreachable(f"bad Valkey URL {hide_password(target)}: {exc}") from None
+    except (valkey.ConnectionError, valkey.TimeoutError, OSError) as exc:
+        raise ServerUnreachable(_check_hint(target) + f" ({exc})") from None
+    except valkey.ValkeyError as exc:
+        raise _not_valkey(target, str(exc)) from None
     return Connection(client=client, url=target, embedded=embedded, started_here=started)
 
 

@@ -50,6 +50,11 @@ KEEP_FILE = "tickvault-keep"
 WATCHDOG_FILE = "tickvault-watchdog.pid"
 LOCK_FILE = ".lock"
 LOG_FILE = "valkey.log"
+LOG_MAX_BYTES = 1_000_000
+"""At a start, a ``valkey.log`` larger than this is moved to ``valkey.log.1`` (replacing
+the previous one), so the log of the data directory stays under about 2 MB."""
+LOG_LEVEL = "warning"
+"""The server logs warnings and errors only: no banner and start/stop notices per run."""
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 15.0
 
@@ -174,8 +179,16 @@ def read_state(data_dir: Path) -> ServerInfo | None:
     return info
 
 
+def rotate_log(log: Path, max_bytes: int = LOG_MAX_BYTES) -> None:
+    """Move ``log`` to ``<log>.1`` when it is larger than ``max_bytes``."""
+    with contextlib.suppress(FileNotFoundError):
+        if log.stat().st_size > max_bytes:
+            log.replace(log.with_name(log.name + ".1"))
+
+
 def _start(data_dir: Path, binary: Path) -> ServerInfo:
     log = data_dir / LOG_FILE
+    rotate_log(log)
     last_error = ""
     preferred = remembered_port(data_dir)
     for attempt in range(3):  # a port taken between choosing and binding: try another
@@ -202,6 +215,8 @@ def _start(data_dir: Path, binary: Path) -> ServerInfo:
             "no",
             "--logfile",
             str(log),
+            "--loglevel",
+            LOG_LEVEL,
             "--protected-mode",
             "yes",
         ]

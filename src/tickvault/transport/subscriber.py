@@ -28,6 +28,8 @@ from tickvault.transport.wire import Kind, Message, WireError
 
 log = logging.getLogger(__name__)
 
+_IDLE_POLL_MS = 500
+
 
 @dataclass(frozen=True, slots=True)
 class Gap:
@@ -213,11 +215,14 @@ class Subscriber:
                         self._on_frames(link_no, frames)
             self._expire(time.monotonic())
 
-    def _poll_timeout_ms(self) -> int | None:
+    def _poll_timeout_ms(self) -> int:
+        """Until the next replay deadline, and never more than ``_IDLE_POLL_MS``: a
+        signal that lands just before the poll starts only runs its Python handler
+        (``stop()``) when the poll returns, so an idle poll must return now and then."""
         deadlines = [t.deadline for t in self._tracks.values() if t.asked_last]
         if not deadlines:
-            return None
-        return max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
+            return _IDLE_POLL_MS
+        return min(_IDLE_POLL_MS, max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1))
 
     # ------------------------------------------------------------------ sequencing
     def _on_frames(self, link: int, frames: list[bytes]) -> None:
