@@ -14,6 +14,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from tickvault.cli.trim import trim as trim_command
 from tickvault.config import Settings, load_settings
 from tickvault.errors import TickvaultError
 from tickvault.storage import server as embedded
@@ -194,17 +195,7 @@ def status(ctx: click.Context) -> None:
     )
 
 
-@cli.command()
-@click.argument("symbol", required=False)
-@click.pass_context
-def trim(ctx: click.Context, symbol: str | None) -> None:
-    """Apply retention (retention_days, stream_maxlen) to SYMBOL or to every symbol."""
-    with _vault(ctx) as vault:
-        report = vault.trim(symbol)
-    console.print(
-        f"removed {report.trades_removed:,} trades in {report.blocks_removed:,} blocks and "
-        f"{report.book_entries_removed:,} book entries"
-    )
+cli.add_command(trim_command)
 
 
 # ---------------------------------------------------------------------- server
@@ -838,6 +829,7 @@ def import_cmd(
         reports = import_files(
             vault, list(files), options, progress=lambda n: bar.update(task, completed=n)
         )
+        tz = vault.settings.tz
     table = Table(title="import")
     for col in ("file", "rows", "stored", "bad rows", "cancelled", "s"):
         table.add_column(col, justify="left" if col == "file" else "right")
@@ -849,6 +841,17 @@ def import_cmd(
         )  # fmt: skip
     console.print(table)
     for r in reports:
+        if r.already_imported:
+            when = (
+                f" on {format_ns(r.imported_at_ns, tz)[:19]} ({tz.key} time)"
+                if r.imported_at_ns
+                else ""
+            )
+            err_console.print(
+                f"{r.name}: already imported{when}, so nothing was stored again; to import "
+                "it anyway, add --force (reads still show each trade once)",
+                highlight=False,
+            )
         for example in r.bad_examples:
             err_console.print(f"[yellow]skipped[/] {r.name}: {example}", highlight=False)
         if r.bad_rows > len(r.bad_examples):
