@@ -436,25 +436,50 @@ def _stop_on_signals(stop: Callable[[], None]) -> None:
 
 
 @cli.command()
-@click.option("--speed", default="1", show_default=True, help="Simulator pace: 1, 10, ... or max.")
+@click.option(
+    "--speed",
+    default="1",
+    show_default=True,
+    help="Simulator pace: 1 (real time: today's session from now, or the last one), "
+    "10, ... or max (faster: the latest completed sessions, 1 or with max 5).",
+)
 @click.option("--duration", type=float, help="Stop after this many seconds (default: Ctrl-C).")
-@click.option("--symbols", default="WINZ25,WDOZ25", show_default=True)
+@click.option(
+    "--symbols",
+    default="WINSIM,WDOSIM",
+    show_default=True,
+    help="Symbols to simulate (WIN... or WDO... contracts) and store under.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Add to what is stored under the symbols instead of replacing the previous demo's data.",
+)
 @click.pass_context
-def demo(ctx: click.Context, speed: str, duration: float | None, symbols: str, seed: int) -> None:
-    """The live pipeline on the embedded Valkey: simulator, ZeroMQ, bridge, live view."""
+def demo(
+    ctx: click.Context, speed: str, duration: float | None, symbols: str, seed: int, keep: bool
+) -> None:
+    """The live pipeline on the embedded Valkey: simulator, ZeroMQ, bridge, live view.
+
+    The simulated trades are stored under the demo's own symbols (WINSIM, WDOSIM), so
+    they never mix with real data; each run replaces the previous demo's data (--keep
+    adds to it), and symbols holding data the demo did not write are refused. No
+    simulated trade is dated after the moment it is stored: faster than real time, the
+    demo simulates the latest completed sessions."""
     from tickvault.bridge import tune_for_latency
-    from tickvault.cli.demo import run_live_demo
+    from tickvault.cli.demo import DEMO_SYMBOLS, run_live_demo
 
     tune_for_latency()
     with _vault(ctx) as vault:
         run_live_demo(
             vault,
-            _symbols(symbols) or ["WINZ25", "WDOZ25"],
+            _symbols(symbols) or list(DEMO_SYMBOLS),
             speed=_speed(speed),
             duration_s=duration,
             console=console,
             seed=seed,
+            keep=keep,
         )
 
 
@@ -466,7 +491,11 @@ def demo(ctx: click.Context, speed: str, duration: float | None, symbols: str, s
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.pass_context
 def publish(ctx: click.Context, feed: str, symbols: str, speed: str, days: int, seed: int) -> None:
-    """Run a feeder and publish its events over ZeroMQ until it ends or is stopped."""
+    """Run a feeder and publish its events over ZeroMQ until it ends or is stopped.
+
+    At real-time pace the simulator plays today's session from now (or the last one);
+    faster than real time it plays the DAYS latest completed sessions, so no trade is
+    published before the time it says it happened."""
     from tickvault.feeds.sim import SimulatedFeeder
 
     settings = _settings(ctx)
