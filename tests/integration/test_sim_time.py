@@ -7,9 +7,11 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 from click.testing import CliRunner
 
@@ -17,6 +19,7 @@ from tests.integration.test_live import free_ports, port_env, wait_for
 from tickvault import Vault
 from tickvault.bridge import Bridge
 from tickvault.cli.main import cli
+from tickvault.storage.keys import DEMO_KEY
 from tickvault.timeutil import now_ns
 from tickvault.transport.endpoints import Endpoints
 
@@ -31,10 +34,44 @@ def demo_env(own_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return own_data_dir
 
 
-def run_demo(*args: str) -> str:
-    result = CliRunner().invoke(cli, ["demo", *args], terminal_width=200)
-    assert result.exit_code == 0, result.output
-    return result.output
+@pytest.fixture
+def demo_store(demo_env: Path) -> Iterator[Vault]:
+    """The demo's store, opened first so its server outlives each demo run."""
+    with Vault.open(data_dir=demo_env) as vault:
+        yield vault
+
+
+def records(vault: Vault, symbol: str) -> int:
+    return sum(s.trades for s in vault.stats(symbol))
+
+
+def run_demo(vault: Vault, *args: str) -> str:
+    """Run ``tickvault demo`` until each of its symbols has stored something new, then
+    stop it with Ctrl-C (SIGINT) as a user would; returns what it printed."""
+    before = {s: records(vault, s) for s in SIM_SYMBOLS}
+    keep = "--keep" in args
+    started = now_ns()
+
+    def stored() -> bool:
+        for symbol in SIM_SYMBOLS:
+            run = vault.client.hget(DEMO_KEY, symbol)
+            if run is None or orjson.loads(run)["started_ns"] < started:
+                return False  # this run has not claimed (and emptied) it yet
+            if records(vault, symbol) <= (before[symbol] if keep else 0):
+                return False
+        return True
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tickvault.cli.main", "demo", *args],
+        env={**os.environ, "COLUMNS": "200"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: stored() or proc.poll() is not None, "the demo to store trades")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out.decode()
+    return out.decode()
 
 
 def assert_in_the_past(vault: Vault, symbol: str, until_ns: int) -> np.ndarray:
@@ -49,34 +86,32 @@ def assert_in_the_past(vault: Vault, symbol: str, until_ns: int) -> np.ndarray:
 
 @pytest.mark.parametrize("speed", ["max", "10"])
 def test_a_fast_demo_stores_nothing_dated_after_its_receipt_or_in_the_future(
-    demo_env: Path, speed: str
+    demo_store: Vault, speed: str
 ) -> None:
-    out = run_demo("--speed", speed, "--duration", "2")
-    assert "latest completed session" in out
-    with Vault.open(data_dir=demo_env) as vault:
-        assert set(vault.symbols()) == set(SIM_SYMBOLS)
-        for symbol in SIM_SYMBOLS:
-            assert_in_the_past(vault, symbol, now_ns())
+    out = run_demo(demo_store, "--speed", speed)
+    assert "latest completed session" in " ".join(out.split())
+    assert set(demo_store.symbols()) == set(SIM_SYMBOLS)
+    for symbol in SIM_SYMBOLS:
+        assert_in_the_past(demo_store, symbol, now_ns())
 
 
-def test_two_demo_runs_do_not_mix(demo_env: Path) -> None:
-    run_demo("--speed", "max", "--duration", "2")
+def test_two_demo_runs_do_not_mix(demo_store: Vault) -> None:
+    vault = demo_store
+    run_demo(vault, "--speed", "max")
     between = now_ns()
-    out = run_demo("--speed", "max", "--duration", "2", "--seed", "7")
+    out = run_demo(vault, "--speed", "max", "--seed", "7")
     assert "replaced the previous demo's data of WINSIM" in " ".join(out.split())
-    with Vault.open(data_dir=demo_env) as vault:
-        for symbol in SIM_SYMBOLS:
-            received = assert_in_the_past(vault, symbol, now_ns())
-            assert int(received.min()) > between  # only the second run's trades
-            book = vault.book_updates(symbol, 0, between)  # ... and only its book
-            assert len(book) > 0 and int(book["ts_recv"].min()) > between
-            assert (book["ts_recv"] >= book["ts_event"]).all()
-        second = sum(s.trades for s in vault.stats("WINSIM"))
+    for symbol in SIM_SYMBOLS:
+        received = assert_in_the_past(vault, symbol, now_ns())
+        assert int(received.min()) > between  # only the second run's trades
+        book = vault.book_updates(symbol, 0, between)  # ... and only its book
+        assert len(book) > 0 and int(book["ts_recv"].min()) > between
+        assert (book["ts_recv"] >= book["ts_event"]).all()
+    second = records(vault, "WINSIM")
     # Asked to, a demo adds to the previous one.
-    run_demo("--speed", "max", "--duration", "1", "--seed", "7", "--keep")
-    with Vault.open(data_dir=demo_env) as vault:
-        assert int(vault.range_columns("WINSIM")["ts_recv"].min()) > between
-        assert sum(s.trades for s in vault.stats("WINSIM")) > second  # records added
+    run_demo(vault, "--speed", "max", "--seed", "7", "--keep")
+    assert int(vault.range_columns("WINSIM")["ts_recv"].min()) > between
+    assert records(vault, "WINSIM") > second
 
 
 def test_the_demo_refuses_symbols_holding_data_it_did_not_write(demo_env: Path) -> None:

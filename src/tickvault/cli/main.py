@@ -70,7 +70,9 @@ def _vault(ctx: click.Context) -> Iterator[Vault]:
 @click.option("--start", help="Start, inclusive (ISO time; naive = exchange time zone).")
 @click.option("--end", help="End, exclusive.")
 @click.option("--known-at", help="Show the data as it was known at this time (by ts_recv).")
-@click.option("--last", "last_n", type=int, help="Only the last N trades of the range.")
+@click.option(
+    "--last", "last_n", type=click.IntRange(min=0), help="Only the last N trades of the range."
+)
 @click.option(
     "--format",
     "fmt",
@@ -487,7 +489,13 @@ def demo(
 @click.option("--feed", type=click.Choice(["sim"]), default="sim", show_default=True)
 @click.option("--symbols", default="WINZ25,WDOZ25", show_default=True)
 @click.option("--speed", default="1", show_default=True, help="1, 10, ... or max.")
-@click.option("--days", type=int, default=1, show_default=True, help="Sessions to simulate.")
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Sessions to simulate.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.pass_context
 def publish(ctx: click.Context, feed: str, symbols: str, speed: str, days: int, seed: int) -> None:
@@ -539,23 +547,38 @@ def bridge(ctx: click.Context, symbols: str | None, host: str | None) -> None:
 @click.option("--connect", "host", help="Publisher host (default: zmq_host).")
 @click.pass_context
 def tail(ctx: click.Context, symbol: str, history: bool, host: str | None) -> None:
-    """Print SYMBOL's trades live from ZeroMQ (Ctrl-C stops)."""
+    """Print SYMBOL's trades live from ZeroMQ (Ctrl-C stops).
+
+    Shows every trade published from the moment tail starts, including those a
+    publisher started later sent before the subscription reached it (fetched from
+    its replay buffer). Says on stderr that it is waiting until the first trade."""
+    import time
+
     from tickvault.cli.tail import TailPrinter
     from tickvault.transport.endpoints import Endpoints
     from tickvault.transport.subscriber import Subscriber
     from tickvault.transport.wire import Kind
 
     settings = _settings(ctx)
+    since = time.time_ns()
+    eps = Endpoints.from_settings(settings, host)
     printer = TailPrinter(console, settings.tz)
     sub = Subscriber(
         settings,
         handler=printer,
-        endpoints=[Endpoints.from_settings(settings, host)],
+        endpoints=[eps],
         kinds=[Kind.HISTORY if history else Kind.TRADE],
         symbols=[symbol.upper()],
         recover_from_start=False,
+        recover_since_ns=since,
     )
     _stop_on_signals(sub.stop)
+    err_console.print(
+        f"waiting for {symbol.upper()} {'history ' if history else ''}trades from "
+        f"{eps.history if history else eps.ticks} (a publisher: tickvault publish, replay "
+        "or feed); Ctrl-C stops",
+        highlight=False,
+    )
     try:
         sub.run()
     finally:
@@ -605,7 +628,13 @@ def replay(
 
 @cli.command()
 @click.argument("symbol")
-@click.option("--days", type=float, default=1, show_default=True, help="How far back.")
+@click.option(
+    "--days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1,
+    show_default=True,
+    help="How far back (days, above 0).",
+)
 @click.option("--feed", "feed_name", type=click.Choice(["sim", "profitdll", "file"]),
               default="sim", show_default=True)  # fmt: skip
 @click.option("--file", "files", multiple=True, type=click.Path(path_type=Path),
