@@ -5,13 +5,14 @@ applied, then stored per symbol with ``Vault.store_batch``. A file is
 recognised by the sha256 of its bytes: importing the same file again (same
 symbol filter) is skipped, so each trade is stored once; ``force`` stores it
 again, and reads still show each trade once, since the store resolves repeats
-by (trading date, trade_id). A file with an error stores nothing; the files
-before it stay imported.
+by (trading date, trade_id). The registry (``storage.imports``) records what
+each file stored and when; trimming that removes some of a file's trades
+forgets the file, so it can be imported again. A file with an error stores
+nothing; the files before it stay imported.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,7 +24,7 @@ from tickvault.files import b3, reader
 from tickvault.files.mapped import ColumnMap, read_mapped
 from tickvault.files.reader import FileTrades, Source
 from tickvault.model.validate import validate
-from tickvault.storage.keys import IMPORTS_KEY
+from tickvault.storage import imports
 from tickvault.timeutil import now_ns
 from tickvault.vault import Vault
 
@@ -76,6 +77,8 @@ class FileReport:
     cancelled: int = 0
     unmatched_cancels: int = 0
     already_imported: bool = False
+    imported_at_ns: int | None = None
+    """When the file was imported before (for ``already_imported``)."""
     seconds: float = 0.0
 
     @property
@@ -142,13 +145,14 @@ def _import_source(
     started = time.perf_counter()
     r = vault.client
     manifest_field = _manifest_field(digest, src, options)
-    if not options.force and r.hexists(IMPORTS_KEY, manifest_field):
-        previous = json.loads(r.hget(IMPORTS_KEY, manifest_field))
+    previous = None if options.force else imports.lookup(r, manifest_field)
+    if previous is not None:
         return FileReport(
             src.name,
             rows=previous.get("rows", 0),
             stored=previous.get("stored", {}),
             already_imported=True,
+            imported_at_ns=previous.get("at_ns"),
         )
     parsed = read_file(src, options, vault.settings.tz, read_progress)
     report = FileReport(
@@ -160,6 +164,7 @@ def _import_source(
         unmatched_cancels=parsed.unmatched_cancels,
     )
     tracker.to_store(sum(len(b) for b in parsed.trades.values()))
+    spans: dict[str, list[int]] = {}
     for symbol, batch in sorted(parsed.trades.items()):
         validate(batch)
 
@@ -169,10 +174,12 @@ def _import_source(
         report.stored[symbol] = vault.store_batch(
             symbol, batch, stream="historical", progress=store_progress
         )
+        if len(batch):
+            spans[symbol] = [int(batch.ts_event.min()), int(batch.ts_event.max())]
     report.seconds = time.perf_counter() - started
     summary = {k: v for k, v in asdict(report).items() if k in ("name", "rows", "stored")}
     if options.record:
-        r.hset(IMPORTS_KEY, manifest_field, json.dumps({**summary, "at_ns": now_ns()}))
+        imports.register(r, manifest_field, {**summary, "at_ns": now_ns(), "spans": spans})
     return report
 
 

@@ -30,7 +30,7 @@ from tickvault.config import Settings, load_settings
 from tickvault.errors import QueryError, ValidationError
 from tickvault.model.trades import TRADE_DTYPE, TRADE_FIELDS, TradeBatch, TradeFlag
 from tickvault.model.validate import check_symbol, to_batch
-from tickvault.storage import codec, identity
+from tickvault.storage import codec, identity, imports
 from tickvault.storage.blocks import PlannedBlock, plan_blocks
 from tickvault.storage.connection import (
     Connection,
@@ -105,10 +105,46 @@ class GapMarker:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class TrimItem:
+    """What a trim removes (or, in a dry run, would remove) from one stream of a symbol."""
+
+    symbol: str
+    stream: StoreKind
+    blocks: int
+    """Stream entries: trade blocks, or for the book its update entries and snapshots."""
+    trades: int
+    """Trade records (repeats and corrections included); 0 for the book."""
+    first_ns: int | None
+    last_ns: int | None
+    """Event-time span of what goes."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class TrimReport:
-    blocks_removed: int
-    trades_removed: int
-    book_entries_removed: int = 0
+    """The outcome (or, with ``dry_run``, the plan) of ``Vault.trim``."""
+
+    cutoff_ns: int
+    """Trades with event times before this are past the retention window."""
+    dry_run: bool = False
+    items: tuple[TrimItem, ...] = ()
+    """One per symbol and stream with something to remove."""
+    imports_released: tuple[str, ...] = ()
+    """Imported files some of whose trades go: the registry forgets them, so they can be
+    imported again."""
+    symbols: tuple[str, ...] = ()
+    """The symbols looked at."""
+
+    @property
+    def blocks_removed(self) -> int:
+        return sum(i.blocks for i in self.items if i.stream != "book")
+
+    @property
+    def trades_removed(self) -> int:
+        return sum(i.trades for i in self.items)
+
+    @property
+    def book_entries_removed(self) -> int:
+        return sum(i.blocks for i in self.items if i.stream == "book")
 
 
 def _entry_ms(entry_id: bytes | str) -> int:
@@ -717,27 +753,53 @@ class Vault:
 
     # ------------------------------------------------------------------ retention
     @translate
-    def trim(self, symbol: str | None = None, *, now: TimeLike | None = None) -> TrimReport:
-        """Apply retention: drop trades older than ``retention_days`` and keep at most
-        ``stream_maxlen`` blocks per stream. Never drops a block with a trade that is
-        still inside the retention window. Offer books keep everything needed to
-        rebuild them from the cutoff on (``BookStore.trim``)."""
+    def trim(
+        self, symbol: str | None = None, *, now: TimeLike | None = None, dry_run: bool = False
+    ) -> TrimReport:
+        """Apply retention: drop trades with event times older than ``retention_days``
+        before ``now`` and keep at most ``stream_maxlen`` blocks per stream. Never drops
+        a block with a trade that is still inside the retention window. Offer books keep
+        everything needed to rebuild them from the cutoff on (``BookStore.trim``).
+
+        Retention counts event age, so imported or backfilled history older than the
+        window goes too; imported files whose trades are removed are forgotten by the
+        import registry, so they can be imported again. ``dry_run``: remove nothing,
+        return what would be removed. An unknown symbol gives an empty report."""
         now_value = now_ns() if now is None else to_ns(now, self._tz, name="now")
         cutoff_ns = now_value - int(self.settings.retention_days * NS_PER_DAY)
-        blocks = trades = book = 0
-        for sym in [check_symbol(symbol)] if symbol else self.symbols():
+        symbols = [check_symbol(symbol)] if symbol else self.symbols()
+        items: list[TrimItem] = []
+        released: dict[str, str] = {}
+        for sym in symbols:
             for stream in STREAMS:
-                b, t = self._trim_stream(sym, stream, cutoff_ns)
-                blocks, trades = blocks + b, trades + t
-            book += self.books.trim(sym, cutoff_ns)
-        return TrimReport(blocks_removed=blocks, trades_removed=trades, book_entries_removed=book)
-
-    def _trim_stream(self, symbol: str, stream: StreamKind, cutoff_ns: int) -> tuple[int, int]:
-        key, late, meta = (
-            trades_key(symbol, stream),
-            late_key(symbol, stream),
-            meta_key(symbol, stream),
+                plan = self._plan_trim(sym, stream, cutoff_ns)
+                if plan is None:
+                    continue
+                items.append(plan.item)
+                if stream == "historical" and plan.item.first_ns is not None:
+                    assert plan.item.last_ns is not None
+                    touched = imports.touched_by(
+                        self._r, sym, plan.item.first_ns, plan.item.last_ns
+                    )
+                    released.update(touched)
+                if not dry_run:
+                    self._apply_trim(plan)
+            book = self.books.trim(sym, cutoff_ns, dry_run=dry_run)
+            if book.entries:
+                items.append(TrimItem(sym, "book", book.entries, 0, book.first_ns, book.last_ns))
+        if not dry_run:
+            imports.release(self._r, list(released))
+        return TrimReport(
+            cutoff_ns=cutoff_ns,
+            dry_run=dry_run,
+            items=tuple(items),
+            imports_released=tuple(sorted(set(released.values()))),
+            symbols=tuple(symbols),
         )
+
+    def _plan_trim(self, symbol: str, stream: StreamKind, cutoff_ns: int) -> _TrimPlan | None:
+        """The blocks of one stream that retention removes (None: nothing)."""
+        key, late = trades_key(symbol, stream), late_key(symbol, stream)
         cutoff_ms = cutoff_ns // NS_PER_MS
         removed: dict[bytes, bytes] = {}
         # Late blocks, anywhere in the stream, whose last trade is before the cutoff.
@@ -770,21 +832,43 @@ class Vault:
                     removed[eid] = fields[b"b"]
                     excess -= 1
         if not removed:
-            return 0, 0
-        n_trades = sum(codec.read_header(b).n for b in removed.values())
-        end = _parse_id(prefix_end) if prefix_end is not None else (-1, -1)
-        stray = [e for e in removed if _parse_id(e) > end]
+            return None
+        headers = [codec.read_header(b) for b in removed.values()]
+        item = TrimItem(
+            symbol,
+            stream,
+            blocks=len(removed),
+            trades=sum(h.n for h in headers),
+            first_ns=min(h.ts_first for h in headers),
+            last_ns=max(h.ts_last for h in headers),
+        )
+        return _TrimPlan(item, list(removed), prefix_end)
+
+    def _apply_trim(self, plan: _TrimPlan) -> None:
+        symbol, stream = plan.item.symbol, plan.item.stream
+        assert stream != "book"
+        key, late = trades_key(symbol, stream), late_key(symbol, stream)
+        removed = set(plan.entry_ids)
+        end = _parse_id(plan.prefix_end) if plan.prefix_end is not None else (-1, -1)
+        stray = [e for e in plan.entry_ids if _parse_id(e) > end]
         late_members = [m for m in self._r.zrange(late, 0, -1) if _split_member(m)[0] in removed]
         pipe = self._r.pipeline(transaction=True)
-        if prefix_end is not None:
+        if plan.prefix_end is not None:
             pipe.xtrim(key, minid=f"{end[0]}-{end[1] + 1}", approximate=False)
         for i in range(0, len(stray), 1000):
             pipe.xdel(key, *stray[i : i + 1000])
         for i in range(0, len(late_members), 1000):
             pipe.zrem(late, *late_members[i : i + 1000])
-        pipe.hincrby(meta, "trades", -n_trades)
+        pipe.hincrby(meta_key(symbol, stream), "trades", -plan.item.trades)
         pipe.execute()
-        return len(removed), n_trades
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _TrimPlan:
+    item: TrimItem
+    entry_ids: list[bytes]
+    prefix_end: bytes | None
+    """Last entry of the prefix that goes with XTRIM MINID (the rest: XDEL)."""
 
 
 def _append_keys(symbol: str, stream: StreamKind) -> list[str]:
@@ -859,4 +943,4 @@ def to_arrow(cols: Columns) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=list(TRADE_FIELDS))
 
 
-__all__ = ["TRADE_DTYPE", "StreamStats", "TrimReport", "Vault", "to_arrow", "to_frame"]
+__all__ = ["TRADE_DTYPE", "StreamStats", "TrimItem", "TrimReport", "Vault", "to_arrow", "to_frame"]

@@ -56,7 +56,10 @@ def _content(rec: _Record) -> list[tuple[str, bytes]]:
         a = arr.copy()
         a["ts_recv"] = 0  # the only field that depends on when it ran
         out.append((symbol, a.tobytes()))
-    out += [(symbol, b.tobytes()) for symbol, b in rec.book]
+    for symbol, updates in rec.book:
+        u = updates.copy()
+        u["ts_recv"] = 0  # the time of delivery, too
+        out.append((symbol, u.tobytes()))
     return out
 
 

@@ -43,6 +43,7 @@ _COMPRESS_FROM = 512
 """Entries of at least this many bytes are stored lz4-compressed."""
 _MAX_RECORDS_PER_ENTRY = 4096
 _READ_PAGE = 512
+_COUNT_PAGE = 10_000
 
 
 def validate_book(records: npt.NDArray[np.void]) -> None:
@@ -82,6 +83,17 @@ def _unpack(fields: Mapping[bytes, bytes], dtype: np.dtype[Any]) -> npt.NDArray[
 
 
 @dataclass(frozen=True, slots=True)
+class BookTrim:
+    """What a book trim removed (or would remove)."""
+
+    entries: int
+    """Update entries and snapshots."""
+    first_ns: int | None
+    last_ns: int | None
+    """Event-time span of the updates that go."""
+
+
+@dataclass(frozen=True, slots=True)
 class BookStats:
     symbol: str
     entries: int
@@ -99,6 +111,8 @@ class BookStore:
         self.snapshot_every = snapshot_every
         lua = resources.files("tickvault.storage").joinpath("append_book.lua").read_text()
         self._append = client.register_script(lua)
+        count = resources.files("tickvault.storage").joinpath("count_entries.lua").read_text()
+        self._count_entries = client.register_script(count)
         self._live: dict[str, tuple[BookState, int]] = {}
         """symbol -> (current book, updates since its last snapshot)"""
         self.lock = threading.Lock()
@@ -171,18 +185,40 @@ class BookStore:
         state, _ = self._rebuild(symbol, None)
         return state
 
-    def trim(self, symbol: str, cutoff_ns: int) -> int:
+    def trim(self, symbol: str, cutoff_ns: int, *, dry_run: bool = False) -> BookTrim:
         """Drop what only serves times before ``cutoff_ns``: the snapshots before the last
         one taken at or before it, and the updates that snapshot already includes. The
-        book at any time from that snapshot on is unchanged. Returns entries removed."""
+        book at any time from that snapshot on is unchanged. ``dry_run``: count what
+        would go, remove nothing."""
         snap_key, key = book_snapshots_key(symbol), book_key(symbol)
         base = self._r.xrevrange(snap_key, str(cutoff_ns // NS_PER_MS), "-", count=1)
         if not base:
-            return 0
+            return BookTrim(0, None, None)
         snap_id, fields = base[0]
-        ms, seq = (int(x) for x in fields[b"u"].split(b"-"))
-        removed = int(self._r.xtrim(key, minid=f"{ms}-{seq + 1}", approximate=False))
-        return removed + int(self._r.xtrim(snap_key, minid=snap_id, approximate=False))
+        last_update = fields[b"u"]
+        first = self._r.xrange(key, "-", last_update, count=1)
+        if dry_run:
+            removed = self._count(key, "-", last_update)
+            removed += self._count(snap_key, "-", b"(" + snap_id)
+        else:
+            ms, seq = (int(x) for x in last_update.split(b"-"))
+            removed = int(self._r.xtrim(key, minid=f"{ms}-{seq + 1}", approximate=False))
+            removed += int(self._r.xtrim(snap_key, minid=snap_id, approximate=False))
+        if not removed:
+            return BookTrim(0, None, None)
+        first_ns = int(_unpack(first[0][1], BOOK_DTYPE)["ts_event"][0]) if first else None
+        return BookTrim(removed, first_ns, int(fields[b"t"]))
+
+    def _count(self, key: str, start: str | bytes, end: str | bytes) -> int:
+        """Entries of stream ``key`` between XRANGE bounds ``start`` and ``end``, counted
+        by the server a page at a time."""
+        total, cursor = 0, start
+        while True:
+            n, last = self._count_entries(keys=[key], args=[cursor, end, _COUNT_PAGE])
+            total += int(n)
+            if int(n) < _COUNT_PAGE:
+                return total
+            cursor = b"(" + (last if isinstance(last, bytes) else str(last).encode())
 
     def stats(self, symbol: str) -> BookStats:
         """Entries, snapshots and memory of ``symbol``'s stored book."""

@@ -6,15 +6,25 @@ The view shows per symbol what is stored and readable (``Vault.last``,
 pipeline's health.
 Ctrl-C (or ``--duration``) stops the feeder, stores what was published, and
 leaves the data queryable.
+
+Simulated data never mixes with other data: the demo stores under its own symbols
+(``WINSIM``, ``WDOSIM`` unless told otherwise), records them in ``DEMO_KEY``, and
+each run replaces what the previous demo stored there (``keep`` adds to it). It
+refuses symbols that hold data it did not write. Faster than real time it
+simulates the most recent completed sessions, so no trade is dated after the
+moment it is stored.
 """
 
 from __future__ import annotations
 
 import collections
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+import click
+import orjson
 import pandas as pd
 from rich.console import Console, Group
 from rich.live import Live
@@ -23,8 +33,12 @@ from rich.text import Text
 
 from tickvault.feeds.sim import SimulatedFeeder
 from tickvault.pipeline import Pipeline
-from tickvault.timeutil import format_ns
+from tickvault.storage.keys import DEMO_KEY, trades_key
+from tickvault.timeutil import format_ns, now_ns
 from tickvault.vault import Vault
+
+DEMO_SYMBOLS = ("WINSIM", "WDOSIM")
+"""The demo's own symbols: simulated WIN and WDO mini futures that no real feed uses."""
 
 _REFRESH_S = 0.5
 _RATE_WINDOW_S = 2.0
@@ -89,6 +103,39 @@ def _best(vault: Vault, symbol: str, view: _SymbolView) -> None:
             setattr(view, side, text)
 
 
+def claim_symbols(
+    vault: Vault, symbols: Sequence[str], *, keep: bool, run: dict[str, object]
+) -> list[str]:
+    """Make ``symbols`` the demo's before it writes: a symbol the previous demo wrote is
+    emptied (unless ``keep``); a symbol holding data the demo did not write is refused
+    (unless ``keep``: then the demo adds to it, and never claims it). Returns what
+    was replaced, for the user."""
+    r, tz = vault.client, vault.settings.tz
+    owned = {k.decode(): orjson.loads(v) for k, v in r.hgetall(DEMO_KEY).items()}
+    replaced, clear, claim = [], [], []
+    for symbol in symbols:
+        keys = list(r.scan_iter(match=f"*{{{symbol}}}*", count=1000))
+        mine = symbol in owned and not r.exists(trades_key(symbol, "historical"))
+        if keys and not keep and not mine:
+            raise click.ClickException(
+                f"{symbol} holds data the demo did not write; the demo never mixes "
+                f"simulated trades into it: leave out --symbols (the demo's own are "
+                f"{','.join(DEMO_SYMBOLS)}), choose others, or add --keep to add to it anyway"
+            )
+        if keys and not keep:
+            clear += keys
+            started = owned[symbol].get("started_ns")
+            when = f" (run of {format_ns(started, tz)[:19]})" if started else ""
+            replaced.append(f"{symbol}{when}")
+        if mine or not keys:
+            claim.append(symbol)
+    if clear:
+        r.delete(*clear)
+    if claim:
+        r.hset(DEMO_KEY, mapping={s: orjson.dumps(run) for s in claim})
+    return replaced
+
+
 def run_live_demo(
     vault: Vault,
     symbols: list[str],
@@ -97,14 +144,29 @@ def run_live_demo(
     duration_s: float | None,
     console: Console,
     seed: int = 0,
+    keep: bool = False,
 ) -> None:
     tz = vault.settings.tz
     speed_label = "max" if speed is None else f"{speed:g}x"
     feeder = SimulatedFeeder(symbols, seed=seed, speed=speed, days=1 if speed else 5)
+    run = {"started_ns": now_ns(), "speed": speed_label, "seed": seed,
+           "sim_start_ns": int(feeder.start.timestamp() * 1e9)}  # fmt: skip
+    replaced = claim_symbols(vault, feeder.symbols, keep=keep, run=run)
+    if replaced:
+        console.print(
+            f"replaced the previous demo's data of {', '.join(replaced)} "
+            "(--keep adds to it instead)",
+            highlight=False,
+        )
     sim_start = format_ns(int(feeder.start.timestamp() * 1e9), tz)[:19]
+    sessions = feeder.sessions()
+    past = "" if speed is not None and speed <= 1 else (
+        f" (the {len(sessions)} latest completed session{'s' if len(sessions) > 1 else ''}: "
+        "faster than real time, the simulation is of the past)"
+    )  # fmt: skip
     console.print(
-        f"[bold]tickvault demo[/]: {', '.join(feeder.symbols)} from "
-        f"{sim_start} (B3 time) at {speed_label} pace, "
+        f"[bold]tickvault demo[/]: simulated {', '.join(feeder.symbols)} from "
+        f"{sim_start} (B3 time){past} at {speed_label} pace, "
         f"Valkey {vault.url} ({'embedded' if vault.embedded else 'external'}), "
         f"ZeroMQ ticks on {vault.settings.zmq_host}:{vault.settings.zmq_ticks_port}"
     )

@@ -15,6 +15,7 @@ import click
 from rich.table import Table
 
 from tickvault.cli.output import check_output_path, console, err_console, write_output
+from tickvault.cli.trim import trim as trim_command
 from tickvault.config import Settings, hide_password, load_settings
 from tickvault.errors import TickvaultError
 from tickvault.storage import server as embedded
@@ -72,7 +73,9 @@ def _vault(ctx: click.Context) -> Iterator[Vault]:
 )
 @click.option("--end", help="End, exclusive.")
 @click.option("--known-at", help="Show the data as it was known at this time (by ts_recv).")
-@click.option("--last", "last_n", type=int, help="Only the last N trades of the range.")
+@click.option(
+    "--last", "last_n", type=click.IntRange(min=0), help="Only the last N trades of the range."
+)
 @click.option(
     "--format",
     "fmt",
@@ -248,17 +251,7 @@ def _status_rows(vault: Vault, symbol: str) -> list[_StatusRow]:
     return out
 
 
-@cli.command()
-@click.argument("symbol", required=False)
-@click.pass_context
-def trim(ctx: click.Context, symbol: str | None) -> None:
-    """Apply retention (retention_days, stream_maxlen) to SYMBOL or to every symbol."""
-    with _vault(ctx) as vault:
-        report = vault.trim(symbol)
-    console.print(
-        f"removed {report.trades_removed:,} trades in {report.blocks_removed:,} blocks and "
-        f"{report.book_entries_removed:,} book entries"
-    )
+cli.add_command(trim_command)
 
 
 # ---------------------------------------------------------------------- server
@@ -553,25 +546,50 @@ def _stop_on_signals(stop: Callable[[], None]) -> None:
 
 
 @cli.command()
-@click.option("--speed", default="1", show_default=True, help="Simulator pace: 1, 10, ... or max.")
+@click.option(
+    "--speed",
+    default="1",
+    show_default=True,
+    help="Simulator pace: 1 (real time: today's session from now, or the last one), "
+    "10, ... or max (faster: the latest completed sessions, 1 or with max 5).",
+)
 @click.option("--duration", type=float, help="Stop after this many seconds (default: Ctrl-C).")
-@click.option("--symbols", default="WINZ25,WDOZ25", show_default=True)
+@click.option(
+    "--symbols",
+    default="WINSIM,WDOSIM",
+    show_default=True,
+    help="Symbols to simulate (WIN... or WDO... contracts) and store under.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Add to what is stored under the symbols instead of replacing the previous demo's data.",
+)
 @click.pass_context
-def demo(ctx: click.Context, speed: str, duration: float | None, symbols: str, seed: int) -> None:
-    """The live pipeline on the embedded Valkey: simulator, ZeroMQ, bridge, live view."""
+def demo(
+    ctx: click.Context, speed: str, duration: float | None, symbols: str, seed: int, keep: bool
+) -> None:
+    """The live pipeline on the embedded Valkey: simulator, ZeroMQ, bridge, live view.
+
+    The simulated trades are stored under the demo's own symbols (WINSIM, WDOSIM), so
+    they never mix with real data; each run replaces the previous demo's data (--keep
+    adds to it), and symbols holding data the demo did not write are refused. No
+    simulated trade is dated after the moment it is stored: faster than real time, the
+    demo simulates the latest completed sessions."""
     from tickvault.bridge import tune_for_latency
-    from tickvault.cli.demo import run_live_demo
+    from tickvault.cli.demo import DEMO_SYMBOLS, run_live_demo
 
     tune_for_latency()
     with _vault(ctx) as vault:
         run_live_demo(
             vault,
-            _symbols(symbols) or ["WINZ25", "WDOZ25"],
+            _symbols(symbols) or list(DEMO_SYMBOLS),
             speed=_speed(speed),
             duration_s=duration,
             console=console,
             seed=seed,
+            keep=keep,
         )
 
 
@@ -579,11 +597,21 @@ def demo(ctx: click.Context, speed: str, duration: float | None, symbols: str, s
 @click.option("--feed", type=click.Choice(["sim"]), default="sim", show_default=True)
 @click.option("--symbols", default="WINZ25,WDOZ25", show_default=True)
 @click.option("--speed", default="1", show_default=True, help="1, 10, ... or max.")
-@click.option("--days", type=int, default=1, show_default=True, help="Sessions to simulate.")
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Sessions to simulate.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.pass_context
 def publish(ctx: click.Context, feed: str, symbols: str, speed: str, days: int, seed: int) -> None:
-    """Run a feeder and publish its events over ZeroMQ until it ends or is stopped."""
+    """Run a feeder and publish its events over ZeroMQ until it ends or is stopped.
+
+    At real-time pace the simulator plays today's session from now (or the last one);
+    faster than real time it plays the DAYS latest completed sessions, so no trade is
+    published before the time it says it happened."""
     from tickvault.feeds.sim import SimulatedFeeder
 
     settings = _settings(ctx)
@@ -627,23 +655,38 @@ def bridge(ctx: click.Context, symbols: str | None, host: str | None) -> None:
 @click.option("--connect", "host", help="Publisher host (default: zmq_host).")
 @click.pass_context
 def tail(ctx: click.Context, symbol: str, history: bool, host: str | None) -> None:
-    """Print SYMBOL's trades live from ZeroMQ (Ctrl-C stops)."""
+    """Print SYMBOL's trades live from ZeroMQ (Ctrl-C stops).
+
+    Shows every trade published from the moment tail starts, including those a
+    publisher started later sent before the subscription reached it (fetched from
+    its replay buffer). Says on stderr that it is waiting until the first trade."""
+    import time
+
     from tickvault.cli.tail import TailPrinter
     from tickvault.transport.endpoints import Endpoints
     from tickvault.transport.subscriber import Subscriber
     from tickvault.transport.wire import Kind
 
     settings = _settings(ctx)
+    since = time.time_ns()
+    eps = Endpoints.from_settings(settings, host)
     printer = TailPrinter(console, settings.tz)
     sub = Subscriber(
         settings,
         handler=printer,
-        endpoints=[Endpoints.from_settings(settings, host)],
+        endpoints=[eps],
         kinds=[Kind.HISTORY if history else Kind.TRADE],
         symbols=[symbol.upper()],
         recover_from_start=False,
+        recover_since_ns=since,
     )
     _stop_on_signals(sub.stop)
+    err_console.print(
+        f"waiting for {symbol.upper()} {'history ' if history else ''}trades from "
+        f"{eps.history if history else eps.ticks} (a publisher: tickvault publish, replay "
+        "or feed); Ctrl-C stops",
+        highlight=False,
+    )
     try:
         sub.run()
     finally:
@@ -696,7 +739,13 @@ def replay(
 
 @cli.command()
 @click.argument("symbol")
-@click.option("--days", type=float, default=1, show_default=True, help="How far back.")
+@click.option(
+    "--days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1,
+    show_default=True,
+    help="How far back (days, above 0).",
+)
 @click.option("--feed", "feed_name", type=click.Choice(["sim", "profitdll", "file"]),
               default="sim", show_default=True)  # fmt: skip
 @click.option("--file", "files", multiple=True, type=click.Path(path_type=Path),
@@ -935,6 +984,7 @@ def import_cmd(
     )
     with _vault(ctx) as vault, _import_bar() as on_progress:
         reports = import_files(vault, list(files), options, progress=on_progress)
+        tz = vault.settings.tz
     table = Table(title="import")
     for col in ("file", "rows", "stored", "bad rows", "cancelled", "s"):
         table.add_column(col, justify="left" if col == "file" else "right")
@@ -946,6 +996,17 @@ def import_cmd(
         )  # fmt: skip
     console.print(table)
     for r in reports:
+        if r.already_imported:
+            when = (
+                f" on {format_ns(r.imported_at_ns, tz)[:19]} ({tz.key} time)"
+                if r.imported_at_ns
+                else ""
+            )
+            err_console.print(
+                f"{r.name}: already imported{when}, so nothing was stored again; to import "
+                "it anyway, add --force (reads still show each trade once)",
+                highlight=False,
+            )
         for example in r.bad_examples:
             err_console.print(f"[yellow]skipped[/] {r.name}: {example}", highlight=False)
         if r.bad_rows > len(r.bad_examples):

@@ -41,16 +41,34 @@ _BOOK_SIDE_BID, _BOOK_SIDE_ASK = 0, 1
 _ACTION_EDIT, _ACTION_FULL = 1, 4
 
 
-def default_start(now: dt.datetime | None = None) -> dt.datetime:
-    """Now, if a session is open; else the open of the latest session that has started."""
+def default_start(
+    now: dt.datetime | None = None, *, speed: float | None = 1.0, days: int = 1
+) -> dt.datetime:
+    """Where a simulation starts unless told: its simulated clock never runs ahead of
+    the real one, so no trade is delivered before the time it says it happened.
+
+    At real-time pace or slower: now, if a session is open; else the open of the
+    latest session that has started. Faster than real time (or ``max``, speed None):
+    the open of the first of the ``days`` most recent *completed* sessions, so the
+    whole simulation is in the past."""
     now = (now or dt.datetime.now(dt.UTC)).astimezone(B3_TZ)
-    if now.weekday() < 5 and SESSION_OPEN <= now.time() < SESSION_CLOSE:
-        return now
+    if speed is not None and speed <= 1:
+        if now.weekday() < 5 and SESSION_OPEN <= now.time() < SESSION_CLOSE:
+            return now
+        day = now.date()
+        if now.time() < SESSION_OPEN or now.weekday() >= 5:
+            day -= dt.timedelta(days=1)
+        while day.weekday() >= 5:
+            day -= dt.timedelta(days=1)
+        return dt.datetime.combine(day, SESSION_OPEN, tzinfo=B3_TZ)
     day = now.date()
-    if now.time() < SESSION_OPEN or now.weekday() >= 5:
+    if now.time() < SESSION_CLOSE:
         day -= dt.timedelta(days=1)
-    while day.weekday() >= 5:
-        day -= dt.timedelta(days=1)
+    for i in range(max(days, 1)):
+        if i:
+            day -= dt.timedelta(days=1)
+        while day.weekday() >= 5:
+            day -= dt.timedelta(days=1)
     return dt.datetime.combine(day, SESSION_OPEN, tzinfo=B3_TZ)
 
 
@@ -109,7 +127,12 @@ class _Book:
 
 class SimulatedFeeder(Feeder):
     """Simulated B3 market. ``speed``: 1.0 real time, 10.0 ten times faster, None as fast
-    as possible. ``days`` sessions from ``start`` (a datetime inside or before a session)."""
+    as possible. ``days`` sessions from ``start`` (a datetime inside or before a
+    session; default ``default_start``: past sessions when faster than real time).
+
+    A trade is never delivered before its event time: its ``ts_recv`` (the moment of
+    delivery) is never before its ``ts_event``; a simulation of times still to come
+    waits for them, whatever the speed."""
 
     name = "sim"
 
@@ -129,7 +152,7 @@ class SimulatedFeeder(Feeder):
         self.symbols = tuple(s.upper() for s in symbols)
         self.seed = seed
         self.speed = speed
-        self.start = (start or default_start()).astimezone(B3_TZ)
+        self.start = (start or default_start(speed=speed, days=days)).astimezone(B3_TZ)
         self.days = days
         self.trades_per_day = trades_per_day
         self.book = book
@@ -171,8 +194,11 @@ class SimulatedFeeder(Feeder):
             ts = int(trades["ts_event"][0])
             if not pacer.wait(ts, stop):
                 break
+            ahead = ts - time.time_ns()
+            if ahead > 0 and stop.wait(ahead / NS_PER_S):  # never before its own time
+                break
             out = trades.copy()
-            out["ts_recv"] = time.time_ns()
+            out["ts_recv"] = max(time.time_ns(), ts)
             events.on_trade(symbol, out)
             self.delivered += len(out)
             if self.book:
@@ -180,7 +206,9 @@ class SimulatedFeeder(Feeder):
                 last = out[-1]
                 level = round(float(last["price"]) / book.tick)
                 buy = int(last["trade_type"]) == TradeType.AGGRESSOR_BUY
-                events.on_book(symbol, book.trade(level, buy, int(out["qty"].sum()), ts))
+                updates = book.trade(level, buy, int(out["qty"].sum()), ts)
+                updates["ts_recv"] = out["ts_recv"][0]
+                events.on_book(symbol, updates)
         events.on_state(2, 0)  # market data disconnected
 
     def request_history(self, symbol: str, start_ns: int, end_ns: int, events: FeedEvents) -> None:

@@ -54,6 +54,10 @@ QUARANTINE_KEY = "quarantine"
 """Stream of rejected messages, raw, with the reason."""
 
 
+DEMO_KEY = "demo"
+"""Hash: symbol -> JSON of the ``tickvault demo`` run whose simulated data it holds."""
+
+
 IMPORTS_KEY = "imports"
 """Hash: file sha256 (and symbol filter) -> JSON summary of its import."""
 

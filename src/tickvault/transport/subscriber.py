@@ -8,6 +8,14 @@ message after a gap is held while the missing range is asked of the
 publisher's replay service, and a range that cannot be recovered (evicted, or
 no answer in ``zmq_replay_timeout_s``) is reported as a ``Gap`` before
 delivery moves on. Messages that break the wire format go to ``on_invalid``.
+
+A subscriber that does not recover from the start (a live viewer such as
+``tickvault tail``) can still ask for what a publisher sent since a given time:
+PUB/SUB drops what is sent before a new subscription reaches the publisher (the
+"slow joiner"), so the first trades of a feed that starts after the viewer are
+lost without it. On its first message from a publisher it looks back through the
+replay buffer, a few messages first and more each step, until it meets one sent
+before that time, and delivers the rest in order.
 """
 
 from __future__ import annotations
@@ -29,6 +37,9 @@ from tickvault.transport.wire import Kind, Message, WireError
 log = logging.getLogger(__name__)
 
 _IDLE_POLL_MS = 500
+_LOOK_BACK_FIRST = 8
+"""Messages asked for in the first look-back step; each further step asks for 4x more."""
+_LOOK_BACK_MAX = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +93,9 @@ class _Track:
     known_last: int = 0
     """Highest seq announced (by a message or a heartbeat)."""
     known_last_ts: int = 0
+    probe_lo: int = 0
+    """While looking back for what was sent since ``recover_since_ns``: the first seq of
+    the outstanding look-back request (0: not looking back)."""
 
 
 @dataclass(slots=True)
@@ -117,14 +131,21 @@ class Subscriber:
         kinds: Iterable[Kind] = (Kind.TRADE, Kind.HISTORY),
         symbols: Iterable[str] | None = None,
         recover_from_start: bool = True,
+        recover_since_ns: int | None = None,
         context: zmq.Context[Any] | None = None,
     ):
+        """``recover_from_start``: deliver every message of a publisher from its first
+        (what the replay buffer still holds), else from the first one received.
+        ``recover_since_ns`` (with ``recover_from_start`` False): also deliver what a
+        publisher sent at or after this time (its clock) before this subscription took
+        effect, and nothing sent before it."""
         self.settings = settings or load_settings()
         if (handler is None) == (sink is None):
             raise TypeError("give exactly one of handler= or sink=")
         self.handler: Handler = handler if handler is not None else SinkHandler(sink)
         self._ctx = context or zmq.Context.instance()
         self._recover_from_start = recover_from_start
+        self._since = None if recover_from_start else recover_since_ns
         self._max_bytes = self.settings.zmq_max_message_bytes
         self._timeout_s = self.settings.zmq_replay_timeout_s
         self.stats = SubscriberStats()
@@ -246,7 +267,41 @@ class Subscriber:
             else:
                 first = msg.seq + (1 if msg.kind is Kind.HEARTBEAT else 0)
             track = self._tracks[key] = _Track(msg.publisher, msg.topic, link=link, next=first)
+            if done is None and self._since is not None and first > 1:
+                self._look_back(track, first - 1, _LOOK_BACK_FIRST)
         return track
+
+    def _look_back(self, track: _Track, last: int, count: int) -> None:
+        """Ask for the ``count`` messages up to ``last``: were they sent since ``_since``?
+        Delivery waits (``asked_last`` blocks other requests) until the answer says."""
+        track.probe_lo = max(1, last - count + 1)
+        track.asked_last = last
+        track.deadline = time.monotonic() + self._timeout_s
+        self.stats.replay_requests += 1
+        self._links[track.link].dealer.send_multipart([
+            wire.REPLAY_MAGIC, track.topic.encode("ascii"), track.publisher.to_bytes(8, "little"),
+            wire.REPLAY_RANGE.pack(track.probe_lo, last),
+        ])  # fmt: skip
+
+    def _on_look_back(self, track: _Track, first_held: int, msgs: list[Message]) -> None:
+        """A look-back answer: keep what was sent since ``_since``; stop at the first
+        message sent before it, or where the publisher's buffer ends; else look further."""
+        assert self._since is not None
+        lo, last = track.probe_lo, track.asked_last
+        older = [m.seq for m in msgs if m.ts_send < self._since]
+        for m in msgs:
+            if m.ts_send >= self._since and m.seq < track.next:
+                track.held.setdefault(m.seq, m)
+        if older:
+            track.next = max(older) + 1
+        elif first_held <= last:
+            track.next = max(lo, first_held)  # all of it is wanted
+            if first_held <= lo and lo > 1 and msgs:
+                count = min((last - lo + 1) * 4, _LOOK_BACK_MAX)
+                self._look_back(track, lo - 1, count)
+                return
+        track.probe_lo = track.asked_last = 0
+        self._release(track)
 
     def _accept(self, link: int, msg: Message, *, replayed: bool) -> None:
         track = self._track(link, msg)
@@ -260,7 +315,7 @@ class Subscriber:
             return
         if replayed:
             self.stats.recovered_messages += 1
-        if msg.seq > track.next:
+        if msg.seq > track.next or track.probe_lo:
             track.held[msg.seq] = msg
             self._ask(track)
             return
@@ -270,6 +325,8 @@ class Subscriber:
     def _deliver(self, track: _Track, msg: Message) -> None:
         track.next = msg.seq + 1
         track.last_ts = msg.last_ts
+        if self._since is not None and msg.ts_send < self._since:
+            return  # sent before this subscriber wanted anything
         self.stats.messages += 1
         self.stats.records += msg.count
         self.handler.on_message(msg)
@@ -315,6 +372,9 @@ class Subscriber:
             return
         first_held, _, first_ts = wire.REPLAY_STATUS.unpack(status)
         asked = track.asked_last
+        if track.probe_lo:
+            self._on_look_back(track, first_held, self._decode_replayed(topic_raw, frames[4:]))
+            return
         for body in frames[4:]:
             try:
                 msg = wire.decode([topic_raw, body], max_bytes=self._max_bytes)
@@ -333,6 +393,16 @@ class Subscriber:
             track.asked_last = 0  # a capped answer: ask for the rest
             self._ask(track)
 
+    def _decode_replayed(self, topic_raw: bytes, bodies: list[bytes]) -> list[Message]:
+        out = []
+        for body in bodies:
+            try:
+                out.append(wire.decode([topic_raw, body], max_bytes=self._max_bytes))
+            except WireError as exc:
+                self.stats.invalid += 1
+                self.handler.on_invalid([topic_raw, body], exc)
+        return out
+
     def _lose(self, track: _Track, last: int, reason: str, first_ts: int = 0) -> None:
         """Declare ``track.next..last`` lost and move delivery past it."""
         first = track.next
@@ -349,7 +419,11 @@ class Subscriber:
 
     def _expire(self, now: float) -> None:
         for track in list(self._tracks.values()):
-            if track.asked_last and now >= track.deadline:
+            if track.asked_last and now >= track.deadline and track.probe_lo:
+                # No answer to a look-back: deliver from where it had got to.
+                track.probe_lo = track.asked_last = 0
+                self._release(track)
+            elif track.asked_last and now >= track.deadline:
                 last = track.asked_last
                 track.asked_last = 0
                 self._lose(track, last, "no replay answer")
