@@ -595,7 +595,13 @@ def demo(
 
 @cli.command()
 @click.option("--feed", type=click.Choice(["sim"]), default="sim", show_default=True)
-@click.option("--symbols", default="WINZ25,WDOZ25", show_default=True)
+@click.option(
+    "--symbols",
+    default="WINSIM,WDOSIM",
+    show_default=True,
+    help="Simulated symbols; by default names no real contract has, so simulated trades "
+    "never mix with real ones.",
+)
 @click.option("--speed", default="1", show_default=True, help="1, 10, ... or max.")
 @click.option(
     "--days",
