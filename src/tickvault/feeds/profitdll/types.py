@@ -38,6 +38,7 @@ class TAssetID(Structure):
     """``TAssetIDRec``, a Delphi packed record: 20 bytes, no trailing padding."""
 
     _pack_ = 1
+    _layout_ = "ms"  # Python 3.14+ wants the layout of a packed structure named
     _fields_ = (("ticker", c_wchar_p), ("exchange", c_wchar_p), ("feed", c_int))
 
 
