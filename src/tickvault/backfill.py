@@ -9,9 +9,12 @@ per symbol).
 of each symbol; when market data disconnects and comes back, the first new
 trade of each symbol opens a backfill of [last trade + 1 ns, first new trade)
 on a worker thread, published as history (the bridge stores it in the
-historical stream, and reads merge both streams). A span the history API
-refuses or cannot serve is published as a gap, which the bridge records as a
-gap marker.
+historical stream, and reads merge both streams, one copy per trade). Market
+state 6 ("partially connected": the client does not drain callbacks fast
+enough, and some may have been lost) is checked the same way, from the last
+trade before it (included) to the first trade after market data is connected
+(4) again. A span the history API refuses or cannot serve is published as a
+gap, which the bridge records as a gap marker.
 """
 
 from __future__ import annotations
@@ -33,8 +36,11 @@ from tickvault.vault import Vault
 
 log = logging.getLogger(__name__)
 
-CONN_MARKET, MARKET_CONNECTED = 2, 4
+CONN_MARKET, MARKET_CONNECTED, MARKET_PARTIAL = 2, 4, 6
 REASON_PERIOD_LIMIT, REASON_NO_HISTORY, REASON_FAILED = 1, 2, 3
+"""Gap reasons (``wire.GAP_REASONS``) after a reconnect; a span of market state 6 adds
+``PARTIAL_REASON_OFFSET`` (4, 5, 6)."""
+PARTIAL_REASON_OFFSET = 3
 
 
 @dataclass(slots=True)
@@ -84,7 +90,12 @@ def backfill(
 class _Symbol:
     last_ts: int | None = None
     await_fill: bool = False
-    """Disconnected since the last trade: the next trade opens a backfill."""
+    """Market data is back after a disconnect or state 6: the next trade opens a backfill."""
+    fill_from: int | None = None
+    """Where the span to backfill starts: after the last trade before a disconnect, or at
+    the last trade before state 6 (callbacks may have been lost from then on)."""
+    partial: bool = False
+    """The span comes from state 6 (partially connected), not from a disconnect."""
 
 
 @dataclass(slots=True)
@@ -107,7 +118,7 @@ class GapFiller:
         self._symbols: dict[str, _Symbol] = {}
         self._lock = threading.Lock()
         self._down = False
-        self._jobs: queue.SimpleQueue[tuple[str, int, int] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[str, int, int, bool] | None] = queue.SimpleQueue()
         self._worker = threading.Thread(target=self._work, name="tickvault-gapfill", daemon=True)
         self._worker.start()
 
@@ -128,10 +139,11 @@ class GapFiller:
             first, last = int(ts.min()), int(ts.max())
             with self._lock:
                 s = self._symbols.setdefault(symbol, _Symbol())
-                if s.await_fill and s.last_ts is not None and first > s.last_ts + 1:
-                    self._jobs.put((symbol, s.last_ts + 1, first))
+                if s.await_fill and s.fill_from is not None and first > s.fill_from:
+                    self._jobs.put((symbol, s.fill_from, first, s.partial))
                     self.stats.requested += 1
-                s.await_fill = False
+                if s.await_fill:
+                    s.await_fill, s.fill_from, s.partial = False, None, False
                 s.last_ts = last if s.last_ts is None else max(s.last_ts, last)
         self.inner.on_trade(symbol, trades)
 
@@ -147,9 +159,17 @@ class GapFiller:
                 if result == MARKET_CONNECTED and self._down:
                     self._down = False
                     for s in self._symbols.values():
-                        s.await_fill = True
+                        if s.last_ts is not None:
+                            s.await_fill = True
+                            after_last = s.last_ts + 1
+                            s.fill_from = min(s.fill_from or after_last, after_last)
                 elif result in (0, 1, 2, 3):  # disconnected, connecting, waiting, no login
                     self._down = True
+                elif result == MARKET_PARTIAL:  # callbacks may be lost until it is back to 4
+                    self._down = True
+                    for s in self._symbols.values():
+                        if s.last_ts is not None and s.fill_from is None:
+                            s.fill_from, s.partial = s.last_ts, True
         self.inner.on_state(conn_type, result)
 
     def on_progress(self, symbol: str, percent: int) -> None:
@@ -158,21 +178,24 @@ class GapFiller:
     # ------------------------------------------------------------------ worker
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
-            symbol, start, end = job
-            self.stats.spans.append(job)
+            symbol, start, end, partial = job
+            self.stats.spans.append((symbol, start, end))
+            why = "market data was partially connected" if partial else "a reconnect"
+            offset = PARTIAL_REASON_OFFSET if partial else 0
             try:
                 self.feeder.request_history(symbol, start, end, self.inner)
                 self.stats.filled += 1
-                log.info("backfilled %s after a reconnect: %d..%d", symbol, start, end)
+                log.info("backfilled %s after %s: %d..%d", symbol, why, start, end)
             except NotImplementedError:
-                self._gap(symbol, start, end, REASON_NO_HISTORY)
+                self._gap(symbol, start, end, REASON_NO_HISTORY + offset)
             except FeedError as exc:
                 limited = "limit" in str(exc) or "NL_HISTORY_PERIOD_LIMIT" in str(exc)
-                self._gap(symbol, start, end, REASON_PERIOD_LIMIT if limited else REASON_FAILED)
-                log.warning("could not backfill %s after a reconnect: %s", symbol, exc)
+                reason = REASON_PERIOD_LIMIT if limited else REASON_FAILED
+                self._gap(symbol, start, end, reason + offset)
+                log.warning("could not backfill %s after %s: %s", symbol, why, exc)
             except TickvaultError as exc:
-                self._gap(symbol, start, end, REASON_FAILED)
-                log.warning("could not backfill %s after a reconnect: %s", symbol, exc)
+                self._gap(symbol, start, end, REASON_FAILED + offset)
+                log.warning("could not backfill %s after %s: %s", symbol, why, exc)
 
     def _gap(self, symbol: str, start: int, end: int, reason: int) -> None:
         self.stats.gaps += 1

@@ -137,6 +137,44 @@ def test_a_reconnect_without_history_becomes_a_gap_marker(
     assert runner.gap_filler is not None and runner.gap_filler.stats.gaps == 1
 
 
+def test_market_state_6_marks_its_span_for_a_history_check(
+    vault: Vault, endpoints: Endpoints
+) -> None:
+    """State 6 (partially connected: callbacks may be lost) spans from the last trade
+    before it, included, to the first trade once market data is connected again; trades
+    received meanwhile do not end it."""
+    t0 = int(dt.datetime(2025, 11, 3, 10, tzinfo=B3_TZ).timestamp()) * 10**9
+    trades = _trades(10)["WINZ25"].to_structured()[:4]
+    trades["ts_event"] = [t0, t0 + 1000, t0 + 2000, t0 + 10**9]
+
+    class Partial(Feeder):
+        name = "partial"
+
+        def run(self, events: FeedEvents, stop: threading.Event) -> None:
+            events.on_state(2, 4)
+            events.on_trade("WINZ25", trades[:2])
+            events.on_state(2, 6)  # callbacks not drained fast enough: some may be lost
+            events.on_trade("WINZ25", trades[2:3])
+            events.on_state(2, 4)
+            events.on_trade("WINZ25", trades[3:])
+            stop.wait()
+
+    with Publisher(vault.settings, endpoints=endpoints) as pub:
+        bridge = Bridge(vault, endpoints=[endpoints]).start()
+        runner = FeedRunner(Partial(), pub).start()
+        try:
+            wait_for(lambda: len(vault.gaps("WINZ25", t0, t0 + 2 * 10**9)) == 1, "gap marker")
+        finally:
+            runner.stop()
+            bridge.close()
+    [gap] = vault.gaps("WINZ25", t0, t0 + 2 * 10**9)
+    assert (gap.start_ns, gap.end_ns) == (t0 + 1000, t0 + 10**9)
+    assert "partially connected" in gap.reason and "no history API" in gap.reason
+    assert runner.gap_filler is not None and runner.gap_filler.stats.spans == [
+        ("WINZ25", t0 + 1000, t0 + 10**9)
+    ]
+
+
 def test_replay_and_backfill_cli(
     own_data_dir: Path, b3_plain: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,27 +1,47 @@
 /*
  * A stand-in for Nelogica's ProfitDLL (4.x API) for tests on Linux.
  *
- * It exports the same symbols with the same signatures (cdecl here, stdcall in the
- * real DLL), keeps the callbacks it is given, and fires scripted events from its
- * own single callback thread, as the real DLL does:
+ * It follows Nelogica's own declarations and examples (the public repository
+ * rlquilez/nelogica-profitdll: the manual, and the Python, C++, Delphi and C#
+ * examples), not tickvault's binding, so a misreading in the binding shows up as a
+ * failing test. It exports the same symbols with the same signatures (cdecl here,
+ * stdcall in the real DLL), keeps the callbacks it is given, and fires scripted
+ * events from its own single callback thread, as the real DLL does:
  *
- *   - after login: state changes (login, market, activation; routing when asked);
+ *   - after login: state changes (login, market, activation; with routing, routing
+ *     connecting then TVSTUB_ROUTING_STATE, default 5; 1 leaves it connecting);
  *   - after SubscribeTicker: TVSTUB_TRADES trades (default 40) through the V2 trade
- *     callback (opaque pointer + TranslateTrade), including one edit of an earlier
- *     trade, a "partially connected" market state (6) in the middle and back to 4,
- *     and at 3/4 a market disconnect and reconnect after which 5 s of trades are
- *     missing (trade dates are 03/11/2025, or today with TVSTUB_TODAY=1);
- *   - after SubscribeOfferBook: a full book (packed arrays), then add, edit,
- *     delete and delete-from updates;
+ *     callback (opaque pointer + TranslateTrade), with trade types 14 and 33 (new in
+ *     4.0.0.41) once each, one edit of an earlier trade and one edit of a trade
+ *     number never sent; at 1/2 a "partially connected" market state (6) during
+ *     which 3 trades are lost, then back to 4; at 3/4 a market disconnect and
+ *     reconnect after which 5 s of trades are missing (trade dates are 03/11/2025,
+ *     or today with TVSTUB_TODAY=1);
+ *   - after SubscribeOfferBook: a full book in pages (the bid side in two, the
+ *     ask side in one; trailing flags 2 first page, 1 last page), then add, edits
+ *     with quantity deltas (partial fills: negative), delete and delete-from;
+ *   - a subscription to a ticker starting with "BAD" returns NL_OK and fires the
+ *     invalid-ticker callback (SetInvalidTickerCallback), as the manual says;
  *   - after GetHistoryTrades: trades spread over the requested window through the
- *     V2 history callback, progress 1..100, the last one flagged "last packet";
- *   - orders: SendOrder returns int64 ids above 2^32 and fires the order callback.
+ *     V2 history callback, progress 1..100, the last one flagged "last packet"; an
+ *     unknown ticker gives NL_INVALID_TICKER (with TVSTUB_HISTORY_INVALID_CALLBACK=1,
+ *     NL_OK and the invalid-ticker callback instead);
+ *   - orders: SendOrder returns int64 ids above 2^32 and fires the order callback;
+ *     GetPositionV2 fills the 216-byte TConnectorTradingAccountPosition (version 1
+ *     needs PositionType, version 2 adds EventID).
+ *
+ * Memory ownership as in the C++, Delphi and C# examples: full-book arrays belong
+ * to the caller once delivered, and must be released with FreePointer(p, size),
+ * size being the array header's total-size field. The stand-in counts the calls,
+ * the arrays still outstanding and the bad ones (unknown pointer: a double free, or
+ * a wrong size); FreePointer scribbles over an array before freeing it. Every other
+ * pointer handed to a callback is overwritten and freed as soon as it returns.
  *
  * Bad arguments return the documented NL error codes: a history start older than
- * 30 days gives NL_HISTORY_PERIOD_LIMIT; a WIN/WDO request over more than one day,
- * or a second request for a symbol while one runs, gives NL_INVALID_ARGS and is
- * counted (StubViolations) so tests can assert the adapter never does it.
- * Pointers handed to callbacks are freed or overwritten as soon as they return.
+ * 30 days gives NL_HISTORY_PERIOD_LIMIT; an exchange other than B or F gives
+ * NL_EXCHANGE_UNKNOWN; a WIN/WDO request over more than one day, or a second
+ * request for a symbol while one runs, gives NL_INVALID_ARGS and is counted
+ * (StubViolations) so tests can assert the adapter never does it.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -39,10 +59,12 @@
 #define NL_MARKET_ONLY ((int)0x8000000Au)
 #define NL_NOT_FOUND ((int)0x8000000Cu)
 #define NL_VERSION_NOT_SUPPORTED ((int)0x8000000Du)
+#define NL_EXCHANGE_UNKNOWN ((int)0x8000000Fu)
 #define NL_INVALID_TICKER ((int)0x8000001Fu)
 #define NL_HISTORY_PERIOD_LIMIT ((int)0x8000002Eu)
 
-typedef struct {
+/* TAssetIDRec is a Delphi "packed record": 20 bytes */
+typedef struct __attribute__((packed)) {
     wchar_t *ticker;
     wchar_t *exchange;
     int feed;
@@ -121,7 +143,21 @@ typedef struct {
     int64_t dailySellQuantity;
     double dailyAverageBuyPrice;
     int64_t dailyBuyQuantity;
+    int64_t dailyQuantityD1;
+    int64_t dailyQuantityD2;
+    int64_t dailyQuantityD3;
+    int64_t dailyQuantityBlocked;
+    int64_t dailyQuantityPending;
+    int64_t dailyQuantityAlloc;
+    int64_t dailyQuantityProvision;
+    int64_t dailyQuantity;
+    int64_t dailyQuantityAvailable;
+    uint8_t positionType; /* V1: 1 day trade, 2 consolidated; set by the caller */
+    int64_t eventId;      /* V2 */
 } TConnectorTradingAccountPosition;
+
+_Static_assert(sizeof(TAssetID) == 20, "TAssetIDRec is packed");
+_Static_assert(sizeof(TConnectorTradingAccountPosition) == 216, "216 bytes on x64");
 
 typedef void (*StateCb)(int, int);
 typedef void (*ProgressCb)(TAssetID, int);
@@ -129,6 +165,7 @@ typedef void (*TradeCbV2)(TConnectorAssetIdentifier, size_t, unsigned int);
 typedef void (*OfferBookCbV2)(TAssetID, int, int, int, int64_t, int, int64_t, double, char, char,
                               char, char, char, wchar_t *, void *, void *);
 typedef void (*OrderCb)(TConnectorOrderIdentifier);
+typedef void (*InvalidTickerCb)(TConnectorAssetIdentifier);
 typedef void (*AnyCb)(void);
 
 /* ------------------------------------------------------------------ state */
@@ -141,13 +178,15 @@ static ProgressCb progress_cb;
 static TradeCbV2 trade_cb, history_cb;
 static OfferBookCbV2 book_cb;
 static OrderCb order_cb;
+static InvalidTickerCb invalid_cb;
 static int violations = 0;
+static int routing_state = 5;
 static int64_t next_order_id = 5000000001LL; /* above 2^32: needs an int64 restype */
-static int64_t position_qty = 0;
+static int64_t position_qty = 0, bought = 0, sold = 0;
 static int64_t sent_ids[256];
 static int n_sent = 0;
 
-enum { JOB_LOGIN, JOB_TRADES, JOB_BOOK, JOB_HISTORY, JOB_ORDER, JOB_STOP };
+enum { JOB_LOGIN, JOB_TRADES, JOB_BOOK, JOB_HISTORY, JOB_ORDER, JOB_INVALID, JOB_STOP };
 typedef struct Job {
     int kind;
     wchar_t ticker[32];
@@ -158,6 +197,7 @@ typedef struct Job {
 } Job;
 static Job *head = NULL, *tail = NULL;
 static wchar_t history_running[8][32];
+static unsigned history_requests = 0; /* numbers history trades apart from one request to the next */
 
 static void push(Job *j) {
     pthread_mutex_lock(&mu);
@@ -203,36 +243,39 @@ static void trade_day(uint16_t *y, uint16_t *m, uint16_t *d) {
     }
 }
 
+static void trade_at(TConnectorTrade *t, uint16_t y, uint16_t m, uint16_t d, int ms) {
+    t->tradeDate = (SYSTEMTIME){y, m, 1, d, 10, 0, (uint16_t)(ms / 1000), (uint16_t)(ms % 1000)};
+}
+
 static void script_trades(Job *j) {
     int n = env_int("TVSTUB_TRADES", 40);
     uint16_t y, m, d;
     trade_day(&y, &m, &d);
     int jump_ms = 0;
+    int lost_from = n / 2, lost_to = n / 2 + 3; /* lost while partially connected */
     for (int i = 0; i < n && running; i++) {
-        if (i == n / 2 && state_cb) {
-            state_cb(2, 6); /* partially connected: callbacks not drained fast enough */
-            state_cb(2, 4);
-        }
+        if (i == lost_from && state_cb) state_cb(2, 6); /* partially connected */
+        if (i >= lost_from && i < lost_to) continue;      /* these callbacks never come */
+        if (i == lost_to && state_cb) state_cb(2, 4);
         if (i == 3 * n / 4 && state_cb) { /* the market link drops; 5 s are missed */
             state_cb(2, 0);
             state_cb(2, 1);
             state_cb(2, 4);
             jump_ms = 5000;
         }
-        int ms = i + jump_ms;
         TConnectorTrade t = {0};
-        t.tradeDate = (SYSTEMTIME){y, m, 1, d, 10, 0, (uint16_t)(ms / 1000), (uint16_t)(ms % 1000)};
+        trade_at(&t, y, m, d, i + jump_ms);
         t.tradeNumber = 1000 + i;
         t.price = 128000.0 + 5.0 * (i % 7);
         t.quantity = 1 + i % 5;
         t.volume = t.price * t.quantity * 0.2;
         t.buyAgent = 10 + i % 3;
         t.sellAgent = 20 + i % 4;
-        t.tradeType = (uint8_t)(2 + i % 2);
+        t.tradeType = (uint8_t)(i == 7 ? 14 : i == 8 ? 33 : 2 + i % 2); /* 4.0.0.41 types */
         fire_trade(trade_cb, j->ticker, j->exchange, &t, 0);
         if (i == 10) { /* edit of trade 1005: new quantity and price */
             TConnectorTrade e = {0};
-            e.tradeDate = (SYSTEMTIME){y, m, 1, d, 10, 0, 0, 5};
+            trade_at(&e, y, m, d, 5);
             e.tradeNumber = 1005;
             e.price = 128100.0;
             e.quantity = 9;
@@ -240,6 +283,19 @@ static void script_trades(Job *j) {
             e.buyAgent = 77;
             e.sellAgent = 88;
             e.tradeType = 2;
+            fire_trade(trade_cb, j->ticker, j->exchange, &e, 1);
+        }
+        if (i == 12) { /* an edit whose trade number was never sent (the manual keys
+                          edits by date, the examples by number) */
+            TConnectorTrade e = {0};
+            trade_at(&e, y, m, d, 6);
+            e.tradeNumber = 990;
+            e.price = 128200.0;
+            e.quantity = 4;
+            e.volume = e.price * 4 * 0.2;
+            e.buyAgent = 78;
+            e.sellAgent = 89;
+            e.tradeType = 3;
             fire_trade(trade_cb, j->ticker, j->exchange, &e, 1);
         }
     }
@@ -250,22 +306,55 @@ static void put(unsigned char **p, const void *v, size_t n) {
     *p += n;
 }
 
-/* A full-book array: int32 count, int32 total size, packed entries, uint32 flags. */
-static void *book_array(int side, int count, size_t *size_out) {
+/* ------------------------------------------------------------------ full-book arrays */
+/* Arrays handed to the offer-book callback belong to the caller, who frees them with
+   FreePointer(p, size). The stand-in keeps a registry to count what is left. */
+#define MAX_ARRAYS 256
+static void *arrays[MAX_ARRAYS];
+static int array_sizes[MAX_ARRAYS];
+static int free_calls = 0, bad_frees = 0, arrays_delivered = 0;
+
+static void register_array(void *p, int size) {
+    pthread_mutex_lock(&mu);
+    for (int k = 0; k < MAX_ARRAYS; k++) {
+        if (!arrays[k]) {
+            arrays[k] = p;
+            array_sizes[k] = size;
+            arrays_delivered++;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&mu);
+}
+
+/* Offers of one side in list order: position count-1 first, position 0 (the best) last.
+   Bids: 127980, 127985, ... up to the best; asks: 128020, 128015, ... down to the best. */
+static void book_offer(int side, int i, double *price, int64_t *qty, int32_t *agent,
+                       int64_t *offer) {
+    *price = side == 0 ? 127980.0 + 5.0 * i : 128020.0 - 5.0 * i;
+    *qty = 10 * (i + 1) + side;
+    *agent = 100 + i + 10 * side;
+    *offer = 90000 + 100 * side + i;
+}
+
+/* One page of a full-book array (V2 layout): int32 count, int32 total size, packed
+   entries (double price, int64 qty, int32 agent, int64 offer id, uint16 n, n bytes of
+   date), uint32 flags (1 last page, 2 first page). Offers [from, to) of the side. */
+static void *book_page(int side, int from, int to, uint32_t flags) {
     const char *date = "03/11/2025 10:00:00.000";
     uint16_t dn = (uint16_t)strlen(date);
     size_t entry = 8 + 8 + 4 + 8 + 2 + dn;
+    int count = to - from;
     size_t total = 8 + entry * (size_t)count + 4;
     unsigned char *buf = malloc(total), *p = buf;
     int32_t c = count, t = (int32_t)total;
     put(&p, &c, 4);
     put(&p, &t, 4);
-    for (int i = 0; i < count; i++) {
-        /* list order: position count-1 first; position 0 (the best) last */
-        double price = side == 0 ? 127990.0 + 5.0 * i : 128020.0 - 5.0 * i;
-        int64_t qty = 10 * (i + 1) + side;
-        int32_t agent = 100 + i + 10 * side;
-        int64_t offer = 90000 + 100 * side + i;
+    for (int i = from; i < to; i++) {
+        double price;
+        int64_t qty, offer;
+        int32_t agent;
+        book_offer(side, i, &price, &qty, &agent, &offer);
         put(&p, &price, 8);
         put(&p, &qty, 8);
         put(&p, &agent, 4);
@@ -273,41 +362,50 @@ static void *book_array(int side, int count, size_t *size_out) {
         put(&p, &dn, 2);
         put(&p, date, dn);
     }
-    uint32_t flags = 1 | 2; /* first and last packet */
     put(&p, &flags, 4);
-    *size_out = total;
+    register_array(buf, (int)total);
     return buf;
+}
+
+/* An offer-book V2 update with a date; the date string dies when the callback returns. */
+static void book_update(TAssetID a, int action, int position, int side, int64_t qty, int agent,
+                        int64_t offer, double price, char has_price, char has_qty,
+                        char has_offer, char has_agent, const wchar_t *when) {
+    wchar_t date[32];
+    wcsncpy(date, when, 31);
+    date[31] = 0;
+    book_cb(a, action, position, side, qty, agent, offer, price, has_price, has_qty, 1,
+            has_offer, has_agent, date, NULL, NULL);
+    wmemset(date, L'#', 31);
 }
 
 static void script_book(Job *j) {
     TAssetID a = {j->ticker, j->exchange, 0};
-    size_t sb, ss;
-    void *buy = book_array(0, 3, &sb), *sell = book_array(1, 3, &ss);
     wchar_t full_date[32];
+    /* the full book: bids (5 offers) in two pages, asks (3 offers) in one */
     wcscpy(full_date, L"03/11/2025 10:00:01.000");
-    book_cb(a, 4, 0, 0, 0, 0, 0, 0.0, 0, 0, 1, 0, 0, full_date, sell, buy);
-    memset(buy, 0xCD, sb);
-    memset(sell, 0xCD, ss);
-    free(buy);
-    free(sell);
-    wchar_t date[32];
-    wcscpy(date, L"03/11/2025 10:00:01.250");
-    /* add a new best bid at position 0 (the end of the bid list) */
-    book_cb(a, 0, 0, 0, 7, 55, 91000, 128000.0, 1, 1, 1, 1, 1, date, NULL, NULL);
-    /* edit the ask at position 1: quantity only */
-    wcscpy(date, L"03/11/2025 10:00:01.500");
-    book_cb(a, 1, 1, 1, 33, 0, 0, 0.0, 0, 1, 1, 0, 0, date, NULL, NULL);
-    /* delete the bid at position 3 (the first in the list) */
-    wcscpy(date, L"03/11/2025 10:00:01.750");
-    book_cb(a, 2, 3, 0, 0, 0, 0, 0.0, 0, 0, 1, 0, 0, date, NULL, NULL);
-    /* delete asks from position 0 to the end */
-    wcscpy(date, L"03/11/2025 10:00:02.000");
-    book_cb(a, 3, 0, 1, 0, 0, 0, 0.0, 0, 0, 1, 0, 0, date, NULL, NULL);
-    wmemset(date, L'#', 31); /* the string is dead once the callback returns */
+    book_cb(a, 4, 0, 0, 0, 0, 0, 0.0, 0, 0, 1, 0, 0, full_date, book_page(1, 0, 3, 1 | 2),
+            book_page(0, 0, 3, 2));
+    book_cb(a, 4, 0, 0, 0, 0, 0, 0.0, 0, 0, 1, 0, 0, full_date, NULL, book_page(0, 3, 5, 1));
+    wmemset(full_date, L'#', 31);
+    /* a new best bid at position 0 (the end of the bid list) */
+    book_update(a, 0, 0, 0, 7, 55, 91000, 128000.0, 1, 1, 1, 1, L"03/11/2025 10:00:01.250");
+    /* a partial fill of the best ask (31 -> 21): a quantity delta only */
+    book_update(a, 1, 0, 1, -10, 0, 0, 0.0, 0, 1, 0, 0, L"03/11/2025 10:00:01.400");
+    /* the ask at position 1 (21): partly filled (-8) and now shown by agent 66 */
+    book_update(a, 1, 1, 1, -8, 66, 0, 0.0, 0, 1, 0, 1, L"03/11/2025 10:00:01.500");
+    /* the best bid (7) partly filled (-3), and the bid at position 2 (40) grows (+5) */
+    book_update(a, 1, 0, 0, -3, 0, 0, 0.0, 0, 1, 0, 0, L"03/11/2025 10:00:01.600");
+    book_update(a, 1, 2, 0, 5, 0, 0, 0.0, 0, 1, 0, 0, L"03/11/2025 10:00:01.650");
+    /* delete the bid at position 5 (the first in the list) */
+    book_update(a, 2, 5, 0, 0, 0, 0, 0.0, 0, 0, 0, 0, L"03/11/2025 10:00:01.750");
+    /* delete asks from position 0 to the end of the list */
+    book_update(a, 3, 0, 1, 0, 0, 0, 0.0, 0, 0, 0, 0, L"03/11/2025 10:00:02.000");
 }
 
 static void script_history(Job *j) {
     int n = env_int("TVSTUB_HISTORY_TRADES", 100);
+    unsigned base = 500 + 1000 * history_requests++; /* trade i of request k: 500 + 1000k + i */
     TAssetID a = {j->ticker, j->exchange, 0};
     time_t span = j->end - j->start;
     for (int i = 0; i < n && running; i++) {
@@ -319,7 +417,7 @@ static void script_history(Job *j) {
                                    (uint16_t)tm.tm_wday, (uint16_t)tm.tm_mday,
                                    (uint16_t)tm.tm_hour, (uint16_t)tm.tm_min,
                                    (uint16_t)tm.tm_sec, (uint16_t)(i % 1000)};
-        t.tradeNumber = 500 + i;
+        t.tradeNumber = base + (unsigned)i;
         t.price = 5000.0 + i;
         t.quantity = 1 + i % 3;
         t.volume = t.price * t.quantity;
@@ -351,7 +449,10 @@ static void *engine_main(void *arg) {
             state_cb(2, 1); /* market connecting */
             state_cb(2, 4); /* market connected */
             state_cb(3, 0); /* activation valid */
-            if (routing) state_cb(1, 5);
+            if (routing) {
+                state_cb(1, 1); /* routing connecting */
+                if (routing_state != 1) state_cb(1, routing_state);
+            }
         } else if (kind == JOB_TRADES && trade_cb) {
             script_trades(j);
         } else if (kind == JOB_BOOK && book_cb) {
@@ -361,6 +462,13 @@ static void *engine_main(void *arg) {
         } else if (kind == JOB_ORDER && order_cb) {
             TConnectorOrderIdentifier id = {0, j->order_id, L"CLORD-1"};
             order_cb(id);
+        } else if (kind == JOB_INVALID && invalid_cb) {
+            wchar_t ticker[32], exchange[8];
+            wcscpy(ticker, j->ticker);
+            wcscpy(exchange, j->exchange);
+            TConnectorAssetIdentifier a = {0, ticker, exchange, 0};
+            invalid_cb(a);
+            wmemset(ticker, L'#', 31); /* the strings die when the callback returns */
         }
         free(j);
         if (kind == JOB_STOP) return NULL;
@@ -375,6 +483,7 @@ static int start(const wchar_t *key, const wchar_t *user, const wchar_t *passwor
     state_cb = s;
     progress_cb = p;
     routing = with_routing;
+    routing_state = env_int("TVSTUB_ROUTING_STATE", 5);
     running = 1;
     initialized = 1;
     pthread_create(&engine, NULL, engine_main, NULL);
@@ -410,7 +519,7 @@ int DLLFinalize(void) {
     pthread_join(engine, NULL);
     initialized = 0;
     state_cb = NULL; progress_cb = NULL; trade_cb = NULL; history_cb = NULL;
-    book_cb = NULL; order_cb = NULL;
+    book_cb = NULL; order_cb = NULL; invalid_cb = NULL;
     return NL_OK;
 }
 
@@ -420,20 +529,28 @@ int SetTradeCallbackV2(TradeCbV2 cb) { trade_cb = cb; return NL_OK; }
 int SetHistoryTradeCallbackV2(TradeCbV2 cb) { history_cb = cb; return NL_OK; }
 int SetOfferBookCallbackV2(OfferBookCbV2 cb) { book_cb = cb; return NL_OK; }
 int SetOrderCallback(OrderCb cb) { order_cb = cb; return NL_OK; }
-int SetInvalidTickerCallback(AnyCb cb) { (void)cb; return NL_OK; }
+int SetInvalidTickerCallback(InvalidTickerCb cb) { invalid_cb = cb; return NL_OK; }
 
 static int check_ticker(const wchar_t *ticker, const wchar_t *exchange) {
     if (!initialized) return NL_NOT_INITIALIZED;
-    if (!ticker || !*ticker || !exchange || (wcscmp(exchange, L"B") && wcscmp(exchange, L"F")))
-        return NL_INVALID_ARGS;
-    if (wcsncmp(ticker, L"BAD", 3) == 0) return NL_INVALID_TICKER;
+    if (!ticker || !*ticker || !exchange) return NL_INVALID_ARGS;
+    if (wcscmp(exchange, L"B") && wcscmp(exchange, L"F")) return NL_EXCHANGE_UNKNOWN;
     return NL_OK;
 }
 
-int SubscribeTicker(const wchar_t *ticker, const wchar_t *exchange) {
+static int unknown_ticker(const wchar_t *ticker) { return wcsncmp(ticker, L"BAD", 3) == 0; }
+
+/* A subscription: an unknown ticker is accepted and reported through the invalid-ticker
+   callback (the manual: "um evento vai ser disparado na callback definida
+   SetInvalidTickerCallback"). */
+static int subscribe(int kind, const wchar_t *ticker, const wchar_t *exchange) {
     int rc = check_ticker(ticker, exchange);
-    if (rc == NL_OK) push(job(JOB_TRADES, ticker, exchange));
+    if (rc == NL_OK) push(job(unknown_ticker(ticker) ? JOB_INVALID : kind, ticker, exchange));
     return rc;
+}
+
+int SubscribeTicker(const wchar_t *ticker, const wchar_t *exchange) {
+    return subscribe(JOB_TRADES, ticker, exchange);
 }
 
 int UnsubscribeTicker(const wchar_t *ticker, const wchar_t *exchange) {
@@ -441,9 +558,7 @@ int UnsubscribeTicker(const wchar_t *ticker, const wchar_t *exchange) {
 }
 
 int SubscribeOfferBook(const wchar_t *ticker, const wchar_t *exchange) {
-    int rc = check_ticker(ticker, exchange);
-    if (rc == NL_OK) push(job(JOB_BOOK, ticker, exchange));
-    return rc;
+    return subscribe(JOB_BOOK, ticker, exchange);
 }
 
 int UnsubscribeOfferBook(const wchar_t *ticker, const wchar_t *exchange) {
@@ -464,6 +579,11 @@ int GetHistoryTrades(const wchar_t *ticker, const wchar_t *exchange, const wchar
                      const wchar_t *dtEnd) {
     int rc = check_ticker(ticker, exchange);
     if (rc != NL_OK) return rc;
+    if (unknown_ticker(ticker)) { /* TVSTUB_HISTORY_INVALID_CALLBACK=1: as a subscription */
+        if (!env_int("TVSTUB_HISTORY_INVALID_CALLBACK", 0)) return NL_INVALID_TICKER;
+        push(job(JOB_INVALID, ticker, exchange));
+        return NL_OK;
+    }
     time_t start = parse_date(dtStart), end = parse_date(dtEnd);
     if (start < 0 || end < 0 || end < start) return NL_INVALID_ARGS;
     time_t now = time(NULL) - 3 * 3600; /* São Paulo wall clock */
@@ -522,6 +642,7 @@ int64_t SendOrder(const TConnectorSendOrder *o) {
     int64_t id = next_order_id++;
     if (n_sent < 256) sent_ids[n_sent++] = id;
     position_qty += o->orderSide == 1 ? o->quantity : -o->quantity;
+    if (o->orderSide == 1) bought += o->quantity; else sold += o->quantity;
     pthread_mutex_unlock(&mu);
     Job *j = job(JOB_ORDER, NULL, NULL);
     j->order_id = id;
@@ -550,14 +671,69 @@ int SendCancelAllOrdersV2(const TConnectorCancelAllOrders *c) {
     return c && c->password ? NL_OK : NL_INVALID_ARGS;
 }
 
+/* Fills the whole 216-byte structure (the version 0 fields, the position type read at
+   offset 200 from version 1, the event id at 208 from version 2). Day trade: today's
+   orders; consolidated: plus 7 bought on D-1. */
 int GetPositionV2(TConnectorTradingAccountPosition *p) {
     if (!initialized) return NL_NOT_INITIALIZED;
     if (!routing) return NL_MARKET_ONLY;
     if (!p || !p->asset.ticker) return NL_INVALID_ARGS;
-    p->openQuantity = position_qty > 0 ? position_qty : -position_qty;
-    p->openSide = position_qty >= 0 ? 1 : 2;
+    if (p->version > 2) return NL_VERSION_NOT_SUPPORTED;
+    int consolidated = 1;
+    if (p->version >= 1) {
+        if (p->positionType != 1 && p->positionType != 2) return NL_INVALID_ARGS;
+        consolidated = p->positionType == 2;
+    }
+    int64_t carried = consolidated ? 7 : 0, net = position_qty + carried;
+    p->openQuantity = net > 0 ? net : -net;
+    p->openSide = net >= 0 ? 1 : 2;
     p->openAveragePrice = 128000.0;
+    p->dailyAverageSellPrice = sold ? 128005.0 : 0.0;
+    p->dailySellQuantity = sold;
+    p->dailyAverageBuyPrice = bought ? 127995.0 : 0.0;
+    p->dailyBuyQuantity = bought;
+    p->dailyQuantityD1 = carried;
+    p->dailyQuantityD2 = 0;
+    p->dailyQuantityD3 = 0;
+    p->dailyQuantityBlocked = 1;
+    p->dailyQuantityPending = 2;
+    p->dailyQuantityAlloc = 3;
+    p->dailyQuantityProvision = 4;
+    p->dailyQuantity = net;
+    p->dailyQuantityAvailable = net - 1;
+    if (p->version >= 2) p->eventId = 4242;
     return NL_OK;
+}
+
+/* The caller releases a full-book array it was given: pointer and the header's size. */
+int FreePointer(void *pointer, int size) {
+    pthread_mutex_lock(&mu);
+    free_calls++;
+    for (int k = 0; k < MAX_ARRAYS; k++) {
+        if (arrays[k] == pointer && pointer) {
+            if (array_sizes[k] != size) break; /* the wrong size: refused */
+            arrays[k] = NULL;
+            pthread_mutex_unlock(&mu);
+            memset(pointer, 0xCD, (size_t)size);
+            free(pointer);
+            return NL_OK;
+        }
+    }
+    bad_frees++; /* not an outstanding array (freed twice, or never given) or a wrong size */
+    pthread_mutex_unlock(&mu);
+    return NL_INVALID_ARGS;
+}
+
+/* test-only: FreePointer calls, arrays handed over and not freed, bad calls */
+int StubFreePointerCalls(void) { return free_calls; }
+int StubArraysDelivered(void) { return arrays_delivered; }
+int StubBadFrees(void) { return bad_frees; }
+int StubArraysOutstanding(void) {
+    pthread_mutex_lock(&mu);
+    int n = 0;
+    for (int k = 0; k < MAX_ARRAYS; k++) n += arrays[k] != NULL;
+    pthread_mutex_unlock(&mu);
+    return n;
 }
 
 /* test-only: how many requests broke the history rules */

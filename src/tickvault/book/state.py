@@ -6,7 +6,9 @@ the end of that list, as in ProfitDLL: the offer at position p is at index
 there. Actions (``wire.BOOK_DTYPE``):
 
 - 0 add: insert the offer;
-- 1 edit: replace the offer at the position (fields marked absent keep their value);
+- 1 edit: replace the offer at the position (fields marked absent keep their value).
+  An edit carries the resulting offer, not a change: a feeder whose source sends
+  quantity deltas (ProfitDLL) resolves them before publishing (``feeds/profitdll/book.py``);
 - 2 delete: remove the offer at the position;
 - 3 delete from: remove the offer at the position and every one after it in
   position order down to position 0 (the end of the list);

@@ -98,6 +98,10 @@ GAP_REASONS: dict[int, str] = {
     1: "feed reconnected; the history API refused the span (period limit)",
     2: "feed reconnected; the feeder has no history API",
     3: "feed reconnected; the history request failed",
+    4: "market data partially connected (callbacks may be lost); the history API refused "
+    "the span (period limit)",
+    5: "market data partially connected (callbacks may be lost); the feeder has no history API",
+    6: "market data partially connected (callbacks may be lost); the history request failed",
 }
 
 RECORD_DTYPE: dict[Kind, np.dtype[np.void]] = {

@@ -88,6 +88,11 @@ class ProfitDLL:
         self.call("TranslateTrade", p_trade, ctypes.byref(trade))
         return trade
 
+    def free_pointer(self, pointer: int, size: int) -> None:
+        """Free a full-book array the offer-book callback handed over (``size``: the
+        array header's total-size field). Call it once per array, after copying."""
+        self.call("FreePointer", pointer, size)
+
     def agent_name(self, agent_id: int, *, short: bool = False) -> str:
         length = self.call("GetAgentNameLength", agent_id, int(short))
         buffer = ctypes.create_unicode_buffer(length + 1)
@@ -141,11 +146,27 @@ class ProfitDLL:
         self.call("SendCancelAllOrdersV2", ctypes.byref(cancel))
 
     def position(
-        self, *, broker_id: int, account: str, ticker: str, exchange: str
+        self,
+        *,
+        broker_id: int,
+        account: str,
+        ticker: str,
+        exchange: str,
+        position_type: int = t.POSITION_CONSOLIDATED,
+        version: int = 1,
     ) -> t.TConnectorTradingAccountPosition:
+        """The position of an account in a ticker: ``position_type`` 1 day trade, 2
+        consolidated. Version 1 (the Python and C# examples) needs the position type;
+        version 2 (the Delphi example) also fills ``event_id``."""
+        if position_type not in (t.POSITION_DAY_TRADE, t.POSITION_CONSOLIDATED):
+            raise ValueError(f"position_type must be 1 (day trade) or 2 (consolidated), "
+                             f"got {position_type}")  # fmt: skip
+        if version not in (1, 2):
+            raise ValueError(f"version must be 1 or 2, got {version}")
         pos = t.TConnectorTradingAccountPosition()
-        pos.version = 1
+        pos.version = version
         pos.account = self._account(broker_id, account)
         pos.asset = t.TConnectorAssetIdentifier(0, ticker, exchange, 0)
+        pos.position_type = position_type
         self.call("GetPositionV2", ctypes.byref(pos))
         return pos

@@ -2,8 +2,9 @@
 
 Dates from the DLL are São Paulo wall-clock times (``SYSTEMTIME`` fields or
 ``DD/MM/YYYY HH:MM:SS.ZZZ`` strings) and become int64 ns UTC. Trade numbers,
-types and edit flags map onto ``TRADE_DTYPE``; offer-book callbacks and their
-packed full-book arrays map onto ``wire.BOOK_DTYPE``.
+types and edit flags map onto ``TRADE_DTYPE``; ``TradeNumbers`` tells an edit of
+a trade seen from one of a trade never seen. Full-book arrays are parsed here;
+``book.ProfitBook`` turns offer-book callbacks into ``wire.BOOK_DTYPE`` records.
 """
 
 from __future__ import annotations
@@ -12,22 +13,23 @@ import datetime as dt
 import functools
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 
 from tickvault.errors import FeedError, ValidationError
+from tickvault.feeds.profitdll.types import TRADE_TYPES
 from tickvault.model.trades import TRADE_DTYPE, TradeFlag, TradeType
 from tickvault.timeutil import NS_PER_DAY, NS_PER_MS, NS_PER_S
-from tickvault.transport.wire import BOOK_DTYPE
 
 HISTORY_MAX_AGE_DAYS = 30
 """ProfitDLL refuses a history start older than this (NL_HISTORY_PERIOD_LIMIT)."""
 ONE_DAY_PREFIXES = ("WIN", "WDO")
 """Contracts whose history must be requested one day at a time."""
-_KNOWN_TYPES = frozenset(int(t) for t in TradeType)
+_KNOWN_TYPES = frozenset(TRADE_TYPES)
+"""Trade types stored as they come; any other code is stored as ``TradeType.UNKNOWN``."""
 
 
 class ProfitDateParser:
@@ -99,7 +101,7 @@ class RawTrade:
 
 def trade_records(trades: Sequence[RawTrade], *, history: bool) -> npt.NDArray[np.void]:
     """``TRADE_DTYPE`` records: an edit flag becomes ``TradeFlag.EDIT``, history trades
-    get ``TradeFlag.HISTORY``, unknown trade types become ``TradeType.UNKNOWN``."""
+    get ``TradeFlag.HISTORY``, undocumented trade types become ``TradeType.UNKNOWN``."""
     out = np.zeros(len(trades), dtype=TRADE_DTYPE)
     for i, tr in enumerate(trades):
         flags = int(TradeFlag.HISTORY) if history else 0
@@ -111,25 +113,65 @@ def trade_records(trades: Sequence[RawTrade], *, history: bool) -> npt.NDArray[n
     return out
 
 
+class TradeNumbers:
+    """The trade numbers seen, per symbol and trading day (``tradeNumber`` is unique per
+    symbol and session). A bitmap in chunks of 65,536 numbers, created as numbers come
+    (8 KiB per chunk): a day of a busy contract takes a few MiB. Only the ``days`` latest
+    trading days of each symbol are kept."""
+
+    _CHUNK_BITS = 16
+
+    def __init__(self, days: int = 2):
+        self.days = days
+        self._seen: dict[str, dict[tuple[int, int, int], dict[int, bytearray]]] = {}
+
+    def add(self, symbol: str, day: tuple[int, int, int], number: int) -> None:
+        per_day = self._seen.setdefault(symbol, {})
+        chunks = per_day.get(day)
+        if chunks is None:
+            chunks = per_day[day] = {}
+            while len(per_day) > self.days:
+                del per_day[min(per_day)]
+            if day not in per_day:
+                return
+        chunk = chunks.get(number >> self._CHUNK_BITS)
+        if chunk is None:
+            chunk = chunks[number >> self._CHUNK_BITS] = bytearray(1 << (self._CHUNK_BITS - 3))
+        low = number & ((1 << self._CHUNK_BITS) - 1)
+        chunk[low >> 3] |= 1 << (low & 7)
+
+    def seen(self, symbol: str, day: tuple[int, int, int], number: int) -> bool:
+        chunk = self._seen.get(symbol, {}).get(day, {}).get(number >> self._CHUNK_BITS)
+        low = number & ((1 << self._CHUNK_BITS) - 1)
+        return chunk is not None and bool(chunk[low >> 3] & (1 << (low & 7)))
+
+
 # ---------------------------------------------------------------------- offer book
 _ARRAY_HEADER = struct.Struct("<ii")
 _ENTRY = struct.Struct("<dqiqH")
 _FLAGS = struct.Struct("<I")
+ARRAY_MIN_SIZE = _ARRAY_HEADER.size + _FLAGS.size
+ARRAY_MAX_SIZE = 1 << 28
+"""A full-book array's total size is trusted only within these bounds (a bigger one
+would be a corrupt header: copying it could read past the DLL's memory)."""
+
+Entry = tuple[float, int, int, int, str]
+"""A full-book entry: (price, qty, agent, offer_id, date text)."""
 
 
 @dataclass(frozen=True, slots=True)
 class BookArray:
-    """A full-book side as sent by the offer-book callback (list order)."""
+    """One page of a full-book side as sent by the offer-book callback (list order)."""
 
-    entries: list[tuple[float, int, int, int, str]]
-    """(price, qty, agent, offer_id, date text)"""
-    flags: int
+    entries: list[Entry] = field(default_factory=list)
+    flags: int = 0
+    """1 last page, 2 first page."""
 
 
 def parse_book_array(raw: bytes) -> BookArray:
     """Parse the packed layout: int32 count, int32 total size, entries (double price,
     int64 qty, int32 agent, int64 offer id, uint16 n, n bytes of date), uint32 flags."""
-    if len(raw) < _ARRAY_HEADER.size + _FLAGS.size:
+    if len(raw) < ARRAY_MIN_SIZE:
         raise ValidationError(f"offer-book array of {len(raw)} bytes is too short", field="book")
     count, total = _ARRAY_HEADER.unpack_from(raw, 0)
     if total != len(raw) or count < 0:
@@ -154,46 +196,6 @@ def parse_book_array(raw: bytes) -> BookArray:
 def array_size(header: bytes) -> int:
     """Total size in bytes from the first 8 bytes of a full-book array."""
     return int(_ARRAY_HEADER.unpack_from(header, 0)[1])
-
-
-def full_book_records(
-    buy: BookArray | None, sell: BookArray | None, ts_event: int, ts_recv: int
-) -> npt.NDArray[np.void]:
-    """Action-4 records for each side sent, positions counted from the end of the list.
-    A side sent empty becomes one action-4 record with price 0 (the side is cleared)."""
-    rows = []
-    for side, array in ((0, buy), (1, sell)):
-        if array is None:
-            continue
-        n = len(array.entries)
-        if n == 0:
-            rows.append((ts_event, ts_recv, 0, 0.0, 0, 0, 0, side, 4))
-        for i, (price, qty, agent, offer_id, _date) in enumerate(array.entries):
-            rows.append((ts_event, ts_recv, offer_id, price, qty, agent, n - i - 1, side, 4))
-    return np.array(rows, dtype=BOOK_DTYPE)
-
-
-def book_update_record(
-    *,
-    action: int,
-    position: int,
-    side: int,
-    qty: int,
-    agent: int,
-    offer_id: int,
-    price: float,
-    has: tuple[bool, bool, bool, bool],
-    ts_event: int,
-    ts_recv: int,
-) -> npt.NDArray[np.void]:
-    """One add/edit/delete record. ``has``: price, qty, offer id, agent present; absent
-    fields become the 'keep' values of the book (price 0, qty -1, offer id 0, agent 0)."""
-    has_price, has_qty, has_offer, has_agent = has
-    return np.array(
-        [(ts_event, ts_recv, offer_id if has_offer else 0, price if has_price else 0.0,
-          qty if has_qty else -1, agent if has_agent else 0, position, side, action)],
-        dtype=BOOK_DTYPE,
-    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------- history rules

@@ -1,10 +1,20 @@
 """``ProfitDLLFeeder``: Nelogica's ProfitDLL as a tickvault feeder.
 
 The DLL calls back on its own single thread. Each callback only copies what it
-was given (translating the opaque trade pointer with ``TranslateTrade`` and
-copying full-book arrays, both only valid during the call) into a queue and
-returns; a worker thread converts and delivers the events. No I/O and no DLL
-request (subscribe, history, orders) ever runs inside a callback.
+was given (translating the opaque trade pointer with ``TranslateTrade``, copying
+full-book arrays and releasing them with ``FreePointer``, as they belong to the
+caller once delivered) into a queue and returns; a worker thread converts and
+delivers the events. No I/O and no DLL request (subscribe, history, orders)
+ever runs inside a callback.
+
+Offer-book edits are quantity deltas and full books may come in pages: the
+worker keeps each symbol's book (``book.ProfitBook``) and publishes records of
+the resulting offers. An edit of a trade whose number was never seen this
+session is not delivered (it would be stored as a second trade): it is logged
+and counted in ``unknown_edits``. A ticker the DLL reports unknown (its
+invalid-ticker callback) is logged as an error, published as the state
+``(CONN_SUBSCRIPTION, SUBSCRIPTION_UNKNOWN_TICKER)`` and listed in ``status()``;
+when no subscribed ticker is left, ``run`` fails naming them.
 
 History requests follow the DLL's rules (``convert.plan_history``): no start
 older than 30 days, WIN/WDO one day per request, and one request at a time per
@@ -25,20 +35,29 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 from tickvault.config import Settings
 from tickvault.errors import ConfigError, FeedError, TickvaultError
 from tickvault.feeds.base import Feeder, FeedEvents
 from tickvault.feeds.profitdll import convert
 from tickvault.feeds.profitdll import types as t
-from tickvault.feeds.profitdll.binding import ProfitDLL
+from tickvault.feeds.profitdll.binding import ProfitDLL, ProfitDLLError
+from tickvault.feeds.profitdll.book import ProfitBook
 from tickvault.logutil import RateLimitedLog
 from tickvault.model.validate import check_symbol
 from tickvault.timeutil import now_ns
+from tickvault.transport.wire import BOOK_DTYPE
 
 log = logging.getLogger(__name__)
 
 CONN_LOGIN, CONN_ROUTING, CONN_MARKET, CONN_ACTIVATION = 0, 1, 2, 3
 MARKET_CONNECTED, MARKET_PARTIAL = 4, 6
+ROUTING_READY = frozenset({2, 5})
+"""Routing is usable at (1, 2), as the manual says, or (1, 5), as the examples treat it."""
+CONN_SUBSCRIPTION, SUBSCRIPTION_UNKNOWN_TICKER = 100, 1
+"""tickvault's own state (ProfitDLL's connection types are 0-3): a subscribed ticker is
+unknown to the DLL (its invalid-ticker callback; the feeder log names it)."""
 STATE_TEXT: dict[tuple[int, int], str] = {
     (0, 0): "logged in",
     (0, 1): "login refused: invalid login",
@@ -60,6 +79,7 @@ STATE_TEXT: dict[tuple[int, int], str] = {
     (2, 5): "market data: performance warning",
     (2, 6): "market data partially connected: callbacks are not drained fast enough",
     (3, 0): "activation valid",
+    (CONN_SUBSCRIPTION, SUBSCRIPTION_UNKNOWN_TICKER): "a subscribed ticker is unknown to ProfitDLL",
 }
 FUTURES_PREFIXES = ("WIN", "WDO", "IND", "DOL", "BIT", "DI1", "CCM", "BGI", "ICF", "SFI")
 
@@ -137,6 +157,10 @@ class _HistoryWait:
     last_packet_at: float | None = None
     """When the trade flagged 'last packet' was delivered (monotonic s)."""
     delivered: int = 0
+    numbers: convert.TradeNumbers = field(default_factory=lambda: convert.TradeNumbers(days=64))
+    """Trade numbers of this request's answer (an edit may follow its trade here)."""
+    error: FeedError | None = None
+    """Why the request ended without an answer (the DLL reported the ticker unknown)."""
 
 
 class ProfitDLLFeeder(Feeder):
@@ -172,6 +196,12 @@ class ProfitDLLFeeder(Feeder):
         """Last result per connection type."""
         self.callback_errors = 0
         self.delivered = 0
+        self.unknown_edits = 0
+        """Edits of a trade number never seen this session, not delivered."""
+        self.free_errors = 0
+        """Full-book arrays FreePointer refused."""
+        self.invalid_tickers: dict[str, str] = {}
+        """Ticker -> exchange of each subscription the DLL reported unknown."""
         self.order_updates: queue.SimpleQueue[tuple[int, str | None]] = queue.SimpleQueue()
         """(local order id, ClOrdID) per order-callback call."""
         self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
@@ -183,6 +213,10 @@ class ProfitDLLFeeder(Feeder):
         self._events: FeedEvents | None = None
         self._rate_log = RateLimitedLog(log)
         self._parse_date = convert.ProfitDateParser(tz)
+        self._books: dict[str, ProfitBook] = {}
+        self._trade_numbers = convert.TradeNumbers(days=2)
+        self._failure: FeedError | None = None
+        """Set by the worker when the session cannot go on (no valid ticker left)."""
 
     def __repr__(self) -> str:
         return f"ProfitDLLFeeder(symbols={self.symbols}, library={str(self.library)!r})"
@@ -234,16 +268,38 @@ class ProfitDLLFeeder(Feeder):
                  has_date: int, has_offer: int, has_agent: int, date: str | None,
                  sell: int | None, buy: int | None) -> None:  # fmt: skip
         arrays = None
-        if action == 4:  # full book: the arrays die when the callback returns
-            arrays = tuple(_copy_array(p) for p in (buy, sell))
+        if buy or sell:  # ours once delivered: copied, then freed
+            arrays = (self._take_array(buy), self._take_array(sell))
         self._queue.put((
             "book", str(asset.ticker).upper(), time.time_ns(), action, position, side, qty,
             agent, offer_id, price, (bool(has_price), bool(has_qty), bool(has_offer),
             bool(has_agent)), date if has_date else None, arrays,
         ))  # fmt: skip
 
+    def _take_array(self, pointer: int | None) -> bytes | None:
+        """The bytes of a full-book array (its header says the total size), copied; then
+        the array is freed with ``FreePointer(pointer, size)``, once."""
+        if not pointer:
+            return None
+        assert self.dll is not None
+        header = ctypes.string_at(pointer, 8)
+        size = convert.array_size(header)
+        try:
+            if convert.ARRAY_MIN_SIZE <= size <= convert.ARRAY_MAX_SIZE:
+                return ctypes.string_at(pointer, size)
+            return header  # a corrupt header: parsing reports it
+        finally:
+            try:
+                self.dll.free_pointer(pointer, size)
+            except ProfitDLLError as exc:
+                self.free_errors += 1
+                self._rate_log.warning("free", "ProfitDLL: %s", exc)
+
     def _on_order(self, order: t.TConnectorOrderIdentifier) -> None:
         self.order_updates.put((int(order.local_order_id), order.cl_order_id))
+
+    def _on_invalid_ticker(self, asset: t.TConnectorAssetIdentifier) -> None:
+        self._queue.put(("invalid", str(asset.ticker or "").upper(), str(asset.exchange or "")))
 
     # ------------------------------------------------------------------ worker
     def _drain(self, events: FeedEvents) -> None:
@@ -288,36 +344,68 @@ class ProfitDLLFeeder(Feeder):
                     wait.done.set()
             elif kind == "book":
                 self._deliver_book(item, events)
+            elif kind == "invalid":
+                self._deliver_invalid_ticker(item[1], item[2], events)
             elif kind == "sync":
                 item[1].set()
 
     def _deliver_trades(self, run: list[tuple[Any, ...]], events: FeedEvents) -> None:
         kind, symbol = run[0][0], run[0][1]
+        wait = self._history.get(symbol) if kind == "history" else None
+        last_packet = any(item[11] & t.TRADE_FLAG_LAST_PACKET for item in run)
         raw = [
             convert.RawTrade(convert.systemtime_ns(date, self.tz), recv, number, price, qty,
                              volume, buy, sell, ttype, flags)
             for _, _, recv, date, number, price, qty, volume, buy, sell, ttype, flags in run
+            if self._admit(symbol, date, number, flags, wait)
         ]  # fmt: skip
         records = convert.trade_records(raw, history=kind == "history")
         if kind == "trade":
-            events.on_trade(symbol, records)
+            if len(records):
+                events.on_trade(symbol, records)
             self.delivered += len(records)
             return
-        wait = self._history.get(symbol)
         if wait is None:
-            events.on_history_trade(symbol, records)
+            if len(records):
+                events.on_history_trade(symbol, records)
             return
         keep = (records["ts_event"] >= wait.start_ns) & (records["ts_event"] < wait.end_ns)
         if keep.any():
             wait.events.on_history_trade(symbol, records[keep])
             wait.delivered += int(keep.sum())
-        if any(r.dll_flags & t.TRADE_FLAG_LAST_PACKET for r in raw):
+        if last_packet:
             wait.last_packet_at = time.monotonic()
+
+    def _admit(self, symbol: str, date: tuple[int, ...], number: int, flags: int,
+               wait: _HistoryWait | None) -> bool:  # fmt: skip
+        """False for an edit of a trade number not seen this session (in the live feed or
+        the history request under way): ProfitDLL's manual identifies an edited trade by
+        its date, the examples and the store by number, and an edit stored under a number
+        of its own would add a second trade. Every other trade's number is remembered."""
+        day = (date[0], date[1], date[2])
+        if flags & t.TRADE_FLAG_EDIT:
+            if self._trade_numbers.seen(symbol, day, number) or (
+                wait is not None and wait.numbers.seen(symbol, day, number)
+            ):
+                return True
+            self.unknown_edits += 1
+            self._rate_log.warning(
+                "unknown-edit",
+                "ProfitDLL: %s: an edit of trade %d of %04d-%02d-%02d, a trade number not seen "
+                "this session, was ignored (stored, it would count as a second trade)",
+                symbol, number, *day,
+            )  # fmt: skip
+            return False
+        self._trade_numbers.add(symbol, day, number)
+        if wait is not None:
+            wait.numbers.add(symbol, day, number)
+        return True
 
     def _deliver_state(self, conn_type: int, result: int, events: FeedEvents) -> None:
         text = state_text(conn_type, result)
         if (conn_type, result) == (CONN_MARKET, MARKET_PARTIAL):
-            log.warning("ProfitDLL: %s; the feeder falls behind the market", text)
+            log.warning("ProfitDLL: %s; the feeder falls behind the market, and callbacks may "
+                        "have been lost: the span is checked against history", text)  # fmt: skip
         elif conn_type == CONN_LOGIN and result != 0:
             log.error("ProfitDLL: %s", text)
         else:
@@ -328,16 +416,49 @@ class ProfitDLLFeeder(Feeder):
         (_, symbol, recv, action, position, side, qty, agent, offer_id, price, has, date,
          arrays) = item  # fmt: skip
         ts = self._parse_date(date) if date else recv
+        book = self._books.setdefault(symbol, ProfitBook())
         if action == 4:
-            buy, sell = (convert.parse_book_array(a) if a else None for a in arrays)
-            records = convert.full_book_records(buy, sell, ts, recv)
+            parts = [
+                book.full_book(side_no, convert.parse_book_array(raw), ts, recv)
+                for side_no, raw in zip((0, 1), arrays or (None, None), strict=True)
+                if raw is not None
+            ]
+            records = np.concatenate(parts) if parts else np.zeros(0, BOOK_DTYPE)
         else:
-            records = convert.book_update_record(
+            if arrays is not None:
+                self._rate_log.warning("arrays", "ProfitDLL: book arrays with action %d "
+                                       "ignored (freed)", action)  # fmt: skip
+            records = book.update(
                 action=action, position=position, side=side, qty=qty, agent=agent,
                 offer_id=offer_id, price=price, has=has, ts_event=ts, ts_recv=recv,
             )  # fmt: skip
         if len(records):
             events.on_book(symbol, records)
+
+    def _deliver_invalid_ticker(self, ticker: str, exchange: str, events: FeedEvents) -> None:
+        """The DLL does not know a subscribed ticker: say so where the user looks (the log,
+        the state stream, ``status()``), and end the session when no ticker is left."""
+        with self._state_changed:
+            if ticker in self.invalid_tickers:  # one report per ticker (ticker and book)
+                return
+            self.invalid_tickers[ticker] = exchange
+        wait = self._history.get(ticker)
+        if wait is not None:  # a history request for it would wait for nothing
+            wait.error = FeedError(f"ProfitDLL does not know ticker {ticker} ({exchange or '?'})")
+            wait.done.set()
+        log.error(
+            "ProfitDLL: unknown ticker %s on exchange %s: no data will come for it. Check "
+            "the spelling, the contract month (an expired contract is unknown) and the "
+            "exchange (F for BMF futures such as WIN and WDO, B for Bovespa equities)",
+            ticker, exchange or "?",
+        )  # fmt: skip
+        events.on_state(CONN_SUBSCRIPTION, SUBSCRIPTION_UNKNOWN_TICKER)
+        if self.subscriptions and all(s.ticker in self.invalid_tickers for s in self.subscriptions):
+            self._failure = FeedError(
+                "ProfitDLL knows none of the tickers subscribed ("
+                + ", ".join(f"{k} on {v or '?'}" for k, v in self.invalid_tickers.items())
+                + "): check their spelling, contract month and exchange (F BMF, B Bovespa)"
+            )
 
     # ------------------------------------------------------------------ session
     def run(self, events: FeedEvents, stop: threading.Event) -> None:
@@ -359,6 +480,8 @@ class ProfitDLLFeeder(Feeder):
                      cb(t.TradeCallbackV2, self._guard(self._on_history_trade)))  # fmt: skip
             dll.call("SetOfferBookCallbackV2",
                      cb(t.OfferBookCallbackV2, self._guard(self._on_book)))  # fmt: skip
+            dll.call("SetInvalidTickerCallback",
+                     cb(t.InvalidTickerCallback, self._guard(self._on_invalid_ticker)))  # fmt: skip
             if self.routing:
                 dll.call("SetOrderCallback", cb(t.OrderCallback, self._guard(self._on_order)))
             self._wait_ready(stop)
@@ -367,7 +490,9 @@ class ProfitDLLFeeder(Feeder):
                 if self.book:
                     dll.call("SubscribeOfferBook", sub.ticker, sub.exchange)
             self._ready.set()
-            stop.wait()
+            while not stop.wait(0.2):
+                if self._failure is not None:
+                    raise self._failure
         finally:
             self._ready.clear()
             self._ended.set()
@@ -382,20 +507,38 @@ class ProfitDLLFeeder(Feeder):
             self._queue.put(None)
             worker.join(timeout=30)
 
+    def session_ready(self) -> bool:
+        """Logged in, market data connected and, with routing, routing connected: (1, 2)
+        as the manual says, or (1, 5) as Nelogica's examples treat it."""
+        with self._state_changed:
+            return self._session_ready()
+
+    def _session_ready(self) -> bool:
+        if self.states.get(CONN_LOGIN) != 0 or self.states.get(CONN_MARKET) != MARKET_CONNECTED:
+            return False
+        return not self.routing or self.states.get(CONN_ROUTING) in ROUTING_READY
+
     def _wait_ready(self, stop: threading.Event) -> None:
-        """Until logged in and market data connected; a refused login raises at once."""
+        """Until the session is ready (``session_ready``); a refused login raises at once."""
         deadline = time.monotonic() + self.login_timeout_s
         with self._state_changed:
             while True:
                 login = self.states.get(CONN_LOGIN)
                 if login is not None and login != 0:
                     raise FeedError(f"ProfitDLL {state_text(CONN_LOGIN, login)}")
-                if login == 0 and self.states.get(CONN_MARKET) == MARKET_CONNECTED:
+                if self._session_ready():
                     return
                 left = deadline - time.monotonic()
                 if left <= 0 or stop.is_set():
+                    if login != 0:
+                        waiting = "login"
+                    elif self.states.get(CONN_MARKET) != MARKET_CONNECTED:
+                        waiting = "market data"
+                    else:
+                        waiting = "routing"
                     raise FeedError(
-                        f"ProfitDLL did not connect within {self.login_timeout_s:.0f} s "
+                        f"ProfitDLL did not connect ({waiting}) within "
+                        f"{self.login_timeout_s:.0f} s "
                         f"(last states: {[state_text(k, v) for k, v in self.states.items()]}); "
                         "check the activation key, the network and Nelogica's status"
                     )
@@ -406,7 +549,12 @@ class ProfitDLLFeeder(Feeder):
         names = {CONN_LOGIN: "login", CONN_ROUTING: "routing", CONN_MARKET: "market data",
                  CONN_ACTIVATION: "activation"}  # fmt: skip
         with self._state_changed:
-            return {names.get(k, str(k)): state_text(k, v) for k, v in sorted(self.states.items())}
+            out = {names.get(k, str(k)): state_text(k, v) for k, v in sorted(self.states.items())}
+            if self.invalid_tickers:
+                out["subscription"] = "unknown tickers: " + ", ".join(
+                    f"{k} ({v or '?'})" for k, v in self.invalid_tickers.items()
+                )
+        return out
 
     def _await_session(self) -> ProfitDLL:
         """Until the session is logged in and subscribed (a reconnect backfill can be
@@ -471,14 +619,8 @@ class ProfitDLLFeeder(Feeder):
                         convert.format_request_date(hi - 1, self.tz),
                     )  # fmt: skip
                     self._await_history(wait, symbol, f"request {i + 1} of {len(windows)}")
+                    if wait.error is not None:
+                        raise wait.error
                 finally:
                     self._history.pop(symbol, None)
                 events.on_progress(symbol, (i + 1) * 100 // len(windows))
-
-
-def _copy_array(pointer: int | None) -> bytes | None:
-    """The bytes of a full-book array (header says its total size), copied."""
-    if not pointer:
-        return None
-    header = ctypes.string_at(pointer, 8)
-    return ctypes.string_at(pointer, convert.array_size(header))

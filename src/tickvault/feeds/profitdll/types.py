@@ -1,9 +1,11 @@
 """ProfitDLL 4.x structures, callback prototypes and error codes (ctypes, x64 layouts).
 
 Strings are ``wchar_t*`` (``c_wchar_p``): 2 bytes on Windows, 4 elsewhere, which
-is why a stand-in library must use ``wchar_t`` too. Field offsets match the
-manual's x64 layouts; ``TAssetID`` is listed as packed, and its fields fall at
-the same offsets (0, 8, 16) either way.
+is why a stand-in library must use ``wchar_t`` too. Sizes and field offsets are
+those of Nelogica's own x64 declarations (the Delphi records of
+``ProfitDataTypesU.pas`` and the Python example's ``profitTypes.py``): natural
+alignment, except ``TAssetID``, a packed record (20 bytes).
+``tests/unit/test_profitdll_layout.py`` holds the reference offsets.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ FUNCTYPE: Any = ctypes.WINFUNCTYPE if WINDOWS else ctypes.CFUNCTYPE  # type: ign
 
 
 class TAssetID(Structure):
+    """``TAssetIDRec``, a Delphi packed record: 20 bytes, no trailing padding."""
+
+    _pack_ = 1
+    _layout_ = "ms"  # Python 3.14+ wants the layout of a packed structure named
     _fields_ = (("ticker", c_wchar_p), ("exchange", c_wchar_p), ("feed", c_int))
 
 
@@ -122,7 +128,15 @@ class TConnectorCancelAllOrders(Structure):
     )
 
 
+POSITION_DAY_TRADE, POSITION_CONSOLIDATED = 1, 2
+"""``TConnectorPositionType``: set in ``position_type`` before ``GetPositionV2`` (version >= 1)."""
+
+
 class TConnectorTradingAccountPosition(Structure):
+    """Filled by ``GetPositionV2``; 216 bytes. Version 1 adds ``position_type`` (an input,
+    required), version 2 ``event_id``. The DLL writes up to the last field of the version
+    asked, so the structure must have every field."""
+
     _fields_ = (
         ("version", c_ubyte),
         ("account", TConnectorAccountIdentifier),
@@ -134,6 +148,17 @@ class TConnectorTradingAccountPosition(Structure):
         ("daily_sell_quantity", c_int64),
         ("daily_average_buy_price", c_double),
         ("daily_buy_quantity", c_int64),
+        ("daily_quantity_d1", c_int64),
+        ("daily_quantity_d2", c_int64),
+        ("daily_quantity_d3", c_int64),
+        ("daily_quantity_blocked", c_int64),
+        ("daily_quantity_pending", c_int64),
+        ("daily_quantity_alloc", c_int64),
+        ("daily_quantity_provision", c_int64),
+        ("daily_quantity", c_int64),
+        ("daily_quantity_available", c_int64),
+        ("position_type", c_ubyte),
+        ("event_id", c_int64),
     )
 
 
@@ -161,11 +186,40 @@ OfferBookCallbackV2 = FUNCTYPE(
     c_void_p,  # buy array
 )
 OrderCallback = FUNCTYPE(None, TConnectorOrderIdentifier)
+InvalidTickerCallback = FUNCTYPE(None, TConnectorAssetIdentifier)
+"""A subscription named a ticker the DLL does not know (mistyped, expired, wrong exchange)."""
 
 TRADE_FLAG_EDIT = 1
 TRADE_FLAG_LAST_PACKET = 2
 BOOK_ARRAY_LAST_PACKET = 1
 BOOK_ARRAY_FIRST_PACKET = 2
+
+TRADE_TYPES: dict[int, str] = {
+    1: "cross",
+    2: "aggressor buy",
+    3: "aggressor sell",
+    4: "auction",
+    5: "surveillance",
+    6: "expit",
+    7: "options exercise",
+    8: "over the counter",
+    9: "derivative term",
+    10: "index",
+    11: "BTC",
+    12: "on behalf",
+    13: "RLP",
+    **{code: f"type {code} (4.0.0.41)" for code in (14, 15, 16, 17, 18)},
+    32: "unknown",
+    **{code: f"type {code} (4.0.0.41)" for code in (33, 34, 35)},
+}
+"""``tradeType`` codes. 1-13 and 32 are named in the manual and the Delphi ``TTradeType``;
+14-18 and 33-35 appear in 4.0.0.41 without a name in Nelogica's published examples, so
+they are kept as codes (stored as they come) and named by number."""
+
+
+def trade_type_name(code: int) -> str:
+    return TRADE_TYPES.get(code, f"undocumented type {code}")
+
 
 # ---------------------------------------------------------------------- functions
 # name -> (restype, argtypes). int64 for order ids; every other call returns an NL code.
@@ -189,11 +243,14 @@ PROTOTYPES: dict[str, tuple[Any, tuple[Any, ...]]] = {
     "SetHistoryTradeCallbackV2": (c_int, (TradeCallbackV2,)),
     "SetOfferBookCallbackV2": (c_int, (OfferBookCallbackV2,)),
     "SetOrderCallback": (c_int, (OrderCallback,)),
+    "SetInvalidTickerCallback": (c_int, (InvalidTickerCallback,)),
     "SubscribeTicker": (c_int, (c_wchar_p, c_wchar_p)),
     "UnsubscribeTicker": (c_int, (c_wchar_p, c_wchar_p)),
     "SubscribeOfferBook": (c_int, (c_wchar_p, c_wchar_p)),
     "UnsubscribeOfferBook": (c_int, (c_wchar_p, c_wchar_p)),
     "GetHistoryTrades": (c_int, (c_wchar_p, c_wchar_p, c_wchar_p, c_wchar_p)),
+    # a full-book array and its size (the header's total-size field): the caller frees it
+    "FreePointer": (c_int, (c_void_p, c_int)),
     "TranslateTrade": (c_int, (c_size_t, POINTER(TConnectorTrade))),
     "GetAgentNameLength": (c_int, (c_int, c_int)),
     "GetAgentName": (c_int, (c_int, c_int, c_wchar_p, c_int)),
@@ -212,14 +269,36 @@ NL_ERRORS: dict[int, str] = {
     0x80000004: "NL_WAITING_SERVER",
     0x80000005: "NL_NO_LOGIN",
     0x80000006: "NL_NO_LICENSE",
+    0x80000007: "NL_PASSWORD_HASH_SHA1",
+    0x80000008: "NL_PASSWORD_HASH_MD5",
     0x80000009: "NL_OUT_OF_RANGE",
     0x8000000A: "NL_MARKET_ONLY",
     0x8000000B: "NL_NO_POSITION",
     0x8000000C: "NL_NOT_FOUND",
     0x8000000D: "NL_VERSION_NOT_SUPPORTED",
+    0x8000000E: "NL_OCO_NO_RULES",
+    0x8000000F: "NL_EXCHANGE_UNKNOWN",
+    0x80000010: "NL_NO_OCO_DEFINED",
+    0x80000011: "NL_INVALID_SERIE",
+    0x80000012: "NL_LICENSE_NOT_ALLOWED",
+    0x80000013: "NL_NOT_HARD_LOGOUT",
+    0x80000014: "NL_SERIE_NO_HISTORY",
+    0x80000015: "NL_ASSET_NO_DATA",
+    0x80000016: "NL_SERIE_NO_DATA",
+    0x80000017: "NL_HAS_STRATEGY_RUNNING",
+    0x80000018: "NL_SERIE_NO_MORE_HISTORY",
+    0x80000019: "NL_SERIE_MAX_COUNT",
+    0x8000001A: "NL_DUPLICATE_RESOURCE",
+    0x8000001B: "NL_UNSIGNED_CONTRACT",
+    0x8000001C: "NL_NO_PASSWORD",
+    0x8000001D: "NL_NO_USER",
+    0x8000001E: "NL_FILE_ALREADY_EXISTS",
     0x8000001F: "NL_INVALID_TICKER",
+    0x80000020: "NL_NOT_MASTER_ACCOUNT",
     0x8000002E: "NL_HISTORY_PERIOD_LIMIT",
 }
+"""Every NL code of Nelogica's constants (``ProfitConstantsU.pas``, the manual's table),
+plus ``NL_HISTORY_PERIOD_LIMIT`` of 4.0.0.41."""
 NL_HISTORY_PERIOD_LIMIT = 0x8000002E
 
 
