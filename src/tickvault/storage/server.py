@@ -221,14 +221,7 @@ def _start(data_dir: Path, binary: Path) -> ServerInfo:
             "yes",
         ]
         try:
-            proc = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,  # outlives the process that started it
-                cwd=data_dir,
-            )
+            proc = _spawn_detached(args, data_dir)
         except OSError as exc:
             raise EmbeddedServerError(f"cannot run {binary}: {exc.strerror}") from exc
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -329,19 +322,25 @@ def kept_running(data_dir: Path) -> bool:
     return (data_dir.resolve() / KEEP_FILE).exists()
 
 
+def _spawn_detached(args: list[str], cwd: Path) -> subprocess.Popen[bytes]:
+    """A process in a session of its own (it outlives the one that started it), with
+    no inherited standard streams."""
+    return subprocess.Popen(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=cwd,
+    )
+
+
 def _start_watchdog(data_dir: Path, info: ServerInfo, idle_stop_s: float) -> None:
     """A detached process that stops the server once it has had no client for a while."""
     args = [sys.executable, "-m", "tickvault.storage.watchdog", str(data_dir), info.run_id,
             str(idle_stop_s)]  # fmt: skip
     try:
-        proc = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            cwd=data_dir,
-        )
+        proc = _spawn_detached(args, data_dir)
         (data_dir / WATCHDOG_FILE).write_text(f"{proc.pid}\n")
     except OSError as exc:  # the server runs on; it just will not stop by itself
         (data_dir / KEEP_FILE).touch()
