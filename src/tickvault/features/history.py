@@ -97,9 +97,16 @@ class HistoryParams:
             raise QueryError(f"HistoryParams.min_sessions must be >= 2, got {self.min_sessions}")
 
 
-def _price_at(aggs: SessionAggregates, minute: npt.NDArray[np.int64]) -> F64:
-    """p at the given minute boundaries of ``aggs`` (clipped to the session)."""
-    return aggs.price[np.clip(minute, 0, aggs.minutes)]
+def _prices(aggs: SessionAggregates, lo: int, hi: int) -> F64:
+    """p at the minute boundaries lo..hi of ``aggs`` (clipped to the session), a view if it can."""
+    m = aggs.price.size - 1
+    if lo >= 0 and hi <= m:
+        return aggs.price[lo : hi + 1]
+    return aggs.price[np.minimum(np.maximum(np.arange(lo, hi + 1), 0), m)]
+
+
+def _price(aggs: SessionAggregates, minute: int) -> float:
+    return float(aggs.price[min(max(minute, 0), aggs.price.size - 1)])
 
 
 def _same_clock(cur: SessionAggregates, other: SessionAggregates) -> int:
@@ -107,9 +114,13 @@ def _same_clock(cur: SessionAggregates, other: SessionAggregates) -> int:
     return cur.open_clock_min - other.open_clock_min
 
 
-def _volume_at(aggs: SessionAggregates, minutes: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+def _volumes(aggs: SessionAggregates, lo: int, hi: int) -> npt.NDArray[np.int64]:
+    """qty of the minutes lo..hi-1 of ``aggs``, 0 for minutes outside the session."""
+    if lo >= 0 and hi <= aggs.minutes:
+        return aggs.volume[lo:hi]
+    minutes = np.arange(lo, hi)
     ok = (minutes >= 0) & (minutes < aggs.minutes)
-    return np.where(ok, aggs.volume[np.clip(minutes, 0, aggs.minutes - 1)], 0)
+    return np.where(ok, aggs.volume[np.minimum(np.maximum(minutes, 0), aggs.minutes - 1)], 0)
 
 
 def _pearson(x: F64, y: F64) -> float:
@@ -162,38 +173,38 @@ def history_features(
     start = max(0, k - p.volume_window_min)
     b0 = -(-start // p.bucket_min)
     b1 = k // p.bucket_min
-    buckets = np.arange(b0, max(b0, b1), dtype=np.int64)
-    minute_grid = (buckets[:, None] * p.bucket_min + np.arange(p.bucket_min)[None, :]).astype(
-        np.int64
-    )
+    n_buckets = max(0, b1 - b0)
+    lo, hi = b0 * p.bucket_min, (b0 + n_buckets) * p.bucket_min
     prev = previous.get(dates[-1]) if dates else None
     sim = ratio = math.nan
-    if prev is not None and buckets.size:
-        x = current.volume[minute_grid].sum(axis=1).astype(np.float64)
-        y = _volume_at(prev, minute_grid + _same_clock(current, prev)).sum(axis=1)
+    if prev is not None and n_buckets:
+        shift = _same_clock(current, prev)
+        x = current.volume[lo:hi].reshape(n_buckets, -1).sum(axis=1).astype(np.float64)
+        y = _volumes(prev, lo + shift, hi + shift).reshape(n_buckets, -1).sum(axis=1)
         y = y.astype(np.float64)
-        if buckets.size >= p.min_buckets:
+        if n_buckets >= p.min_buckets:
             sim = _pearson(x, y)
         ty = float(y.sum())
         ratio = float(x.sum()) / ty if ty > 0 else math.nan
     out["volume_pattern_similarity"] = sim
     out["volume_ratio_prev_session"] = ratio
 
-    # momentum percentile
+    # momentum percentile and volatility regime: one vectorised pass over the
+    # current session (row 0, NaN when nothing is known yet) and the stored ones
+    def stored(n: int) -> list[SessionAggregates]:
+        found = (previous.get(d) for d in dates[-n:])
+        return [a for a in found if a is not None and a.first_ts is not None]
+
+    mom_hist = stored(p.momentum_sessions)
+    vol_hist = stored(p.volatility_sessions)
     mw = p.momentum_window_min
-    ends = np.array([k - mw, k], dtype=np.int64)
-
-    def momentum(a: SessionAggregates, shift: int) -> float:
-        pp = _price_at(a, ends + shift)
-        return float(_log_ratio(pp[1:], pp[:1])[0])
-
-    m = momentum(current, 0) if known else math.nan
-    hist_m = []
-    for d in dates[-p.momentum_sessions :]:
-        a = previous.get(d)
-        if a is not None and a.first_ts is not None:
-            hist_m.append(momentum(a, _same_clock(current, a)))
-    hm = np.array([v for v in hist_m if not math.isnan(v)], dtype=np.float64)
+    rows = [(current, 0)] + [(a, _same_clock(current, a)) for a in mom_hist]
+    p0 = np.array([_price(a, k - mw + shift) for a, shift in rows])
+    p1 = np.array([_price(a, k + shift) for a, shift in rows])
+    if not known:
+        p0[0] = p1[0] = math.nan
+    moms = _log_ratio(p1, p0)
+    m, hm = float(moms[0]), moms[1:][~np.isnan(moms[1:])]
     out["momentum_30min"] = m
     if hm.size < p.min_sessions or math.isnan(m):
         out["historical_momentum_percentile"] = math.nan
@@ -201,29 +212,22 @@ def history_features(
         below, ties = int((hm < m).sum()), int((hm == m).sum())
         out["historical_momentum_percentile"] = 100.0 * (below + 0.5 * ties) / hm.size
 
-    # volatility regime
-    grid = k - np.arange(p.volatility_window_min, -1, -1, dtype=np.int64)
-
-    def rv(a: SessionAggregates, shift: int) -> float:
-        r = np.diff(np.log(_price_at(a, grid + shift)))
-        return math.sqrt(float(r @ r))
-
-    def ln(x: float) -> float:
-        return math.log(x) if x > 0 else math.nan  # also NaN for a NaN rv
-
-    rv_now = rv(current, 0) if known else math.nan
-    lr = ln(rv_now)
-    out["rv_30min"] = rv_now
-    hist_v = []
-    for d in dates[-p.volatility_sessions :]:
-        a = previous.get(d)
-        if a is not None and a.first_ts is not None:
-            v = ln(rv(a, _same_clock(current, a)))
-            if not math.isnan(v):
-                hist_v.append(v)
+    vw = p.volatility_window_min
+    pv = np.stack(
+        [_prices(current, k - vw, k) if known else np.full(vw + 1, math.nan)]
+        + [
+            _prices(a, k - vw + _same_clock(current, a), k + _same_clock(current, a))
+            for a in vol_hist
+        ]
+    )
+    r = np.diff(np.log(pv), axis=1)
+    rvs = np.sqrt((r * r).sum(axis=1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ln_rv = np.where(rvs > 0, np.log(np.where(rvs > 0, rvs, 1.0)), math.nan)
+    out["rv_30min"] = float(rvs[0])
+    lr, hv = float(ln_rv[0]), ln_rv[1:][~np.isnan(ln_rv[1:])]
     z = math.nan
-    if len(hist_v) >= p.min_sessions and not math.isnan(lr):
-        hv = np.array(hist_v, dtype=np.float64)
+    if hv.size >= p.min_sessions and not math.isnan(lr):
         sd = float(hv.std(ddof=1))
         if sd > 0:
             z = (lr - float(hv.mean())) / sd

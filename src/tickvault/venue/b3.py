@@ -27,6 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+import warnings
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -100,9 +101,13 @@ class _Calendar:
 
 @functools.cache
 def _calendar() -> _Calendar:
-    import exchange_calendars as xcals
+    with warnings.catch_warnings():
+        # exchange_calendars 4.13 reads Series.values, deprecated by pandas 3.1
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        import exchange_calendars as xcals
 
-    cal = xcals.get_calendar(CALENDAR_NAME, start=CALENDAR_START, end=CALENDAR_END)
+        cal = xcals.get_calendar(CALENDAR_NAME, start=CALENDAR_START, end=CALENDAR_END)
     days = np.asarray(cal.sessions.asi8, dtype=np.int64) // (86_400 * NS_PER_S)
 
     def local_times(index: object, series: object) -> dict[int, dt.time]:
