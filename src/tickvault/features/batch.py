@@ -138,6 +138,11 @@ class _VectorView:
         return self._refs[window_ns][1]
 
 
+def _check_book(book: BookTops | None) -> None:
+    if book is not None and book.ts.size > 1 and bool((np.diff(book.ts) < 0).any()):
+        raise ValidationError("book tops must be sorted by ts for feature evaluation", field="ts")
+
+
 def _book_at(book: BookTops | None, idx: I64) -> dict[str, npt.NDArray[Any]]:
     if book is None or book.ts.size == 0:
         m = idx.size
@@ -196,6 +201,7 @@ def evaluate_rows(
 ) -> dict[str, F64]:
     """One value per trade row: what the live state returns after that trade."""
     c = _Columns(trades, large_min_qty, tz)
+    _check_book(book)
     n = c.ts.size
     cur_idx = np.arange(n, dtype=np.int64)
     bidx = (
@@ -218,6 +224,7 @@ def evaluate_at(
 ) -> dict[str, F64]:
     """One value per time T: the trades with ts_event < T, book tops with ts < T."""
     c = _Columns(trades, large_min_qty, tz)
+    _check_book(book)
     t = np.asarray(times_ns, dtype=np.int64)
     cur_idx = np.searchsorted(c.ts, t, side="left").astype(np.int64) - 1
     bidx = (

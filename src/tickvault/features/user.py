@@ -93,7 +93,7 @@ class UserFeature:
 
     def batch(self, trades: TradeBatch) -> F64:
         """One value per trade row i: the function over [ts_i + 1 - lookback, ts_i], rows <= i."""
-        ts = trades.ts_event
+        ts = _sorted_ts(trades)
         lo = np.searchsorted(ts, ts + 1 - self.lookback_ns, side="left")
         out = np.empty(ts.size, dtype=np.float64)
         for i in range(ts.size):
@@ -102,7 +102,7 @@ class UserFeature:
 
     def at(self, trades: TradeBatch, times_ns: npt.ArrayLike) -> F64:
         """One value per T: the function over the trades in [T - lookback, T)."""
-        ts = trades.ts_event
+        ts = _sorted_ts(trades)
         t = np.asarray(times_ns, dtype=np.int64).reshape(-1)
         lo = np.searchsorted(ts, t - self.lookback_ns, side="left")
         hi = np.searchsorted(ts, t, side="left")
@@ -119,6 +119,17 @@ class UserFeature:
             trades.ts_event[lo:hi], trades.price[lo:hi], trades.qty[lo:hi], trades.trade_type[lo:hi]
         )
         return self.call(frame, t_ns)
+
+
+def _sorted_ts(trades: TradeBatch) -> npt.NDArray[np.int64]:
+    ts = trades.ts_event
+    if ts.size > 1 and bool((np.diff(ts) < 0).any()):
+        raise ValidationError(
+            "trades must be sorted by ts_event for a user feature; sort or resolve them "
+            "first (tickvault.features.known.as_known_at)",
+            field="ts_event",
+        )
+    return ts
 
 
 class UserFeatureState:

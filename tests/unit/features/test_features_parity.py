@@ -227,3 +227,21 @@ def test_feature_sets_refuse_two_large_trade_thresholds() -> None:
 
     with pytest.raises(QueryError, match="one large-trade threshold"):
         FeatureSet([LargeTradeShare(MINUTE, 5), LargeTradeShare(2 * MINUTE, 9)])
+
+
+def test_batch_and_user_features_refuse_unsorted_input() -> None:
+    trades = generate_day("WINZ25", dt.date(2025, 11, 19), 50, seed=2)
+    backwards = trades.take(np.arange(49, -1, -1))
+    with pytest.raises(ValidationError, match="sorted by ts_event"):
+        FeatureSet().batch(backwards)
+    with pytest.raises(ValidationError, match="sorted by ts_event"):
+        UserFeature(_user_fn, NS, name="u").batch(backwards)
+    book = BookTops(
+        ts=np.array([OPEN + 1, OPEN], dtype=np.int64),
+        bid_px=np.array([1.0, 1.0]),
+        bid_qty=np.array([1, 1], dtype=np.int64),
+        ask_px=np.array([2.0, 2.0]),
+        ask_qty=np.array([1, 1], dtype=np.int64),
+    )
+    with pytest.raises(ValidationError, match="book tops must be sorted"):
+        FeatureSet().batch(trades, book)
