@@ -1,0 +1,1 @@
+"""Venue facts (pure): B3 trading sessions, hours and time zone."""
