@@ -511,6 +511,9 @@ def bridge(ctx: click.Context, symbols: str | None, host: str | None) -> None:
             f"gaps {sub.gaps_detected} detected, {sub.lost_messages} messages lost; "
             f"duplicates {sub.duplicates}; rejected {dict(s.rejected)}"
         )
+        if s.unstored:
+            err_console.print(s.unstored_summary(), highlight=False)
+            ctx.exit(1)
 
 
 @cli.command()
