@@ -136,3 +136,13 @@ def test_replay_buffer_answers_ranges_and_evicts_oldest_first() -> None:
     assert buf.get("trade.B", 1, 1).bodies == [b"b" * 100]
     assert buf.get("trade.C", 1, 5).bodies == []
     assert buf.bytes <= 1000 and buf.evicted == 1
+
+
+def test_the_wire_format_doc_gives_the_header_and_status_layouts() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "wire-format.md").read_text()
+    assert f"version {wire.VERSION}" in doc and f"{wire.HEADER_SIZE}-byte header" in doc
+    assert f"`{wire.HEADER.format}`" in doc
+    for magic in (wire.REPLAY_MAGIC, wire.END_MAGIC, wire.ACK_MAGIC, wire.HELLO_MAGIC):
+        assert f'"{magic.decode()}"' in doc

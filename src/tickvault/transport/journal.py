@@ -38,6 +38,7 @@ from tickvault.transport.wire import (
     HEADER_SIZE,
     NOTHING_HELD,
     Kind,
+    last_ts_of,
 )
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,7 @@ class _TopicIndex:
     """Per message from ``first_seq`` on: segment number << 40 | body offset."""
     sizes: array[int] = field(default_factory=lambda: array("I"))
     first_ts: int = 0
+    last_ts: int = 0
     end_seq: int = 0
 
     @property
@@ -222,6 +224,8 @@ class JournalReader:
             t = self._topics.get(topic)
             if t is None:
                 t = self._topics[topic] = _TopicIndex()
+            if kind != Kind.HEARTBEAT:
+                t.last_ts = last_ts_of(view[start : start + body_len])
             if kind == Kind.END:
                 t.end_seq = seq
             elif kind != Kind.HEARTBEAT:
@@ -245,7 +249,8 @@ class JournalReader:
                 t = self._topics.get(topic)
             if t is None or not t.first_seq:
                 end = t.end_seq if t is not None else 0
-                return ReplayAnswer(NOTHING_HELD, [], 0, end, bool(end))
+                last_ts = t.last_ts if t is not None else 0
+                return ReplayAnswer(NOTHING_HELD, [], 0, end, last_ts, bool(end))
             start = max(first, t.first_seq)
             stop = min(last, t.first_seq + len(t.where) - 1)
             bodies: list[bytes] = []
@@ -268,7 +273,9 @@ class JournalReader:
                     break
                 bodies.append(body)
                 size += length
-            return ReplayAnswer(t.first_seq, bodies, t.first_ts, t.last_seq, bool(t.end_seq))
+            return ReplayAnswer(
+                t.first_seq, bodies, t.first_ts, t.last_seq, t.last_ts, bool(t.end_seq)
+            )
 
     def topics(self) -> dict[str, int]:
         """Every topic of the session and its last sequence number."""

@@ -282,7 +282,7 @@ class Publisher:
             st.first_ts = int.from_bytes(payload[:8], "little", signed=True)
         last = (count - 1) * st.record_size
         st.last_ts = int.from_bytes(payload[last : last + 8], "little", signed=True)
-        self._replay.add(st.name, st.seq, body, st.first_ts)
+        self._replay.add(st.name, st.seq, body, st.first_ts, st.last_ts)
         if self._journal is not None:
             self._journal_write(st.topic, body)
         self._counts["records"] += count
@@ -451,7 +451,7 @@ class Publisher:
             answer = self._from_journal(publisher, topic, first, None)
         status = wire.REPLAY_STATUS.pack(
             answer.first_held, len(answer.bodies), answer.first_ts_event, answer.last_seq,
-            int(answer.ended), tag,
+            answer.last_ts_event, int(answer.ended), tag,
         )  # fmt: skip
         try:
             self._router.send_multipart(
@@ -485,7 +485,7 @@ class Publisher:
             return found
         return ReplayAnswer(
             found.first_held, found.bodies, memory.first_ts_event or found.first_ts_event,
-            memory.last_seq, memory.ended,
+            memory.last_seq, memory.last_ts_event, memory.ended,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ end of stream

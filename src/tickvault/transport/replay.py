@@ -21,6 +21,7 @@ class _Topic:
     first_ts_event: int = 0
     """ts_event of the first record ever published on the topic (0: none yet)."""
     last_seq: int = 0
+    last_ts_event: int = 0
     ended: bool = False
 
 
@@ -36,6 +37,8 @@ class ReplayAnswer:
     first_ts_event: int
     last_seq: int = 0
     """Last sequence number published on the topic (0: none)."""
+    last_ts_event: int = 0
+    """ts_event of the topic's last record."""
     ended: bool = False
     """The publisher ended the topic: ``last_seq`` is final."""
 
@@ -55,14 +58,16 @@ class ReplayBuffer:
         self._lock = threading.Lock()
         self.evicted = 0
 
-    def add(self, topic: str, seq: int, body: bytes, first_ts_event: int) -> None:
+    def add(
+        self, topic: str, seq: int, body: bytes, first_ts_event: int, last_ts_event: int = 0
+    ) -> None:
         with self._lock:
             t = self._topics.get(topic)
             if t is None:
                 t = self._topics[topic] = _Topic(first_seq=seq, first_ts_event=first_ts_event)
             if not t.bodies:
                 t.first_seq = seq
-            t.last_seq = seq
+            t.last_seq, t.last_ts_event = seq, last_ts_event
             t.bodies.append(body)
             self._order.append((t, len(body)))
             self._bytes += len(body)
@@ -81,7 +86,9 @@ class ReplayBuffer:
             if t is None:
                 return ReplayAnswer(first_held=NOTHING_HELD, bodies=[], first_ts_event=0)
             if not t.bodies:  # every message of the topic was evicted
-                return ReplayAnswer(t.last_seq + 1, [], t.first_ts_event, t.last_seq, t.ended)
+                return ReplayAnswer(
+                    t.last_seq + 1, [], t.first_ts_event, t.last_seq, t.last_ts_event, t.ended
+                )
             start = max(first, t.first_seq)
             stop = min(last, t.first_seq + len(t.bodies) - 1)
             bodies: list[bytes] = []
@@ -95,7 +102,9 @@ class ReplayBuffer:
                     break
                 bodies.append(body)
                 size += len(body)
-            return ReplayAnswer(t.first_seq, bodies, t.first_ts_event, t.last_seq, t.ended)
+            return ReplayAnswer(
+                t.first_seq, bodies, t.first_ts_event, t.last_seq, t.last_ts_event, t.ended
+            )
 
     def end(self, topic: str) -> None:
         """The publisher ended ``topic``: answers say its last seq is final."""

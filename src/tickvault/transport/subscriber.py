@@ -212,6 +212,10 @@ class Subscriber:
         self._by_publisher: dict[int, list[_Track]] = {}
         self._due: set[tuple[int, str]] = set()
         """Tracks with a paced request or a journal read to do."""
+        self._silent: set[int] = set()
+        """Publishers whose replay service let a request time out (and has not answered
+        since): their later requests wait a tenth of the timeout, so a dead publisher's
+        many holes are settled quickly instead of one timeout each."""
         self._ending: dict[int, int] = {}
         """Publishers that announced their end -> link, until acknowledged."""
         self._ctrl_addr = f"inproc://tickvault-sub-{id(self)}"
@@ -393,15 +397,18 @@ class Subscriber:
                 self.stats.ends += 1
             track.end_seq = max(track.end_seq, msg.seq)
         if authoritative:
-            self._confirm(track, msg.seq, final=msg.kind is Kind.END, tag=time.monotonic_ns())
-        if authoritative or msg.seq <= self._bound(track):
-            if msg.seq > track.known_last:
+            self._confirm(track, msg.seq, final=msg.kind is Kind.END, tag=time.monotonic_ns(),
+                          last_ts=msg.last_ts)  # fmt: skip
+        elif msg.seq <= self._bound(track):
+            if msg.seq >= track.known_last:
                 track.known_last, track.known_last_ts = msg.seq, msg.last_ts
                 track.known_at = time.monotonic_ns()
         elif msg.seq > track.claim:
             track.claim, track.claim_at = msg.seq, time.monotonic_ns()
 
-    def _confirm(self, track: _Track, last_seq: int, *, final: bool, tag: int) -> None:
+    def _confirm(
+        self, track: _Track, last_seq: int, *, final: bool, tag: int, last_ts: int
+    ) -> None:
         """The publisher says ``last_seq`` is the last seq it had published when it read
         a request sent at ``tag``: anything claimed beyond it before then is bogus."""
         track.confirmed = max(track.confirmed, last_seq)
@@ -417,10 +424,8 @@ class Subscriber:
         if track.claim and track.claim > last_seq and track.claim_at < tag:
             self.stats.bogus_seq += 1
             track.claim = 0
-        if track.known_last > last_seq and track.known_at < tag:
-            track.known_last = last_seq
-        if last_seq > track.known_last:
-            track.known_last, track.known_at = last_seq, tag
+        if (track.known_last > last_seq and track.known_at < tag) or last_seq >= track.known_last:
+            track.known_last, track.known_last_ts, track.known_at = last_seq, last_ts, tag
         if final:
             track.end_seq = max(track.end_seq, last_seq)
 
@@ -482,7 +487,8 @@ class Subscriber:
         tag = time.monotonic_ns()
         self.stats.replay_requests += 1
         track.asked_last, track.asked_tag = last, tag
-        track.deadline = now + self._timeout_s
+        silent = track.publisher in self._silent
+        track.deadline = now + (self._timeout_s / 10 if silent else self._timeout_s)
         request = wire.REPLAY_RANGE.pack(track.next, last, tag)
         with contextlib.suppress(zmq.Again):  # not reading: the deadline decides
             self._links[track.link].dealer.send_multipart([
@@ -511,8 +517,9 @@ class Subscriber:
         )
         if track is None:
             return
-        first_held, _, first_ts, last_seq, ended, tag = wire.REPLAY_STATUS.unpack(status)
-        self._answered(track, link, first_held, first_ts, last_seq, bool(ended), tag,
+        self._silent.discard(track.publisher)
+        first_held, _, first_ts, last_seq, last_ts, ended, tag = wire.REPLAY_STATUS.unpack(status)
+        self._answered(track, link, first_held, first_ts, (last_seq, last_ts), bool(ended), tag,
                        [[topic_raw, body] for body in frames[4:]])  # fmt: skip
 
     def _answered(
@@ -521,18 +528,20 @@ class Subscriber:
         link: int,
         first_held: int,
         first_ts: int,
-        last_seq: int,
+        last: tuple[int, int],
         ended: bool,
         tag: int,
         messages: list[list[bytes]],
         *,
         source: str = "replay",
     ) -> None:
+        """Process a replay answer (or a journal read); ``last`` is the topic's last seq
+        and the ts_event of its last record."""
         current = tag == track.asked_tag
         asked = track.asked_last
         before = track.next
         if first_held != wire.NOTHING_HELD:
-            self._confirm(track, last_seq, final=ended, tag=tag)
+            self._confirm(track, last[0], final=ended, tag=tag, last_ts=last[1])
         for frames in messages:
             try:
                 msg = wire.decode(frames, max_bytes=self._max_bytes)
@@ -638,7 +647,7 @@ class Subscriber:
             track.asked_last, track.asked_tag = last, tag
             before = track.next
             self._answered(track, track.link, answer.first_held, answer.first_ts_event,
-                           answer.last_seq, answer.ended, tag,
+                           (answer.last_seq, answer.last_ts_event), answer.ended, tag,
                            [[track.topic.encode("ascii"), b] for b in answer.bodies],
                            source="journal")  # fmt: skip
             if track.next == before or not track.journal:
@@ -690,6 +699,7 @@ class Subscriber:
                 if not track.asked_last or now < track.deadline:
                     continue
                 track.asked_last = 0
+                self._silent.add(track.publisher)
                 if self._reader(track.publisher) is not None:
                     track.journal = True
                     self._due.add((track.publisher, track.topic))

@@ -41,10 +41,11 @@ tag the answer echoes (the subscriber's clock when it sent the request)."""
 NOTHING_HELD = 2**63
 """``first_held`` of a replay answer when nothing can be recovered (unknown topic or
 publisher)."""
-REPLAY_STATUS = struct.Struct("<QQqQBQ")
+REPLAY_STATUS = struct.Struct("<QQqQqBQ")
 """A replay answer's status: first seq still held, messages in the answer, first ts_event
-ever published on the topic, the last seq published on the topic (0: none), 1 if the
-publisher has ended the topic (an END was published) else 0, and the request's tag."""
+ever published on the topic, the last seq published on the topic (0: none) and the
+ts_event of its last record, 1 if the publisher has ended the topic (an END was
+published) else 0, and the request's tag."""
 END_MAGIC = b"TVE2"
 """An end-of-stream notice, sent by a publisher's ROUTER to each connected subscriber:
 ``END_MAGIC | topic_1 | end_body_1 | ... | topic_n | end_body_n`` (one END message
@@ -185,6 +186,14 @@ class Message:
     def records(self) -> npt.NDArray[np.void]:
         """The records as a (read-only) numpy structured array, no copy."""
         return np.frombuffer(self.payload, dtype=RECORD_DTYPE[self.kind], count=self.count)
+
+
+def last_ts_of(body: bytes | memoryview) -> int:
+    """ts_event of a well-formed body's last record (for a heartbeat or END, the one it
+    carries)."""
+    kind, header_size, record_size, count = (HEADER.unpack_from(body)[i] for i in (2, 3, 4, 8))
+    at = header_size + (0 if kind in _CONTROL or count == 0 else (count - 1) * record_size)
+    return int.from_bytes(body[at : at + 8], "little", signed=True)
 
 
 def topic_for(kind: Kind, symbol: str) -> str:
