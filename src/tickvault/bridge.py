@@ -185,6 +185,7 @@ class Bridge:
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> None:
         """Receive and store until ``stop()``; then store what is held and return."""
+        self._adopt_journals()
         self._writer.start()
         try:
             self.subscriber.run()
@@ -193,6 +194,33 @@ class Bridge:
                 self._stopping = True
                 self._cond.notify()
             self._writer.join()
+
+    def _adopt_journals(self) -> None:
+        """Cursors of publisher sessions whose journal is on this host and holds more than
+        was stored (the bridge stopped before storing a publisher's tail, and the
+        publisher has exited since): take the rest from the journal."""
+        directory = self.settings.journal_path
+        try:
+            sessions = {int(p.name, 16) for p in directory.iterdir()
+                        if p.is_dir() and len(p.name) == 16}  # fmt: skip
+        except (OSError, ValueError):
+            return
+        if not sessions:
+            return
+        try:
+            cursors = self.vault.bridge_cursors()
+        except ServerError as exc:
+            log.warning("bridge: cannot read the cursors (%s); journals not checked", exc)
+            return
+        for name, seq in cursors.items():
+            pub_hex, _, topic = name.partition(":")
+            try:
+                publisher = int(pub_hex, 16)
+            except ValueError:
+                continue
+            if publisher in sessions and self.subscriber.adopt(publisher, topic, seq):
+                log.warning("bridge: %s of publisher %s resumes from its journal after seq %d",
+                            topic, pub_hex, seq)  # fmt: skip
 
     def start(self) -> Bridge:
         self._thread = threading.Thread(target=self.run, name="tickvault-bridge", daemon=True)

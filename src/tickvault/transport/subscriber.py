@@ -129,6 +129,8 @@ class _Track:
     """The topic's final seq (0: not ended)."""
     journal: bool = False
     """The publisher does not answer: read its journal on this host instead."""
+    heard: float = 0.0
+    """When a live message or heartbeat of the topic last arrived (monotonic)."""
 
 
 @dataclass(slots=True)
@@ -264,6 +266,22 @@ class Subscriber:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def adopt(self, publisher: int, topic: str, done: int) -> bool:
+        """Resume ``topic`` of an earlier ``publisher`` session from its journal on this
+        host, after ``done`` (a cursor found at start, say): a publisher that has exited
+        sends nothing to start the track. True if the journal holds more."""
+        if not topic.startswith(self._prefixes) or (publisher, topic) in self._tracks:
+            return False
+        reader = self._reader(publisher)
+        if reader is None or reader.topics().get(topic, 0) <= done:
+            return False
+        track = self._tracks[(publisher, topic)] = _Track(publisher, topic, link=0, next=done + 1)
+        track.confirmed, track.journal = done, True
+        track.known_last = reader.topics()[topic]
+        self._by_publisher.setdefault(publisher, []).append(track)
+        self._due.add((publisher, topic))
+        return True
+
     # ------------------------------------------------------------------ loop
     def run(self) -> None:
         """Receive and deliver until ``stop()``."""
@@ -280,6 +298,7 @@ class Subscriber:
             now = time.monotonic()
             if now >= hello_at:
                 hello_at = now + _HELLO_S
+                self._check_silent(now)
                 for link in self._links:
                     with contextlib.suppress(zmq.Again):
                         link.dealer.send(wire.HELLO_MAGIC, zmq.NOBLOCK)
@@ -359,6 +378,8 @@ class Subscriber:
         track = self._track(link, msg)
         if track is None:
             return
+        if not replayed:
+            track.heard = time.monotonic()
         if msg.kind in (Kind.HEARTBEAT, Kind.END):
             self._announced(track, msg, authoritative=authoritative)
             self._ask(track)
@@ -616,6 +637,29 @@ class Subscriber:
                 return None
             reader = self._readers[publisher] = candidate
         return reader
+
+    def _check_silent(self, now: float) -> None:
+        """A publisher silent for long without an END (killed, say) may have published
+        more than arrived: its journal on this host, if any, tells and supplies it."""
+        silent_s = max(10 * self.settings.zmq_heartbeat_s, 2 * self._timeout_s)
+        for track in list(self._tracks.values()):
+            if (
+                track.asked_last
+                or track.journal
+                or track.end_seq
+                or not track.heard
+                or now - track.heard < silent_s
+            ):
+                continue
+            reader = self._reader(track.publisher)
+            if reader is None:
+                continue
+            last = reader.topics().get(track.topic, 0)
+            if last >= track.next:
+                log.warning("subscriber: %s silent since seq %d; its journal has up to %d",
+                            track.topic, track.next - 1, last)  # fmt: skip
+                track.known_last, track.journal = max(track.known_last, last), True
+                self._due.add((track.publisher, track.topic))
 
     def _service_due(self) -> None:
         now = time.monotonic()
