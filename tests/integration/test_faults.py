@@ -271,7 +271,7 @@ with Publisher(load_settings()) as pub:
         pub.publish_trades("WINZ25", arr[i : i + 20])
         pub.flush()
     print("sent", flush=True)
-print("ended", flush=True)
+print(f"ended, {pub.stats().end_acks} acknowledged", flush=True)
 """
 
 
@@ -313,7 +313,7 @@ def test_a_bridge_stopped_across_the_end_of_a_publisher_run_stores_it_all_or_mar
             if killed:  # no END at all: only the journal knows how far it went
                 publisher.send_signal(signal.SIGKILL)
             else:
-                assert publisher.stdout.readline() == b"ended\n"
+                assert publisher.stdout.readline().startswith(b"ended")
             publisher.wait(GUARD_S)  # gone, replay buffer and all
             bridge.send_signal(signal.SIGCONT)
             name = cursor_name(pub_id, "trade.WINZ25")
@@ -343,6 +343,53 @@ def test_a_bridge_stopped_across_the_end_of_a_publisher_run_stores_it_all_or_mar
             assert any(g.start_ns <= ts <= g.end_ns for g in gaps), trade_id
         assert sum(g.seq_last - g.seq_first + 1 for g in gaps) * 20 == len(missing)
         assert b" 0 messages lost" not in err
+
+
+def test_an_ending_publisher_waits_for_a_bridge_still_catching_up_and_ends_on_its_ack(
+    own_data_dir: Path,
+) -> None:
+    ports = free_ports()
+    overrides = {f"zmq_{name}_port": p for name, p in ports.items()}
+    n = 40_000
+    arr = sim_trades(n, symbol="WINZ25", days=1).to_structured()
+    env = {
+        "TICKVAULT_DATA_DIR": str(own_data_dir), **port_env(ports), "TICKVAULT_ZMQ_HWM": "20",
+        "TICKVAULT_ZMQ_LINGER_S": str(GUARD_S * 2), "TICKVAULT_JOURNAL": "false",
+    }  # fmt: skip
+    with Vault.open(data_dir=own_data_dir, **overrides) as vault:
+        bridge = _bridge_process(env)
+        publisher = subprocess.Popen(
+            [sys.executable, "-c", _PUBLISHER_SCRIPT, str(n)], env={**os.environ, **env},
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd=Path(__file__).parents[2],
+        )  # fmt: skip
+        assert publisher.stdin is not None and publisher.stdout is not None
+        try:
+            publisher.stdout.readline()
+            time.sleep(1.0)
+            publisher.stdin.write(b"go\n")
+            publisher.stdin.flush()
+            assert publisher.stdout.readline() == b"half\n"
+            bridge.send_signal(signal.SIGSTOP)
+            publisher.stdin.write(b"go\n")
+            publisher.stdin.flush()
+            assert publisher.stdout.readline() == b"sent\n"
+            time.sleep(1.0)  # the publisher is ending, the bridge far behind
+            assert publisher.poll() is None  # it waits (no journal: it is the only copy)
+            bridge.send_signal(signal.SIGCONT)
+            # it ends once the bridge confirms it holds everything, not at the bound
+            assert publisher.stdout.readline() == b"ended, 1 acknowledged\n"
+            publisher.wait(GUARD_S)
+            wait_for(lambda: stored_count(vault, "WINZ25") == n, "everything stored")
+            bridge.send_signal(signal.SIGTERM)
+            _, err = bridge.communicate(timeout=GUARD_S)
+        finally:
+            bridge.send_signal(signal.SIGCONT)
+            bridge.kill()
+            publisher.kill()
+        assert bridge.returncode == 0, err.decode()
+        assert stored_set(vault, "WINZ25") == sent_set(arr)
+        assert vault.gaps("WINZ25") == []
 
 
 # ---------------------------------------------------------------------- a faulty network

@@ -584,6 +584,9 @@ def replay(
         err_console.print(
             f"replayed {feeder.delivered:,} trades; stored {pipe.bridge.stats.trades_stored:,}"
         )
+        if pipe.bridge.stats.unstored:
+            err_console.print(pipe.bridge.stats.unstored_summary(), highlight=False)
+            ctx.exit(1)
 
 
 @cli.command()
