@@ -127,6 +127,23 @@ def _publish_paced(pub: Publisher, symbol: str, arr: Any, per_message: int, paus
 
 
 # ---------------------------------------------------------------------- item 1: Valkey restart
+def test_a_vault_raises_server_unreachable_while_valkey_is_down_and_reconnects_by_itself(
+    valkey_server: ValkeyServer, tmp_path: Path
+) -> None:
+    from tickvault.errors import ServerUnreachable
+
+    batch = sim_trades(500, symbol="WINZ25", days=1)
+    with Vault.open(valkey_server.url, data_dir=tmp_path / "d") as vault:
+        vault.write_trades("WINZ25", batch)
+        valkey_server.kill9()
+        with pytest.raises(ServerUnreachable, match=r"lost the connection|cannot reach"):
+            vault.range_columns("WINZ25")
+        with pytest.raises(ServerUnreachable):  # and again: no stale state, no hang
+            vault.write_trades("WINZ25", batch)
+        valkey_server.start()  # same port and AOF: what was acknowledged is there
+        assert stored_set(vault, "WINZ25") == sent_set(batch.to_structured())
+
+
 def test_valkey_killed_and_restarted_under_a_running_bridge_stores_everything_sent(
     valkey_server: ValkeyServer, tmp_path: Path
 ) -> None:

@@ -362,7 +362,7 @@ def test_demo_runs_the_live_pipeline_and_leaves_the_data_queryable(
     assert "lost 0)" in result.output and "read back from Valkey" in result.output
     assert read_state(own_data_dir.resolve()) is None  # the demo stopped its server
     with Vault.open(data_dir=own_data_dir) as vault:
-        assert set(vault.symbols()) == {"WINZ25", "WDOZ25"}
+        assert set(vault.symbols()) == {"WINZ25", "WDOZ25"}, result.output
         stored = vault.range_columns("WINZ25")
         assert len(stored["trade_id"]) > 0
         assert np.unique(stored["trade_id"]).size == len(stored["trade_id"])

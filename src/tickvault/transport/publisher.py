@@ -387,7 +387,10 @@ class Publisher:
                             frames = self._router.recv_multipart(zmq.NOBLOCK)
                         except zmq.Again:
                             break
-                        self._on_router(frames)
+                        try:
+                            self._on_router(frames)
+                        except Exception:  # the replay service must survive any request
+                            log.exception("publisher: replay request failed")
                 if ending_until:
                     waiting = self._waiting_peers()
                     if not waiting or time.monotonic() >= ending_until:
