@@ -14,8 +14,18 @@ Each write also moves the bridge's cursor (last sequence number stored per
 publisher and topic) in the same atomic script call, so a bridge killed at any
 point and restarted asks the replay buffer for exactly what it had not stored.
 A message that breaks the wire format or carries bad values is rejected,
-counted by reason and kept raw in the ``quarantine`` stream; a range that could
-not be recovered becomes a gap marker (``Vault.gaps``).
+counted by reason and kept raw in the ``quarantine`` stream; its sequence
+number stays missing and is asked for again, and a range that could not be
+recovered becomes a gap marker (``Vault.gaps``).
+
+Valkey unreachable (restarting, killed, network): the writer keeps the batch and
+retries with exponential backoff up to ``store_retry_max_s``, logging once when
+the outage starts and once when it ends; the subscriber thread keeps receiving
+and holding, up to ``bridge_max_held_mb``, past which it stops reading (ZeroMQ
+then drops, and the replay buffer or journal supplies the rest later). Stopped
+during an outage, the bridge gives up within about ``store_retry_max_s`` and
+says what it did not store; the cursors were not moved past it, so the next run
+asks the publisher (replay buffer or journal) for it again.
 """
 
 from __future__ import annotations
@@ -36,7 +46,7 @@ import valkey
 import zmq
 
 from tickvault.book.store import validate_book
-from tickvault.errors import ServerError, ValidationError
+from tickvault.errors import ServerError, ServerUnreachable, ValidationError
 from tickvault.logutil import RateLimitedLog
 from tickvault.model.trades import TRADE_DTYPE, TradeBatch
 from tickvault.model.validate import check_symbol, validate
@@ -54,6 +64,8 @@ _STREAM_OF: dict[Kind, StoreKind] = {
     Kind.BOOK: "book",
 }
 _LAG_SAMPLES = 200_000
+_STOP_GRACE_S = 1.0
+"""Stopped while Valkey is unreachable, the writer keeps trying this long at most."""
 
 
 SWITCH_INTERVAL_S = 0.0005
@@ -75,6 +87,8 @@ class _Pending:
     arrays: list[npt.NDArray[np.void]] = field(default_factory=list)
     cursors: dict[str, int] = field(default_factory=dict)
     recv_ns: list[int] = field(default_factory=list)
+    first: dict[str, int] = field(default_factory=dict)
+    """The first sequence number held per cursor (for the report of what was not stored)."""
 
 
 @dataclass(slots=True)
@@ -94,6 +108,25 @@ class BridgeStats:
     last_write_ns: int = 0
     book_updates_stored: int = 0
     """Wall time when the latest write returned."""
+    outages: int = 0
+    """Times Valkey became unreachable while the bridge had something to write."""
+    unstored_trades: int = 0
+    unstored_book_updates: int = 0
+    unstored: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """What a stop during an outage left unstored: cursor name -> (first, last) seq."""
+
+    def unstored_summary(self) -> str:
+        """One sentence on what was not stored (empty when everything was)."""
+        if not self.unstored:
+            return ""
+        spans = ", ".join(f"{name.partition(':')[2]} seq {a}..{b}"
+                          for name, (a, b) in sorted(self.unstored.items()))  # fmt: skip
+        return (
+            f"NOT stored (Valkey unreachable at stop): {self.unstored_trades:,} trades and "
+            f"{self.unstored_book_updates:,} book updates ({spans}); the stored cursors stay "
+            "before them, so the next bridge run asks the publisher's replay buffer or "
+            "journal for them again"
+        )
 
     def lag_percentiles(self, *qs: float) -> list[float]:
         return percentiles(self.lag_ms, *qs)
@@ -136,7 +169,14 @@ class Bridge:
         self._gaps: list[GapMarker] = []
         self._rejects: list[tuple[str, str, list[bytes]]] = []
         self._stopping = False
+        self._stop_requested = False
         self._busy = False
+        self._outage = False
+        self._abandoned = False
+        self._held_bytes = 0
+        self._inflight_bytes = 0
+        self._max_held = int(self.settings.bridge_max_held_mb * 2**20)
+        self._resume_failed_at = 0.0
         self._writer = threading.Thread(target=self._write_loop, name="tickvault-bridge-write",
                                         daemon=True)  # fmt: skip
         self._thread: threading.Thread | None = None
@@ -145,6 +185,7 @@ class Bridge:
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> None:
         """Receive and store until ``stop()``; then store what is held and return."""
+        self._adopt_journals()
         self._writer.start()
         try:
             self.subscriber.run()
@@ -154,6 +195,33 @@ class Bridge:
                 self._cond.notify()
             self._writer.join()
 
+    def _adopt_journals(self) -> None:
+        """Cursors of publisher sessions whose journal is on this host and holds more than
+        was stored (the bridge stopped before storing a publisher's tail, and the
+        publisher has exited since): take the rest from the journal."""
+        directory = self.settings.journal_path
+        try:
+            sessions = {int(p.name, 16) for p in directory.iterdir()
+                        if p.is_dir() and len(p.name) == 16}  # fmt: skip
+        except (OSError, ValueError):
+            return
+        if not sessions:
+            return
+        try:
+            cursors = self.vault.bridge_cursors()
+        except ServerError as exc:
+            log.warning("bridge: cannot read the cursors (%s); journals not checked", exc)
+            return
+        for name, seq in cursors.items():
+            pub_hex, _, topic = name.partition(":")
+            try:
+                publisher = int(pub_hex, 16)
+            except ValueError:
+                continue
+            if publisher in sessions and self.subscriber.adopt(publisher, topic, seq):
+                log.warning("bridge: %s of publisher %s resumes from its journal after seq %d",
+                            topic, pub_hex, seq)  # fmt: skip
+
     def start(self) -> Bridge:
         self._thread = threading.Thread(target=self.run, name="tickvault-bridge", daemon=True)
         self._thread.start()
@@ -161,6 +229,7 @@ class Bridge:
 
     def stop(self) -> None:
         """Ask ``run()`` to return (safe from a signal handler or another thread)."""
+        self._stop_requested = True
         self.subscriber.stop()
 
     def close(self) -> None:
@@ -184,9 +253,36 @@ class Bridge:
     def resume_seq(self, publisher: int, topic: str) -> int | None:
         try:
             symbol = check_symbol(topic.partition(".")[2])
-            return self.vault.bridge_cursor(symbol, cursor_name(publisher, topic))
         except ValidationError:
             return None
+        if self._outage or time.monotonic() - self._resume_failed_at < 0.5:
+            raise ServerUnreachable("Valkey is unreachable; the bridge is retrying")
+        try:
+            return self.vault.bridge_cursor(symbol, cursor_name(publisher, topic))
+        except ServerError:
+            self._resume_failed_at = time.monotonic()
+            raise
+
+    def check(self, msg: Message) -> WireError | None:
+        """Why a well-formed message cannot be stored (its symbol or values), or None."""
+        if msg.kind not in _STREAM_OF and msg.kind is not Kind.GAP:
+            return None
+        try:
+            symbol = check_symbol(msg.symbol)
+            if symbol != msg.symbol:
+                raise ValidationError(f"symbol {msg.symbol!r} is not in canonical upper case")
+        except ValidationError as exc:
+            return WireError("symbol", str(exc))
+        if msg.kind is Kind.GAP:
+            return None
+        try:
+            if msg.kind is Kind.BOOK:
+                validate_book(msg.records())
+            else:
+                validate(TradeBatch.from_structured(msg.records()))
+        except ValidationError as exc:
+            return WireError(exc.field or "records", str(exc))
+        return None
 
     def on_message(self, msg: Message) -> None:
         self.stats.messages += 1
@@ -196,44 +292,43 @@ class Bridge:
         stream = _STREAM_OF.get(msg.kind)
         if stream is None:
             return
-        frames = [msg.topic.encode(), msg.body]
-        try:
-            symbol = check_symbol(msg.symbol)
-            if symbol != msg.symbol:
-                raise ValidationError(f"symbol {msg.symbol!r} is not in canonical upper case")
-        except ValidationError as exc:
-            self._reject("symbol", str(exc), frames)  # no store to keep a cursor in
-            return
-        records = msg.records()
-        try:
-            if stream == "book":
-                validate_book(records)
-            else:
-                validate(TradeBatch.from_structured(records))
-        except ValidationError as exc:
-            self._reject(exc.field or "records", str(exc), frames)
-            records = records[:0]  # consumed: its sequence number counts as handled
+        records = msg.records()  # checked on arrival (``check``)
         name = cursor_name(msg.publisher, msg.topic)
         with self._cond:
-            pending = self._pending.get((symbol, stream))
+            self._wait_for_room()
+            pending = self._pending.get((msg.symbol, stream))
             if pending is None:
-                pending = self._pending[(symbol, stream)] = _Pending()
+                pending = self._pending[(msg.symbol, stream)] = _Pending()
             if len(records):
                 pending.arrays.append(records)
+                self._held_bytes += len(msg.body)
                 if msg.kind is Kind.TRADE:
                     # lag from the earliest trade's publish call (its ts_recv), so the
                     # publisher's queueing and batching are counted too
                     pending.recv_ns.append(int(records["ts_recv"].min()))
+            pending.first.setdefault(name, msg.seq)
             pending.cursors[name] = msg.seq
             self._cond.notify()
 
+    def _wait_for_room(self) -> None:
+        """While Valkey is down and the bridge holds ``bridge_max_held_mb``, stop reading
+        (called holding ``_cond``): ZeroMQ drops what follows, and the replay buffer or
+        journal supplies it once the store is back."""
+        if self._held_bytes + self._inflight_bytes < self._max_held:
+            return
+        self._rate_log.warning(
+            "held", "bridge: holding %.0f MiB while Valkey is unreachable (bridge_max_held_mb); "
+            "reading paused, the rest will come from the replay buffer or journal",
+            (self._held_bytes + self._inflight_bytes) / 2**20,
+        )  # fmt: skip
+        while (
+            self._held_bytes + self._inflight_bytes >= self._max_held and not self._stop_requested
+        ):
+            self._cond.wait(0.5)
+
     def _feeder_gaps(self, msg: Message) -> None:
         """A feeder reports trades it missed and could not backfill: record gap markers."""
-        try:
-            symbol = check_symbol(msg.symbol)
-        except ValidationError as exc:
-            self._reject("symbol", str(exc), [msg.topic.encode(), msg.body])
-            return
+        symbol = msg.symbol  # checked on arrival
         markers = [
             GapMarker(
                 symbol=symbol, stream="realtime", start_ns=int(r["start_ns"]),
@@ -246,7 +341,9 @@ class Bridge:
         with self._cond:
             self._gaps.extend(markers)
             pending = self._pending.setdefault((symbol, "realtime"), _Pending())
-            pending.cursors[cursor_name(msg.publisher, msg.topic)] = msg.seq
+            name = cursor_name(msg.publisher, msg.topic)
+            pending.first.setdefault(name, msg.seq)
+            pending.cursors[name] = msg.seq
             self._cond.notify()
 
     def on_gap(self, gap: Gap) -> None:
@@ -265,6 +362,7 @@ class Bridge:
             self._gaps.append(marker)
             pending = self._pending.setdefault((symbol, stream), _Pending())
             name = cursor_name(gap.publisher, gap.topic)
+            pending.first.setdefault(name, gap.seq_first)
             pending.cursors[name] = max(pending.cursors.get(name, 0), gap.seq_last)
             self._cond.notify()
 
@@ -289,30 +387,72 @@ class Bridge:
                 pending, self._pending = self._pending, {}
                 gaps, self._gaps = self._gaps, []
                 rejects, self._rejects = self._rejects, []
+                self._inflight_bytes, self._held_bytes = self._held_bytes, 0
                 self._busy = True
             try:
-                self._retrying(functools.partial(self._write, pending, gaps, rejects))
+                if self._abandoned or not self._retrying(
+                    functools.partial(self._write, pending, gaps, rejects)
+                ):
+                    self._abandon(pending)
             finally:
                 with self._cond:
                     self._busy = False
+                    self._inflight_bytes = 0
+                    self._cond.notify_all()  # room again for a paused subscriber
 
-    def _retrying(self, action: Any) -> None:
-        """Run ``action`` until it succeeds; the server may be restarting. Gives up only
-        when stopping and the server stays unreachable for 10 s (then logs what is lost)."""
-        delay, waited = 0.05, 0.0
+    def _retrying(self, action: Any) -> bool:
+        """Run ``action`` until it succeeds (the server may be restarting), with backoff;
+        False if a stop came while the server was unreachable and it stayed so."""
+        delay, outage_start = 0.05, 0.0
+        give_up_at = 0.0
         while True:
             try:
                 action()
-                return
             except (ServerError, valkey.ValkeyError) as exc:
                 self.stats.write_errors += 1
-                if self._stopping and waited > 10:
-                    log.error("bridge: giving up on a write while stopping: %s", exc)
-                    return
-                self._rate_log.warning("write", "bridge: write failed, retrying: %s", exc)
-                time.sleep(delay)
-                waited += delay
-                delay = min(delay * 2, 2.0)
+                now = time.monotonic()
+                if not outage_start:
+                    outage_start = now
+                    self._outage = True
+                    self.stats.outages += 1
+                    log.warning(
+                        "bridge: cannot write to Valkey (%s); holding what arrives in memory, "
+                        "still receiving, retrying with backoff (at most every %gs)",
+                        exc, self.settings.store_retry_max_s,
+                    )  # fmt: skip
+                if self._stop_requested or self._stopping:
+                    give_up_at = give_up_at or now + min(_STOP_GRACE_S, delay)
+                    if now >= give_up_at:
+                        log.error("bridge: stopping while Valkey is unreachable: %s", exc)
+                        self._abandoned = True
+                        return False
+                    delay = min(delay, _STOP_GRACE_S)
+                with self._cond:
+                    self._cond.wait(delay)  # a stop wakes it
+                delay = min(delay * 2, self.settings.store_retry_max_s)
+                continue
+            if outage_start:
+                self._outage = False
+                log.warning(
+                    "bridge: Valkey reachable again after %.1fs; stored what was held",
+                    time.monotonic() - outage_start,
+                )
+            return True
+
+    def _abandon(self, pending: dict[tuple[str, StoreKind], _Pending]) -> None:
+        """Count what a stop during an outage leaves unstored (its cursors never moved)."""
+        for (_, stream), p in pending.items():
+            n = sum(len(a) for a in p.arrays)
+            if stream == "book":
+                self.stats.unstored_book_updates += n
+            else:
+                self.stats.unstored_trades += n
+            for name, last in p.cursors.items():
+                first = p.first.get(name, last)
+                old = self.stats.unstored.get(name)
+                self.stats.unstored[name] = (
+                    (min(old[0], first), max(old[1], last)) if old else (first, last)
+                )
 
     def _write(
         self,

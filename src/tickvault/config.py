@@ -99,6 +99,28 @@ class Settings(BaseModel):
     quarantine_maxlen: int = Field(10_000, gt=0)
     """Rejected messages kept in the ``quarantine`` stream (oldest dropped)."""
 
+    # Reliability: end of stream, journal, replay pacing, store outages
+    zmq_linger_s: float = Field(10.0, ge=0)
+    """A publisher that ends waits at most this long for connected subscribers that are
+    still catching up (answering their replay requests) before it exits."""
+    zmq_max_seq_jump: int = Field(100_000, ge=1)
+    """A sequence number further than this beyond the last one the publisher confirmed
+    is taken as bogus unless the publisher (or its journal) confirms it."""
+    journal: bool = True
+    """Publishers write every message to a journal on disk, so replay requests are
+    answered after the replay buffer evicted them or the publisher exited."""
+    journal_dir: Path | None = None
+    """Where journals are kept; default ``<data_dir>/journal``."""
+    journal_max_mb: float = Field(2048, gt=0)
+    """The journal directory is kept under this size (oldest segments removed first)."""
+    journal_keep_hours: float = Field(24, gt=0)
+    """Journal segments older than this are removed."""
+    bridge_max_held_mb: float = Field(512, gt=0)
+    """Most message bytes a bridge holds in memory while Valkey is unreachable; past
+    it, it stops reading and takes the rest from the replay buffer or journal later."""
+    store_retry_max_s: float = Field(2.0, gt=0)
+    """Longest wait between two write attempts while Valkey is unreachable."""
+
     # Store
     stream_maxlen: int = Field(100_000, gt=0)
     """Maximum entries (blocks) per stream kept by trimming; never enforced by eviction."""
@@ -158,6 +180,10 @@ class Settings(BaseModel):
                 "or unix:///path/to/socket"
             )
         return value
+
+    @property
+    def journal_path(self) -> Path:
+        return self.journal_dir if self.journal_dir is not None else self.data_dir / "journal"
 
     @property
     def tz(self) -> ZoneInfo:

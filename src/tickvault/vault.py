@@ -649,6 +649,15 @@ class Vault:
         return None if raw is None else int(raw)
 
     @translate
+    def bridge_cursors(self) -> dict[str, int]:
+        """Every bridge cursor of every symbol: ``<publisher>:<topic>`` -> last seq stored."""
+        out: dict[str, int] = {}
+        for key in self._r.scan_iter(match="ticks:*:cursor", count=1000):
+            for name, raw in self._r.hgetall(key).items():
+                out[name.decode() if isinstance(name, bytes) else name] = int(raw)
+        return out
+
+    @translate
     def record_gap(self, gap: GapMarker) -> None:
         """Mark [gap.start_ns, gap.end_ns] of a symbol as incomplete (idempotent)."""
         member = orjson.dumps(dataclasses.asdict(gap), option=orjson.OPT_SORT_KEYS)

@@ -200,11 +200,15 @@ def test_bad_book_messages_are_quarantined_and_the_rest_stored(
                 pub.flush()
             total = sum(len(b) for b in good)
             wait_for(lambda: bridge.stats.book_updates_stored == total, "good updates stored")
-            wait_for(lambda: len(vault.quarantined()) == 1, "the bad one quarantined")
+            # rejected as received, then its original fetched again and rejected too
+            wait_for(lambda: len(vault.quarantined()) == 2, "the bad one quarantined")
+            wait_for(lambda: len(vault.gaps("WINZ25")) == 1, "its gap marker")
         finally:
             bridge.close()
-    assert bridge.stats.rejected["side"] == 1
-    [q] = vault.quarantined()
-    assert q["reason"] == "side" and "side" in q["detail"]
+    assert bridge.stats.rejected["side"] == 2
+    assert all(q["reason"] == "side" and "side" in q["detail"] for q in vault.quarantined())
+    (gap,) = vault.gaps("WINZ25")
+    assert gap.stream == "book" and gap.seq_first == gap.seq_last == 2
+    assert gap.reason.startswith("rejected (side)")
     every = np.concatenate(good)
     np.testing.assert_array_equal(vault.book_updates("WINZ25", 0, 2**62), every)

@@ -18,6 +18,7 @@ moment it is stored.
 from __future__ import annotations
 
 import collections
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from tickvault.errors import ServerError
 from tickvault.feeds.sim import SimulatedFeeder
 from tickvault.pipeline import Pipeline
 from tickvault.storage.keys import DEMO_KEY, trades_key
@@ -92,6 +94,24 @@ def _view(
         ("rejected ", "bold"), f"{rejected}",
     )  # fmt: skip
     return Group(table, health, Text("Ctrl-C stops; the data stays queryable.", style="dim"))
+
+
+def _read_views(
+    vault: Vault, symbols: Sequence[str], views: dict[str, _SymbolView], *, stats: bool
+) -> None:
+    """Last price, best bid/ask and (when ``stats``) bytes per trade of each symbol."""
+    for s in symbols:
+        last = vault.last_columns(s, 1)
+        if len(last["price"]):
+            views[s].last_price = float(last["price"][-1])
+            views[s].last_ts = int(last["ts_event"][-1])
+            _best(vault, s, views[s])
+    if stats:
+        for s in symbols:
+            streams = vault.stats(s)
+            records = sum(x.trades for x in streams)
+            if records:
+                views[s].bytes_per_trade = sum(x.memory_bytes for x in streams) / records
 
 
 def _best(vault: Vault, symbol: str, view: _SymbolView) -> None:
@@ -190,19 +210,11 @@ def run_live_demo(
                         h.popleft()
                     dt = h[-1][0] - h[0][0]
                     rates[s] = (h[-1][1] - h[0][1]) / dt if dt > 0 else 0.0
-                    last = vault.last_columns(s, 1)
-                    if len(last["price"]):
-                        views[s].last_price = float(last["price"][-1])
-                        views[s].last_ts = int(last["ts_event"][-1])
-                        _best(vault, s, views[s])
+                # Valkey may be restarting: the bridge holds and retries, the view waits
+                with contextlib.suppress(ServerError):
+                    _read_views(vault, feeder.symbols, views, stats=now - last_stats > 2.0)
                 if now - last_stats > 2.0:
                     last_stats = now
-                    for s in feeder.symbols:
-                        streams = vault.stats(s)
-                        records = sum(x.trades for x in streams)
-                        if records:
-                            memory = sum(x.memory_bytes for x in streams)
-                            views[s].bytes_per_trade = memory / records
                 live.update(_view(pipe, list(feeder.symbols), rates, views, speed_label,
                                   now - t0, tz))  # fmt: skip
                 if duration_s is not None and now - t0 >= duration_s:

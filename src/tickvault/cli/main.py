@@ -653,6 +653,9 @@ def bridge(ctx: click.Context, symbols: str | None, host: str | None) -> None:
             f"gaps {sub.gaps_detected} detected, {sub.lost_messages} messages lost; "
             f"duplicates {sub.duplicates}; rejected {dict(s.rejected)}"
         )
+        if s.unstored:
+            err_console.print(s.unstored_summary(), highlight=False)
+            ctx.exit(1)
 
 
 @cli.command()
@@ -741,6 +744,9 @@ def replay(
         err_console.print(
             f"replayed {feeder.delivered:,} trades; stored {pipe.bridge.stats.trades_stored:,}"
         )
+        if pipe.bridge.stats.unstored:
+            err_console.print(pipe.bridge.stats.unstored_summary(), highlight=False)
+            ctx.exit(1)
 
 
 @cli.command()

@@ -10,10 +10,18 @@ load, what arrived while the previous send was in progress goes out together,
 so the delay batching adds is bounded by one send of at most
 ``zmq_max_batch`` records.
 
-Every message body is kept in a byte-bounded replay buffer; a ROUTER socket
-answers ``REPLAY topic first last`` requests from subscribers that saw a gap.
-When idle the sender repeats each topic's last sequence number (a heartbeat)
-so that a loss at the end of a burst is noticed too.
+Every message body is kept in a byte-bounded replay buffer and written to the
+journal on disk (``transport/journal.py``); a ROUTER socket answers ``REPLAY
+topic first last`` requests from subscribers that saw a gap, from memory, else
+from the journal (also for the ids of earlier sessions found there). When idle
+the sender repeats each topic's last sequence number (a heartbeat) so that a
+loss at the end of a burst is noticed too.
+
+End of stream: ``close()`` sends an END message per topic (its final sequence
+number) on the PUB sockets and, as a notice, to every subscriber connected to
+the ROUTER, repeated every ``zmq_heartbeat_s``; it keeps answering replay
+requests until every connected subscriber has acknowledged that it holds
+everything up to the final sequence numbers, or ``zmq_linger_s`` has passed.
 """
 
 from __future__ import annotations
@@ -35,12 +43,16 @@ from tickvault.errors import ConfigError
 from tickvault.model.trades import TRADE_DTYPE, TradeBatch, TradeFlag, TradeType
 from tickvault.transport import wire
 from tickvault.transport.endpoints import Endpoints, endpoint_name
-from tickvault.transport.replay import ReplayBuffer
+from tickvault.transport.journal import JournalReader, JournalWriter
+from tickvault.transport.replay import ReplayAnswer, ReplayBuffer
 from tickvault.transport.wire import Kind
 
 log = logging.getLogger(__name__)
 
 _pack_trade = wire.TRADE_RECORD.pack
+_PEER_FORGET_S = 60.0
+"""A subscriber not heard from for this long (it says hello every few seconds) is not
+waited for at the end of stream."""
 _MAX_TAKE = 1 << 16
 """Most queue items one topic sends per pass, so no topic starves the others."""
 
@@ -69,6 +81,12 @@ class PublisherStats:
     replay_evicted: int
     queued: int
     messages_by_kind: dict[str, int]
+    journal_messages: int = 0
+    journal_answers: int = 0
+    """Replayed messages that came from the journal (evicted from memory, or of an
+    earlier session)."""
+    end_acks: int = 0
+    """Subscribers that acknowledged the end of stream before ``close()`` returned."""
 
 
 class Publisher:
@@ -101,6 +119,8 @@ class Publisher:
                 self._sockets[name] = sock
             self._router = self._ctx.socket(zmq.ROUTER)
             self._router.setsockopt(zmq.LINGER, 0)
+            # sending to a subscriber whose connection is gone fails (EHOSTUNREACH)
+            self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
             self._router.bind(self.endpoints.replay)
         except zmq.ZMQError as exc:
             self._close_sockets()
@@ -122,7 +142,27 @@ class Publisher:
             "heartbeats": 0,
             "replay_requests": 0,
             "replayed_messages": 0,
+            "journal_messages": 0,
+            "journal_answers": 0,
+            "end_acks": 0,
         }
+        self._journal_dir = self.settings.journal_path
+        self._journal: JournalWriter | None = None
+        self._readers: dict[int, JournalReader | None] = {}
+        if self.settings.journal:
+            try:
+                self._journal = JournalWriter(
+                    self._journal_dir, self.id,
+                    max_bytes=int(self.settings.journal_max_mb * 2**20),
+                    keep_s=self.settings.journal_keep_hours * 3600,
+                )  # fmt: skip
+            except OSError as exc:
+                log.error("publisher: no journal (%s); replay is from memory only", exc)
+        self._peers: dict[bytes, list[float | bool]] = {}
+        """Subscribers heard from on the ROUTER (hello, request, ack) -> [when last heard,
+        acknowledged the end of stream]; a subscriber's close says goodbye."""
+        self._ended = threading.Event()
+        self._ending = False
         self._ctrl_addr = f"inproc://tickvault-replay-{id(self)}"
         self._ctrl = self._ctx.socket(zmq.PAIR)
         self._ctrl.bind(self._ctrl_addr)
@@ -231,18 +271,40 @@ class Publisher:
         return done.wait(timeout_s)
 
     # ------------------------------------------------------------------ sender
-    def _emit(self, st: _TopicState, payload: bytes | memoryview) -> None:
+    def _emit(self, st: _TopicState, payload: bytes | memoryview) -> bytes:
+        """Number, seal, keep (replay buffer, journal) and return one message body; the
+        caller sends it once the journal is flushed, so whatever a subscriber received
+        is already in the journal."""
         count = len(payload) // st.record_size
         st.seq += 1
-        body = wire.encode_body(st.kind, self.id, st.seq, time.time_ns(), payload, count)
+        body = wire.encode_body(st.topic, st.kind, self.id, st.seq, time.time_ns(), payload, count)
         if st.first_ts == 0:
             st.first_ts = int.from_bytes(payload[:8], "little", signed=True)
         last = (count - 1) * st.record_size
         st.last_ts = int.from_bytes(payload[last : last + 8], "little", signed=True)
-        self._replay.add(st.name, st.seq, body, st.first_ts)
-        st.socket.send_multipart([st.topic, body])
+        self._replay.add(st.name, st.seq, body, st.first_ts, st.last_ts)
+        if self._journal is not None:
+            self._journal_write(st.topic, body)
         self._counts["records"] += count
         self._by_kind[st.kind.name] = self._by_kind.get(st.kind.name, 0) + 1
+        return body
+
+    def _journal_write(self, topic: bytes, body: bytes) -> None:
+        assert self._journal is not None
+        try:
+            self._journal.append(topic, body)
+            self._counts["journal_messages"] += 1
+        except OSError as exc:  # a full disk must not stop the feed
+            log.error("publisher: journal write failed (%s); journal off from here", exc)
+            self._journal = None
+
+    def _journal_flush(self) -> None:
+        if self._journal is not None:
+            try:
+                self._journal.flush()
+            except OSError as exc:
+                log.error("publisher: journal write failed (%s); journal off from here", exc)
+                self._journal = None
 
     def _pending(self) -> bool:
         return any(st.queue for st in list(self._topics.values()))
@@ -250,6 +312,7 @@ class Publisher:
     def _drain(self) -> None:
         """Send what every topic has queued: one message per topic, split at max_batch."""
         waiters, self._flush_waiters = self._flush_waiters, []
+        out: list[tuple[_TopicState, list[bytes]]] = []
         for st in list(self._topics.values()):
             queue = st.queue
             n = min(len(queue), _MAX_TAKE)
@@ -258,8 +321,13 @@ class Publisher:
             popleft = queue.popleft
             payload = memoryview(b"".join([popleft() for _ in range(n)]))
             step = self._max_batch * st.record_size
-            for i in range(0, len(payload), step):
-                self._emit(st, payload[i : i + step])
+            out.append((st, [self._emit(st, payload[i : i + step])
+                             for i in range(0, len(payload), step)]))  # fmt: skip
+        self._journal_flush()
+        for st, bodies in out:
+            send, topic = st.socket.send_multipart, st.topic
+            for body in bodies:
+                send([topic, body])
         for event in waiters:
             event.set()
 
@@ -268,7 +336,7 @@ class Publisher:
         for st in list(self._topics.values()):
             if st.seq:
                 st.socket.send_multipart(
-                    [st.topic, wire.encode_heartbeat(self.id, st.seq, now, st.last_ts)]
+                    [st.topic, wire.encode_heartbeat(st.topic, self.id, st.seq, now, st.last_ts)]
                 )
                 self._counts["heartbeats"] += 1
 
@@ -301,34 +369,163 @@ class Publisher:
         poller = zmq.Poller()
         poller.register(self._router, zmq.POLLIN)
         poller.register(ctrl, zmq.POLLIN)
+        ending_until = 0.0
         try:
             while True:
-                events = dict(poller.poll())
+                timeout = None
+                if ending_until:
+                    timeout = max(0, int(self.settings.zmq_heartbeat_s * 1000))
+                events = dict(poller.poll(timeout))
                 if ctrl in events:
-                    return
+                    if ctrl.recv() == b"stop":
+                        return
+                    ending_until = time.monotonic() + self.settings.zmq_linger_s
+                    self._announce_end(first=True)
                 if self._router in events:
-                    self._answer(self._router.recv_multipart())
+                    for _ in range(256):
+                        try:
+                            frames = self._router.recv_multipart(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        try:
+                            self._on_router(frames)
+                        except Exception:  # the replay service must survive any request
+                            log.exception("publisher: replay request failed")
+                if ending_until:
+                    waiting = self._waiting_peers()
+                    if not waiting or time.monotonic() >= ending_until:
+                        if waiting:
+                            log.warning(
+                                "publisher: %d subscriber(s) did not confirm the end of stream "
+                                "within zmq_linger_s=%gs; what they miss is in the journal",
+                                len(waiting), self.settings.zmq_linger_s,
+                            )  # fmt: skip
+                        ending_until = 0.0
+                        self._ended.set()
+                    elif not events or self._router not in events:
+                        self._announce_end(first=False)
         finally:
             ctrl.close(linger=0)
+
+    def _waiting_peers(self) -> list[bytes]:
+        """Subscribers heard from recently that have not confirmed the end of stream."""
+        since = time.monotonic() - _PEER_FORGET_S
+        return [p for p, (heard, acked) in self._peers.items() if not acked and heard >= since]
+
+    def _on_router(self, frames: list[bytes]) -> None:
+        peer = frames[0]
+        if len(frames) == 2 and frames[1] == wire.BYE_MAGIC:
+            self._peers.pop(peer, None)
+            return
+        state = self._peers.get(peer)
+        if state is None:
+            state = self._peers[peer] = [0.0, False]
+            if self._ending:
+                self._send_end_notice(peer)
+        state[0] = time.monotonic()
+        if len(frames) == 2 and frames[1] == wire.HELLO_MAGIC:
+            return
+        if len(frames) == 3 and frames[1] == wire.ACK_MAGIC:
+            if int.from_bytes(frames[2], "little") == self.id and not state[1]:
+                self._counts["end_acks"] += 1
+                state[1] = True
+            return
+        self._answer(frames)
 
     def _answer(self, frames: list[bytes]) -> None:
         self._counts["replay_requests"] += 1
         # [identity, magic, topic, publisher(8), range(16)]
-        if len(frames) != 5 or frames[1] != wire.REPLAY_MAGIC or len(frames[4]) != 16:
+        if (
+            len(frames) != 5
+            or frames[1] != wire.REPLAY_MAGIC
+            or len(frames[4]) != wire.REPLAY_RANGE.size
+        ):
             log.warning("publisher: malformed replay request ignored (%d frames)", len(frames))
             return
         identity, _, topic_raw, pub_raw, range_raw = frames
-        first, last = wire.REPLAY_RANGE.unpack(range_raw)
-        if int.from_bytes(pub_raw, "little") != self.id:
-            answer_first, bodies, first_ts = wire.NOTHING_HELD, [], 0
-        else:
-            answer = self._replay.get(topic_raw.decode("ascii", "replace"), first, last)
-            answer_first, bodies, first_ts = answer.first_held, answer.bodies, answer.first_ts_event
-        status = wire.REPLAY_STATUS.pack(answer_first, len(bodies), first_ts)
-        self._router.send_multipart(
-            [identity, wire.REPLAY_MAGIC, topic_raw, pub_raw, status, *bodies]
-        )
-        self._counts["replayed_messages"] += len(bodies)
+        first, last, tag = wire.REPLAY_RANGE.unpack(range_raw)
+        publisher = int.from_bytes(pub_raw, "little")
+        topic = topic_raw.decode("ascii", "replace")
+        if publisher == self.id:
+            answer = self._replay.get(topic, first, last)
+            if answer.first_held > first and answer.first_held != wire.NOTHING_HELD:
+                answer = self._from_journal(publisher, topic, first, answer)
+        else:  # an earlier session: its journal, if it is on this host
+            answer = self._from_journal(publisher, topic, first, None)
+        status = wire.REPLAY_STATUS.pack(
+            answer.first_held, len(answer.bodies), answer.first_ts_event, answer.last_seq,
+            answer.last_ts_event, int(answer.ended), tag,
+        )  # fmt: skip
+        try:
+            self._router.send_multipart(
+                [identity, wire.REPLAY_MAGIC, topic_raw, pub_raw, status, *answer.bodies],
+                zmq.NOBLOCK,
+            )
+        except zmq.ZMQError:  # gone, or not reading: it asks again or gives up
+            return
+        self._counts["replayed_messages"] += len(answer.bodies)
+
+    def _from_journal(
+        self, publisher: int, topic: str, first: int, memory: ReplayAnswer | None
+    ) -> ReplayAnswer:
+        """What the journal of ``publisher`` holds from ``first`` on, up to what memory
+        still holds (the subscriber asks again for the rest)."""
+        nothing = memory or ReplayAnswer(wire.NOTHING_HELD, [], 0)
+        if publisher not in self._readers:
+            candidate = JournalReader(self._journal_dir, publisher)
+            self._readers[publisher] = candidate if candidate.exists() else None
+        reader = self._readers[publisher]
+        if reader is None:
+            return nothing
+        last = memory.first_held - 1 if memory is not None else 2**63
+        found = reader.get(topic, first, last)
+        if found.first_held == wire.NOTHING_HELD or found.first_held > (
+            memory.first_held if memory is not None else found.first_held
+        ):
+            return nothing
+        self._counts["journal_answers"] += len(found.bodies)
+        if memory is None:
+            return found
+        return ReplayAnswer(
+            found.first_held, found.bodies, memory.first_ts_event or found.first_ts_event,
+            memory.last_seq, memory.last_ts_event, memory.ended,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ end of stream
+    def _end_bodies(self) -> list[bytes]:
+        now = time.time_ns()
+        frames: list[bytes] = []
+        for st in list(self._topics.values()):
+            if st.seq:
+                frames += [st.topic, wire.encode_end(st.topic, self.id, st.seq, now, st.last_ts)]
+        return frames
+
+    def _send_end_notice(self, peer: bytes) -> None:
+        frames = self._end_bodies()
+        if not frames:
+            return
+        try:
+            self._router.send_multipart([peer, wire.END_MAGIC, *frames], zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:  # its connection is gone: do not wait for it
+                self._peers.pop(peer, None)
+            # else not reading (stopped?): the notice is repeated
+
+    def _announce_end(self, *, first: bool) -> None:
+        """END on every topic's PUB socket and a notice to each subscriber not yet done
+        (the sender thread has stopped, so this thread may use the PUB sockets)."""
+        frames = self._end_bodies()
+        for i in range(0, len(frames), 2):
+            st = self._topics[frames[i].decode("ascii")]
+            st.socket.send_multipart([frames[i], frames[i + 1]])
+            if first:
+                self._replay.end(st.name)
+                if self._journal is not None:
+                    self._journal_write(frames[i], frames[i + 1])
+        if first:
+            self._journal_flush()
+        for peer in self._waiting_peers():
+            self._send_end_notice(peer)
 
     # ------------------------------------------------------------------ lifecycle
     def stats(self) -> PublisherStats:
@@ -341,16 +538,26 @@ class Publisher:
         )
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Send what is queued, stop the threads, close the sockets."""
+        """Send what is queued, announce the end of stream (waiting at most
+        ``zmq_linger_s`` for subscribers still catching up), stop, close the sockets."""
         if self._closed:
             return
         self._closed = True
         self._stopping = True
         self._wake.set()
         self._sender.join(timeout_s)
+        if not self._sender.is_alive() and any(st.seq for st in list(self._topics.values())):
+            self._ending = True
+            self._ctrl.send(b"end")
+            self._ended.wait(self.settings.zmq_linger_s + timeout_s)
         self._ctrl.send(b"stop")
         self._server.join(timeout_s)
         self._ctrl.close(linger=0)
+        if self._journal is not None:
+            self._journal.close()
+        for reader in self._readers.values():
+            if reader is not None:
+                reader.close()
         self._close_sockets()
 
     def _close_sockets(self) -> None:

@@ -20,15 +20,27 @@ class _Topic:
     bodies: deque[bytes] = field(default_factory=deque)
     first_ts_event: int = 0
     """ts_event of the first record ever published on the topic (0: none yet)."""
+    last_seq: int = 0
+    last_ts_event: int = 0
+    ended: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class ReplayAnswer:
+    """What a replay buffer (or a journal) holds of a topic for a replay request."""
+
     first_held: int
-    """Lowest sequence number still held (messages below it are gone)."""
+    """Lowest sequence number still held (messages below it are gone; NOTHING_HELD: the
+    topic is unknown)."""
     bodies: list[bytes]
     """Held messages from the requested start on, in order (capped)."""
     first_ts_event: int
+    last_seq: int = 0
+    """Last sequence number published on the topic (0: none)."""
+    last_ts_event: int = 0
+    """ts_event of the topic's last record."""
+    ended: bool = False
+    """The publisher ended the topic: ``last_seq`` is final."""
 
 
 class ReplayBuffer:
@@ -46,13 +58,16 @@ class ReplayBuffer:
         self._lock = threading.Lock()
         self.evicted = 0
 
-    def add(self, topic: str, seq: int, body: bytes, first_ts_event: int) -> None:
+    def add(
+        self, topic: str, seq: int, body: bytes, first_ts_event: int, last_ts_event: int = 0
+    ) -> None:
         with self._lock:
             t = self._topics.get(topic)
             if t is None:
                 t = self._topics[topic] = _Topic(first_seq=seq, first_ts_event=first_ts_event)
             if not t.bodies:
                 t.first_seq = seq
+            t.last_seq, t.last_ts_event = seq, last_ts_event
             t.bodies.append(body)
             self._order.append((t, len(body)))
             self._bytes += len(body)
@@ -70,6 +85,10 @@ class ReplayBuffer:
             t = self._topics.get(topic)
             if t is None:
                 return ReplayAnswer(first_held=NOTHING_HELD, bodies=[], first_ts_event=0)
+            if not t.bodies:  # every message of the topic was evicted
+                return ReplayAnswer(
+                    t.last_seq + 1, [], t.first_ts_event, t.last_seq, t.last_ts_event, t.ended
+                )
             start = max(first, t.first_seq)
             stop = min(last, t.first_seq + len(t.bodies) - 1)
             bodies: list[bytes] = []
@@ -83,7 +102,16 @@ class ReplayBuffer:
                     break
                 bodies.append(body)
                 size += len(body)
-            return ReplayAnswer(t.first_seq, bodies, t.first_ts_event)
+            return ReplayAnswer(
+                t.first_seq, bodies, t.first_ts_event, t.last_seq, t.last_ts_event, t.ended
+            )
+
+    def end(self, topic: str) -> None:
+        """The publisher ended ``topic``: answers say its last seq is final."""
+        with self._lock:
+            t = self._topics.get(topic)
+            if t is not None:
+                t.ended = True
 
     @property
     def bytes(self) -> int:
