@@ -25,7 +25,10 @@ and holding, up to ``bridge_max_held_mb``, past which it stops reading (ZeroMQ
 then drops, and the replay buffer or journal supplies the rest later). Stopped
 during an outage, the bridge gives up within about ``store_retry_max_s`` and
 says what it did not store; the cursors were not moved past it, so the next run
-asks the publisher (replay buffer or journal) for it again.
+asks the publisher (replay buffer or journal) for it again. A server that comes
+back without writes it had acknowledged (a restart shows as a new run id; a
+stored cursor then lags what this bridge stored) makes every topic restart from
+the stored cursors, so no hole is written over.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ _STREAM_OF: dict[Kind, StoreKind] = {
     Kind.BOOK: "book",
 }
 _LAG_SAMPLES = 200_000
+_RUN_ID_EVERY_S = 0.02
 _STOP_GRACE_S = 1.0
 """Stopped while Valkey is unreachable, the writer keeps trying this long at most."""
 
@@ -110,6 +114,9 @@ class BridgeStats:
     """Wall time when the latest write returned."""
     outages: int = 0
     """Times Valkey became unreachable while the bridge had something to write."""
+    rollbacks: int = 0
+    """Times Valkey came back without writes it had acknowledged (killed with appendfsync
+    everysec, or restored from an older copy): the bridge asked again from its cursors."""
     unstored_trades: int = 0
     unstored_book_updates: int = 0
     unstored: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -177,6 +184,11 @@ class Bridge:
         self._inflight_bytes = 0
         self._max_held = int(self.settings.bridge_max_held_mb * 2**20)
         self._resume_failed_at = 0.0
+        self._resyncing = False
+        self._run_id = ""
+        self._run_id_checked = 0.0
+        self._stored: dict[tuple[str, str], int] = {}
+        """(symbol, cursor name) -> the last seq this bridge stored (as acknowledged)."""
         self._writer = threading.Thread(target=self._write_loop, name="tickvault-bridge-write",
                                         daemon=True)  # fmt: skip
         self._thread: threading.Thread | None = None
@@ -322,7 +334,9 @@ class Bridge:
             (self._held_bytes + self._inflight_bytes) / 2**20,
         )  # fmt: skip
         while (
-            self._held_bytes + self._inflight_bytes >= self._max_held and not self._stop_requested
+            self._held_bytes + self._inflight_bytes >= self._max_held
+            and not self._stop_requested
+            and not self._resyncing
         ):
             self._cond.wait(0.5)
 
@@ -407,6 +421,9 @@ class Bridge:
         give_up_at = 0.0
         while True:
             try:
+                restarted = self._server_restarted()
+                if (outage_start or restarted) and self._rolled_back():
+                    return True  # the batch is dropped: the publishers send it again
                 action()
             except (ServerError, valkey.ValkeyError) as exc:
                 self.stats.write_errors += 1
@@ -438,6 +455,58 @@ class Bridge:
                     time.monotonic() - outage_start,
                 )
             return True
+
+    def _server_restarted(self) -> bool:
+        """Whether the server restarted since the last look (its run id changed). valkey-py
+        reconnects an idle connection without an error, so a restart between two writes
+        shows nowhere else. Looked at before a write unless the last look is under
+        ``_RUN_ID_EVERY_S`` old: no server dies, restarts and loads its AOF that fast, so
+        a write never lands on a restarted server unseen."""
+        now = time.monotonic()
+        if not self._stored or now - self._run_id_checked < _RUN_ID_EVERY_S:
+            return False
+        run_id = str(self.vault.client.info("server").get("run_id", ""))
+        self._run_id_checked = time.monotonic()
+        restarted = bool(self._run_id) and run_id != self._run_id
+        self._run_id = run_id
+        return restarted
+
+    def _rolled_back(self) -> bool:
+        """After an outage, before writing: did Valkey come back without writes it had
+        acknowledged? Then every topic restarts from the stored cursors (what this
+        bridge holds is dropped and asked for again), so no hole is written over."""
+        behind = {}
+        for (symbol, name), seq in self._stored.items():
+            actual = self.vault.bridge_cursor(symbol, name) or 0
+            if actual < seq:
+                behind[name] = (actual, seq)
+        if not behind:
+            return False
+        self.stats.rollbacks += 1
+        log.warning(
+            "bridge: Valkey came back without writes it had acknowledged (%s); asking the "
+            "publishers again from the stored cursors",
+            ", ".join(f"{n.partition(':')[2]} stored up to {b}, now {a}"
+                      for n, (a, b) in sorted(behind.items())),
+        )  # fmt: skip
+        self._outage = False  # the cursors can be read again
+        self._resyncing = True  # a subscriber paused for room must not wait for us
+        try:
+            resynced = self.subscriber.resync(60.0)
+        finally:
+            self._resyncing = False
+        if not resynced:
+            raise ServerUnreachable("the bridge could not resume from the stored cursors")
+        for key in list(self._stored):
+            self._stored[key] = self.vault.bridge_cursor(*key) or 0
+        return True
+
+    def on_resync(self) -> None:
+        """(subscriber thread) Every topic restarts from the store: drop what is held."""
+        with self._cond:
+            self._pending.clear()
+            self._gaps.clear()
+            self._held_bytes = 0
 
     def _abandon(self, pending: dict[tuple[str, StoreKind], _Pending]) -> None:
         """Count what a stop during an outage leaves unstored (its cursors never moved)."""
@@ -479,6 +548,10 @@ class Bridge:
             records = np.concatenate(p.arrays) if p.arrays else np.zeros(0, dtype)
             items.append(StoreItem(symbol, stream, records, p.cursors))
         self.vault.store_cycle(items)
+        for item in items:
+            for name, seq in item.cursors.items():
+                key = (item.symbol, name)
+                self._stored[key] = max(self._stored.get(key, 0), seq)
         done = time.time_ns()
         self.stats.writes += 1
         self.stats.last_write_ns = done

@@ -249,6 +249,13 @@ class Subscriber:
         self._ctrl.bind(self._ctrl_addr)
         self._ctrl_out = self._ctx.socket(zmq.PAIR)
         self._ctrl_out.connect(self._ctrl_addr)
+        self._wake_addr = f"inproc://tickvault-sub-wake-{id(self)}"
+        self._wake = self._ctx.socket(zmq.PAIR)
+        self._wake.bind(self._wake_addr)
+        self._wake_out = self._ctx.socket(zmq.PAIR)
+        self._wake_out.connect(self._wake_addr)
+        self._wake_lock = threading.Lock()
+        self._resyncs: list[threading.Event] = []
         self._stop_lock = threading.Lock()
         self._stopped = False
         self._thread: threading.Thread | None = None
@@ -281,6 +288,8 @@ class Subscriber:
             link.dealer.close(linger=100)
         self._ctrl.close(linger=0)
         self._ctrl_out.close(linger=0)
+        self._wake.close(linger=0)
+        self._wake_out.close(linger=0)
         for reader in self._readers.values():
             reader.close()
 
@@ -306,11 +315,46 @@ class Subscriber:
         self._due.add((publisher, topic))
         return True
 
+    def resync(self, timeout_s: float) -> bool:
+        """From any thread: restart every topic from the handler's ``resume_seq`` (the
+        store lost writes it had acknowledged), asking the publishers for what follows;
+        the handler's ``on_resync()`` (if any) drops what it holds. Waits for it."""
+        done = threading.Event()
+        with self._wake_lock:
+            self._resyncs.append(done)
+            self._wake_out.send(b"resync")
+        return done.wait(timeout_s)
+
+    def _do_resync(self) -> None:
+        positions: dict[tuple[int, str], int] = {}
+        for key, track in self._tracks.items():
+            try:
+                done = self.handler.resume_seq(track.publisher, track.topic)
+            except TickvaultError:
+                return  # the store is gone again: the next loop tries again
+            positions[key] = (done or 0) + 1 if done is not None or self._recover_from_start else 0
+        on_resync = getattr(self.handler, "on_resync", None)
+        if on_resync is not None:
+            on_resync()
+        for key, first in positions.items():
+            track = self._tracks[key]
+            if first and first < track.next:
+                track.known_last = max(track.known_last, track.next - 1)
+                track.next = first
+                track.asked_last = 0
+                track.bad = {s: b for s, b in track.bad.items() if s >= first}
+            self._ask(track)
+        with self._wake_lock:
+            events, self._resyncs = self._resyncs, []
+        for event in events:
+            event.set()
+
     # ------------------------------------------------------------------ loop
     def run(self) -> None:
         """Receive and deliver until ``stop()``."""
         poller = zmq.Poller()
         poller.register(self._ctrl, zmq.POLLIN)
+        poller.register(self._wake, zmq.POLLIN)
         by_socket: dict[Any, tuple[int, bool]] = {}
         for i, link in enumerate(self._links):
             poller.register(link.sub, zmq.POLLIN)
@@ -332,7 +376,15 @@ class Subscriber:
             events = dict(poller.poll(wait if timeout is None else min(timeout, wait)))
             if self._ctrl in events:
                 return
+            if self._wake in events:
+                with contextlib.suppress(zmq.Again):
+                    while True:
+                        self._wake.recv(zmq.NOBLOCK)
+            if self._resyncs:
+                self._do_resync()
             for sock in events:
+                if sock is self._wake:
+                    continue
                 link_no, is_replay = by_socket[sock]
                 # Take what is waiting (bounded) before polling again.
                 for _ in range(256):
