@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -231,7 +232,14 @@ def test_sigint_during_a_valkey_outage_says_what_was_not_stored_and_the_next_run
             first.kill()
         text = err.decode()
         assert first.returncode == 1, text
-        assert "NOT stored" in text and "2,000 trades" in text and "trade.WINZ25 seq 21..40" in text
+        # What it had received but not stored: normally all 20 messages of the outage; on
+        # a very loaded machine the last ones may not have arrived yet (the journal still
+        # has them, and the next run must store everything either way).
+        held = re.search(r"([\d,]+) trades.*trade\.WINZ25 seq 21\.\.(\d+)", text)
+        assert "NOT stored" in text and held is not None, text
+        assert (
+            21 <= int(held[2]) <= 40 and int(held[1].replace(",", "")) == (int(held[2]) - 20) * 100
+        )
         valkey_server.start()
         second = _bridge_process(env)  # the cursor says where to resume in the journal
         try:
