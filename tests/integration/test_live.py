@@ -343,26 +343,40 @@ def test_malformed_messages_are_quarantined_and_the_valid_ones_stored(
 
 
 # ---------------------------------------------------------------------- CLI
-def test_demo_runs_the_live_pipeline_and_leaves_the_data_queryable(
-    own_data_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from click.testing import CliRunner
+def test_demo_runs_the_live_pipeline_and_leaves_the_data_queryable(own_data_dir: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
 
-    from tickvault.cli.main import cli
     from tickvault.storage.server import read_state
 
-    monkeypatch.setenv("TICKVAULT_DATA_DIR", str(own_data_dir))
-    for key, value in port_env(free_ports()).items():
-        monkeypatch.setenv(key, value)
-    result = CliRunner().invoke(
-        cli, ["demo", "--speed", "max", "--duration", "3", "--symbols", "WINZ25,WDOZ25"],
-        terminal_width=200,
+    env = {**os.environ, "TICKVAULT_DATA_DIR": str(own_data_dir), "COLUMNS": "200",
+           **port_env(free_ports())}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tickvault.cli.main", "demo", "--speed", "max",
+         "--symbols", "WINZ25,WDOZ25"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    assert "lost 0)" in result.output and "read back from Valkey" in result.output
+
+    def both_stored() -> bool:
+        state = read_state(own_data_dir.resolve())
+        if state is None:
+            return False
+        with Vault.open(state.url) as peek:
+            return all(peek.stats(s) for s in ("WINZ25", "WDOZ25"))
+
+    try:  # stopped with Ctrl-C, as a user would, once it has stored both symbols
+        wait_for(lambda: proc.poll() is not None or both_stored(), "the demo to store")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=GUARD_S)
+    text = out.decode()
+    assert proc.returncode == 0, text
+    assert "lost 0)" in text and "read back from Valkey" in text, text
     assert read_state(own_data_dir.resolve()) is None  # the demo stopped its server
     with Vault.open(data_dir=own_data_dir) as vault:
-        assert set(vault.symbols()) == {"WINZ25", "WDOZ25"}, result.output
+        assert set(vault.symbols()) == {"WINZ25", "WDOZ25"}, text
         stored = vault.range_columns("WINZ25")
         assert len(stored["trade_id"]) > 0
         assert np.unique(stored["trade_id"]).size == len(stored["trade_id"])
