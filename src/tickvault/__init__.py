@@ -15,7 +15,7 @@ from tickvault.errors import (
     ValidationError,
 )
 from tickvault.feeds.attach import Attachment, attach, detach
-from tickvault.model.trades import (
+from tickvault.records.trades import (
     TRADE_DTYPE,
     TRADE_FIELDS,
     Trade,

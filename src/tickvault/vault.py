@@ -24,14 +24,14 @@ import orjson
 import pandas as pd
 import valkey
 
-from tickvault.book.state import BookView
-from tickvault.book.store import BookStore
 from tickvault.config import Settings, load_settings
 from tickvault.errors import QueryError, ValidationError
-from tickvault.model.trades import TRADE_DTYPE, TRADE_FIELDS, TradeBatch, TradeFlag
-from tickvault.model.validate import check_symbol, to_batch
+from tickvault.records.book import BookView
+from tickvault.records.trades import TRADE_DTYPE, TRADE_FIELDS, TradeBatch, TradeFlag
+from tickvault.records.validate import check_symbol, to_batch
 from tickvault.storage import codec, identity, imports
 from tickvault.storage.blocks import PlannedBlock, plan_blocks
+from tickvault.storage.books import BookStore
 from tickvault.storage.connection import (
     Connection,
     connect,

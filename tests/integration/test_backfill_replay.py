@@ -13,16 +13,16 @@ from click.testing import CliRunner
 from tests.integration.test_import import SP, _trades, assert_matches_file
 from tests.integration.test_live import wait_for
 from tickvault import Vault
-from tickvault.backfill import backfill
-from tickvault.bridge import Bridge
 from tickvault.cli.main import cli
 from tickvault.errors import FeedError
 from tickvault.feeds.base import Feeder, FeedEvents, NullEvents
 from tickvault.feeds.files import FileFeeder
+from tickvault.feeds.sim.generator import B3_TZ
 from tickvault.files import b3, reader
-from tickvault.model.trades import TradeFlag
-from tickvault.pipeline import FeedRunner, Pipeline
-from tickvault.sim.generator import B3_TZ
+from tickvault.ingest.backfill import backfill
+from tickvault.live.bridge import Bridge
+from tickvault.live.pipeline import FeedRunner, Pipeline
+from tickvault.records.trades import TradeFlag
 from tickvault.transport.endpoints import Endpoints
 from tickvault.transport.publisher import Publisher
 

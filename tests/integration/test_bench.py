@@ -34,11 +34,11 @@ from tickvault.bench.isolation import (
 )
 from tickvault.cli.main import bench, cli
 from tickvault.config import load_settings
+from tickvault.feeds.sim.generator import B3_TZ, generate_day
 from tickvault.files import b3, reader
-from tickvault.ingest import import_files
-from tickvault.model.trades import TradeBatch
-from tickvault.model.validate import SYMBOL_RE
-from tickvault.sim.generator import B3_TZ, generate_day
+from tickvault.ingest.files import import_files
+from tickvault.records.trades import TradeBatch
+from tickvault.records.validate import SYMBOL_RE
 from tickvault.storage.server import read_state
 from tickvault.vault import GapMarker
 

@@ -21,9 +21,9 @@ from click.testing import CliRunner
 from tests.integration.test_live import GUARD_S, free_ports, port_env, wait_for
 from tickvault.cli.main import cli
 from tickvault.config import load_settings
+from tickvault.feeds.sim.generator import B3_TZ, generate_day
 from tickvault.files import b3, reader
-from tickvault.model.trades import TRADE_DTYPE, TradeBatch
-from tickvault.sim.generator import B3_TZ, generate_day
+from tickvault.records.trades import TRADE_DTYPE, TradeBatch
 from tickvault.transport.endpoints import Endpoints
 from tickvault.transport.publisher import Publisher
 from tickvault.transport.subscriber import Gap, Subscriber

@@ -7,7 +7,7 @@ import pytest
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tickvault.book.state import ADD, ASK, BID, DELETE, DELETE_FROM, EDIT, FULL_BOOK, BookState
+from tickvault.records.book import ADD, ASK, BID, DELETE, DELETE_FROM, EDIT, FULL_BOOK, BookState
 from tickvault.transport.wire import BOOK_DTYPE
 
 T0 = 1_762_171_200_000_000_000

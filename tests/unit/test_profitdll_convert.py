@@ -12,12 +12,12 @@ import pytest
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tickvault.book.state import ASK, BID, BookState
 from tickvault.errors import FeedError, ValidationError
 from tickvault.feeds.profitdll import convert
 from tickvault.feeds.profitdll.book import ProfitBook, side_records
 from tickvault.feeds.profitdll.types import NL_ERRORS, TRADE_TYPES, error_name, trade_type_name
-from tickvault.model.trades import TradeFlag, TradeType
+from tickvault.records.book import ASK, BID, BookState
+from tickvault.records.trades import TradeFlag, TradeType
 from tickvault.timeutil import NS_PER_DAY, NS_PER_S
 
 SP = ZoneInfo("America/Sao_Paulo")

@@ -10,8 +10,8 @@ import numpy as np
 import numpy.typing as npt
 
 from tickvault.feeds.sim import SimulatedFeeder, default_start
-from tickvault.model.trades import TradeType
-from tickvault.sim.generator import B3_TZ
+from tickvault.feeds.sim.generator import B3_TZ
+from tickvault.records.trades import TradeType
 
 
 class _Record:

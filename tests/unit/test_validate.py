@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import sim_trades
 from tickvault import Trade, TradeFlag, ValidationError
-from tickvault.model.validate import check_symbol, to_batch
+from tickvault.records.validate import check_symbol, to_batch
 
 NOW = 1_762_200_000_000_000_000
 SP = ZoneInfo("America/Sao_Paulo")

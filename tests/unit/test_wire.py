@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from tests.conftest import sim_trades
-from tickvault.model.trades import TRADE_DTYPE
+from tickvault.records.trades import TRADE_DTYPE
 from tickvault.transport import wire
 from tickvault.transport.replay import ReplayBuffer
 from tickvault.transport.wire import Kind, WireError

@@ -32,7 +32,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tickvault.feeds.sim import SimulatedFeeder
-from tickvault.pipeline import Pipeline
+from tickvault.live.pipeline import Pipeline
 from tickvault.storage.keys import DEMO_KEY, trades_key
 from tickvault.timeutil import format_ns, now_ns
 from tickvault.vault import Vault

@@ -577,8 +577,8 @@ def demo(
     adds to it), and symbols holding data the demo did not write are refused. No
     simulated trade is dated after the moment it is stored: faster than real time, the
     demo simulates the latest completed sessions."""
-    from tickvault.bridge import tune_for_latency
     from tickvault.cli.demo import DEMO_SYMBOLS, run_live_demo
+    from tickvault.live.bridge import tune_for_latency
 
     tune_for_latency()
     with _vault(ctx) as vault:
@@ -633,7 +633,7 @@ def bridge(ctx: click.Context, symbols: str | None, host: str | None) -> None:
     """Store what publishers send into Valkey, until SIGINT/SIGTERM (then flush)."""
     import logging
 
-    from tickvault.bridge import Bridge, tune_for_latency
+    from tickvault.live.bridge import Bridge, tune_for_latency
     from tickvault.transport.endpoints import Endpoints
 
     tune_for_latency()
@@ -716,7 +716,7 @@ def replay(
 ) -> None:
     """Publish trade files through the live path, in event order, at the chosen pace."""
     from tickvault.feeds.files import FileFeeder
-    from tickvault.ingest import ImportOptions
+    from tickvault.ingest.files import ImportOptions
 
     settings = _settings(ctx)
     wanted = _symbols(symbols)
@@ -728,7 +728,7 @@ def replay(
         err_console.print(f"replaying {feeder.total:,} trades of {', '.join(feeder.symbols)}")
         _run_feeder(feeder, settings)
         return
-    from tickvault.pipeline import Pipeline
+    from tickvault.live.pipeline import Pipeline
 
     with _vault(ctx) as vault:  # the store first: an unreachable one fails before any work
         feeder = FileFeeder(list(files), settings.tz, speed=pace, options=options)
@@ -771,8 +771,8 @@ def backfill(
     """Fetch SYMBOL's last N days from a feeder's history API into the historical stream."""
     from rich.progress import BarColumn, Progress, TimeElapsedColumn
 
-    from tickvault.backfill import backfill as run_backfill
-    from tickvault.model.validate import check_symbol
+    from tickvault.ingest.backfill import backfill as run_backfill
+    from tickvault.records.validate import check_symbol
     from tickvault.timeutil import NS_PER_DAY, now_ns
 
     symbol = check_symbol(symbol)
@@ -888,7 +888,7 @@ def feed_profitdll(
 
 def _run_feeder(feeder: Any, settings: Settings) -> None:
     """Publish ``feeder`` until it ends, fails or a signal stops it."""
-    from tickvault.pipeline import FeedRunner
+    from tickvault.live.pipeline import FeedRunner
     from tickvault.transport.publisher import Publisher
 
     with Publisher(settings) as publisher:
@@ -977,7 +977,7 @@ def import_cmd(
     """Import trade files (B3 "negócios" TXT, .gz, .zip; or mapped CSV/Parquet) into the
     historical stream."""
     from tickvault.files.mapped import ColumnMap
-    from tickvault.ingest import ImportOptions, import_files
+    from tickvault.ingest.files import ImportOptions, import_files
 
     wanted = _symbols(symbols)
     options = ImportOptions(

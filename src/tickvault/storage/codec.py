@@ -23,7 +23,7 @@ import pyarrow as pa
 import zstandard
 
 from tickvault.errors import FormatError
-from tickvault.model.trades import TRADE_DTYPE, TRADE_FIELDS, TradeBatch
+from tickvault.records.trades import TRADE_DTYPE, TRADE_FIELDS, TradeBatch
 
 MAGIC: Final = b"TVB"
 FORMAT_VERSION: Final = 1

@@ -45,19 +45,24 @@ from tickvault.feeds.profitdll import types as t
 from tickvault.feeds.profitdll.binding import ProfitDLL, ProfitDLLError
 from tickvault.feeds.profitdll.book import ProfitBook
 from tickvault.logutil import RateLimitedLog
-from tickvault.model.validate import check_symbol
+from tickvault.records.book import BOOK_DTYPE
+from tickvault.records.events import (
+    CONN_ACTIVATION,
+    CONN_LOGIN,
+    CONN_MARKET,
+    CONN_ROUTING,
+    CONN_SUBSCRIPTION,
+    MARKET_CONNECTED,
+    MARKET_PARTIAL,
+    SUBSCRIPTION_UNKNOWN_TICKER,
+)
+from tickvault.records.validate import check_symbol
 from tickvault.timeutil import now_ns
-from tickvault.transport.wire import BOOK_DTYPE
 
 log = logging.getLogger(__name__)
 
-CONN_LOGIN, CONN_ROUTING, CONN_MARKET, CONN_ACTIVATION = 0, 1, 2, 3
-MARKET_CONNECTED, MARKET_PARTIAL = 4, 6
 ROUTING_READY = frozenset({2, 5})
 """Routing is usable at (1, 2), as the manual says, or (1, 5), as the examples treat it."""
-CONN_SUBSCRIPTION, SUBSCRIPTION_UNKNOWN_TICKER = 100, 1
-"""tickvault's own state (ProfitDLL's connection types are 0-3): a subscribed ticker is
-unknown to the DLL (its invalid-ticker callback; the feeder log names it)."""
 STATE_TEXT: dict[tuple[int, int], str] = {
     (0, 0): "logged in",
     (0, 1): "login refused: invalid login",

@@ -1,9 +1,9 @@
-"""An offer book rebuilt from ProfitDLL-style updates (pure).
+"""Offer-book records (``BOOK_DTYPE``) and the book they rebuild (pure).
 
 Each side is a list of offers in the feed's own order. ``position`` counts from
 the end of that list, as in ProfitDLL: the offer at position p is at index
 ``size - p - 1``, and an add at position p is inserted so that it ends up
-there. Actions (``wire.BOOK_DTYPE``):
+there. Actions (``BOOK_DTYPE``):
 
 - 0 add: insert the offer;
 - 1 edit: replace the offer at the position (fields marked absent keep their value).
@@ -32,6 +32,24 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+
+BOOK_DTYPE = np.dtype(
+    [
+        ("ts_event", "<i8"),
+        ("ts_recv", "<i8"),
+        ("offer_id", "<i8"),
+        ("price", "<f8"),
+        ("qty", "<i8"),
+        ("agent", "<i4"),
+        ("position", "<i4"),
+        ("side", "u1"),
+        ("action", "u1"),
+    ]
+)
+"""One offer-book update. ``side`` 0 bid, 1 ask. ``action`` as ProfitDLL: 0 add, 1 edit,
+2 delete, 3 delete from ``position`` to the end, 4 full book (one record per offer,
+the first of a full book resets the side). ``position`` counts from the end of the
+side's list, as in ProfitDLL (index = size - position - 1)."""
 
 ADD, EDIT, DELETE, DELETE_FROM, FULL_BOOK = 0, 1, 2, 3, 4
 BID, ASK = 0, 1

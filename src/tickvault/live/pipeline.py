@@ -11,10 +11,10 @@ import threading
 import time
 from collections.abc import Sequence
 
-from tickvault.backfill import GapFiller
-from tickvault.bridge import Bridge
 from tickvault.errors import TickvaultError
 from tickvault.feeds.base import Feeder, FeedEvents, PublishingEvents
+from tickvault.feeds.gapfill import GapFiller
+from tickvault.live.bridge import Bridge
 from tickvault.transport.endpoints import Endpoints
 from tickvault.transport.publisher import Publisher
 from tickvault.vault import Vault

@@ -1,7 +1,7 @@
 """Offer books in Valkey: updates plus periodic snapshots, and the book at any past time.
 
 ``book:{SYM}`` holds the updates as they arrived, each entry a run of
-``wire.BOOK_DTYPE`` records (field ``r`` raw, or ``z`` lz4-compressed when
+``records.book.BOOK_DTYPE`` records (field ``r`` raw, or ``z`` lz4-compressed when
 large), with an id from the event time of its first record.
 ``book:{SYM}:snapshots`` holds, every ``book_snapshot_every`` updates, the whole
 book (``SNAPSHOT_DTYPE`` records, lz4) with ``u``, the id of the last update entry
@@ -26,16 +26,16 @@ import numpy as np
 import numpy.typing as npt
 import valkey
 
-from tickvault.book.state import ASK, BID, SNAPSHOT_DTYPE, BookState, BookView
-from tickvault.errors import FormatError, ValidationError
+from tickvault.errors import FormatError
+from tickvault.records.book import ASK, BID, BOOK_DTYPE, SNAPSHOT_DTYPE, BookState, BookView
+from tickvault.records.validate import validate_book
 from tickvault.storage.keys import (
     book_key,
     book_snapshots_key,
     cursor_key,
     cursor_script_args,
 )
-from tickvault.timeutil import MAX_SANE_NS, MIN_SANE_NS, NS_PER_MS
-from tickvault.transport.wire import BOOK_DTYPE
+from tickvault.timeutil import NS_PER_MS
 
 log = logging.getLogger(__name__)
 
@@ -44,27 +44,6 @@ _COMPRESS_FROM = 512
 _MAX_RECORDS_PER_ENTRY = 4096
 _READ_PAGE = 512
 _COUNT_PAGE = 10_000
-
-
-def validate_book(records: npt.NDArray[np.void]) -> None:
-    """Raise ValidationError naming the first bad field of offer-book updates."""
-    checks = (
-        ("ts_event", (records["ts_event"] < MIN_SANE_NS) | (records["ts_event"] > MAX_SANE_NS),
-         "not int64 ns between 1990 and 2100"),
-        ("price", ~np.isfinite(records["price"]) | (records["price"] < 0),
-         "must be a finite price, not negative (0: absent)"),
-        ("side", records["side"] > ASK, "must be 0 (bid) or 1 (ask)"),
-        ("action", records["action"] > 4, "must be 0 add, 1 edit, 2 delete, 3 delete from, 4 full"),
-        ("position", records["position"] < 0, "must not be negative"),
-    )  # fmt: skip
-    for name, bad, why in checks:
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise ValidationError(
-                f"book update {row}: {name} {records[name][row].item()!r} {why}",
-                field=name,
-                row=row,
-            )
 
 
 def _pack(records: npt.NDArray[np.void]) -> tuple[str, bytes]:

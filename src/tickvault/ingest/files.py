@@ -9,6 +9,9 @@ by (trading date, trade_id). The registry (``storage.imports``) records what
 each file stored and when; trimming that removes some of a file's trades
 forgets the file, so it can be imported again. A file with an error stores
 nothing; the files before it stay imported.
+
+Reading a file (``files.load.read_file``, ``ImportOptions``) is the files package's job;
+this module adds the store and the imports registry.
 """
 
 from __future__ import annotations
@@ -17,13 +20,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
-from tickvault.errors import FileFormatError
-from tickvault.files import b3, reader
-from tickvault.files.mapped import ColumnMap, read_mapped
-from tickvault.files.reader import FileTrades, Source
-from tickvault.model.validate import validate
+from tickvault.files import reader
+from tickvault.files.load import ImportOptions, read_file
+from tickvault.files.reader import Source
+from tickvault.records.validate import validate
 from tickvault.storage import imports
 from tickvault.timeutil import now_ns
 from tickvault.vault import Vault
@@ -86,24 +87,10 @@ class FileReport:
         return sum(self.stored.values())
 
 
-@dataclass(frozen=True, slots=True)
-class ImportOptions:
-    symbols: frozenset[str] | None = None
-    skip_bad_rows: bool = False
-    force: bool = False
-    mapping: ColumnMap | None = None
-    """For CSV/Parquet files that are not B3 trade files."""
-    symbol: str | None = None
-    """The symbol of every row, for mapped files without a symbol column."""
-    delimiter: str = ","
-    record: bool = True
-    """Record the file in the imports registry (benchmarks do not: they leave it alone)."""
-
-
 def import_files(
     vault: Vault,
     paths: Sequence[Path],
-    options: ImportOptions = ImportOptions(),
+    options: ImportOptions = ImportOptions(),  # noqa: B008 (frozen)
     *,
     progress: Progress | None = None,
 ) -> list[FileReport]:
@@ -183,40 +170,4 @@ def _import_source(
     return report
 
 
-def read_file(
-    src: Source,
-    options: ImportOptions,
-    tz: ZoneInfo,
-    progress: Callable[[int], None] | None = None,
-) -> FileTrades:
-    """The trades of one text file: B3 format when its header says so, else mapped."""
-    if options.mapping is None and src.path.suffix.lower() in (".parquet", ".pq"):
-        raise FileFormatError(
-            "a Parquet file needs a column mapping: --map ts_event=...,price=...,qty=...",
-            path=src.name,
-        )
-    header = reader.first_line(src) if src.path.suffix.lower() not in (".parquet", ".pq") else []
-    if b3.is_b3_header(header) or options.mapping is None:
-        return reader.read_b3(
-            src,
-            tz,
-            ts_recv=now_ns(),
-            symbols=options.symbols,
-            skip_bad_rows=options.skip_bad_rows,
-            progress=progress,
-            header=header,
-        )
-    if src.compressed:
-        raise FileFormatError(
-            "mapped CSV/Parquet files must be uncompressed; unpack it first", path=src.name
-        )
-    return read_mapped(
-        src.path,
-        options.mapping,
-        tz,
-        ts_recv=now_ns(),
-        symbol=options.symbol,
-        symbols=options.symbols,
-        delimiter=options.delimiter,
-        skip_bad_rows=options.skip_bad_rows,
-    )
+__all__ = ["FileReport", "ImportOptions", "Progress", "import_files", "read_file"]

@@ -1,9 +1,4 @@
-"""History backfill: on request (``backfill``) and after a feed reconnects (``GapFiller``).
-
-``backfill`` asks a feeder's history API for a span and stores the answer in the
-historical stream directly. The feeder enforces its own rules (ProfitDLL: no
-start older than 30 days, WIN/WDO one day per request, one request at a time
-per symbol).
+"""``GapFiller``: backfill what a feed missed while it was reconnecting.
 
 ``GapFiller`` wraps the events of a running feeder. It remembers the last trade
 of each symbol; when market data disconnects and comes back, the first new
@@ -22,68 +17,27 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
 from tickvault.errors import FeedError, TickvaultError
-from tickvault.feeds.base import Feeder, FeedEvents, NullEvents
-from tickvault.model.trades import TradeFlag
+from tickvault.feeds.base import Feeder, FeedEvents
+from tickvault.records.events import (
+    CONN_MARKET,
+    MARKET_CONNECTED,
+    MARKET_DOWN,
+    MARKET_PARTIAL,
+    PARTIAL_REASON_OFFSET,
+    REASON_FAILED,
+    REASON_NO_HISTORY,
+    REASON_PERIOD_LIMIT,
+)
+from tickvault.records.trades import TradeFlag
 from tickvault.transport.publisher import Publisher
-from tickvault.vault import Vault
 
 log = logging.getLogger(__name__)
-
-CONN_MARKET, MARKET_CONNECTED, MARKET_PARTIAL = 2, 4, 6
-REASON_PERIOD_LIMIT, REASON_NO_HISTORY, REASON_FAILED = 1, 2, 3
-"""Gap reasons (``wire.GAP_REASONS``) after a reconnect; a span of market state 6 adds
-``PARTIAL_REASON_OFFSET`` (4, 5, 6)."""
-PARTIAL_REASON_OFFSET = 3
-
-
-@dataclass(slots=True)
-class BackfillReport:
-    symbol: str
-    start_ns: int
-    end_ns: int
-    stored: int = 0
-
-
-class StoringEvents(NullEvents):
-    """FeedEvents that store history trades into the historical stream (and report
-    progress); everything else is ignored."""
-
-    def __init__(self, vault: Vault, progress: Callable[[str, int], None] | None = None):
-        self.vault = vault
-        self.progress = progress
-        self.stored = 0
-
-    def on_history_trade(self, symbol: str, trades: npt.NDArray[np.void]) -> None:
-        self.stored += self.vault.write_trades(symbol, trades, stream="historical")
-
-    def on_progress(self, symbol: str, percent: int) -> None:
-        if self.progress is not None:
-            self.progress(symbol, percent)
-
-
-def backfill(
-    vault: Vault,
-    feeder: Feeder,
-    symbol: str,
-    start_ns: int,
-    end_ns: int,
-    *,
-    progress: Callable[[str, int], None] | None = None,
-) -> BackfillReport:
-    """Fetch [start_ns, end_ns) of ``symbol`` from ``feeder``'s history API into the store."""
-    events = StoringEvents(vault, progress)
-    try:
-        feeder.request_history(symbol, start_ns, end_ns, events)
-    except NotImplementedError as exc:
-        raise FeedError(f"{exc}; use --feed sim, profitdll or file") from exc
-    return BackfillReport(symbol, start_ns, end_ns, events.stored)
 
 
 @dataclass(slots=True)
@@ -163,7 +117,7 @@ class GapFiller:
                             s.await_fill = True
                             after_last = s.last_ts + 1
                             s.fill_from = min(s.fill_from or after_last, after_last)
-                elif result in (0, 1, 2, 3):  # disconnected, connecting, waiting, no login
+                elif result in MARKET_DOWN:  # disconnected, connecting, waiting, no login
                     self._down = True
                 elif result == MARKET_PARTIAL:  # callbacks may be lost until it is back to 4
                     self._down = True

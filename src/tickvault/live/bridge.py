@@ -35,11 +35,10 @@ import numpy.typing as npt
 import valkey
 import zmq
 
-from tickvault.book.store import validate_book
 from tickvault.errors import ServerError, ValidationError
 from tickvault.logutil import RateLimitedLog
-from tickvault.model.trades import TRADE_DTYPE, TradeBatch
-from tickvault.model.validate import check_symbol, validate
+from tickvault.records.trades import TRADE_DTYPE, TradeBatch
+from tickvault.records.validate import check_symbol, validate, validate_book
 from tickvault.storage.keys import StoreKind
 from tickvault.transport.endpoints import Endpoints
 from tickvault.transport.subscriber import Gap, Subscriber

@@ -1,8 +1,9 @@
 """Vectorised generator of realistic B3 mini-futures trades (pure, deterministic per seed).
 
 Models what matters for storage and for later features: the 09:00-18:25
-America/Sao_Paulo session, U-shaped intraday activity, aggressions that sweep
-several price levels in one millisecond (so many trades share a timestamp),
+America/Sao_Paulo futures session (time zone and hours from ``venue.b3``), U-shaped
+intraday activity, aggressions that sweep several price levels in one millisecond
+(so many trades share a timestamp),
 a price on the contract's tick grid driven by switching volatility regimes,
 aggressor buy/sell trade types and broker agent ids with a skewed popularity.
 """
@@ -11,18 +12,18 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 
-from tickvault.model.trades import TradeBatch, TradeType
+from tickvault.records.trades import TradeBatch, TradeType
+from tickvault.venue.b3 import B3_TZ, FUTURES_HOURS
 
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
-SESSION_OPEN = dt.time(9, 0)
-SESSION_CLOSE = dt.time(18, 25)
-B3_TZ = ZoneInfo("America/Sao_Paulo")
+SESSION_OPEN = FUTURES_HOURS.open
+SESSION_CLOSE = FUTURES_HOURS.close
+"""The simulated mini-futures session (B3's futures hours, ``venue.b3``)."""
 
 AGENTS = np.array(
     [

@@ -1,6 +1,6 @@
 """``SimulatedFeeder``: a realistic B3 mini-futures market, live-paced or as fast as possible.
 
-Trades come from ``sim.generator`` (session 09:00-18:25 São Paulo, U-shaped
+Trades come from ``feeds.sim.generator`` (session 09:00-18:25 São Paulo, U-shaped
 activity, switching calm/trending/volatile regimes, sweeps with many trades in
 one millisecond, aggressor sides, broker ids), merged across symbols in event
 order. Each aggression is delivered as one ``on_trade`` call, and is followed by
@@ -22,10 +22,8 @@ import numpy as np
 import numpy.typing as npt
 
 from tickvault.feeds.base import Feeder, FeedEvents, Pacer, merged_bursts
-from tickvault.model.trades import TradeBatch, TradeType
-from tickvault.sim.generator import (
+from tickvault.feeds.sim.generator import (
     AGENTS,
-    B3_TZ,
     SESSION_CLOSE,
     SESSION_OPEN,
     generate_day,
@@ -33,8 +31,10 @@ from tickvault.sim.generator import (
     spec_for,
     trading_days,
 )
+from tickvault.records.book import BOOK_DTYPE
+from tickvault.records.trades import TradeBatch, TradeType
 from tickvault.timeutil import NS_PER_S
-from tickvault.transport.wire import BOOK_DTYPE
+from tickvault.venue.b3 import B3_TZ
 
 DEFAULT_SYMBOLS = ("WINZ25", "WDOZ25")
 _BOOK_SIDE_BID, _BOOK_SIDE_ASK = 0, 1

@@ -23,7 +23,8 @@ import numpy.typing as npt
 import pandas as pd
 
 from tickvault.errors import ValidationError
-from tickvault.model.trades import TRADE_DTYPE, TRADE_FIELDS, Trade, TradeBatch, TradeFlag
+from tickvault.records.book import ASK
+from tickvault.records.trades import TRADE_DTYPE, TRADE_FIELDS, Trade, TradeBatch, TradeFlag
 from tickvault.timeutil import MAX_SANE_NS, MIN_SANE_NS
 
 SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9_.$-]{0,63}$")
@@ -248,3 +249,24 @@ def validate(batch: TradeBatch) -> None:
     both = int(TradeFlag.EDIT | TradeFlag.CANCEL)
     if (bad := (batch.flags & both) == both).any():
         _fail("flags", bad, batch.flags, "a record cannot be both EDIT and CANCEL")
+
+
+def validate_book(records: npt.NDArray[np.void]) -> None:
+    """Raise ValidationError naming the first bad field of offer-book updates."""
+    checks = (
+        ("ts_event", (records["ts_event"] < MIN_SANE_NS) | (records["ts_event"] > MAX_SANE_NS),
+         "not int64 ns between 1990 and 2100"),
+        ("price", ~np.isfinite(records["price"]) | (records["price"] < 0),
+         "must be a finite price, not negative (0: absent)"),
+        ("side", records["side"] > ASK, "must be 0 (bid) or 1 (ask)"),
+        ("action", records["action"] > 4, "must be 0 add, 1 edit, 2 delete, 3 delete from, 4 full"),
+        ("position", records["position"] < 0, "must not be negative"),
+    )  # fmt: skip
+    for name, bad, why in checks:
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValidationError(
+                f"book update {row}: {name} {records[name][row].item()!r} {why}",
+                field=name,
+                row=row,
+            )
