@@ -129,11 +129,7 @@ class Settings(BaseModel):
     profitdll_password: SecretStr | None = None
     """ProfitDLL password: from TICKVAULT_PROFITDLL_PASSWORD or the config file."""
 
-    # Time travel and latency
-    time_travel_lookback_minutes: int = Field(120, gt=0)
-    """Reserved for the feature engine (not used yet): history look-back, in minutes."""
-    fast_mode_threshold_s: float = Field(0.1, gt=0)
-    """Reserved for the feature engine (not used yet): latency budget, in seconds."""
+    # Time
     exchange_tz: str = B3_TZ_NAME
     """IANA time zone of the exchange, used only at the edges: reading feeder and file
     times, and showing times."""

@@ -43,9 +43,9 @@ from tickvault.feeds.profitdll import (
     ProfitDLLFeeder,
     parse_subscriptions,
 )
-from tickvault.feeds.profitdll.feeder import CONN_SUBSCRIPTION, SUBSCRIPTION_UNKNOWN_TICKER
 from tickvault.live.bridge import Bridge
 from tickvault.live.pipeline import FeedRunner
+from tickvault.records.events import CONN_SUBSCRIPTION, SUBSCRIPTION_UNKNOWN_TICKER
 from tickvault.records.trades import TradeFlag
 from tickvault.timeutil import NS_PER_DAY, NS_PER_MS, now_ns
 from tickvault.transport.endpoints import Endpoints
@@ -378,7 +378,7 @@ def test_orders_return_int64_ids_and_fire_order_callbacks(
     assert (pos.open_quantity, pos.open_side, pos.daily_quantity_d1) == (4, 1, 7)
     assert (pos.daily_quantity, pos.daily_quantity_available) == (4, 3)
     assert dll.position(**where, version=2).event_id == 4242
-    with pytest.raises(ValueError, match="position_type"):
+    with pytest.raises(FeedError, match="position_type"):
         dll.position(**where, position_type=3)
     dll.cancel_order(**account, order_id=oid)
     with pytest.raises(ProfitDLLError, match="NL_NOT_FOUND"):

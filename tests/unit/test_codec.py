@@ -100,5 +100,5 @@ def test_codec_small_blocks_store_rows_and_stay_small() -> None:
 
 
 def test_codec_empty_batch_is_refused() -> None:
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(FormatError, match="empty"):
         codec.encode_block(TradeBatch.empty(), 1)

@@ -10,8 +10,8 @@ import numpy as np
 import numpy.typing as npt
 
 from tickvault.feeds.sim import SimulatedFeeder, default_start
-from tickvault.feeds.sim.generator import B3_TZ
 from tickvault.records.trades import TradeType
+from tickvault.venue.b3 import B3_TZ
 
 
 class _Record:

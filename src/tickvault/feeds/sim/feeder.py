@@ -28,8 +28,8 @@ from tickvault.feeds.sim.generator import (
     SESSION_OPEN,
     generate_day,
     session_bounds_ns,
+    simulated_days,
     spec_for,
-    trading_days,
 )
 from tickvault.records.book import BOOK_DTYPE
 from tickvault.records.trades import TradeBatch, TradeType
@@ -166,7 +166,7 @@ class SimulatedFeeder(Feeder):
         return generate_day(symbol, day, n, seed=self.seed)
 
     def sessions(self) -> list[dt.date]:
-        return trading_days(self.start.date(), self.days)
+        return simulated_days(self.start.date(), self.days)
 
     def bursts(self) -> Iterator[tuple[str, npt.NDArray[np.void]]]:
         """(symbol, trades of one aggression) in event order, all symbols merged, from
@@ -216,7 +216,7 @@ class SimulatedFeeder(Feeder):
         symbol = symbol.upper()
         first = dt.datetime.fromtimestamp(start_ns / NS_PER_S, B3_TZ).date()
         last = dt.datetime.fromtimestamp((end_ns - 1) / NS_PER_S, B3_TZ).date()
-        days = [d for d in trading_days(first, (last - first).days + 1) if d <= last]
+        days = [d for d in simulated_days(first, (last - first).days + 1) if d <= last]
         for i, day in enumerate(days):
             open_ns, close_ns = session_bounds_ns(day)
             if close_ns <= start_ns or open_ns >= end_ns:

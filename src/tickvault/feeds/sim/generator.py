@@ -117,8 +117,9 @@ def session_bounds_ns(day: dt.date) -> tuple[int, int]:
     return int(open_.timestamp()) * NS_PER_S, int(close.timestamp()) * NS_PER_S
 
 
-def trading_days(start: dt.date, count: int) -> list[dt.date]:
-    """``count`` weekdays from ``start`` on (holidays are not modelled)."""
+def simulated_days(start: dt.date, count: int) -> list[dt.date]:
+    """``count`` weekdays from ``start`` on: the simulator's days (holidays are not
+    modelled; B3's real sessions are ``venue.b3``'s)."""
     days: list[dt.date] = []
     d = start
     while len(days) < count:
@@ -224,7 +225,7 @@ def generate_trades(
     batches: list[TradeBatch] = []
     price: float | None = None
     left = n_trades
-    for day in trading_days(start, n_days):
+    for day in simulated_days(start, n_days):
         count = min(per_day, left)
         batch = generate_day(symbol, day, count, seed=seed, start_price=price)
         batches.append(batch)
