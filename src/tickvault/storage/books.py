@@ -113,6 +113,20 @@ class BookStore:
             self.applied(symbol, records, ids)
         return len(records)
 
+    def queue(
+        self,
+        symbol: str,
+        records: npt.NDArray[np.void],
+        cursors: Mapping[str, int] | None,
+        pipe: Any,
+    ) -> None:
+        """Queue the append of ``records`` on ``pipe`` (a pipeline of a write cycle):
+        checked, planned, and ``symbol``'s book loaded. Once the pipeline has run, call
+        ``applied`` with this call's reply while holding ``lock``."""
+        keys, args = self.plan(symbol, records, cursors)
+        self.prepare(symbol)
+        self.call(keys, args, pipe)
+
     def plan(
         self, symbol: str, records: npt.NDArray[np.void], cursors: Mapping[str, int] | None
     ) -> tuple[list[str], list[Any]]:

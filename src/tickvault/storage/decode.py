@@ -1,7 +1,7 @@
 """The block decoder (pure): blocks in, one array per column out.
 
 The column rules are defined once (``layout``'s ``_DELTA_COLUMNS`` and
-``_FLOAT_COLUMNS``, the float rule ``_to_float`` and the derived volume
+``_FLOAT_COLUMNS``, the float rule ``_float_column`` and the derived volume
 ``_derived_volume``) and applied by two strategies: large blocks one at a time in
 place (a block-sized scratch array that stays in cache, threads across blocks),
 small blocks vectorised across blocks (per-block numpy calls would cost more than
@@ -78,9 +78,8 @@ def _decode_into(
     end = start + n
     pos = 0
     scratch = np.empty(n, dtype=np.int64)
-    one = np.array([n], dtype=np.int64)
     for ci, name in enumerate(TRADE_FIELDS):
-        first, base, width, unit = h.columns[ci]
+        first, base, width, unit = h.column(ci)
         target = out[name][start:end]
         if name == "volume" and volume_mode == VOLUME_DERIVED:
             continue
@@ -101,11 +100,9 @@ def _decode_into(
             vals[0] = first
             np.cumsum(vals, out=vals)
         if name == "price":
-            _to_float(vals, np.array([price_decimals]), np.array([price_decimals == PRICE_RAW]),
-                      one, out=target)  # fmt: skip
+            _float_column(vals, price_decimals, price_decimals == PRICE_RAW, out=target)
         elif name == "volume":
-            _to_float(vals, np.array([volume_decimals]), np.array([volume_mode == VOLUME_RAW]),
-                      one, out=target)  # fmt: skip
+            _float_column(vals, volume_decimals, volume_mode == VOLUME_RAW, out=target)
         elif not integer_target:
             target[:] = vals
     if volume_mode == VOLUME_DERIVED:
@@ -220,34 +217,42 @@ def _decode_columnar_together(
         out[name][dest] = values[name]
 
 
+def _float_column(
+    vals: npt.NDArray[np.int64],
+    decimals: int,
+    raw: bool,
+    out: npt.NDArray[np.float64] | None = None,
+) -> npt.NDArray[np.float64]:
+    """The float rule (price, volume) of one block, or of blocks that share their
+    scaling: undo the decimal scaling, or for raw blocks reinterpret the bits.
+    ``out``: write there."""
+    if raw:
+        bits = vals.view(np.float64)
+        if out is None:
+            return bits.copy()
+        out[:] = bits
+        return out
+    if out is None:
+        result: npt.NDArray[np.float64] = vals / _POW10[decimals]
+        return result
+    return np.divide(vals, _POW10[decimals], out=out)
+
+
 def _to_float(
     vals: npt.NDArray[np.int64],
     decimals: npt.NDArray[np.int64],
     raw: npt.NDArray[np.bool_],
     counts: npt.NDArray[np.int64],
-    out: npt.NDArray[np.float64] | None = None,
 ) -> npt.NDArray[np.float64]:
-    """The float column rule (price, volume) of both decoders: undo the decimal scaling
-    of each block; raw blocks reinterpret the bits. ``out``: write there."""
-    if (decimals == decimals[0]).all() and not raw.any():
-        pow10 = _POW10[int(decimals[0])]
-        if out is not None:
-            return np.divide(vals, pow10, out=out)
-        result: npt.NDArray[np.float64] = vals / pow10
-        return result
-    if raw.all():
-        if out is not None:
-            out[:] = vals.view(np.float64)
-            return out
-        return vals.view(np.float64).copy()
+    """The float rule over rows of many blocks (``_float_column`` when they share their
+    scaling, else per row)."""
+    if (decimals == decimals[0]).all() and (raw == raw[0]).all():
+        return _float_column(vals, int(decimals[0]), bool(raw[0]))
     scaled: npt.NDArray[np.float64] = vals / np.repeat(
         np.array(_POW10)[np.maximum(decimals, 0)], counts
     )
     if raw.any():
         scaled = np.where(np.repeat(raw, counts), vals.view(np.float64), scaled)
-    if out is not None:
-        out[:] = scaled
-        return out
     return scaled
 
 

@@ -90,16 +90,21 @@ class RawHeader(NamedTuple):
     volume_multiplier: float
     payload_len: int
     """Uncompressed payload bytes."""
-    columns: tuple[ColumnHeader, ...] = ()
-    """One per ``TRADE_FIELDS`` column (empty for a row block)."""
+    column_fields: tuple[int, ...] = ()
+    """The ``ColumnHeader`` fields of every ``TRADE_FIELDS`` column, flat (empty for a row
+    block): kept flat so that reading a header builds no per-column objects."""
+
+    def column(self, index: int) -> ColumnHeader:
+        """How the ``index``-th ``TRADE_FIELDS`` column is stored."""
+        k = 4 * index
+        return ColumnHeader._make(self.column_fields[k : k + 4])
 
 
 _N_FIXED: Final = len(RawHeader._fields) - 1
 
 
 def _raw_header(fields: tuple[Any, ...]) -> RawHeader:
-    cols = tuple(ColumnHeader(*fields[k : k + 4]) for k in range(_N_FIXED, len(fields), 4))
-    return RawHeader._make((*fields[:_N_FIXED], cols))
+    return RawHeader._make((*fields[:_N_FIXED], fields[_N_FIXED:]))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

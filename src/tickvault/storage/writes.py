@@ -178,9 +178,7 @@ class TradeWrites:
         calls = 0
         for item in items:
             if item.stream == "book":
-                keys, args = books.plan(item.symbol, item.records, item.cursors)
-                books.prepare(item.symbol)
-                books.call(keys, args, pipe)
+                books.queue(item.symbol, item.records, item.cursors, pipe)
                 book_calls.append((calls, item))
                 calls += 1
                 continue
