@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tickvault import TradeBatch, Vault
-from tickvault.sim.generator import generate_trades
+from tickvault.feeds.sim.generator import generate_trades
 from tickvault.transport.endpoints import Endpoints
 
 # Tests must not pick up the developer's own settings.

@@ -1,7 +1,13 @@
 """tickvault: the market-data backbone for B3 trading systems.
 
 The public surface is what this module exports; everything else is internal.
+``Vault`` and ``attach`` (with what comes with them) are loaded on first use, so
+importing a lower layer (a feeder, the records, the wire format) never loads the
+store's client library: ``import tickvault.feeds.files`` does not import valkey.
 """
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from tickvault.config import Settings, load_settings
 from tickvault.errors import (
@@ -14,8 +20,7 @@ from tickvault.errors import (
     TickvaultError,
     ValidationError,
 )
-from tickvault.feeds.attach import Attachment, attach, detach
-from tickvault.model.trades import (
+from tickvault.records.trades import (
     TRADE_DTYPE,
     TRADE_FIELDS,
     Trade,
@@ -23,7 +28,30 @@ from tickvault.model.trades import (
     TradeFlag,
     TradeType,
 )
-from tickvault.vault import GapMarker, StreamStats, TrimReport, Vault
+
+if TYPE_CHECKING:
+    from tickvault.feeds.attach import Attachment, attach, detach
+    from tickvault.vault import GapMarker, StreamStats, TrimReport, Vault
+
+_LAZY = {
+    "Attachment": "tickvault.feeds.attach",
+    "attach": "tickvault.feeds.attach",
+    "detach": "tickvault.feeds.attach",
+    "GapMarker": "tickvault.vault",
+    "StreamStats": "tickvault.vault",
+    "TrimReport": "tickvault.vault",
+    "Vault": "tickvault.vault",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tickvault' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 

@@ -27,6 +27,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from tickvault.errors import ConfigError
+from tickvault.venue.b3 import B3_TZ_NAME
 
 ENV_PREFIX = "TICKVAULT_"
 CONFIG_ENV = "TICKVAULT_CONFIG"
@@ -150,12 +151,8 @@ class Settings(BaseModel):
     profitdll_password: SecretStr | None = None
     """ProfitDLL password: from TICKVAULT_PROFITDLL_PASSWORD or the config file."""
 
-    # Time travel and latency
-    time_travel_lookback_minutes: int = Field(120, gt=0)
-    """Reserved for the feature engine (not used yet): history look-back, in minutes."""
-    fast_mode_threshold_s: float = Field(0.1, gt=0)
-    """Reserved for the feature engine (not used yet): latency budget, in seconds."""
-    exchange_tz: str = "America/Sao_Paulo"
+    # Time
+    exchange_tz: str = B3_TZ_NAME
     """IANA time zone of the exchange, used only at the edges: reading feeder and file
     times, and showing times."""
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from hypothesis import strategies as st
-from tickvault.model.trades import TradeBatch, TradeFlag
+from tickvault.records.trades import TradeBatch, TradeFlag
 from tickvault.timeutil import NS_PER_MS, NS_PER_S
 
 BASE_NS = 1_762_171_200 * NS_PER_S  # 2025-11-03 12:00 UTC, 09:00 in Sao Paulo

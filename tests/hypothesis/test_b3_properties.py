@@ -13,9 +13,9 @@ import pytest
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tickvault.feeds.sim.generator import generate_day
 from tickvault.files import b3, reader
-from tickvault.model.trades import TradeBatch, TradeFlag
-from tickvault.sim.generator import generate_day
+from tickvault.records.trades import TradeBatch, TradeFlag
 
 SP = ZoneInfo("America/Sao_Paulo")
 

@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tickvault.feeds.base import NullEvents
 from tickvault.feeds.sim import SimulatedFeeder, default_start
-from tickvault.model.trades import TradeBatch
-from tickvault.sim.generator import B3_TZ, SESSION_CLOSE, SESSION_OPEN, generate_day
+from tickvault.feeds.sim.generator import SESSION_CLOSE, SESSION_OPEN, generate_day
+from tickvault.records.trades import TradeBatch
+from tickvault.venue.b3 import B3_TZ
 
 NOWS = st.datetimes(
     min_value=dt.datetime(2020, 1, 1),

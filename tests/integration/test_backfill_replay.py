@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,18 +14,18 @@ from click.testing import CliRunner
 from tests.integration.test_import import SP, _trades, assert_matches_file
 from tests.integration.test_live import wait_for
 from tickvault import Vault
-from tickvault.backfill import backfill
-from tickvault.bridge import Bridge
 from tickvault.cli.main import cli
 from tickvault.errors import FeedError
 from tickvault.feeds.base import Feeder, FeedEvents, NullEvents
 from tickvault.feeds.files import FileFeeder
 from tickvault.files import b3, reader
-from tickvault.model.trades import TradeFlag
-from tickvault.pipeline import FeedRunner, Pipeline
-from tickvault.sim.generator import B3_TZ
+from tickvault.ingest.backfill import backfill
+from tickvault.live.bridge import Bridge
+from tickvault.live.pipeline import FeedRunner, Pipeline
+from tickvault.records.trades import TradeFlag
 from tickvault.transport.endpoints import Endpoints
 from tickvault.transport.publisher import Publisher
+from tickvault.venue.b3 import B3_TZ
 
 
 @pytest.fixture
@@ -50,8 +51,13 @@ def test_file_replay_through_the_live_path(
 
 
 def test_replay_paces_by_event_time() -> None:
-    """Paced replay (1000x) delivers in event order across symbols, one burst per
-    symbol and timestamp."""
+    """Paced replay delivers in event order across symbols, one burst per symbol and
+    timestamp, and never before its event time scaled by the speed.
+
+    The pacing check is a lower bound (a burst is held at least until it is due), so a
+    loaded machine cannot fail it; a replay that ignored its speed would deliver the
+    six bursts, 0.5 s of event time apart at 10x, within microseconds and fail it."""
+    speed = 10.0
     feeder = FileFeeder.__new__(FileFeeder)
     t0 = int(dt.datetime(2025, 11, 3, 10, tzinfo=B3_TZ).timestamp()) * 10**9
     base = _trades(3)["WINZ25"].to_structured()[:3]
@@ -60,17 +66,21 @@ def test_replay_paces_by_event_time() -> None:
     other["ts_event"] += 10**9
     feeder.trades = {"A": base, "B": other}
     feeder.symbols = ("A", "B")
-    feeder.pacer_speed = 1000.0
+    feeder.pacer_speed = speed
     feeder.delivered = 0
-    order: list[tuple[str, int]] = []
+    order: list[tuple[str, int, float]] = []
 
     class Events(NullEvents):
         def on_trade(self, symbol: str, trades: np.ndarray) -> None:
-            order.append((symbol, int(trades["ts_event"][0])))
+            order.append((symbol, int(trades["ts_event"][0]), time.monotonic()))
 
+    started = time.monotonic()
     feeder.run(Events(), threading.Event())
-    assert [ts for _, ts in order] == sorted(ts for _, ts in order)
-    assert [s for s, _ in order] == ["A", "B", "A", "B", "A", "B"]
+    assert [ts for _, ts, _ in order] == sorted(ts for _, ts, _ in order)
+    assert [s for s, _, _ in order] == ["A", "B", "A", "B", "A", "B"]
+    first_ts = order[0][1]
+    for _, ts, delivered_at in order:
+        assert delivered_at - started >= (ts - first_ts) / 1e9 / speed
 
 
 def test_backfill_from_the_simulator_and_from_files(vault: Vault, b3_plain: Path) -> None:

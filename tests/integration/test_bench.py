@@ -34,13 +34,15 @@ from tickvault.bench.isolation import (
 )
 from tickvault.cli.main import bench, cli
 from tickvault.config import load_settings
+from tickvault.errors import BenchmarkError
+from tickvault.feeds.sim.generator import generate_day
 from tickvault.files import b3, reader
-from tickvault.ingest import import_files
-from tickvault.model.trades import TradeBatch
-from tickvault.model.validate import SYMBOL_RE
-from tickvault.sim.generator import B3_TZ, generate_day
+from tickvault.ingest.files import import_files
+from tickvault.records.trades import TradeBatch
+from tickvault.records.validate import SYMBOL_RE
 from tickvault.storage.server import read_state
 from tickvault.vault import GapMarker
+from tickvault.venue.b3 import B3_TZ
 
 RUNS: dict[str, list[str]] = {
     "store": ["--trades", "3000", "--seed-trades", "500", "--repeats", "1"],
@@ -238,10 +240,10 @@ def test_benchmarks_refuse_to_delete_keys_of_other_symbols(symbol: str) -> None:
     if symbol.startswith(SYMBOL_PREFIX):
         assert all(SYMBOL_PREFIX in p for p in symbol_keys(symbol))
         return
-    with pytest.raises(ValueError, match=SYMBOL_PREFIX):
+    with pytest.raises(BenchmarkError, match=SYMBOL_PREFIX):
         symbol_keys(symbol)
     for pattern in (f"ticks:{{{symbol}}}:*", f"book:{{{symbol}}}*", "*", "imports"):
-        with pytest.raises(ValueError, match="only its own keys"):
+        with pytest.raises(BenchmarkError, match="only its own keys"):
             clear_keys(None, pattern)  # type: ignore[arg-type]  # refused before any use
 
 

@@ -13,16 +13,16 @@ from click.testing import CliRunner
 
 from tests.integration.test_live import wait_for
 from tickvault import Vault
-from tickvault.book.state import ASK, BID, BookState
-from tickvault.bridge import Bridge
 from tickvault.cli.main import cli
 from tickvault.errors import QueryError, ValidationError
 from tickvault.feeds.base import NullEvents, PublishingEvents
 from tickvault.feeds.sim import SimulatedFeeder
-from tickvault.sim.generator import B3_TZ
+from tickvault.live.bridge import Bridge
+from tickvault.records.book import ASK, BID, BookState
 from tickvault.transport.endpoints import Endpoints
 from tickvault.transport.publisher import Publisher
 from tickvault.transport.wire import BOOK_DTYPE
+from tickvault.venue.b3 import B3_TZ
 
 START = dt.datetime(2025, 11, 3, 9, 0, tzinfo=B3_TZ)
 
@@ -175,7 +175,7 @@ def test_trim_keeps_every_book_from_the_cutoff_on(vault: Vault) -> None:
 
 
 def sim_trades_at(ts: int) -> np.ndarray:
-    from tickvault.model.trades import TRADE_DTYPE
+    from tickvault.records.trades import TRADE_DTYPE
 
     out = np.zeros(1, dtype=TRADE_DTYPE)
     out["ts_event"], out["ts_recv"], out["trade_id"] = ts, ts, 1

@@ -20,8 +20,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from tickvault.cli.main import cli
+from tickvault.feeds.sim.generator import generate_day
 from tickvault.files import b3, reader
-from tickvault.sim.generator import generate_day
 from tickvault.transport.endpoints import SOCKET_NAMES, free_tcp_ports
 from tickvault.transport.publisher import Publisher
 

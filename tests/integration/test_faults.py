@@ -25,8 +25,8 @@ import zmq
 from tests.conftest import sim_trades
 from tests.integration.test_live import GUARD_S, free_ports, port_env, wait_for
 from tickvault import Vault
-from tickvault.bridge import Bridge, cursor_name
 from tickvault.errors import ServerError
+from tickvault.live.bridge import Bridge, cursor_name
 from tickvault.storage.server import server_binary
 from tickvault.transport import wire
 from tickvault.transport.endpoints import Endpoints, free_tcp_ports
@@ -331,7 +331,7 @@ def test_embedded_server_killed_and_started_again_under_a_running_bridge_loses_n
 _PUBLISHER_SCRIPT = """
 import sys
 from tickvault.config import load_settings
-from tickvault.sim.generator import generate_trades
+from tickvault.feeds.sim.generator import generate_trades
 from tickvault.transport.publisher import Publisher
 
 n = int(sys.argv[1])  # the trades of sim_trades(n, symbol="WINZ25", days=1)

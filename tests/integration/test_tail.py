@@ -21,13 +21,14 @@ from click.testing import CliRunner
 from tests.integration.test_live import GUARD_S, free_ports, port_env, wait_for
 from tickvault.cli.main import cli
 from tickvault.config import load_settings
+from tickvault.feeds.sim.generator import generate_day
 from tickvault.files import b3, reader
-from tickvault.model.trades import TRADE_DTYPE, TradeBatch
-from tickvault.sim.generator import B3_TZ, generate_day
+from tickvault.records.trades import TRADE_DTYPE, TradeBatch
 from tickvault.transport.endpoints import Endpoints
 from tickvault.transport.publisher import Publisher
 from tickvault.transport.subscriber import Gap, Subscriber
 from tickvault.transport.wire import Kind, Message, WireError
+from tickvault.venue.b3 import B3_TZ
 
 
 def read_until(stream: IO[bytes], wanted: str, seen: list[str]) -> None:

@@ -20,8 +20,8 @@ from click.testing import CliRunner
 from tests.integration.test_book import sim_book
 from tickvault import Vault
 from tickvault.cli.main import cli
+from tickvault.feeds.sim.generator import generate_day
 from tickvault.files import b3, reader
-from tickvault.sim.generator import generate_day
 from tickvault.timeutil import NS_PER_DAY
 
 SP = ZoneInfo("America/Sao_Paulo")
@@ -221,7 +221,7 @@ def _trim_on_a_terminal(data_dir: Path, answer: bytes) -> tuple[int, str]:
 def test_trim_on_a_terminal_asks_and_does_what_it_is_told(
     own_data_dir: Path, store: Vault, tmp_path: Path, answer: bytes, removed: bool
 ) -> None:
-    from tickvault.ingest import import_files
+    from tickvault.ingest.files import import_files
 
     import_files(store, [b3_file(tmp_path / "old.txt", weekday_before(60))])
     status, out = _trim_on_a_terminal(own_data_dir, answer)

@@ -19,8 +19,10 @@ def test_defaults_follow_the_original_design() -> None:
     )
     assert s.stream_maxlen == 100_000
     assert s.retention_days == 30
-    assert s.time_travel_lookback_minutes == 120
-    assert s.fast_mode_threshold_s == 0.1
+    # the original design's hour-of-day "fast mode" settings were never used: gone
+    assert not {"time_travel_lookback_minutes", "fast_mode_threshold_s"} & set(
+        Settings.model_fields
+    )
     assert s.exchange_tz == "America/Sao_Paulo"
     assert s.valkey_url is None
     assert s.data_dir.is_absolute() and s.data_dir.parts[-2:] == ("tickvault", "valkey")

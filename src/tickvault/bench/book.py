@@ -24,8 +24,8 @@ import numpy.typing as npt
 from tickvault.bench.isolation import SYMBOL_PREFIX, clear_keys, symbol_keys
 from tickvault.feeds.base import NullEvents
 from tickvault.feeds.sim import SimulatedFeeder
-from tickvault.sim.generator import B3_TZ
 from tickvault.vault import Vault
+from tickvault.venue.b3 import B3_TZ
 
 BENCH_SYMBOL = f"{SYMBOL_PREFIX}BOOK"
 SIM_SYMBOL = "WINZ25"

@@ -28,8 +28,8 @@ from tickvault.features import (
     history_at,
     history_features,
 )
-from tickvault.model.trades import TradeBatch
-from tickvault.sim.generator import generate_day
+from tickvault.feeds.sim.generator import generate_day
+from tickvault.records.trades import TradeBatch
 from tickvault.venue import b3
 
 SYMBOL = "WINZ25"

@@ -26,10 +26,10 @@ import valkey
 
 from tickvault.bench.isolation import SYMBOL_PREFIX, clear_keys, symbol_keys
 from tickvault.errors import BenchmarkError
+from tickvault.feeds.sim.generator import generate_day
 from tickvault.files import b3, reader
-from tickvault.ingest import ImportOptions, import_files
-from tickvault.model.trades import TradeBatch
-from tickvault.sim.generator import generate_day
+from tickvault.ingest.files import ImportOptions, import_files
+from tickvault.records.trades import TradeBatch
 from tickvault.vault import Vault
 
 BENCH_DAY = dt.date(2025, 11, 3)

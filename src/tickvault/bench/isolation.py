@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tickvault.config import Settings
+from tickvault.errors import BenchmarkError
 from tickvault.storage.server import stop_server
 from tickvault.vault import Vault
 
@@ -39,7 +40,10 @@ _OWN_PATTERNS = (f"ticks:{{{SYMBOL_PREFIX}*", f"book:{{{SYMBOL_PREFIX}*", f"{KEY
 def symbol_keys(symbol: str) -> tuple[str, ...]:
     """Key patterns of every key of a benchmark symbol (trades, book, cursors, gaps)."""
     if not symbol.startswith(SYMBOL_PREFIX):
-        raise ValueError(f"benchmark symbols start with {SYMBOL_PREFIX}, not {symbol!r}")
+        raise BenchmarkError(
+            f"benchmark symbols start with {SYMBOL_PREFIX}, not {symbol!r}: a benchmark "
+            "touches only its own symbols; name yours with that prefix"
+        )
     return (f"ticks:{{{symbol}}}:*", f"book:{{{symbol}}}*")
 
 
@@ -51,7 +55,10 @@ def clear_keys(vault: Vault, *patterns: str) -> None:
     """Delete every key matching the patterns; only a benchmark's own patterns are allowed."""
     for pattern in patterns:
         if not _own(pattern):
-            raise ValueError(f"a benchmark may delete only its own keys, not {pattern!r}")
+            raise BenchmarkError(
+                f"a benchmark may delete only its own keys, not {pattern!r}: use the "
+                f"patterns of symbol_keys() or {KEY_PREFIX}*"
+            )
     r = vault.client
     for pattern in patterns:
         for key in list(r.scan_iter(match=pattern)):

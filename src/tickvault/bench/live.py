@@ -28,9 +28,9 @@ from collections.abc import Callable
 from typing import Any
 
 from tickvault.bench.isolation import SYMBOL_PREFIX, clear_keys, symbol_keys
-from tickvault.bridge import percentiles
 from tickvault.errors import BenchmarkError
-from tickvault.sim.generator import generate_trades
+from tickvault.feeds.sim.generator import generate_trades
+from tickvault.live.bridge import percentiles
 from tickvault.transport.endpoints import free_tcp_ports
 from tickvault.vault import Vault
 
@@ -112,12 +112,12 @@ def _publisher_worker(a: argparse.Namespace) -> None:
 
 
 def _bridge_worker(a: argparse.Namespace) -> None:
-    from tickvault.bridge import tune_for_latency
+    from tickvault.live.bridge import tune_for_latency
 
     tune_for_latency()  # both designs: a dedicated bridge process
     vault = Vault.open()  # TICKVAULT_VALKEY_URL: the benchmark's server
     if a.design == "tickvault":
-        from tickvault.bridge import Bridge
+        from tickvault.live.bridge import Bridge
         from tickvault.transport.endpoints import Endpoints
 
         bridge = Bridge(vault, endpoints=[Endpoints(*a.endpoints.split(","))]).start()

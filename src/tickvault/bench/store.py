@@ -22,8 +22,8 @@ import valkey
 
 from tickvault.bench.isolation import SYMBOL_PREFIX, clear_keys, symbol_keys
 from tickvault.errors import BenchmarkError
-from tickvault.model.trades import TradeBatch
-from tickvault.sim.generator import generate_trades
+from tickvault.feeds.sim.generator import generate_trades
+from tickvault.records.trades import TradeBatch
 from tickvault.vault import Vault
 
 BENCH_SYMBOL = f"{SYMBOL_PREFIX}STORE"

@@ -34,7 +34,8 @@ from rich.text import Text
 
 from tickvault.errors import ServerError
 from tickvault.feeds.sim import SimulatedFeeder
-from tickvault.pipeline import Pipeline
+from tickvault.live.pipeline import Pipeline
+from tickvault.storage.connection import translate
 from tickvault.storage.keys import DEMO_KEY, trades_key
 from tickvault.timeutil import format_ns, now_ns
 from tickvault.vault import Vault
@@ -123,6 +124,7 @@ def _best(vault: Vault, symbol: str, view: _SymbolView) -> None:
             setattr(view, side, text)
 
 
+@translate  # the demo's own keys, through the raw client: Valkey errors translated here
 def claim_symbols(
     vault: Vault, symbols: Sequence[str], *, keep: bool, run: dict[str, object]
 ) -> list[str]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.console import Console
 
-from tickvault.model.trades import TradeType
+from tickvault.records.trades import TradeType
 from tickvault.timeutil import format_ns
 from tickvault.transport.subscriber import Gap
 from tickvault.transport.wire import Message, WireError

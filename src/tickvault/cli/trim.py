@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from tickvault.cli.common import open_vault
 from tickvault.timeutil import format_ns, now_ns
 from tickvault.vault import TrimReport, Vault
 
@@ -24,11 +25,10 @@ def trim(ctx: click.Context, symbol: str | None, dry_run: bool, assume_yes: bool
     goes too. The plan is shown first and you are asked to confirm (--yes skips the
     question; without a terminal, --yes is required). Imported files whose trades are
     removed can be imported again afterwards."""
-    from tickvault.cli.main import _vault
     from tickvault.cli.output import err_console
 
     now = now_ns()
-    with _vault(ctx) as vault:
+    with open_vault(ctx) as vault:
         plan = vault.trim(symbol, now=now, dry_run=True)
         if symbol and not plan.items and not _holds_data(vault, plan.symbols[0]):
             stored = ", ".join(vault.symbols()) or "none"

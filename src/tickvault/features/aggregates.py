@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tickvault.errors import ValidationError
-from tickvault.model.trades import TradeBatch, TradeFlag
+from tickvault.records.trades import TradeBatch, TradeFlag
 from tickvault.venue.b3 import B3_TZ, SessionHours, session
 
 MINUTE_NS = 60_000_000_000

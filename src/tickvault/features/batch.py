@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from tickvault.errors import ValidationError
 from tickvault.features.base import BASE, NAN, VECTOR, Feature, Snap, log_prices
-from tickvault.model.trades import TradeBatch, TradeFlag, TradeType
+from tickvault.records.trades import TradeBatch, TradeFlag, TradeType
 from tickvault.timeutil import trading_days
 
 I64 = npt.NDArray[np.int64]

@@ -28,7 +28,7 @@ from tickvault.features.intraday import (
     default_features,
 )
 from tickvault.features.live import IntradayState
-from tickvault.model.trades import TradeBatch
+from tickvault.records.trades import TradeBatch
 from tickvault.venue.b3 import B3_TZ
 
 F64 = npt.NDArray[np.float64]

@@ -46,7 +46,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tickvault.errors import QueryError
-from tickvault.model.trades import TradeBatch, TradeFlag
+from tickvault.records.trades import TradeBatch, TradeFlag
 from tickvault.timeutil import NS_PER_MS, trading_days
 from tickvault.venue.b3 import B3_TZ
 

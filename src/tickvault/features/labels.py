@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from tickvault.errors import QueryError
 from tickvault.features.base import window_label
-from tickvault.model.trades import TradeBatch, TradeFlag
+from tickvault.records.trades import TradeBatch, TradeFlag
 from tickvault.venue.b3 import SessionHours, session_of
 
 F64 = npt.NDArray[np.float64]

@@ -23,7 +23,7 @@ import numpy as np
 
 from tickvault.errors import ValidationError
 from tickvault.features.base import BASE, NAN, SCALAR, Feature, Snap, log_prices
-from tickvault.model.trades import TradeType
+from tickvault.records.trades import TradeType
 from tickvault.timeutil import NS_PER_S, trading_day
 
 _SLOT = 900 * NS_PER_S  # B3 offsets are whole hours: a local day starts on a 15-min slot

@@ -23,7 +23,7 @@ from tickvault.features.aggregates import SessionAggregates, build_session_aggre
 from tickvault.features.featureset import FeatureSet
 from tickvault.features.history import HistoryParams, history_features
 from tickvault.features.known import DEFAULT_FEED_LATENCY_NS, Mode, as_known_at
-from tickvault.model.trades import TradeBatch
+from tickvault.records.trades import TradeBatch
 from tickvault.timeutil import format_ns
 from tickvault.venue.b3 import B3_TZ, SessionHours, default_hours, previous_sessions, session_of
 

@@ -32,7 +32,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from tickvault.errors import QueryError, ValidationError
-from tickvault.model.trades import TradeBatch
+from tickvault.records.trades import TradeBatch
 
 F64 = npt.NDArray[np.float64]
 UserFn = Callable[[pd.DataFrame], float]

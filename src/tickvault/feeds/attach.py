@@ -28,9 +28,11 @@ import numpy as np
 from tickvault.errors import ValidationError
 from tickvault.feeds.profitdll.convert import ProfitDateParser
 from tickvault.logutil import RateLimitedLog
-from tickvault.model.trades import TradeFlag
+from tickvault.records.book import BOOK_DTYPE
+from tickvault.records.trades import TradeFlag
 from tickvault.transport.publisher import Publisher
-from tickvault.transport.wire import BOOK_DTYPE, Kind
+from tickvault.transport.wire import Kind
+from tickvault.venue.b3 import B3_TZ_NAME
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +88,7 @@ def attach(
     feeder: Any,
     publisher: Publisher,
     *,
-    exchange_tz: str = "America/Sao_Paulo",
+    exchange_tz: str = B3_TZ_NAME,
     trade: tuple[str, ...] = TRADE_PATHS,
     history: tuple[str, ...] = HISTORY_PATHS,
     book: tuple[str, ...] = BOOK_PATHS,

@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from tickvault.errors import ConfigError
 from tickvault.transport.publisher import Publisher
 from tickvault.transport.wire import Kind
 
@@ -123,8 +124,9 @@ class Pacer:
 
     def __init__(self, speed: float | None):
         if speed is not None and speed <= 0:
-            raise ValueError(
-                f"speed must be above 0 (or None for as fast as possible), got {speed}"
+            raise ConfigError(
+                f"feeder speed must be above 0 (1 real time, 10 ten times faster; None for "
+                f"as fast as possible), got {speed}"
             )
         self.speed = speed
         self._sim0: int | None = None

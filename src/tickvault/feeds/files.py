@@ -1,6 +1,6 @@
 """``FileFeeder``: trade files (B3 "negócios", mapped CSV/Parquet) replayed as a live feed.
 
-The files are read once (``ingest.read_file``: same parser, same errors as
+The files are read once (``files.load.read_file``: same parser, same errors as
 ``tickvault import``), cancels applied, and the trades of all symbols merged in
 event order. ``run`` delivers them at the chosen pace with their original
 ``ts_event`` and a fresh ``ts_recv``; ``request_history`` answers from the same
@@ -20,8 +20,8 @@ import numpy.typing as npt
 
 from tickvault.feeds.base import Feeder, FeedEvents, Pacer, merged_bursts
 from tickvault.files import reader
-from tickvault.ingest import ImportOptions, read_file
-from tickvault.model.trades import TradeBatch, TradeFlag
+from tickvault.files.load import ImportOptions, read_file
+from tickvault.records.trades import TradeBatch, TradeFlag
 
 _HISTORY_CHUNK = 65_536
 

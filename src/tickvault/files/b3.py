@@ -34,8 +34,8 @@ from tickvault.files.columns import (
     to_float,
     to_int,
 )
-from tickvault.model.trades import TradeBatch, TradeFlag, TradeType
-from tickvault.model.validate import TRADE_ID_LIMIT, check_symbol
+from tickvault.records.trades import TradeBatch, TradeFlag, TradeType
+from tickvault.records.validate import TRADE_ID_LIMIT, check_symbol
 from tickvault.timeutil import (
     NS_PER_DAY,
     NS_PER_MS,

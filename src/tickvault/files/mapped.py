@@ -25,8 +25,8 @@ import pyarrow.parquet as pq
 from tickvault.errors import ConfigError, FileFormatError, ValidationError
 from tickvault.files.columns import Mask, to_float, to_int
 from tickvault.files.reader import FileTrades
-from tickvault.model.trades import TradeBatch, TradeFlag, TradeType
-from tickvault.model.validate import TRADE_ID_LIMIT, check_symbol
+from tickvault.records.trades import TradeBatch, TradeFlag, TradeType
+from tickvault.records.validate import TRADE_ID_LIMIT, check_symbol
 from tickvault.timeutil import NS_PER_MS, NS_PER_S, NS_PER_US
 
 _UNITS = {"ns": 1, "us": NS_PER_US, "ms": NS_PER_MS, "s": NS_PER_S}

@@ -28,7 +28,7 @@ import pyarrow.csv as pv
 from tickvault.errors import FileFormatError
 from tickvault.files import b3
 from tickvault.files.columns import BadCell
-from tickvault.model.trades import TradeBatch
+from tickvault.records.trades import TradeBatch
 
 BLOCK_BYTES = 8 << 20
 """Bytes of text per parsed chunk."""

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from tickvault.model.trades import TradeBatch
+from tickvault.records.trades import TradeBatch
 from tickvault.timeutil import NS_PER_MS, trading_days
 
 

@@ -6,7 +6,8 @@ JSON summary: ``name``, ``rows``, ``stored`` (records per symbol), ``at_ns``
 ``[first_ns, last_ns]`` of what it stored). A file with a field is not imported
 again unless forced. Trimming removes the fields of the files whose trades it
 removed (``touched_by``), so the registry never claims trades the store no
-longer holds and those files can be imported again.
+longer holds and those files can be imported again. Valkey's errors become
+``ServerError``s here (``translate``).
 """
 
 from __future__ import annotations
@@ -15,19 +16,23 @@ from typing import Any
 
 import orjson
 
+from tickvault.storage.connection import translate
 from tickvault.storage.keys import IMPORTS_KEY
 
 
+@translate
 def lookup(client: Any, field: str) -> dict[str, Any] | None:
     """The summary of an import, or None if the file is not registered."""
     raw = client.hget(IMPORTS_KEY, field)
     return None if raw is None else dict(orjson.loads(raw))
 
 
+@translate
 def register(client: Any, field: str, summary: dict[str, Any]) -> None:
     client.hset(IMPORTS_KEY, field, orjson.dumps(summary))
 
 
+@translate
 def touched_by(client: Any, symbol: str, first_ns: int, last_ns: int) -> dict[str, str]:
     """The imports (field -> file name) that stored trades of ``symbol`` with event times
     inside ``[first_ns, last_ns]``. An import recorded before spans were kept counts as
@@ -47,6 +52,7 @@ def touched_by(client: Any, symbol: str, first_ns: int, last_ns: int) -> dict[st
     return out
 
 
+@translate
 def release(client: Any, fields: list[str]) -> None:
     """Forget these imports: their files will be imported again."""
     if fields:

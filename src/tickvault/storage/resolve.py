@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tickvault.model.trades import TRADE_FIELDS, TradeFlag
+from tickvault.records.trades import TRADE_FIELDS, TradeFlag
 
 Columns = dict[str, npt.NDArray[Any]]
 _CORRECTION = int(TradeFlag.EDIT | TradeFlag.CANCEL)

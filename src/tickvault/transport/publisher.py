@@ -40,7 +40,7 @@ import zmq
 
 from tickvault.config import Settings, load_settings
 from tickvault.errors import ConfigError
-from tickvault.model.trades import TRADE_DTYPE, TradeBatch, TradeFlag, TradeType
+from tickvault.records.trades import TRADE_DTYPE, TradeBatch, TradeFlag, TradeType
 from tickvault.transport import wire
 from tickvault.transport.endpoints import Endpoints, endpoint_name
 from tickvault.transport.journal import JournalReader, JournalWriter

@@ -21,7 +21,13 @@ import numpy.typing as npt
 from crc32c import crc32c
 
 from tickvault.errors import FormatError
-from tickvault.model.trades import TRADE_DTYPE
+from tickvault.records.book import BOOK_DTYPE as BOOK_DTYPE  # noqa: PLC0414 (re-exported)
+from tickvault.records.events import GAP_DTYPE as GAP_DTYPE  # noqa: PLC0414 (re-exported)
+from tickvault.records.events import GAP_REASONS as GAP_REASONS  # noqa: PLC0414 (re-exported)
+from tickvault.records.events import PROGRESS_DTYPE as PROGRESS_DTYPE  # noqa: PLC0414 (re-exported)
+from tickvault.records.events import STATE_DTYPE as STATE_DTYPE  # noqa: PLC0414 (re-exported)
+from tickvault.records.signals import SIGNAL_DTYPE as SIGNAL_DTYPE  # noqa: PLC0414 (re-exported)
+from tickvault.records.trades import TRADE_DTYPE
 
 MAGIC = b"TV"
 VERSION = 2
@@ -85,50 +91,6 @@ TOPIC_PREFIX: dict[Kind, str] = {
     Kind.GAP: "gap",
 }
 _KIND_OF_PREFIX = {prefix: kind for kind, prefix in TOPIC_PREFIX.items()}
-
-BOOK_DTYPE = np.dtype(
-    [
-        ("ts_event", "<i8"),
-        ("ts_recv", "<i8"),
-        ("offer_id", "<i8"),
-        ("price", "<f8"),
-        ("qty", "<i8"),
-        ("agent", "<i4"),
-        ("position", "<i4"),
-        ("side", "u1"),
-        ("action", "u1"),
-    ]
-)
-"""One offer-book update. ``side`` 0 bid, 1 ask. ``action`` as ProfitDLL: 0 add, 1 edit,
-2 delete, 3 delete from ``position`` to the end, 4 full book (one record per offer,
-the first of a full book resets the side). ``position`` counts from the end of the
-side's list, as in ProfitDLL (index = size - position - 1)."""
-
-STATE_DTYPE = np.dtype([("ts_event", "<i8"), ("conn_type", "<i4"), ("result", "<i4")])
-"""A feeder connection state: ProfitDLL's (connStateType, result) pair."""
-
-PROGRESS_DTYPE = np.dtype([("ts_event", "<i8"), ("percent", "<i4")])
-"""History-request progress, 1..100."""
-
-SIGNAL_DTYPE = np.dtype(
-    [("ts_event", "<i8"), ("ts_source", "<i8"), ("value", "<f8"), ("model_id", "<i4")]
-)
-"""A model signal: when it was made, the ts_event of the tick it reacted to, its value."""
-
-GAP_DTYPE = np.dtype(
-    [("ts_event", "<i8"), ("start_ns", "<i8"), ("end_ns", "<i8"), ("reason", "u1")]
-)
-"""A span of a symbol's trades the feeder knows it missed and could not backfill:
-[start_ns, end_ns). ``reason``: see ``GAP_REASONS``."""
-GAP_REASONS: dict[int, str] = {
-    1: "feed reconnected; the history API refused the span (period limit)",
-    2: "feed reconnected; the feeder has no history API",
-    3: "feed reconnected; the history request failed",
-    4: "market data partially connected (callbacks may be lost); the history API refused "
-    "the span (period limit)",
-    5: "market data partially connected (callbacks may be lost); the feeder has no history API",
-    6: "market data partially connected (callbacks may be lost); the history request failed",
-}
 
 RECORD_DTYPE: dict[Kind, np.dtype[np.void]] = {
     Kind.TRADE: TRADE_DTYPE,

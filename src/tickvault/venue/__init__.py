@@ -1,1 +1,4 @@
-"""Venue facts (pure): B3 trading sessions, hours and time zone."""
+"""Venue facts (pure): B3 time zone, trading sessions, hours and calendar (``b3``).
+
+May import: errors, timeutil. Nothing of the project's I/O.
+"""

@@ -37,7 +37,9 @@ import numpy.typing as npt
 from tickvault.errors import QueryError
 from tickvault.timeutil import NS_PER_S, trading_day
 
-B3_TZ = ZoneInfo("America/Sao_Paulo")
+B3_TZ_NAME = "America/Sao_Paulo"
+"""B3's time zone: the default of the ``exchange_tz`` setting and of every B3 fact here."""
+B3_TZ = ZoneInfo(B3_TZ_NAME)
 CALENDAR_NAME = "BVMF"
 CALENDAR_START = "2000-01-01"
 CALENDAR_END = "2035-12-31"

@@ -12,8 +12,8 @@ import datetime as dt
 
 import pytest
 
-from tickvault.model.trades import TradeBatch
-from tickvault.sim.generator import generate_day
+from tickvault.feeds.sim.generator import generate_day
+from tickvault.records.trades import TradeBatch
 
 SYMBOL = "WINZ25"
 HOLIDAYS = {dt.date(2025, 11, 20)}  # no other B3 holiday falls on a weekday in this span

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tickvault.errors import QueryError, ValidationError
 from tickvault.features import build_session_aggregates
-from tickvault.model.trades import TradeBatch, TradeFlag
-from tickvault.sim.generator import generate_day
+from tickvault.feeds.sim.generator import generate_day
+from tickvault.records.trades import TradeBatch, TradeFlag
 
 SYMBOL = "WINZ25"
 DAY = dt.date(2025, 11, 19)

@@ -22,7 +22,7 @@ from tickvault.features import (
     history_at,
     history_features,
 )
-from tickvault.model.trades import TradeBatch
+from tickvault.records.trades import TradeBatch
 
 SYMBOL = "WINZ25"
 SP = "America/Sao_Paulo"

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from tickvault.features import BookTops, FeatureSet, forward_return_labels, is_label, label_name
 from tickvault.features.base import window_label
 from tickvault.features.intraday import default_features
-from tickvault.model.trades import TradeBatch
-from tickvault.sim.generator import generate_day
+from tickvault.feeds.sim.generator import generate_day
+from tickvault.records.trades import TradeBatch
 
 SYMBOL = "WINZ25"
 NS = 1_000_000_000

@@ -18,7 +18,7 @@ from tickvault.features import (
     intraday_at,
     knowledge_time,
 )
-from tickvault.model.trades import TradeBatch, TradeFlag
+from tickvault.records.trades import TradeBatch, TradeFlag
 from tickvault.storage.resolve import Decoded, resolve
 from tickvault.timeutil import trading_days
 from tickvault.venue.b3 import B3_TZ

@@ -21,8 +21,8 @@ from tickvault.features.intraday import (
     RealizedVol,
     default_features,
 )
-from tickvault.model.trades import TradeBatch, TradeFlag, TradeType
-from tickvault.sim.generator import generate_day
+from tickvault.feeds.sim.generator import generate_day
+from tickvault.records.trades import TradeBatch, TradeFlag, TradeType
 
 NS = 1_000_000_000
 OPEN = int(pd.Timestamp("2025-11-19 09:00", tz="America/Sao_Paulo").value)

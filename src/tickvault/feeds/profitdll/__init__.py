@@ -1,13 +1,14 @@
 """Nelogica ProfitDLL: ctypes binding (``binding``), structures (``types``), conversions
-(``convert``) and the feeder (``feeder``)."""
+(``convert``), states (``states``), credentials and subscriptions (``credentials``),
+history requests (``history``) and the feeder (``feeder``)."""
 
 from tickvault.feeds.profitdll.binding import ProfitDLL, ProfitDLLError
-from tickvault.feeds.profitdll.feeder import (
+from tickvault.feeds.profitdll.credentials import (
     ProfitCredentials,
-    ProfitDLLFeeder,
     Subscription,
     parse_subscriptions,
 )
+from tickvault.feeds.profitdll.feeder import ProfitDLLFeeder
 
 __all__ = [
     "ProfitCredentials",

@@ -159,10 +159,10 @@ class ProfitDLL:
         consolidated. Version 1 (the Python and C# examples) needs the position type;
         version 2 (the Delphi example) also fills ``event_id``."""
         if position_type not in (t.POSITION_DAY_TRADE, t.POSITION_CONSOLIDATED):
-            raise ValueError(f"position_type must be 1 (day trade) or 2 (consolidated), "
-                             f"got {position_type}")  # fmt: skip
+            raise FeedError(f"ProfitDLL position: position_type must be 1 (day trade) or 2 "
+                            f"(consolidated), got {position_type}")  # fmt: skip
         if version not in (1, 2):
-            raise ValueError(f"version must be 1 or 2, got {version}")
+            raise FeedError(f"ProfitDLL position: version must be 1 or 2, got {version}")
         pos = t.TConnectorTradingAccountPosition()
         pos.version = version
         pos.account = self._account(broker_id, account)

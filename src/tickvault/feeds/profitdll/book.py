@@ -6,7 +6,7 @@ delta, negative for a partial fill), and agent, offer id and price replace the
 offer's when their flags are set. That is how all four of Nelogica's examples
 (C++, Delphi, C#, Python) apply it; the manual only says "update the
 information". tickvault's book records carry the resulting offer instead
-(``wire.BOOK_DTYPE``; ``book/state.py`` replaces the offer), so the store and any
+(``records.book.BOOK_DTYPE``; ``records/book.py`` replaces the offer), so the store and any
 subscriber rebuild the book from the records alone, and an edit that arrives
 after a lost one is still right. ``ProfitBook`` keeps each side's list as the
 examples do (with ``BookState``, the store's own rules) and turns each callback
@@ -30,10 +30,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from tickvault.book.state import ADD, ASK, BID, DELETE, DELETE_FROM, EDIT, FULL_BOOK, BookState
 from tickvault.feeds.profitdll.convert import BookArray, Entry
 from tickvault.feeds.profitdll.types import BOOK_ARRAY_FIRST_PACKET, BOOK_ARRAY_LAST_PACKET
-from tickvault.transport.wire import BOOK_DTYPE
+from tickvault.records.book import (
+    ADD,
+    ASK,
+    BID,
+    BOOK_DTYPE,
+    DELETE,
+    DELETE_FROM,
+    EDIT,
+    FULL_BOOK,
+    BookState,
+)
 
 
 def side_records(

@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from tickvault.errors import FeedError, ValidationError
 from tickvault.feeds.profitdll.types import TRADE_TYPES
-from tickvault.model.trades import TRADE_DTYPE, TradeFlag, TradeType
+from tickvault.records.trades import TRADE_DTYPE, TradeFlag, TradeType
 from tickvault.timeutil import NS_PER_DAY, NS_PER_MS, NS_PER_S
 
 HISTORY_MAX_AGE_DAYS = 30

@@ -16,9 +16,12 @@ invalid-ticker callback) is logged as an error, published as the state
 ``(CONN_SUBSCRIPTION, SUBSCRIPTION_UNKNOWN_TICKER)`` and listed in ``status()``;
 when no subscribed ticker is left, ``run`` fails naming them.
 
-History requests follow the DLL's rules (``convert.plan_history``): no start
-older than 30 days, WIN/WDO one day per request, and one request at a time per
-symbol, since history callbacks carry no request id.
+History requests follow the DLL's rules (``history``); the states' texts and the
+readiness rule are in ``states``, credentials and subscriptions in ``credentials``.
+
+Over 400 lines because the DLL-thread callbacks and the worker that delivers what
+they queued share the queue's item layout; they are kept in one class so that layout
+is read in one place.
 """
 
 from __future__ import annotations
@@ -30,140 +33,40 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from tickvault.config import Settings
-from tickvault.errors import ConfigError, FeedError, TickvaultError
+from tickvault.errors import FeedError, TickvaultError
 from tickvault.feeds.base import Feeder, FeedEvents
 from tickvault.feeds.profitdll import convert
 from tickvault.feeds.profitdll import types as t
 from tickvault.feeds.profitdll.binding import ProfitDLL, ProfitDLLError
 from tickvault.feeds.profitdll.book import ProfitBook
+from tickvault.feeds.profitdll.credentials import ProfitCredentials, Subscription
+from tickvault.feeds.profitdll.history import HistoryRequests, HistoryWait
+from tickvault.feeds.profitdll.states import (
+    CONNECTION_NAMES,
+    session_ready,
+    state_text,
+    waiting_for,
+)
 from tickvault.logutil import RateLimitedLog
-from tickvault.model.validate import check_symbol
-from tickvault.timeutil import now_ns
-from tickvault.transport.wire import BOOK_DTYPE
+from tickvault.records.book import BOOK_DTYPE
+from tickvault.records.events import (
+    CONN_LOGIN,
+    CONN_MARKET,
+    CONN_SUBSCRIPTION,
+    MARKET_PARTIAL,
+    SUBSCRIPTION_UNKNOWN_TICKER,
+)
 
 log = logging.getLogger(__name__)
 
-CONN_LOGIN, CONN_ROUTING, CONN_MARKET, CONN_ACTIVATION = 0, 1, 2, 3
-MARKET_CONNECTED, MARKET_PARTIAL = 4, 6
-ROUTING_READY = frozenset({2, 5})
-"""Routing is usable at (1, 2), as the manual says, or (1, 5), as the examples treat it."""
-CONN_SUBSCRIPTION, SUBSCRIPTION_UNKNOWN_TICKER = 100, 1
-"""tickvault's own state (ProfitDLL's connection types are 0-3): a subscribed ticker is
-unknown to the DLL (its invalid-ticker callback; the feeder log names it)."""
-STATE_TEXT: dict[tuple[int, int], str] = {
-    (0, 0): "logged in",
-    (0, 1): "login refused: invalid login",
-    (0, 2): "login refused: wrong password",
-    (0, 3): "login refused: account blocked",
-    (0, 4): "login refused: password expired",
-    (0, 200): "login failed: internal error",
-    (1, 0): "routing disconnected",
-    (1, 1): "routing connecting",
-    (1, 2): "routing connected",
-    (1, 3): "broker disconnected",
-    (1, 4): "broker connecting",
-    (1, 5): "routing connected (broker connected)",
-    (2, 0): "market data disconnected",
-    (2, 1): "market data connecting",
-    (2, 2): "market data waiting",
-    (2, 3): "market data: not logged in",
-    (2, 4): "market data connected",
-    (2, 5): "market data: performance warning",
-    (2, 6): "market data partially connected: callbacks are not drained fast enough",
-    (3, 0): "activation valid",
-    (CONN_SUBSCRIPTION, SUBSCRIPTION_UNKNOWN_TICKER): "a subscribed ticker is unknown to ProfitDLL",
-}
-FUTURES_PREFIXES = ("WIN", "WDO", "IND", "DOL", "BIT", "DI1", "CCM", "BGI", "ICF", "SFI")
 
-
-def state_text(conn_type: int, result: int) -> str:
-    return STATE_TEXT.get((conn_type, result), f"state type {conn_type} result {result}")
-
-
-@dataclass(frozen=True, slots=True)
-class Subscription:
-    ticker: str
-    exchange: str
-    """"F" BMF (futures) or "B" Bovespa (equities)."""
-
-
-def parse_subscriptions(spec: str) -> list[Subscription]:
-    """``WINZ25:F,PETR4:B`` (the exchange defaults to F for B3 futures roots, else B)."""
-    subs = []
-    for item in filter(None, (p.strip() for p in spec.split(","))):
-        ticker, _, exchange = item.partition(":")
-        ticker = check_symbol(ticker)
-        exchange = (exchange or ("F" if ticker.startswith(FUTURES_PREFIXES) else "B")).upper()
-        if exchange not in ("F", "B"):
-            raise ConfigError(
-                f"--symbols: exchange {exchange!r} of {item!r} must be F (BMF) or B (Bovespa)"
-            )
-        subs.append(Subscription(ticker, exchange))
-    if not subs:
-        raise ConfigError("--symbols: name at least one ticker, such as WINZ25:F,PETR4:B")
-    return subs
-
-
-class ProfitCredentials:
-    """Activation key, user and password. Never shown: not in repr, logs or errors."""
-
-    __slots__ = ("_key", "_password", "_user")
-
-    def __init__(self, key: str, user: str, password: str):
-        self._key, self._user, self._password = key, user, password
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ProfitCredentials:
-        values = {
-            "profitdll_key": settings.profitdll_key,
-            "profitdll_user": settings.profitdll_user,
-            "profitdll_password": settings.profitdll_password,
-        }
-        missing = [name for name, v in values.items() if v is None or not _secret(v)]
-        if missing:
-            envs = ", ".join(f"TICKVAULT_{m.upper()}" for m in missing)
-            raise ConfigError(
-                f"ProfitDLL credentials missing: set {envs} in the environment, or "
-                f"{', '.join(missing)} in the config file (never on the command line)"
-            )
-        return cls(*(_secret(v) for v in values.values()))
-
-    def __repr__(self) -> str:
-        return "ProfitCredentials(<hidden>)"
-
-    def reveal(self) -> tuple[str, str, str]:
-        return self._key, self._user, self._password
-
-
-def _secret(value: Any) -> str:
-    return str(value.get_secret_value() if hasattr(value, "get_secret_value") else value)
-
-
-@dataclass(slots=True)
-class _HistoryWait:
-    events: FeedEvents
-    start_ns: int
-    end_ns: int
-    done: threading.Event = field(default_factory=threading.Event)
-    """Set by progress 100, which ends a request."""
-    last_packet_at: float | None = None
-    """When the trade flagged 'last packet' was delivered (monotonic s)."""
-    delivered: int = 0
-    numbers: convert.TradeNumbers = field(default_factory=lambda: convert.TradeNumbers(days=64))
-    """Trade numbers of this request's answer (an edit may follow its trade here)."""
-    error: FeedError | None = None
-    """Why the request ended without an answer (the DLL reported the ticker unknown)."""
-
-
-class ProfitDLLFeeder(Feeder):
+class ProfitDLLFeeder(HistoryRequests, Feeder):
     """Market data (and optionally routing) from ProfitDLL. ``run`` logs in, subscribes
     and delivers until ``stop`` is set; then it unsubscribes and finalizes the DLL."""
 
@@ -209,7 +112,7 @@ class ProfitDLLFeeder(Feeder):
         self._ended = threading.Event()
         self._state_changed = threading.Condition()
         self._history_locks: dict[str, threading.Lock] = {}
-        self._history: dict[str, _HistoryWait] = {}
+        self._history: dict[str, HistoryWait] = {}
         self._events: FeedEvents | None = None
         self._rate_log = RateLimitedLog(log)
         self._parse_date = convert.ProfitDateParser(tz)
@@ -377,7 +280,7 @@ class ProfitDLLFeeder(Feeder):
             wait.last_packet_at = time.monotonic()
 
     def _admit(self, symbol: str, date: tuple[int, ...], number: int, flags: int,
-               wait: _HistoryWait | None) -> bool:  # fmt: skip
+               wait: HistoryWait | None) -> bool:  # fmt: skip
         """False for an edit of a trade number not seen this session (in the live feed or
         the history request under way): ProfitDLL's manual identifies an edited trade by
         its date, the examples and the store by number, and an edit stored under a number
@@ -514,9 +417,7 @@ class ProfitDLLFeeder(Feeder):
             return self._session_ready()
 
     def _session_ready(self) -> bool:
-        if self.states.get(CONN_LOGIN) != 0 or self.states.get(CONN_MARKET) != MARKET_CONNECTED:
-            return False
-        return not self.routing or self.states.get(CONN_ROUTING) in ROUTING_READY
+        return session_ready(self.states, self.routing)
 
     def _wait_ready(self, stop: threading.Event) -> None:
         """Until the session is ready (``session_ready``); a refused login raises at once."""
@@ -530,14 +431,8 @@ class ProfitDLLFeeder(Feeder):
                     return
                 left = deadline - time.monotonic()
                 if left <= 0 or stop.is_set():
-                    if login != 0:
-                        waiting = "login"
-                    elif self.states.get(CONN_MARKET) != MARKET_CONNECTED:
-                        waiting = "market data"
-                    else:
-                        waiting = "routing"
                     raise FeedError(
-                        f"ProfitDLL did not connect ({waiting}) within "
+                        f"ProfitDLL did not connect ({waiting_for(self.states)}) within "
                         f"{self.login_timeout_s:.0f} s "
                         f"(last states: {[state_text(k, v) for k, v in self.states.items()]}); "
                         "check the activation key, the network and Nelogica's status"
@@ -546,8 +441,7 @@ class ProfitDLLFeeder(Feeder):
 
     def status(self) -> dict[str, str]:
         """The last state of each connection, in words: {"login": "logged in", ...}."""
-        names = {CONN_LOGIN: "login", CONN_ROUTING: "routing", CONN_MARKET: "market data",
-                 CONN_ACTIVATION: "activation"}  # fmt: skip
+        names = CONNECTION_NAMES
         with self._state_changed:
             out = {names.get(k, str(k)): state_text(k, v) for k, v in sorted(self.states.items())}
             if self.invalid_tickers:
@@ -574,53 +468,3 @@ class ProfitDLLFeeder(Feeder):
     def wait_until_ready(self, timeout_s: float) -> bool:
         """True once logged in and subscribed."""
         return self._ready.wait(timeout_s)
-
-    # ------------------------------------------------------------------ history
-    def _await_history(self, wait: _HistoryWait, symbol: str, which: str) -> None:
-        """Until the request ends: progress 100, or 1 s after the last-packet trade if no
-        progress comes. Then every callback queued so far is drained, so nothing of this
-        request is taken for the next one."""
-        deadline = time.monotonic() + self.history_timeout_s
-        while not wait.done.wait(0.05):
-            now = time.monotonic()
-            if wait.last_packet_at is not None and now - wait.last_packet_at > 1.0:
-                break
-            if now > deadline:
-                raise FeedError(
-                    f"ProfitDLL sent no end of history for {symbol} within "
-                    f"{self.history_timeout_s:.0f} s ({which})"
-                )
-        drained = threading.Event()
-        self._queue.put(("sync", drained))
-        drained.wait(self.history_timeout_s)
-
-    def set_exchange(self, symbol: str, exchange: str) -> None:
-        """The exchange to ask for ``symbol``'s history ("F" or "B")."""
-        self._exchange[check_symbol(symbol)] = exchange
-
-    def exchange_of(self, symbol: str) -> str:
-        return self._exchange.get(symbol, "F" if symbol.startswith(FUTURES_PREFIXES) else "B")
-
-    def request_history(self, symbol: str, start_ns: int, end_ns: int, events: FeedEvents) -> None:
-        """Fetch [start_ns, end_ns) through ``GetHistoryTrades``, within the DLL's rules;
-        blocks until every request answered. Never call from a DLL callback."""
-        dll = self._await_session()
-        symbol = check_symbol(symbol)
-        windows = convert.plan_history(symbol, start_ns, end_ns, now_ns=now_ns(), tz=self.tz)
-        lock = self._history_locks.setdefault(symbol, threading.Lock())
-        with lock:  # one request at a time per symbol: callbacks carry no request id
-            for i, (lo, hi) in enumerate(windows):
-                wait = _HistoryWait(events, lo, hi)
-                self._history[symbol] = wait
-                try:
-                    dll.call(
-                        "GetHistoryTrades", symbol, self.exchange_of(symbol),
-                        convert.format_request_date(lo, self.tz),
-                        convert.format_request_date(hi - 1, self.tz),
-                    )  # fmt: skip
-                    self._await_history(wait, symbol, f"request {i + 1} of {len(windows)}")
-                    if wait.error is not None:
-                        raise wait.error
-                finally:
-                    self._history.pop(symbol, None)
-                events.on_progress(symbol, (i + 1) * 100 // len(windows))

@@ -1,0 +1,94 @@
+"""The tables ``tickvault bench`` prints from each benchmark's result (``--json`` prints
+the result itself)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import RenderableType
+from rich.table import Table
+
+
+def store_table(result: Any, trades: int) -> list[RenderableType]:
+    """The table of ``tickvault bench store``."""
+    shown: list[RenderableType] = []
+    table = Table(title=f"bench store: {trades:,} trades")
+    table.add_column("")
+    for col in ("ingest trades/s", "read trades/s", "bytes/trade"):
+        table.add_column(col, justify="right")
+    keys = ("ingest_trades_per_s", "read_trades_per_s", "bytes_per_trade")
+    for name, label in (("tickvault", "tickvault"), ("original_design", "original layout")):
+        f = result[name]
+        table.add_row(
+            label, *(f"{f[k]:,.0f}" if k != "bytes_per_trade" else f"{f[k]:.2f}" for k in keys)
+        )
+    r = result["ratio"]
+    table.add_row("ratio", f"{r['ingest']}x", f"{r['read']}x", f"{r['bytes']}x smaller")
+    shown.append(table)
+    return shown
+
+
+def import_table(result: Any, trades: int) -> list[RenderableType]:
+    """The table of ``tickvault bench import``."""
+    shown: list[RenderableType] = []
+    table = Table(title=f"bench import: {trades:,} trades ({result['file_mb']} MB)")
+    table.add_column("")
+    table.add_column("trades/s", justify="right")
+    table.add_row("tickvault import", f"{result['trades_per_s']:,}")
+    table.add_row("original design", f"{result['original_design']['trades_per_s']:,}")
+    table.add_row("ratio", f"{result['ratio']}x")
+    shown.append(table)
+    return shown
+
+
+def book_table(result: Any) -> list[RenderableType]:
+    """The table of ``tickvault bench book``."""
+    shown: list[RenderableType] = []
+    ms = result["book_ms"]
+    table = Table(title=f"bench book: {result['book_updates']:,} updates in a day")
+    table.add_column("")
+    table.add_column("book(at=t, depth=10)", justify="right")
+    table.add_row("tickvault p50 / p99", f"{ms['p50']} / {ms['p99']} ms")
+    table.add_row("replay the day (original)", f"{result['original_design_ms_median']} ms")
+    table.add_row("ratio", f"{result['ratio']}x")
+    shown.append(table)
+    return shown
+
+
+def live_table(result: Any, rate: float, trades: int) -> list[RenderableType]:
+    """The table of ``tickvault bench live``."""
+    shown: list[RenderableType] = []
+    table = Table(title=f"bench live: {trades:,} trades, lag at {rate:,.0f} trades/s")
+    for col in ("design", "trades/s", "lost", "duplicated", "lag p50 ms", "lag p99 ms"):
+        table.add_column(col, justify="right")
+    for name, label in (("tickvault", "tickvault"), ("original_design", "original design")):
+        row = result[name]
+        table.add_row(
+            label,
+            f"{row['trades_per_s']:,}",
+            f"{row['lost']:,}",
+            f"{row['duplicated']:,}",
+            f"{row['lag_ms']['p50']:,.2f}",
+            f"{row['lag_ms']['p99']:,.2f}",
+        )
+    shown.append(table)
+    shown.append(f"throughput ratio: {result['ratio']['throughput']}x")
+    return shown
+
+
+def formats_table(rows: Any, trades: int) -> list[RenderableType]:
+    """The table of ``tickvault bench formats``."""
+    shown: list[RenderableType] = []
+    table = Table(title=f"block formats: {trades:,} trades")
+    for col in ("codec", "block_max_trades", "bytes/trade", "ingest trades/s", "read trades/s"):
+        table.add_column(col, justify="right")
+    for row in rows:
+        table.add_row(
+            row["compression"],
+            f"{row['block_max_trades']:,}",
+            f"{row['bytes_per_trade']:.2f}",
+            f"{row['ingest_trades_per_s']:,}",
+            f"{row['read_trades_per_s']:,}",
+        )
+    shown.append(table)
+    return shown

@@ -1,1 +1,0 @@
-"""The offer book: rebuilding it from updates (``state``) and storing it (``store``)."""

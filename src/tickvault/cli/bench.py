@@ -1,0 +1,164 @@
+"""``tickvault bench ...``: the benchmarks, each on its own store (tables: ``bench.tables``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from tickvault.bench import tables
+from tickvault.cli.common import (
+    POSITIVE,
+    settings_of,
+    valkey_url,
+)
+from tickvault.cli.output import console, err_console
+from tickvault.config import hide_password
+
+
+@click.group()
+@click.option(
+    "--url",
+    callback=valkey_url,
+    help="Bench this Valkey server (valkey://host:port/db) instead of a temporary one; "
+    "only the benchmark's own keys (TVBENCH_* symbols, tvbench:*) are written and deleted.",
+)
+@click.pass_context
+def bench(ctx: click.Context, url: str | None) -> None:
+    """Benchmarks: tickvault beside the original per-tick design, in one run.
+
+    Each runs on its own embedded Valkey server in a temporary directory, removed
+    afterwards: your store is never touched. --url benches a server of your choice.
+    """
+    ctx.obj["bench_url"] = url
+
+
+def _bench_result(ctx: click.Context, as_json: bool, run: Callable[..., Any], **kw: Any) -> Any:
+    """Run a benchmark on its own store (progress on stderr); with --json print its
+    result and return None, else return it for the table."""
+    from tickvault.bench.isolation import bench_vault
+
+    url = ctx.obj.get("bench_url")
+    settings = settings_of(ctx)
+    with bench_vault(settings, url) as vault:
+        if not as_json:
+            where = (
+                f"{hide_password(url)}, only its own keys"
+                if url
+                else f"a temporary server in {vault.settings.data_dir}, removed afterwards"
+            )
+            err_console.print(f"[dim]benchmark store: {where}[/]")
+        say = None if as_json else (lambda m: err_console.print(f"[dim]{m}[/]"))
+        result = run(vault, progress=say, **kw)
+    if as_json:
+        click.echo(json.dumps(result))
+        return None
+    return result
+
+
+@bench.command("store")
+@click.option("--trades", type=POSITIVE, default=2_000_000, show_default=True)
+@click.option(
+    "--seed-trades",
+    type=POSITIVE,
+    default=None,
+    help="Trades for the slow original layout (default: all).",
+)
+@click.option(
+    "--repeats",
+    type=POSITIVE,
+    default=3,
+    show_default=True,
+    help="Timed runs of tickvault's write and read (median reported).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def bench_store(
+    ctx: click.Context, trades: int, seed_trades: int | None, repeats: int, as_json: bool
+) -> None:
+    """Write N trades and read them back: block store vs one entry per trade."""
+    from tickvault.bench.store import run_store_bench
+
+    result = _bench_result(ctx, as_json, run_store_bench, n_trades=trades,
+                           seed_trades=seed_trades, repeats=repeats)  # fmt: skip
+    if result is None:
+        return
+    for shown in tables.store_table(result, trades):
+        console.print(shown)
+
+
+@bench.command("import")
+@click.option("--trades", type=POSITIVE, default=2_000_000, show_default=True)
+@click.option("--seed-trades", type=POSITIVE, default=100_000, show_default=True,
+              help="Rows for the slow original design.")  # fmt: skip
+@click.option("--repeats", type=POSITIVE, default=3, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def bench_import(
+    ctx: click.Context, trades: int, seed_trades: int, repeats: int, as_json: bool
+) -> None:
+    """Import a generated B3 trade file: vectorised import vs pandas rows + XADD per trade."""
+    from tickvault.bench.imports import run_import_bench
+
+    result = _bench_result(ctx, as_json, run_import_bench, n_trades=trades,
+                           seed_trades=seed_trades, repeats=repeats)  # fmt: skip
+    if result is None:
+        return
+    for shown in tables.import_table(result, trades):
+        console.print(shown)
+
+
+@bench.command("book")
+@click.option("--trades-per-day", type=POSITIVE, default=None, help="Default: a full WIN day.")
+@click.option("--queries", type=POSITIVE, default=200, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def bench_book(ctx: click.Context, trades_per_day: int | None, queries: int, as_json: bool) -> None:
+    """The book at random past times of a simulated day, against replaying the whole day."""
+    from tickvault.bench.book import run_book_bench
+
+    result = _bench_result(ctx, as_json, run_book_bench, trades_per_day=trades_per_day,
+                           queries=queries)  # fmt: skip
+    if result is None:
+        return
+    for shown in tables.book_table(result):
+        console.print(shown)
+
+
+@bench.command("live")
+@click.option("--trades", type=POSITIVE, default=1_000_000, show_default=True)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=50_000,
+    show_default=True,
+    help="Trades/s of the lag runs.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def bench_live(ctx: click.Context, trades: int, rate: float, as_json: bool) -> None:
+    """Publisher process -> ZeroMQ -> bridge process -> Valkey, against the original design."""
+    from tickvault.bench.live import run_live_bench
+
+    result = _bench_result(ctx, as_json, run_live_bench, trades=trades, rate=rate)
+    if result is None:
+        return
+    for shown in tables.live_table(result, rate, trades):
+        console.print(shown)
+
+
+@bench.command("formats")
+@click.option("--trades", type=POSITIVE, default=500_000, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON rows.")
+@click.pass_context
+def bench_formats(ctx: click.Context, trades: int, as_json: bool) -> None:
+    """Bytes per trade and rates by block size and codec (docs/storage-format.md)."""
+    from tickvault.bench.store import run_format_sweep
+
+    rows = _bench_result(ctx, as_json, run_format_sweep, n_trades=trades)
+    if rows is None:
+        return
+    for shown in tables.formats_table(rows, trades):
+        console.print(shown)

@@ -1,0 +1,97 @@
+"""The catalogue: which symbols are stored, per-stream counts, spans and memory, and the
+server's own status."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from tickvault.storage import codec
+from tickvault.storage.keys import (
+    STREAMS,
+    StreamKind,
+    late_key,
+    meta_key,
+    parse_trades_key,
+    trades_key,
+)
+from tickvault.storage.reads import TradeReads, split_member
+from tickvault.timeutil import NS_PER_MS
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StreamStats:
+    symbol: str
+    stream: StreamKind
+    trades: int
+    """Records stored (repeats and corrections included)."""
+    blocks: int
+    memory_bytes: int
+    first_ns: int | None
+    last_ns: int | None
+
+    @property
+    def bytes_per_trade(self) -> float:
+        return self.memory_bytes / self.trades if self.trades else math.nan
+
+
+def symbols(r: Any) -> list[str]:
+    """Symbols with stored trades, sorted."""
+    found = set()
+    for key in r.scan_iter(match="ticks:{*}:*", count=1000):
+        parsed = parse_trades_key(key.decode())
+        if parsed:
+            found.add(parsed[0])
+    return sorted(found)
+
+
+def stats(r: Any, reads: TradeReads, symbol: str) -> list[StreamStats]:
+    """Per-stream counts, time span and memory of ``symbol``."""
+    out = []
+    for stream in STREAMS:
+        key = trades_key(symbol, stream)
+        if not r.exists(key):
+            continue
+        trades = int(r.hget(meta_key(symbol, stream), "trades") or 0)
+        first = r.xrange(key, "-", "+", count=1)
+        last = reads.in_order_entry_before(key, "+")
+        late_first_ms = [split_member(m)[1] for m in r.zrange(late_key(symbol, stream), 0, -1)]
+        memory = sum(
+            r.memory_usage(k, samples=0) or 0
+            for k in (key, late_key(symbol, stream), meta_key(symbol, stream))
+        )
+        out.append(
+            StreamStats(
+                symbol=symbol,
+                stream=stream,
+                trades=trades,
+                blocks=r.xlen(key),
+                memory_bytes=memory,
+                first_ns=min(
+                    [codec.read_header(first[0][1][b"b"]).ts_first]
+                    + [ms * NS_PER_MS for ms in late_first_ms]
+                )
+                if first
+                else None,
+                last_ns=codec.read_header(last[1]).ts_last if last else None,
+            )
+        )
+    return out
+
+
+def server_status(r: Any, url: str, embedded: bool) -> dict[str, Any]:
+    """Address, version and persistence mode of the server."""
+    info = r.info("server")
+    persistence = r.info("persistence")
+    conf = r.config_get("appendfsync")
+    policy = r.config_get("maxmemory-policy")
+    return {
+        "url": url,
+        "embedded": embedded,
+        "version": info.get("valkey_version", info.get("redis_version")),
+        "aof": bool(persistence.get("aof_enabled")),
+        "appendfsync": conf.get("appendfsync"),
+        "maxmemory_policy": policy.get("maxmemory-policy"),
+        "used_memory": r.info("memory").get("used_memory"),
+    }

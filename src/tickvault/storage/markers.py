@@ -1,0 +1,66 @@
+"""What the live path records beside the data: bridge cursors, gap markers (spans known
+to be incomplete) and the quarantine of rejected messages."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from tickvault.storage.keys import QUARANTINE_KEY, cursor_key, gaps_key
+from tickvault.timeutil import NS_PER_MS, now_ns
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class GapMarker:
+    """A span of one symbol's data known to be incomplete (messages lost in transport)."""
+
+    symbol: str
+    stream: str
+    start_ns: int
+    end_ns: int
+    publisher: str
+    topic: str
+    seq_first: int
+    seq_last: int
+    reason: str
+
+
+def bridge_cursor(r: Any, symbol: str, name: str) -> int | None:
+    """Last sequence number a bridge stored for ``name`` (``<publisher>:<topic>``)."""
+    raw = r.hget(cursor_key(symbol), name)
+    return None if raw is None else int(raw)
+
+
+def record_gap(r: Any, symbol: str, gap: GapMarker) -> None:
+    """Mark [gap.start_ns, gap.end_ns] of ``symbol`` (canonical) as incomplete (idempotent)."""
+    member = orjson.dumps(dataclasses.asdict(gap), option=orjson.OPT_SORT_KEYS)
+    r.zadd(gaps_key(symbol), {member: gap.start_ns // NS_PER_MS})
+
+
+def gaps(r: Any, symbol: str, start_ns: int, end_ns: int) -> list[GapMarker]:
+    """Gap markers overlapping [start_ns, end_ns)."""
+    raw = r.zrangebyscore(gaps_key(symbol), "-inf", f"({-(-end_ns // NS_PER_MS)}")
+    found = [GapMarker(**orjson.loads(m)) for m in raw]
+    return [g for g in found if g.end_ns >= start_ns and g.start_ns < end_ns]
+
+
+def quarantine(r: Any, maxlen: int, reason: str, detail: str, frames: Sequence[bytes]) -> None:
+    """Keep a rejected message, raw, in the ``quarantine`` stream (about ``maxlen`` kept)."""
+    fields: dict[str, Any] = {"reason": reason, "detail": detail, "ts": now_ns()}
+    fields.update({f"f{i}": frame for i, frame in enumerate(frames)})
+    r.xadd(QUARANTINE_KEY, fields, maxlen=maxlen, approximate=True)
+
+
+def quarantined(r: Any, count: int) -> list[dict[str, Any]]:
+    """The latest quarantined messages, newest first: reason, detail, ts and raw frames."""
+    out = []
+    for _, fields in r.xrevrange(QUARANTINE_KEY, "+", "-", count=count):
+        item: dict[str, Any] = {k.decode(): v for k, v in fields.items()}
+        item["reason"] = item["reason"].decode()
+        item["detail"] = item["detail"].decode()
+        item["ts"] = int(item["ts"])
+        out.append(item)
+    return out
