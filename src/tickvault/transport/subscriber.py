@@ -561,14 +561,8 @@ class Subscriber:
         a request sent at ``tag``: anything claimed beyond it before then is bogus."""
         track.confirmed = max(track.confirmed, last_seq)
         for seq in [s for s in track.held if s > last_seq and track.arrived[s] < tag]:
-            msg = track.held.pop(seq)
-            track.arrived.pop(seq)
-            self.stats.bogus_seq += 1
-            self._invalid(
-                [msg.topic.encode("ascii"), msg.body],
-                WireError("seq", f"seq {seq} of {msg.topic} was never published (the "
-                          f"publisher's last is {last_seq})"),
-            )  # fmt: skip
+            self._drop_bogus(track, seq, f"was never published (the publisher's last is "
+                                         f"{last_seq})")  # fmt: skip
         if track.claim and track.claim > last_seq and track.claim_at < tag:
             self.stats.bogus_seq += 1
             track.claim = 0
@@ -576,6 +570,15 @@ class Subscriber:
             track.known_last, track.known_last_ts, track.known_at = last_seq, last_ts, tag
         if final:
             track.end_seq = max(track.end_seq, last_seq)
+
+    def _drop_bogus(self, track: _Track, seq: int, why: str) -> None:
+        """A held message whose seq the publisher cannot have sent: quarantined, never
+        delivered (so the cursor never jumps)."""
+        msg = track.held.pop(seq)
+        track.arrived.pop(seq)
+        self.stats.bogus_seq += 1
+        self._invalid([msg.topic.encode("ascii"), msg.body],
+                      WireError("seq", f"seq {seq} of {msg.topic} {why}"))  # fmt: skip
 
     def _deliver(self, track: _Track, msg: Message) -> None:
         track.next = msg.seq + 1
@@ -836,14 +839,8 @@ class Subscriber:
         """Nobody can supply ``track.next..``: drop claims beyond reach, report the rest."""
         bound = self._bound(track)
         for seq in [s for s in track.held if s > bound]:
-            msg = track.held.pop(seq)
-            track.arrived.pop(seq)
-            self.stats.bogus_seq += 1
-            self._invalid(
-                [msg.topic.encode("ascii"), msg.body],
-                WireError("seq", f"seq {seq} of {msg.topic} is more than zmq_max_seq_jump "
-                          f"beyond the last confirmed ({bound - self._max_jump})"),
-            )  # fmt: skip
+            self._drop_bogus(track, seq, f"is more than zmq_max_seq_jump beyond the last "
+                                         f"confirmed ({bound - self._max_jump})")  # fmt: skip
         if track.claim:
             self.stats.bogus_seq += 1
             track.claim = 0
