@@ -404,3 +404,21 @@ def test_two_bridges_on_different_symbols_split_the_work(
     assert set(b2.stats.stored_by_symbol) == {"WDOZ25"}
     assert stored_records(vault, "WINZ25") == len(win)
     assert stored_records(vault, "WDOZ25") == len(wdo)
+
+
+def test_publisher_and_subscriber_without_settings_use_the_defaults_not_a_local_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tickvault.config import Settings
+
+    (tmp_path / "tickvault.toml").write_text("zmq_hwm = 5\nzmq_replay_timeout_s = 9.0\n")
+    monkeypatch.chdir(tmp_path)
+    defaults = Settings.model_validate({})
+    eps = Endpoints.ipc(str(tmp_path))
+    with Publisher(endpoints=eps) as pub:
+        assert pub.settings.zmq_hwm == defaults.zmq_hwm != 5
+        sub = Subscriber(sink=_Collect(), endpoints=[eps])
+        try:
+            assert sub.settings.zmq_replay_timeout_s == defaults.zmq_replay_timeout_s != 9.0
+        finally:
+            sub.close()

@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 import zmq
 
-from tickvault.config import Settings, load_settings
+from tickvault.config import Settings
 from tickvault.errors import ConfigError
 from tickvault.records.trades import TRADE_DTYPE, TradeBatch, TradeFlag, TradeType
 from tickvault.transport import wire
@@ -100,7 +100,9 @@ class Publisher:
         publisher_id: int | None = None,
         context: zmq.Context[Any] | None = None,
     ):
-        self.settings = settings or load_settings()
+        # Explicit settings only: None means the defaults, never a file found in the
+        # working directory (pass ``load_settings()`` for the configured ones).
+        self.settings = settings if settings is not None else Settings.model_validate({})
         self.endpoints = endpoints or Endpoints.from_settings(self.settings)
         self.id = (
             publisher_id

@@ -49,7 +49,7 @@ from typing import Any, Protocol
 
 import zmq
 
-from tickvault.config import Settings, load_settings
+from tickvault.config import Settings
 from tickvault.errors import TickvaultError
 from tickvault.logutil import RateLimitedLog
 from tickvault.transport import wire
@@ -204,7 +204,9 @@ class Subscriber:
         ``recover_since_ns`` (with ``recover_from_start`` False): also deliver what a
         publisher sent at or after this time (its clock) before this subscription took
         effect, and nothing sent before it."""
-        self.settings = settings or load_settings()
+        # Explicit settings only: None means the defaults, never a file found in the
+        # working directory (pass ``load_settings()`` for the configured ones).
+        self.settings = settings if settings is not None else Settings.model_validate({})
         if (handler is None) == (sink is None):
             raise TypeError("give exactly one of handler= or sink=")
         self.handler: Handler = handler if handler is not None else SinkHandler(sink)
