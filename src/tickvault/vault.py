@@ -332,6 +332,11 @@ class Vault:
         """Address, version and persistence mode of the server."""
         return catalog.server_status(self._r, self.url, self.embedded)
 
+    @translate
+    def server_run_id(self) -> str:
+        """The server's run id: it changes whenever the server process restarts."""
+        return str(self._r.info("server").get("run_id", ""))
+
     # ------------------------------------------------------------------ retention
     @translate
     def trim(

@@ -45,7 +45,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import valkey
 import zmq
 
 from tickvault.errors import ServerError, ServerUnreachable, ValidationError
@@ -424,7 +423,7 @@ class Bridge:
                 if (outage_start or restarted) and self._rolled_back():
                     return True  # the batch is dropped: the publishers send it again
                 action()
-            except (ServerError, valkey.ValkeyError) as exc:
+            except ServerError as exc:  # the store's errors, translated at its seam
                 self.stats.write_errors += 1
                 now = time.monotonic()
                 if not outage_start:
@@ -464,7 +463,7 @@ class Bridge:
         now = time.monotonic()
         if not self._stored or now - self._run_id_checked < _RUN_ID_EVERY_S:
             return False
-        run_id = str(self.vault.client.info("server").get("run_id", ""))
+        run_id = self.vault.server_run_id()
         self._run_id_checked = time.monotonic()
         restarted = bool(self._run_id) and run_id != self._run_id
         self._run_id = run_id
