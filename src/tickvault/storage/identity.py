@@ -38,8 +38,8 @@ def within_batch(
     if days.size < 2:
         return None
     same_day = days[1:] == days[:-1]
-    if not (same_day & (trade_id[1:] <= trade_id[:-1])).any():
-        return None  # ids rise within each day: no identity repeats (the usual case)
+    if (days[1:] >= days[:-1]).all() and not (same_day & (trade_id[1:] <= trade_id[:-1])).any():
+        return None  # days in order and ids rising within each: no repeats (the usual case)
     order = np.lexsort((ts, trade_id, days))
     d, t, e = days[order], trade_id[order], ts[order]
     bad = np.flatnonzero((d[1:] == d[:-1]) & (t[1:] == t[:-1]) & (e[1:] != e[:-1]))
@@ -59,13 +59,12 @@ def against_stored(
     """The first trade of one day's batch rows stored before with another event time."""
     if stored_id.size == 0 or trade_id.size == 0:
         return None
-    order = np.argsort(stored_id, kind="stable")
+    order = np.lexsort((stored_ts, stored_id))
     sid, sts = stored_id[order], stored_ts[order]
     pos = np.clip(np.searchsorted(sid, trade_id), 0, sid.size - 1)
     found = sid[pos] == trade_id
-    # Every stored record of an id must match, not only the first: compare both ends
-    # of each id's run (stored records of one id all share a time unless the store
-    # was written before this check existed).
+    # Every stored record of an id must match: within an id's run the times are
+    # sorted, so comparing the run's first (earliest) and last (latest) covers all.
     last = np.clip(np.searchsorted(sid, trade_id, side="right") - 1, 0, sid.size - 1)
     bad = found & ((sts[pos] != ts) | (sts[last] != ts))
     if not bad.any():
