@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import frame_equals_batch, sim_trades
+from tests.integration.test_live import wait_for
 from tickvault import ServerUnreachable, Vault
 from tickvault.storage.server import STATE_FILE, ensure_server, read_state, stop_server
 
@@ -114,17 +115,6 @@ def test_server_moves_only_when_its_port_is_taken(own_data_dir: Path) -> None:
     assert back.port == moved.port  # the new port is the remembered one now
 
 
-def _wait_for(predicate: object, what: str, timeout_s: float = 60.0) -> None:
-    """Poll ``predicate`` until true; the timeout only keeps a broken run from hanging."""
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        time.sleep(0.1)
-
-
 def test_server_of_a_script_that_never_closed_stops_after_its_last_client(
     own_data_dir: Path,
 ) -> None:
@@ -137,7 +127,7 @@ def test_server_of_a_script_that_never_closed_stops_after_its_last_client(
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("valkey://")
-    _wait_for(lambda: read_state(own_data_dir.resolve()) is None, "the idle server stopped")
+    wait_for(lambda: read_state(own_data_dir.resolve()) is None, "the idle server stopped")
     with Vault.open(data_dir=own_data_dir) as vault:
         assert len(vault.range("WINZ25")) == 1  # stopped cleanly, nothing lost
 
