@@ -28,6 +28,7 @@ import valkey
 from tickvault.config import Settings, load_settings
 from tickvault.errors import QueryError
 from tickvault.records.book import BookView
+from tickvault.records.events import Gap
 from tickvault.records.trades import TRADE_DTYPE, TradeBatch, TradeFlag
 from tickvault.records.validate import check_symbol, to_batch
 from tickvault.storage import catalog, markers, retention
@@ -293,14 +294,14 @@ class Vault:
         return out
 
     @translate
-    def record_gap(self, gap: GapMarker) -> None:
+    def record_gap(self, gap: Gap) -> None:
         """Mark [gap.start_ns, gap.end_ns] of a symbol as incomplete (idempotent)."""
         markers.record_gap(self._r, check_symbol(gap.symbol), gap)
 
     @translate
     def gaps(
         self, symbol: str, start: TimeLike | None = None, end: TimeLike | None = None
-    ) -> list[GapMarker]:
+    ) -> list[Gap]:
         """Gap markers overlapping [start, end): spans where data is known to be missing."""
         symbol = check_symbol(symbol)
         start_ns, end_ns, _ = bounds(start, end, None, self.settings)
