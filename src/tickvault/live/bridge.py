@@ -28,12 +28,13 @@ says what it did not store; the cursors were not moved past it, so the next run
 asks the publisher (replay buffer or journal) for it again. A server that comes
 back without writes it had acknowledged (a restart shows as a new run id; a
 stored cursor then lags what this bridge stored) makes every topic restart from
-the stored cursors, so no hole is written over.
+the stored cursors, so no hole is written over (``outage``).
+
+What is held between writes is in ``batching`` (pure), the counters in ``stats``.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import functools
 import logging
@@ -41,14 +42,14 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import zmq
 
 from tickvault.errors import ServerError, ServerUnreachable, ValidationError
 from tickvault.live.batching import Batches, Cycle
+from tickvault.live.outage import OutageHandling
+from tickvault.live.stats import BridgeStats
 from tickvault.logutil import RateLimitedLog
 from tickvault.records.events import Gap, feeder_gaps
 from tickvault.records.trades import TradeBatch
@@ -66,10 +67,6 @@ _STREAM_OF: dict[Kind, StoreKind] = {
     Kind.HISTORY: "historical",
     Kind.BOOK: "book",
 }
-_LAG_SAMPLES = 200_000
-_RUN_ID_EVERY_S = 0.02
-_STOP_GRACE_S = 1.0
-"""Stopped while Valkey is unreachable, the writer keeps trying this long at most."""
 
 
 SWITCH_INTERVAL_S = 0.0005
@@ -86,59 +83,7 @@ def cursor_name(publisher: int, topic: str) -> str:
     return f"{publisher:016x}:{topic}"
 
 
-@dataclass(slots=True)
-class BridgeStats:
-    messages: int = 0
-    trades_stored: int = 0
-    writes: int = 0
-    write_errors: int = 0
-    gaps: int = 0
-    rejected: collections.Counter[str] = field(default_factory=collections.Counter)
-    lag_ms: collections.deque[float] = field(
-        default_factory=lambda: collections.deque(maxlen=_LAG_SAMPLES)
-    )
-    """Per live message: from the publish call of its earliest trade (``ts_recv``) to
-    stored and readable, in ms."""
-    stored_by_symbol: collections.Counter[str] = field(default_factory=collections.Counter)
-    last_write_ns: int = 0
-    book_updates_stored: int = 0
-    """Wall time when the latest write returned."""
-    outages: int = 0
-    """Times Valkey became unreachable while the bridge had something to write."""
-    rollbacks: int = 0
-    """Times Valkey came back without writes it had acknowledged (killed with appendfsync
-    everysec, or restored from an older copy): the bridge asked again from its cursors."""
-    unstored_trades: int = 0
-    unstored_book_updates: int = 0
-    unstored: dict[str, tuple[int, int]] = field(default_factory=dict)
-    """What a stop during an outage left unstored: cursor name -> (first, last) seq."""
-
-    def unstored_summary(self) -> str:
-        """One sentence on what was not stored (empty when everything was)."""
-        if not self.unstored:
-            return ""
-        spans = ", ".join(f"{name.partition(':')[2]} seq {a}..{b}"
-                          for name, (a, b) in sorted(self.unstored.items()))  # fmt: skip
-        return (
-            f"NOT stored (Valkey unreachable at stop): {self.unstored_trades:,} trades and "
-            f"{self.unstored_book_updates:,} book updates ({spans}); the stored cursors stay "
-            "before them, so the next bridge run asks the publisher's replay buffer or "
-            "journal for them again"
-        )
-
-    def lag_percentiles(self, *qs: float) -> list[float]:
-        return percentiles(self.lag_ms, *qs)
-
-
-def percentiles(samples: Iterable[float], *qs: float) -> list[float]:
-    """The ``qs`` percentiles of ``samples`` (NaN when there are none)."""
-    values = np.fromiter(samples, float)
-    if not values.size:
-        return [float("nan")] * len(qs)
-    return [float(v) for v in np.percentile(values, qs)]
-
-
-class Bridge:
+class Bridge(OutageHandling):
     """Subscribe to publishers and store trades. ``run()`` blocks until ``stop()``."""
 
     def __init__(
@@ -367,93 +312,6 @@ class Bridge:
                     self._busy = False
                     self._batches.written()
                     self._cond.notify_all()  # room again for a paused subscriber
-
-    def _retrying(self, action: Any) -> bool:
-        """Run ``action`` until it succeeds (the server may be restarting), with backoff;
-        False if a stop came while the server was unreachable and it stayed so."""
-        delay, outage_start = 0.05, 0.0
-        give_up_at = 0.0
-        while True:
-            try:
-                restarted = self._server_restarted()
-                if (outage_start or restarted) and self._rolled_back():
-                    return True  # the batch is dropped: the publishers send it again
-                action()
-            except ServerError as exc:  # the store's errors, translated at its seam
-                self.stats.write_errors += 1
-                now = time.monotonic()
-                if not outage_start:
-                    outage_start = now
-                    self._outage = True
-                    self.stats.outages += 1
-                    log.warning(
-                        "bridge: cannot write to Valkey (%s); holding what arrives in memory, "
-                        "still receiving, retrying with backoff (at most every %gs)",
-                        exc, self.settings.store_retry_max_s,
-                    )  # fmt: skip
-                if self._stop_requested or self._stopping:
-                    give_up_at = give_up_at or now + min(_STOP_GRACE_S, delay)
-                    if now >= give_up_at:
-                        log.error("bridge: stopping while Valkey is unreachable: %s", exc)
-                        self._abandoned = True
-                        return False
-                    delay = min(delay, _STOP_GRACE_S)
-                with self._cond:
-                    self._cond.wait(delay)  # a stop wakes it
-                delay = min(delay * 2, self.settings.store_retry_max_s)
-                continue
-            if outage_start:
-                self._outage = False
-                log.warning(
-                    "bridge: Valkey reachable again after %.1fs; stored what was held",
-                    time.monotonic() - outage_start,
-                )
-            return True
-
-    def _server_restarted(self) -> bool:
-        """Whether the server restarted since the last look (its run id changed). valkey-py
-        reconnects an idle connection without an error, so a restart between two writes
-        shows nowhere else. Looked at before a write unless the last look is under
-        ``_RUN_ID_EVERY_S`` old: no server dies, restarts and loads its AOF that fast, so
-        a write never lands on a restarted server unseen."""
-        now = time.monotonic()
-        if not self._stored or now - self._run_id_checked < _RUN_ID_EVERY_S:
-            return False
-        run_id = self.vault.server_run_id()
-        self._run_id_checked = time.monotonic()
-        restarted = bool(self._run_id) and run_id != self._run_id
-        self._run_id = run_id
-        return restarted
-
-    def _rolled_back(self) -> bool:
-        """After an outage, before writing: did Valkey come back without writes it had
-        acknowledged? Then every topic restarts from the stored cursors (what this
-        bridge holds is dropped and asked for again), so no hole is written over."""
-        behind = {}
-        for (symbol, name), seq in self._stored.items():
-            actual = self.vault.bridge_cursor(symbol, name) or 0
-            if actual < seq:
-                behind[name] = (actual, seq)
-        if not behind:
-            return False
-        self.stats.rollbacks += 1
-        log.warning(
-            "bridge: Valkey came back without writes it had acknowledged (%s); asking the "
-            "publishers again from the stored cursors",
-            ", ".join(f"{n.partition(':')[2]} stored up to {b}, now {a}"
-                      for n, (a, b) in sorted(behind.items())),
-        )  # fmt: skip
-        self._outage = False  # the cursors can be read again
-        self._resyncing = True  # a subscriber paused for room must not wait for us
-        try:
-            resynced = self.subscriber.resync(60.0)
-        finally:
-            self._resyncing = False
-        if not resynced:
-            raise ServerUnreachable("the bridge could not resume from the stored cursors")
-        for key in list(self._stored):
-            self._stored[key] = self.vault.bridge_cursor(*key) or 0
-        return True
 
     def on_resync(self) -> None:
         """(subscriber thread) Every topic restarts from the store: drop what is held."""

@@ -33,6 +33,15 @@ def gap_from_json(raw: bytes) -> Gap:
     return Gap(**orjson.loads(raw))
 
 
+def bridge_cursors(r: Any) -> dict[str, int]:
+    """Every bridge cursor of every symbol: ``<publisher>:<topic>`` -> last seq stored."""
+    out: dict[str, int] = {}
+    for key in r.scan_iter(match="ticks:*:cursor", count=1000):
+        for name, raw in r.hgetall(key).items():
+            out[name.decode() if isinstance(name, bytes) else name] = int(raw)
+    return out
+
+
 def record_gap(r: Any, symbol: str, gap: Gap) -> None:
     """Mark [gap.start_ns, gap.end_ns] of ``symbol`` (canonical) as incomplete (idempotent)."""
     r.zadd(gaps_key(symbol), {gap_to_json(gap): gap.start_ns // NS_PER_MS})
