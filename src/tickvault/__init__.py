@@ -20,6 +20,7 @@ from tickvault.errors import (
     TickvaultError,
     ValidationError,
 )
+from tickvault.records.events import Gap
 from tickvault.records.trades import (
     TRADE_DTYPE,
     TRADE_FIELDS,
@@ -62,6 +63,7 @@ __all__ = [
     "ConfigError",
     "EmbeddedServerError",
     "FormatError",
+    "Gap",
     "GapMarker",
     "QueryError",
     "ServerError",

@@ -24,7 +24,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from tickvault.errors import ConfigError
 from tickvault.venue.b3 import B3_TZ_NAME
@@ -156,6 +165,25 @@ class Settings(BaseModel):
     """IANA time zone of the exchange, used only at the edges: reading feeder and file
     times, and showing times."""
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _as_config_error(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Settings], info: ValidationInfo
+    ) -> Settings:
+        """A bad value makes ``Settings(...)`` raise a ``ConfigError`` (a TickvaultError)
+        naming the setting, the value and what to do, not pydantic's ValidationError.
+        ``load_settings`` validates with the context ``{"raw": True}`` to get pydantic's
+        error and say where the values came from."""
+        try:
+            return handler(data)
+        except pydantic.ValidationError as exc:
+            if isinstance(info.context, dict) and info.context.get("raw"):
+                raise
+            raise ConfigError(
+                "invalid settings: " + "; ".join(_problems(exc)) + "; fix the value "
+                "(`tickvault config` lists every setting with its type and default)"
+            ) from None
+
     @field_validator("exchange_tz")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -265,18 +293,23 @@ def load_settings(
     merged.update(_from_env(env))
     merged.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        return Settings(**merged)
+        return Settings.model_validate(merged, context={"raw": True})
     except pydantic.ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "(settings)"
-            if err["type"] == "extra_forbidden":
-                problems.append(
-                    f"unknown setting {key!r}; known settings: "
-                    + ", ".join(sorted(Settings.model_fields))
-                )
-            else:
-                problems.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
         raise ConfigError(
-            f"invalid settings (from {source} and environment): " + "; ".join(problems)
+            f"invalid settings (from {source} and environment): " + "; ".join(_problems(exc))
         ) from None
+
+
+def _problems(exc: pydantic.ValidationError) -> list[str]:
+    """One line per bad setting: its name, what is wrong and the value given."""
+    problems = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(settings)"
+        if err["type"] == "extra_forbidden":
+            problems.append(
+                f"unknown setting {key!r}; known settings: "
+                + ", ".join(sorted(Settings.model_fields))
+            )
+        else:
+            problems.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
+    return problems

@@ -9,38 +9,39 @@ errors become tickvault ``ServerError``s):
 - reads (``storage.reads``): the blocks that can hold a range, decoded and resolved as
   of the knowledge time; ``storage.frames`` turns the columns into pandas or Arrow;
 - offer books (``storage.books``), retention (``storage.retention``), the catalogue
-  (``storage.catalog``), and the live path's markers, gaps and quarantine
-  (``storage.markers``).
+  (``storage.catalog``), the live path's markers, gaps and quarantine
+  (``storage.markers``), and opening, views and closing (``storage.lifecycle``).
+
+Longer than the ~200 lines aimed at: every method is a delegation of a few lines, and
+what remains is the public API's signatures and docstrings (``help(Vault)`` is its
+reference), which a split would only scatter.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-import valkey
 
 from tickvault.config import Settings, load_settings
 from tickvault.errors import QueryError
 from tickvault.records.book import BookView
+from tickvault.records.events import Gap
 from tickvault.records.trades import TRADE_DTYPE, TradeBatch, TradeFlag
 from tickvault.records.validate import check_symbol, to_batch
-from tickvault.storage import catalog, markers, retention
+from tickvault.storage import catalog, lifecycle, markers, retention
 from tickvault.storage.books import BookStore
 from tickvault.storage.catalog import StreamStats
-from tickvault.storage.connection import Connection, connect, other_tickvault_clients, translate
+from tickvault.storage.connection import Connection, connect, translate
 from tickvault.storage.frames import to_arrow, to_frame
 from tickvault.storage.keys import STREAMS, StreamKind
 from tickvault.storage.markers import GapMarker
 from tickvault.storage.reads import TradeReads, bounds
 from tickvault.storage.resolve import Columns
 from tickvault.storage.retention import TrimItem, TrimReport
-from tickvault.storage.server import kept_running, stop_server
 from tickvault.storage.writes import StoreItem, TradeWrites
 from tickvault.timeutil import NS_PER_DAY, TimeLike, now_ns, to_ns
 
@@ -76,38 +77,20 @@ class Vault:
         if settings is None:
             settings = load_settings(**overrides)
         elif overrides:
-            settings = Settings(**{**settings.model_dump(), **overrides})
+            settings = lifecycle.merged(settings, overrides)
         return cls(connect(settings, url), settings)
 
     def close(self) -> None:
         """Close the connection; stop the embedded server if this process started it and
         no other tickvault process is connected to it."""
-        if self._closed:
-            return
-        self._closed = True
-        conn = self._conn
-        try:
-            if (
-                conn.started_here
-                and conn.embedded is not None
-                and not kept_running(self.settings.data_dir)
-            ):
-                others = 0
-                with contextlib.suppress(valkey.ValkeyError):
-                    others = other_tickvault_clients(self._r)
-                if others == 0:
-                    self._r.close()
-                    stop_server(self.settings.data_dir)
-                    return
-        finally:
-            self._r.close()
+        if not self._closed:
+            self._closed = True
+            lifecycle.close(self._conn, self.settings.data_dir)
 
     def with_settings(self, **changes: Any) -> Vault:
         """A view of this store with other settings (block size, codec, retention...),
         sharing the connection; closing it never stops the server."""
-        settings = Settings(**{**self.settings.model_dump(), **changes})
-        conn = dataclasses.replace(self._conn, started_here=False)
-        return Vault(conn, settings)
+        return Vault(lifecycle.shared(self._conn), lifecycle.merged(self.settings, changes))
 
     def __enter__(self) -> Vault:
         return self
@@ -286,21 +269,17 @@ class Vault:
     @translate
     def bridge_cursors(self) -> dict[str, int]:
         """Every bridge cursor of every symbol: ``<publisher>:<topic>`` -> last seq stored."""
-        out: dict[str, int] = {}
-        for key in self._r.scan_iter(match="ticks:*:cursor", count=1000):
-            for name, raw in self._r.hgetall(key).items():
-                out[name.decode() if isinstance(name, bytes) else name] = int(raw)
-        return out
+        return markers.bridge_cursors(self._r)
 
     @translate
-    def record_gap(self, gap: GapMarker) -> None:
+    def record_gap(self, gap: Gap) -> None:
         """Mark [gap.start_ns, gap.end_ns] of a symbol as incomplete (idempotent)."""
         markers.record_gap(self._r, check_symbol(gap.symbol), gap)
 
     @translate
     def gaps(
         self, symbol: str, start: TimeLike | None = None, end: TimeLike | None = None
-    ) -> list[GapMarker]:
+    ) -> list[Gap]:
         """Gap markers overlapping [start, end): spans where data is known to be missing."""
         symbol = check_symbol(symbol)
         start_ns, end_ns, _ = bounds(start, end, None, self.settings)
@@ -335,7 +314,7 @@ class Vault:
     @translate
     def server_run_id(self) -> str:
         """The server's run id: it changes whenever the server process restarts."""
-        return str(self._r.info("server").get("run_id", ""))
+        return catalog.server_run_id(self._r)
 
     # ------------------------------------------------------------------ retention
     @translate

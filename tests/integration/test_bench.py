@@ -38,10 +38,10 @@ from tickvault.errors import BenchmarkError
 from tickvault.feeds.sim.generator import generate_day
 from tickvault.files import b3, reader
 from tickvault.ingest.files import import_files
+from tickvault.records.events import Gap
 from tickvault.records.trades import TradeBatch
 from tickvault.records.validate import SYMBOL_RE
 from tickvault.storage.server import read_state
-from tickvault.vault import GapMarker
 from tickvault.venue.b3 import B3_TZ
 
 RUNS: dict[str, list[str]] = {
@@ -87,7 +87,7 @@ def fill_user_store(vault: Vault, tmp_path: Path) -> None:
         vault.write_book("WINZ25", batch)
     start = int(sim_trades(1).ts_event[0])
     vault.record_gap(
-        GapMarker("WINZ25", "realtime", start, start + 10**9, "pub1", "trade.WINZ25", 7, 9, "lost")
+        Gap("WINZ25", "realtime", start, start + 10**9, "pub1", "trade.WINZ25", 7, 9, "lost")
     )
     vault.quarantine("bad message", "a test", [b"trade.WINZ25", b"\x00junk"])
     r = vault.client

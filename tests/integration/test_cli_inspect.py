@@ -17,8 +17,8 @@ from tests.conftest import sim_trades
 from tickvault import TradeBatch, Vault
 from tickvault.cli.main import cli
 from tickvault.cli.output import PIPE_WIDTH, WholeConsole
+from tickvault.records.events import Gap
 from tickvault.timeutil import format_ns
-from tickvault.vault import GapMarker
 
 
 @pytest.fixture
@@ -123,8 +123,8 @@ def test_console_is_wide_off_a_terminal_and_unchanged_on_one() -> None:
 
 
 # ---------------------------------------------------------------------- gaps
-def _gap(start_ns: int, end_ns: int, first: int, last: int) -> GapMarker:
-    return GapMarker(symbol="WINZ25", stream="realtime", start_ns=start_ns, end_ns=end_ns,
+def _gap(start_ns: int, end_ns: int, first: int, last: int) -> Gap:
+    return Gap(symbol="WINZ25", stream="realtime", start_ns=start_ns, end_ns=end_ns,
                      publisher="00000000000000ab", topic="T:WINZ25", seq_first=first,
                      seq_last=last, reason="evicted")  # fmt: skip
 

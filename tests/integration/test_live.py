@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -155,15 +156,42 @@ def test_attach_publishes_without_changing_the_callbacks(
 
 
 # ---------------------------------------------------------------------- slow subscriber
-class _SlowBridge(Bridge):
-    """A bridge whose first messages take long to handle, so its queue overflows."""
+class _GatedBridge(Bridge):
+    """A bridge that handles nothing until ``gate`` opens: its subscriber thread waits in
+    the first ``on_message``, so it reads nothing more and its queue overflows whatever
+    the machine's load."""
 
-    slow_messages = 20
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.gate = threading.Event()
 
     def on_message(self, msg: Message) -> None:
-        if self.stats.messages < self.slow_messages:
-            time.sleep(0.05)
+        self.gate.wait(GUARD_S)
         super().on_message(msg)
+
+
+def _kernel_buffer_bytes() -> int:
+    """The most loopback TCP can hold between a publisher and a subscriber that stopped
+    reading: the largest receive buffer plus the largest send buffer."""
+    total = 0
+    for name in ("tcp_rmem", "tcp_wmem"):
+        try:
+            total += int(Path(f"/proc/sys/net/ipv4/{name}").read_text().split()[2])
+        except (OSError, ValueError, IndexError):
+            total += 64 * 2**20
+    return total
+
+
+PER_MESSAGE = 2000
+"""Trades per message (under zmq_max_batch, so each publish_trades + flush is one)."""
+
+
+def _overflowing_batch(symbol: str) -> Any:
+    """More trades than ZeroMQ's queues (high-water mark 2) and the kernel's buffers can
+    hold: a subscriber that reads nothing until all is sent must miss some."""
+    message_bytes = wire.HEADER_SIZE + PER_MESSAGE * wire.TRADE_RECORD.size
+    messages = _kernel_buffer_bytes() // message_bytes + 16
+    return sim_trades(messages * PER_MESSAGE, symbol=symbol, days=1)
 
 
 def _publish_in_messages(pub: Publisher, symbol: str, batch: Any, per_message: int) -> None:
@@ -176,16 +204,17 @@ def _publish_in_messages(pub: Publisher, symbol: str, batch: Any, per_message: i
 def test_slow_subscriber_past_its_high_water_mark_loses_nothing(
     vault: Vault, endpoints: Endpoints
 ) -> None:
-    settings = vault.with_settings(zmq_hwm=2).settings
     v = vault.with_settings(zmq_hwm=2)
-    batch = sim_trades(60_000, symbol="WINZ25", days=1)
-    with Publisher(settings, endpoints=endpoints) as pub:
-        bridge = _SlowBridge(v, endpoints=[endpoints]).start()
+    batch = _overflowing_batch("WINZ25")
+    with Publisher(v.settings, endpoints=endpoints) as pub:
+        bridge = _GatedBridge(v, endpoints=[endpoints]).start()
         try:
-            _publish_in_messages(pub, "WINZ25", batch, 200)
+            _publish_in_messages(pub, "WINZ25", batch, PER_MESSAGE)
+            bridge.gate.set()  # everything sent (or dropped): the bridge reads again
             wait_for(lambda: bridge.stats.trades_stored >= len(batch), "all trades stored")
             sub = bridge.subscriber.stats
         finally:
+            bridge.gate.set()
             bridge.close()
     assert sub.gaps_detected > 0 and sub.recovered_messages > 0  # the queue did overflow
     assert sub.lost_messages == 0
@@ -197,26 +226,29 @@ def test_slow_subscriber_past_its_high_water_mark_loses_nothing(
 
 
 def test_unrecoverable_range_becomes_a_gap_marker(vault: Vault, endpoints: Endpoints) -> None:
-    # A replay buffer of ~20 kB cannot hold what the slow bridge misses, and no journal.
+    # A replay buffer of ~20 kB holds less than one message, and there is no journal.
     v = vault.with_settings(
         zmq_hwm=2, zmq_replay_buffer_mb=0.02, zmq_replay_timeout_s=1.0, journal=False
     )
-    batch = sim_trades(60_000, symbol="WDOZ25", days=1)
+    batch = _overflowing_batch("WDOZ25")
     with Publisher(v.settings, endpoints=endpoints) as pub:
-        bridge = _SlowBridge(v, endpoints=[endpoints]).start()
+        bridge = _GatedBridge(v, endpoints=[endpoints]).start()
         try:
-            _publish_in_messages(pub, "WDOZ25", batch, 200)
+            _publish_in_messages(pub, "WDOZ25", batch, PER_MESSAGE)
+            bridge.gate.set()
             sub = bridge.subscriber.stats
-            wait_for(lambda: sub.records + sub.lost_messages * 200 >= len(batch), "the end")
+            wait_for(lambda: sub.records + sub.lost_messages * PER_MESSAGE >= len(batch),
+                     "the end")  # fmt: skip
             wait_for(bridge.idle, "the bridge to write")
         finally:
+            bridge.gate.set()
             bridge.close()
     assert sub.lost_messages > 0
     gaps = vault.gaps("WDOZ25")
     assert gaps and all(g.stream == "realtime" and g.reason == "evicted" for g in gaps)
     assert sum(g.seq_last - g.seq_first + 1 for g in gaps) == sub.lost_messages
     stored = vault.range_columns("WDOZ25")
-    assert len(stored["trade_id"]) == len(batch) - 200 * sub.lost_messages
+    assert len(stored["trade_id"]) == len(batch) - PER_MESSAGE * sub.lost_messages
     # Every missing trade lies inside a marked gap; nothing outside the gaps is missing.
     missing = np.setdiff1d(batch.ts_event, stored["ts_event"])
     inside = np.zeros(missing.shape, dtype=bool)

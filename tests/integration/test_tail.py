@@ -23,10 +23,11 @@ from tickvault.cli.main import cli
 from tickvault.config import load_settings
 from tickvault.feeds.sim.generator import generate_day
 from tickvault.files import b3, reader
+from tickvault.records.events import Gap
 from tickvault.records.trades import TRADE_DTYPE, TradeBatch
 from tickvault.transport.endpoints import Endpoints
 from tickvault.transport.publisher import Publisher
-from tickvault.transport.subscriber import Gap, Subscriber
+from tickvault.transport.subscriber import Subscriber
 from tickvault.transport.wire import Kind, Message, WireError
 from tickvault.venue.b3 import B3_TZ
 

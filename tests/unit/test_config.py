@@ -111,3 +111,33 @@ def test_settings_are_frozen_and_hide_passwords() -> None:
     with pytest.raises(Exception, match="frozen"):
         s.retention_days = 1  # type: ignore[misc]
     assert "secret" not in repr(s)
+
+
+def test_settings_built_directly_with_a_bad_value_raise_config_error_naming_it() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings(zmq_ticks_port=70_000)
+    message = str(caught.value)
+    assert "zmq_ticks_port" in message and "70000" in message
+    assert "tickvault config" in message  # what to do
+    assert not isinstance(caught.value, ValueError)  # not pydantic's ValidationError
+
+
+def test_settings_built_directly_with_an_unknown_key_raise_config_error_listing_known_ones() -> (
+    None
+):
+    with pytest.raises(ConfigError, match=r"unknown setting 'zmq_hwn'.*zmq_hwm"):
+        Settings(zmq_hwn=5)  # type: ignore[call-arg]
+
+
+def test_settings_model_validate_with_a_bad_value_raises_config_error_too() -> None:
+    with pytest.raises(ConfigError, match="exchange_tz"):
+        Settings.model_validate({"exchange_tz": "Mars/Olympus"})
+
+
+def test_load_settings_still_says_where_a_bad_value_came_from(tmp_path: Path) -> None:
+    cfg = tmp_path / "tickvault.toml"
+    cfg.write_text("zmq_hwm = 0\n")
+    with pytest.raises(
+        ConfigError, match=r"invalid settings \(from .*tickvault.toml and environment\): zmq_hwm"
+    ):
+        load_settings(cfg, environ={})

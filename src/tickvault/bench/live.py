@@ -30,7 +30,7 @@ from typing import Any
 from tickvault.bench.isolation import SYMBOL_PREFIX, clear_keys, symbol_keys
 from tickvault.errors import BenchmarkError
 from tickvault.feeds.sim.generator import generate_trades
-from tickvault.live.bridge import percentiles
+from tickvault.live.stats import percentiles
 from tickvault.transport.endpoints import free_tcp_ports
 from tickvault.vault import Vault
 

@@ -34,7 +34,7 @@ def valkey_url(_ctx: click.Context, _param: click.Parameter, value: str | None) 
     import pydantic
 
     try:
-        return Settings.model_validate({"valkey_url": value}).valkey_url
+        return Settings.model_validate({"valkey_url": value}, context={"raw": True}).valkey_url
     except pydantic.ValidationError as exc:
         msg = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
         raise click.BadParameter(msg) from None

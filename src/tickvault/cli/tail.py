@@ -6,9 +6,9 @@ from typing import Any
 
 from rich.console import Console
 
+from tickvault.records.events import Gap
 from tickvault.records.trades import TradeType
 from tickvault.timeutil import format_ns
-from tickvault.transport.subscriber import Gap
 from tickvault.transport.wire import Message, WireError
 
 _SIDE: dict[int, str] = {TradeType.AGGRESSOR_BUY: "buy ", TradeType.AGGRESSOR_SELL: "sell"}

@@ -28,34 +28,37 @@ says what it did not store; the cursors were not moved past it, so the next run
 asks the publisher (replay buffer or journal) for it again. A server that comes
 back without writes it had acknowledged (a restart shows as a new run id; a
 stored cursor then lags what this bridge stored) makes every topic restart from
-the stored cursors, so no hole is written over.
+the stored cursors, so no hole is written over (``outage``).
+
+What is held between writes is in ``batching`` (pure), the counters in ``stats``.
 """
 
 from __future__ import annotations
 
-import collections
+import dataclasses
 import functools
 import logging
 import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import zmq
 
 from tickvault.errors import ServerError, ServerUnreachable, ValidationError
+from tickvault.live.batching import Batches, Cycle
+from tickvault.live.outage import OutageHandling
+from tickvault.live.stats import BridgeStats
 from tickvault.logutil import RateLimitedLog
-from tickvault.records.trades import TRADE_DTYPE, TradeBatch
+from tickvault.records.events import Gap, feeder_gaps
+from tickvault.records.trades import TradeBatch
 from tickvault.records.validate import check_symbol, validate, validate_book
 from tickvault.storage.keys import StoreKind
 from tickvault.transport.endpoints import Endpoints
-from tickvault.transport.subscriber import Gap, Subscriber
-from tickvault.transport.wire import BOOK_DTYPE, GAP_REASONS, Kind, Message, WireError
-from tickvault.vault import GapMarker, StoreItem, Vault
+from tickvault.transport.subscriber import Subscriber
+from tickvault.transport.wire import Kind, Message, WireError, parse_topic
+from tickvault.vault import Vault
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +67,6 @@ _STREAM_OF: dict[Kind, StoreKind] = {
     Kind.HISTORY: "historical",
     Kind.BOOK: "book",
 }
-_LAG_SAMPLES = 200_000
-_RUN_ID_EVERY_S = 0.02
-_STOP_GRACE_S = 1.0
-"""Stopped while Valkey is unreachable, the writer keeps trying this long at most."""
 
 
 SWITCH_INTERVAL_S = 0.0005
@@ -84,68 +83,7 @@ def cursor_name(publisher: int, topic: str) -> str:
     return f"{publisher:016x}:{topic}"
 
 
-@dataclass(slots=True)
-class _Pending:
-    arrays: list[npt.NDArray[np.void]] = field(default_factory=list)
-    cursors: dict[str, int] = field(default_factory=dict)
-    recv_ns: list[int] = field(default_factory=list)
-    first: dict[str, int] = field(default_factory=dict)
-    """The first sequence number held per cursor (for the report of what was not stored)."""
-
-
-@dataclass(slots=True)
-class BridgeStats:
-    messages: int = 0
-    trades_stored: int = 0
-    writes: int = 0
-    write_errors: int = 0
-    gaps: int = 0
-    rejected: collections.Counter[str] = field(default_factory=collections.Counter)
-    lag_ms: collections.deque[float] = field(
-        default_factory=lambda: collections.deque(maxlen=_LAG_SAMPLES)
-    )
-    """Per live message: from the publish call of its earliest trade (``ts_recv``) to
-    stored and readable, in ms."""
-    stored_by_symbol: collections.Counter[str] = field(default_factory=collections.Counter)
-    last_write_ns: int = 0
-    book_updates_stored: int = 0
-    """Wall time when the latest write returned."""
-    outages: int = 0
-    """Times Valkey became unreachable while the bridge had something to write."""
-    rollbacks: int = 0
-    """Times Valkey came back without writes it had acknowledged (killed with appendfsync
-    everysec, or restored from an older copy): the bridge asked again from its cursors."""
-    unstored_trades: int = 0
-    unstored_book_updates: int = 0
-    unstored: dict[str, tuple[int, int]] = field(default_factory=dict)
-    """What a stop during an outage left unstored: cursor name -> (first, last) seq."""
-
-    def unstored_summary(self) -> str:
-        """One sentence on what was not stored (empty when everything was)."""
-        if not self.unstored:
-            return ""
-        spans = ", ".join(f"{name.partition(':')[2]} seq {a}..{b}"
-                          for name, (a, b) in sorted(self.unstored.items()))  # fmt: skip
-        return (
-            f"NOT stored (Valkey unreachable at stop): {self.unstored_trades:,} trades and "
-            f"{self.unstored_book_updates:,} book updates ({spans}); the stored cursors stay "
-            "before them, so the next bridge run asks the publisher's replay buffer or "
-            "journal for them again"
-        )
-
-    def lag_percentiles(self, *qs: float) -> list[float]:
-        return percentiles(self.lag_ms, *qs)
-
-
-def percentiles(samples: Iterable[float], *qs: float) -> list[float]:
-    """The ``qs`` percentiles of ``samples`` (NaN when there are none)."""
-    values = np.fromiter(samples, float)
-    if not values.size:
-        return [float("nan")] * len(qs)
-    return [float(v) for v in np.percentile(values, qs)]
-
-
-class Bridge:
+class Bridge(OutageHandling):
     """Subscribe to publishers and store trades. ``run()`` blocks until ``stop()``."""
 
     def __init__(
@@ -170,17 +108,12 @@ class Bridge:
             context=context,
         )
         self._cond = threading.Condition()
-        self._pending: dict[tuple[str, StoreKind], _Pending] = {}
-        self._gaps: list[GapMarker] = []
-        self._rejects: list[tuple[str, str, list[bytes]]] = []
+        self._batches = Batches(int(self.settings.bridge_max_held_mb * 2**20))
         self._stopping = False
         self._stop_requested = False
         self._busy = False
         self._outage = False
         self._abandoned = False
-        self._held_bytes = 0
-        self._inflight_bytes = 0
-        self._max_held = int(self.settings.bridge_max_held_mb * 2**20)
         self._resume_failed_at = 0.0
         self._resyncing = False
         self._run_id = ""
@@ -257,7 +190,7 @@ class Bridge:
     def idle(self) -> bool:
         """Nothing pending to write (everything delivered so far is stored)."""
         with self._cond:
-            return not (self._pending or self._gaps or self._rejects) and not self._busy
+            return self._batches.empty() and not self._busy
 
     # ------------------------------------------------------------------ handler (subscriber thread)
     def resume_seq(self, publisher: int, topic: str) -> int | None:
@@ -304,78 +237,51 @@ class Bridge:
             return
         records = msg.records()  # checked on arrival (``check``)
         name = cursor_name(msg.publisher, msg.topic)
+        # lag from the earliest trade's publish call (its ts_recv), so the publisher's
+        # queueing and batching are counted too
+        recv_ns = int(records["ts_recv"].min()) if msg.kind is Kind.TRADE and len(records) else None
         with self._cond:
             self._wait_for_room()
-            pending = self._pending.get((msg.symbol, stream))
-            if pending is None:
-                pending = self._pending[(msg.symbol, stream)] = _Pending()
-            if len(records):
-                pending.arrays.append(records)
-                self._held_bytes += len(msg.body)
-                if msg.kind is Kind.TRADE:
-                    # lag from the earliest trade's publish call (its ts_recv), so the
-                    # publisher's queueing and batching are counted too
-                    pending.recv_ns.append(int(records["ts_recv"].min()))
-            pending.first.setdefault(name, msg.seq)
-            pending.cursors[name] = msg.seq
+            self._batches.add((msg.symbol, stream), records, name, msg.seq,
+                              size_bytes=len(msg.body), recv_ns=recv_ns)  # fmt: skip
             self._cond.notify()
 
     def _wait_for_room(self) -> None:
         """While Valkey is down and the bridge holds ``bridge_max_held_mb``, stop reading
         (called holding ``_cond``): ZeroMQ drops what follows, and the replay buffer or
         journal supplies it once the store is back."""
-        if self._held_bytes + self._inflight_bytes < self._max_held:
+        if not self._batches.full():
             return
         self._rate_log.warning(
             "held", "bridge: holding %.0f MiB while Valkey is unreachable (bridge_max_held_mb); "
             "reading paused, the rest will come from the replay buffer or journal",
-            (self._held_bytes + self._inflight_bytes) / 2**20,
+            (self._batches.held_bytes + self._batches.inflight_bytes) / 2**20,
         )  # fmt: skip
-        while (
-            self._held_bytes + self._inflight_bytes >= self._max_held
-            and not self._stop_requested
-            and not self._resyncing
-        ):
+        while self._batches.full() and not self._stop_requested and not self._resyncing:
             self._cond.wait(0.5)
 
     def _feeder_gaps(self, msg: Message) -> None:
         """A feeder reports trades it missed and could not backfill: record gap markers."""
         symbol = msg.symbol  # checked on arrival
-        markers = [
-            GapMarker(
-                symbol=symbol, stream="realtime", start_ns=int(r["start_ns"]),
-                end_ns=int(r["end_ns"]), publisher=f"{msg.publisher:016x}", topic=msg.topic,
-                seq_first=msg.seq, seq_last=msg.seq,
-                reason=GAP_REASONS.get(int(r["reason"]), f"feeder reason {int(r['reason'])}"),
-            )
-            for r in msg.records()
-        ]  # fmt: skip
+        markers = feeder_gaps(
+            msg.records(), symbol=symbol, publisher=msg.publisher, topic=msg.topic, seq=msg.seq
+        )
         with self._cond:
-            self._gaps.extend(markers)
-            pending = self._pending.setdefault((symbol, "realtime"), _Pending())
             name = cursor_name(msg.publisher, msg.topic)
-            pending.first.setdefault(name, msg.seq)
-            pending.cursors[name] = msg.seq
+            self._batches.add_gaps((symbol, "realtime"), markers, name, msg.seq, msg.seq)
             self._cond.notify()
 
     def on_gap(self, gap: Gap) -> None:
         self.stats.gaps += 1
-        stream = _STREAM_OF.get(gap.kind, "realtime")
+        stream = _STREAM_OF.get(parse_topic(gap.topic)[0], "realtime")
         try:
             symbol = check_symbol(gap.symbol)
         except ValidationError:
             return
-        marker = GapMarker(
-            symbol=symbol, stream=stream, start_ns=gap.start_ns, end_ns=gap.end_ns,
-            publisher=f"{gap.publisher:016x}", topic=gap.topic, seq_first=gap.seq_first,
-            seq_last=gap.seq_last, reason=gap.reason,
-        )  # fmt: skip
+        marker = dataclasses.replace(gap, symbol=symbol, stream=stream)
         with self._cond:
-            self._gaps.append(marker)
-            pending = self._pending.setdefault((symbol, stream), _Pending())
-            name = cursor_name(gap.publisher, gap.topic)
-            pending.first.setdefault(name, gap.seq_first)
-            pending.cursors[name] = max(pending.cursors.get(name, 0), gap.seq_last)
+            name = cursor_name(gap.publisher_id, gap.topic)
+            self._batches.add_gaps((symbol, stream), [marker], name, gap.seq_first, gap.seq_last)
             self._cond.notify()
 
     def on_invalid(self, frames: list[bytes], error: WireError) -> None:
@@ -385,149 +291,47 @@ class Bridge:
         self.stats.rejected[reason] += 1
         self._rate_log.warning(reason, "bridge: rejected a message (%s): %s", reason, detail)
         with self._cond:
-            self._rejects.append((reason, detail, list(frames)))
+            self._batches.add_reject(reason, detail, frames)
             self._cond.notify()
 
     # ------------------------------------------------------------------ writer thread
     def _write_loop(self) -> None:
         while True:
             with self._cond:
-                while not (self._pending or self._gaps or self._rejects or self._stopping):
+                while self._batches.empty() and not self._stopping:
                     self._cond.wait()
-                if not (self._pending or self._gaps or self._rejects):
+                if self._batches.empty():
                     return
-                pending, self._pending = self._pending, {}
-                gaps, self._gaps = self._gaps, []
-                rejects, self._rejects = self._rejects, []
-                self._inflight_bytes, self._held_bytes = self._held_bytes, 0
+                cycle = self._batches.take()
                 self._busy = True
             try:
-                if self._abandoned or not self._retrying(
-                    functools.partial(self._write, pending, gaps, rejects)
-                ):
-                    self._abandon(pending)
+                if self._abandoned or not self._retrying(functools.partial(self._write, cycle)):
+                    self._abandon(cycle)
             finally:
                 with self._cond:
                     self._busy = False
-                    self._inflight_bytes = 0
+                    self._batches.written()
                     self._cond.notify_all()  # room again for a paused subscriber
-
-    def _retrying(self, action: Any) -> bool:
-        """Run ``action`` until it succeeds (the server may be restarting), with backoff;
-        False if a stop came while the server was unreachable and it stayed so."""
-        delay, outage_start = 0.05, 0.0
-        give_up_at = 0.0
-        while True:
-            try:
-                restarted = self._server_restarted()
-                if (outage_start or restarted) and self._rolled_back():
-                    return True  # the batch is dropped: the publishers send it again
-                action()
-            except ServerError as exc:  # the store's errors, translated at its seam
-                self.stats.write_errors += 1
-                now = time.monotonic()
-                if not outage_start:
-                    outage_start = now
-                    self._outage = True
-                    self.stats.outages += 1
-                    log.warning(
-                        "bridge: cannot write to Valkey (%s); holding what arrives in memory, "
-                        "still receiving, retrying with backoff (at most every %gs)",
-                        exc, self.settings.store_retry_max_s,
-                    )  # fmt: skip
-                if self._stop_requested or self._stopping:
-                    give_up_at = give_up_at or now + min(_STOP_GRACE_S, delay)
-                    if now >= give_up_at:
-                        log.error("bridge: stopping while Valkey is unreachable: %s", exc)
-                        self._abandoned = True
-                        return False
-                    delay = min(delay, _STOP_GRACE_S)
-                with self._cond:
-                    self._cond.wait(delay)  # a stop wakes it
-                delay = min(delay * 2, self.settings.store_retry_max_s)
-                continue
-            if outage_start:
-                self._outage = False
-                log.warning(
-                    "bridge: Valkey reachable again after %.1fs; stored what was held",
-                    time.monotonic() - outage_start,
-                )
-            return True
-
-    def _server_restarted(self) -> bool:
-        """Whether the server restarted since the last look (its run id changed). valkey-py
-        reconnects an idle connection without an error, so a restart between two writes
-        shows nowhere else. Looked at before a write unless the last look is under
-        ``_RUN_ID_EVERY_S`` old: no server dies, restarts and loads its AOF that fast, so
-        a write never lands on a restarted server unseen."""
-        now = time.monotonic()
-        if not self._stored or now - self._run_id_checked < _RUN_ID_EVERY_S:
-            return False
-        run_id = self.vault.server_run_id()
-        self._run_id_checked = time.monotonic()
-        restarted = bool(self._run_id) and run_id != self._run_id
-        self._run_id = run_id
-        return restarted
-
-    def _rolled_back(self) -> bool:
-        """After an outage, before writing: did Valkey come back without writes it had
-        acknowledged? Then every topic restarts from the stored cursors (what this
-        bridge holds is dropped and asked for again), so no hole is written over."""
-        behind = {}
-        for (symbol, name), seq in self._stored.items():
-            actual = self.vault.bridge_cursor(symbol, name) or 0
-            if actual < seq:
-                behind[name] = (actual, seq)
-        if not behind:
-            return False
-        self.stats.rollbacks += 1
-        log.warning(
-            "bridge: Valkey came back without writes it had acknowledged (%s); asking the "
-            "publishers again from the stored cursors",
-            ", ".join(f"{n.partition(':')[2]} stored up to {b}, now {a}"
-                      for n, (a, b) in sorted(behind.items())),
-        )  # fmt: skip
-        self._outage = False  # the cursors can be read again
-        self._resyncing = True  # a subscriber paused for room must not wait for us
-        try:
-            resynced = self.subscriber.resync(60.0)
-        finally:
-            self._resyncing = False
-        if not resynced:
-            raise ServerUnreachable("the bridge could not resume from the stored cursors")
-        for key in list(self._stored):
-            self._stored[key] = self.vault.bridge_cursor(*key) or 0
-        return True
 
     def on_resync(self) -> None:
         """(subscriber thread) Every topic restarts from the store: drop what is held."""
         with self._cond:
-            self._pending.clear()
-            self._gaps.clear()
-            self._held_bytes = 0
+            self._batches.clear()
 
-    def _abandon(self, pending: dict[tuple[str, StoreKind], _Pending]) -> None:
+    def _abandon(self, cycle: Cycle) -> None:
         """Count what a stop during an outage leaves unstored (its cursors never moved)."""
-        for (_, stream), p in pending.items():
-            n = sum(len(a) for a in p.arrays)
-            if stream == "book":
-                self.stats.unstored_book_updates += n
-            else:
-                self.stats.unstored_trades += n
-            for name, last in p.cursors.items():
-                first = p.first.get(name, last)
-                old = self.stats.unstored.get(name)
-                self.stats.unstored[name] = (
-                    (min(old[0], first), max(old[1], last)) if old else (first, last)
-                )
+        trades, book, ranges = cycle.unstored()
+        self.stats.unstored_trades += trades
+        self.stats.unstored_book_updates += book
+        for name, (first, last) in ranges.items():
+            old = self.stats.unstored.get(name)
+            self.stats.unstored[name] = (
+                (min(old[0], first), max(old[1], last)) if old else (first, last)
+            )
 
-    def _write(
-        self,
-        pending: dict[tuple[str, StoreKind], _Pending],
-        gaps: list[GapMarker],
-        rejects: list[tuple[str, str, list[bytes]]],
-    ) -> None:
+    def _write(self, cycle: Cycle) -> None:
         # Each item leaves its list once stored, so a retry after a failure repeats none.
+        pending, gaps, rejects = cycle.pending, cycle.gaps, cycle.rejects
         while rejects:
             self.vault.quarantine(*rejects[0])
             rejects.pop(0)
@@ -536,15 +340,8 @@ class Bridge:
         while gaps:
             self.vault.record_gap(gaps[0])
             gaps.pop(0)
-        # One round trip for the whole cycle; trades first, so a book call never delays
-        # the trades that arrived with it.
-        keys = sorted(pending, key=lambda k: k[1] == "book")
-        items = []
-        for symbol, stream in keys:
-            p = pending[(symbol, stream)]
-            dtype = BOOK_DTYPE if stream == "book" else TRADE_DTYPE
-            records = np.concatenate(p.arrays) if p.arrays else np.zeros(0, dtype)
-            items.append(StoreItem(symbol, stream, records, p.cursors))
+        # One round trip for the whole cycle, trades first (``Cycle.items``).
+        items = cycle.items()
         self.vault.store_cycle(items)
         for item in items:
             for name, seq in item.cursors.items():

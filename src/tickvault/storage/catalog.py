@@ -95,3 +95,8 @@ def server_status(r: Any, url: str, embedded: bool) -> dict[str, Any]:
         "maxmemory_policy": policy.get("maxmemory-policy"),
         "used_memory": r.info("memory").get("used_memory"),
     }
+
+
+def server_run_id(r: Any) -> str:
+    """The server's run id: it changes whenever the server process restarts."""
+    return str(r.info("server").get("run_id", ""))

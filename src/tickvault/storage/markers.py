@@ -9,23 +9,12 @@ from typing import Any
 
 import orjson
 
+from tickvault.records.events import Gap
 from tickvault.storage.keys import QUARANTINE_KEY, cursor_key, gaps_key
 from tickvault.timeutil import NS_PER_MS, now_ns
 
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class GapMarker:
-    """A span of one symbol's data known to be incomplete (messages lost in transport)."""
-
-    symbol: str
-    stream: str
-    start_ns: int
-    end_ns: int
-    publisher: str
-    topic: str
-    seq_first: int
-    seq_last: int
-    reason: str
+GapMarker = Gap
+"""The name the store's API has always used for a ``Gap`` record."""
 
 
 def bridge_cursor(r: Any, symbol: str, name: str) -> int | None:
@@ -34,16 +23,34 @@ def bridge_cursor(r: Any, symbol: str, name: str) -> int | None:
     return None if raw is None else int(raw)
 
 
-def record_gap(r: Any, symbol: str, gap: GapMarker) -> None:
+def gap_to_json(gap: Gap) -> bytes:
+    """The stored form of a gap: a JSON object of its fields, keys sorted (so recording
+    the same gap twice stores one member)."""
+    return orjson.dumps(dataclasses.asdict(gap), option=orjson.OPT_SORT_KEYS)
+
+
+def gap_from_json(raw: bytes) -> Gap:
+    return Gap(**orjson.loads(raw))
+
+
+def bridge_cursors(r: Any) -> dict[str, int]:
+    """Every bridge cursor of every symbol: ``<publisher>:<topic>`` -> last seq stored."""
+    out: dict[str, int] = {}
+    for key in r.scan_iter(match="ticks:*:cursor", count=1000):
+        for name, raw in r.hgetall(key).items():
+            out[name.decode() if isinstance(name, bytes) else name] = int(raw)
+    return out
+
+
+def record_gap(r: Any, symbol: str, gap: Gap) -> None:
     """Mark [gap.start_ns, gap.end_ns] of ``symbol`` (canonical) as incomplete (idempotent)."""
-    member = orjson.dumps(dataclasses.asdict(gap), option=orjson.OPT_SORT_KEYS)
-    r.zadd(gaps_key(symbol), {member: gap.start_ns // NS_PER_MS})
+    r.zadd(gaps_key(symbol), {gap_to_json(gap): gap.start_ns // NS_PER_MS})
 
 
-def gaps(r: Any, symbol: str, start_ns: int, end_ns: int) -> list[GapMarker]:
+def gaps(r: Any, symbol: str, start_ns: int, end_ns: int) -> list[Gap]:
     """Gap markers overlapping [start_ns, end_ns)."""
     raw = r.zrangebyscore(gaps_key(symbol), "-inf", f"({-(-end_ns // NS_PER_MS)}")
-    found = [GapMarker(**orjson.loads(m)) for m in raw]
+    found = [gap_from_json(m) for m in raw]
     return [g for g in found if g.end_ns >= start_ns and g.start_ns < end_ns]
 
 

@@ -22,6 +22,10 @@ number) on the PUB sockets and, as a notice, to every subscriber connected to
 the ROUTER, repeated every ``zmq_heartbeat_s``; it keeps answering replay
 requests until every connected subscriber has acknowledged that it holds
 everything up to the final sequence numbers, or ``zmq_linger_s`` has passed.
+
+This module is the publishing side (queues, the sender thread, lifecycle); the
+replay service, the journal writes and the end of stream are in
+``replay_service`` (mixed into ``Publisher``).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import os
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,31 +48,15 @@ from tickvault.records.trades import TRADE_DTYPE, TradeBatch, TradeFlag, TradeTy
 from tickvault.transport import wire
 from tickvault.transport.endpoints import Endpoints, endpoint_name
 from tickvault.transport.journal import JournalReader, JournalWriter
-from tickvault.transport.replay import ReplayAnswer, ReplayBuffer
+from tickvault.transport.replay import ReplayBuffer
+from tickvault.transport.replay_service import ReplayService, TopicState
 from tickvault.transport.wire import Kind
 
 log = logging.getLogger(__name__)
 
 _pack_trade = wire.TRADE_RECORD.pack
-_PEER_FORGET_S = 60.0
-"""A subscriber not heard from for this long (it says hello every few seconds) is not
-waited for at the end of stream."""
 _MAX_TAKE = 1 << 16
 """Most queue items one topic sends per pass, so no topic starves the others."""
-
-
-@dataclass(slots=True)
-class _TopicState:
-    topic: bytes
-    kind: Kind
-    socket: zmq.Socket[bytes]
-    record_size: int
-    name: str
-    queue: deque[bytes] = field(default_factory=deque)
-    """Packed records waiting for the sender (appended by any thread)."""
-    seq: int = 0
-    first_ts: int = 0
-    last_ts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +77,7 @@ class PublisherStats:
     """Subscribers that acknowledged the end of stream before ``close()`` returned."""
 
 
-class Publisher:
+class Publisher(ReplayService):
     """Publishes trades, history, book updates, states and signals. Thread-safe."""
 
     def __init__(
@@ -130,7 +118,7 @@ class Publisher:
                 f"cannot bind the publisher's sockets ({exc}); is another publisher running "
                 "on these ports? Change zmq_*_port or zmq_host in the config"
             ) from exc
-        self._topics: dict[str, _TopicState] = {}
+        self._topics: dict[str, TopicState] = {}
         self._topics_lock = threading.Lock()
         self._queues: dict[Kind, dict[str, deque[bytes]]] = {k: {} for k in wire.TOPIC_PREFIX}
         self._flush_waiters: list[threading.Event] = []
@@ -187,7 +175,7 @@ class Publisher:
             if st is None:
                 sock = self._sockets[endpoint_name(kind)]
                 size = wire.RECORD_DTYPE[kind].itemsize
-                st = self._topics[topic] = _TopicState(
+                st = self._topics[topic] = TopicState(
                     topic.encode("ascii"), kind, sock, size, topic
                 )
                 self._queues[kind][symbol] = st.queue
@@ -273,7 +261,7 @@ class Publisher:
         return done.wait(timeout_s)
 
     # ------------------------------------------------------------------ sender
-    def _emit(self, st: _TopicState, payload: bytes | memoryview) -> bytes:
+    def _emit(self, st: TopicState, payload: bytes | memoryview) -> bytes:
         """Number, seal, keep (replay buffer, journal) and return one message body; the
         caller sends it once the journal is flushed, so whatever a subscriber received
         is already in the journal."""
@@ -291,30 +279,13 @@ class Publisher:
         self._by_kind[st.kind.name] = self._by_kind.get(st.kind.name, 0) + 1
         return body
 
-    def _journal_write(self, topic: bytes, body: bytes) -> None:
-        assert self._journal is not None
-        try:
-            self._journal.append(topic, body)
-            self._counts["journal_messages"] += 1
-        except OSError as exc:  # a full disk must not stop the feed
-            log.error("publisher: journal write failed (%s); journal off from here", exc)
-            self._journal = None
-
-    def _journal_flush(self) -> None:
-        if self._journal is not None:
-            try:
-                self._journal.flush()
-            except OSError as exc:
-                log.error("publisher: journal write failed (%s); journal off from here", exc)
-                self._journal = None
-
     def _pending(self) -> bool:
         return any(st.queue for st in list(self._topics.values()))
 
     def _drain(self) -> None:
         """Send what every topic has queued: one message per topic, split at max_batch."""
         waiters, self._flush_waiters = self._flush_waiters, []
-        out: list[tuple[_TopicState, list[bytes]]] = []
+        out: list[tuple[TopicState, list[bytes]]] = []
         for st in list(self._topics.values()):
             queue = st.queue
             n = min(len(queue), _MAX_TAKE)
@@ -363,171 +334,6 @@ class Publisher:
                 self._drain()
             except Exception:  # the sender must survive anything and keep the socket
                 log.exception("publisher: send failed")
-
-    # ------------------------------------------------------------------ replay service
-    def _replay_loop(self) -> None:
-        ctrl = self._ctx.socket(zmq.PAIR)
-        ctrl.connect(self._ctrl_addr)
-        poller = zmq.Poller()
-        poller.register(self._router, zmq.POLLIN)
-        poller.register(ctrl, zmq.POLLIN)
-        ending_until = 0.0
-        try:
-            while True:
-                timeout = None
-                if ending_until:
-                    timeout = max(0, int(self.settings.zmq_heartbeat_s * 1000))
-                events = dict(poller.poll(timeout))
-                if ctrl in events:
-                    if ctrl.recv() == b"stop":
-                        return
-                    ending_until = time.monotonic() + self.settings.zmq_linger_s
-                    self._announce_end(first=True)
-                if self._router in events:
-                    for _ in range(256):
-                        try:
-                            frames = self._router.recv_multipart(zmq.NOBLOCK)
-                        except zmq.Again:
-                            break
-                        try:
-                            self._on_router(frames)
-                        except Exception:  # the replay service must survive any request
-                            log.exception("publisher: replay request failed")
-                if ending_until:
-                    waiting = self._waiting_peers()
-                    if not waiting or time.monotonic() >= ending_until:
-                        if waiting:
-                            log.warning(
-                                "publisher: %d subscriber(s) did not confirm the end of stream "
-                                "within zmq_linger_s=%gs; what they miss is in the journal",
-                                len(waiting), self.settings.zmq_linger_s,
-                            )  # fmt: skip
-                        ending_until = 0.0
-                        self._ended.set()
-                    elif not events or self._router not in events:
-                        self._announce_end(first=False)
-        finally:
-            ctrl.close(linger=0)
-
-    def _waiting_peers(self) -> list[bytes]:
-        """Subscribers heard from recently that have not confirmed the end of stream."""
-        since = time.monotonic() - _PEER_FORGET_S
-        return [p for p, (heard, acked) in self._peers.items() if not acked and heard >= since]
-
-    def _on_router(self, frames: list[bytes]) -> None:
-        peer = frames[0]
-        if len(frames) == 2 and frames[1] == wire.BYE_MAGIC:
-            self._peers.pop(peer, None)
-            return
-        state = self._peers.get(peer)
-        if state is None:
-            state = self._peers[peer] = [0.0, False]
-            if self._ending:
-                self._send_end_notice(peer)
-        state[0] = time.monotonic()
-        if len(frames) == 2 and frames[1] == wire.HELLO_MAGIC:
-            return
-        if len(frames) == 3 and frames[1] == wire.ACK_MAGIC:
-            if int.from_bytes(frames[2], "little") == self.id and not state[1]:
-                self._counts["end_acks"] += 1
-                state[1] = True
-            return
-        self._answer(frames)
-
-    def _answer(self, frames: list[bytes]) -> None:
-        self._counts["replay_requests"] += 1
-        # [identity, magic, topic, publisher(8), range(16)]
-        if (
-            len(frames) != 5
-            or frames[1] != wire.REPLAY_MAGIC
-            or len(frames[4]) != wire.REPLAY_RANGE.size
-        ):
-            log.warning("publisher: malformed replay request ignored (%d frames)", len(frames))
-            return
-        identity, _, topic_raw, pub_raw, range_raw = frames
-        first, last, tag = wire.REPLAY_RANGE.unpack(range_raw)
-        publisher = int.from_bytes(pub_raw, "little")
-        topic = topic_raw.decode("ascii", "replace")
-        if publisher == self.id:
-            answer = self._replay.get(topic, first, last)
-            if answer.first_held > first and answer.first_held != wire.NOTHING_HELD:
-                answer = self._from_journal(publisher, topic, first, answer)
-        else:  # an earlier session: its journal, if it is on this host
-            answer = self._from_journal(publisher, topic, first, None)
-        status = wire.REPLAY_STATUS.pack(
-            answer.first_held, len(answer.bodies), answer.first_ts_event, answer.last_seq,
-            answer.last_ts_event, int(answer.ended), tag,
-        )  # fmt: skip
-        try:
-            self._router.send_multipart(
-                [identity, wire.REPLAY_MAGIC, topic_raw, pub_raw, status, *answer.bodies],
-                zmq.NOBLOCK,
-            )
-        except zmq.ZMQError:  # gone, or not reading: it asks again or gives up
-            return
-        self._counts["replayed_messages"] += len(answer.bodies)
-
-    def _from_journal(
-        self, publisher: int, topic: str, first: int, memory: ReplayAnswer | None
-    ) -> ReplayAnswer:
-        """What the journal of ``publisher`` holds from ``first`` on, up to what memory
-        still holds (the subscriber asks again for the rest)."""
-        nothing = memory or ReplayAnswer(wire.NOTHING_HELD, [], 0)
-        if publisher not in self._readers:
-            candidate = JournalReader(self._journal_dir, publisher)
-            self._readers[publisher] = candidate if candidate.exists() else None
-        reader = self._readers[publisher]
-        if reader is None:
-            return nothing
-        last = memory.first_held - 1 if memory is not None else 2**63
-        found = reader.get(topic, first, last)
-        if found.first_held == wire.NOTHING_HELD or found.first_held > (
-            memory.first_held if memory is not None else found.first_held
-        ):
-            return nothing
-        self._counts["journal_answers"] += len(found.bodies)
-        if memory is None:
-            return found
-        return ReplayAnswer(
-            found.first_held, found.bodies, memory.first_ts_event or found.first_ts_event,
-            memory.last_seq, memory.last_ts_event, memory.ended,
-        )  # fmt: skip
-
-    # ------------------------------------------------------------------ end of stream
-    def _end_bodies(self) -> list[bytes]:
-        now = time.time_ns()
-        frames: list[bytes] = []
-        for st in list(self._topics.values()):
-            if st.seq:
-                frames += [st.topic, wire.encode_end(st.topic, self.id, st.seq, now, st.last_ts)]
-        return frames
-
-    def _send_end_notice(self, peer: bytes) -> None:
-        frames = self._end_bodies()
-        if not frames:
-            return
-        try:
-            self._router.send_multipart([peer, wire.END_MAGIC, *frames], zmq.NOBLOCK)
-        except zmq.ZMQError as exc:
-            if exc.errno == zmq.EHOSTUNREACH:  # its connection is gone: do not wait for it
-                self._peers.pop(peer, None)
-            # else not reading (stopped?): the notice is repeated
-
-    def _announce_end(self, *, first: bool) -> None:
-        """END on every topic's PUB socket and a notice to each subscriber not yet done
-        (the sender thread has stopped, so this thread may use the PUB sockets)."""
-        frames = self._end_bodies()
-        for i in range(0, len(frames), 2):
-            st = self._topics[frames[i].decode("ascii")]
-            st.socket.send_multipart([frames[i], frames[i + 1]])
-            if first:
-                self._replay.end(st.name)
-                if self._journal is not None:
-                    self._journal_write(frames[i], frames[i + 1])
-        if first:
-            self._journal_flush()
-        for peer in self._waiting_peers():
-            self._send_end_notice(peer)
 
     # ------------------------------------------------------------------ lifecycle
     def stats(self) -> PublisherStats:
