@@ -228,9 +228,9 @@ def test_bench_interrupted_stops_its_server_and_deletes_its_directory(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode != 0
-    assert "Traceback" not in err
-    assert not data_dir.exists()
+    assert proc.returncode != 0, err
+    assert "Traceback" not in err, err
+    assert not data_dir.exists(), err
     assert valkey_servers_using(bench_tmp) == []
     assert snapshot(user_store) == before
 

@@ -57,8 +57,21 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)  # runs the finally blocks: servers stop, data flushes
 
 
+def _unraisable(info: sys.UnraisableHookArgs) -> None:
+    """An interrupt that lands in a finaliser (``__del__``) cannot be raised there and
+    would be lost (the command would run on to exit 0): raise its signal again, so it
+    is raised in the main code at the next step."""
+    if isinstance(info.exc_value, SystemExit):
+        signal.raise_signal(signal.SIGTERM)
+    elif isinstance(info.exc_value, KeyboardInterrupt):
+        signal.raise_signal(signal.SIGINT)
+    else:
+        sys.__unraisablehook__(info)
+
+
 def main() -> None:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    sys.unraisablehook = _unraisable
     cli(prog_name="tickvault")
 
 

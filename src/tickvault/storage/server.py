@@ -34,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -295,7 +296,7 @@ def ensure_server(
             "(TICKVAULT_DATA_DIR) to a writable place"
         ) from exc
     keep = not idle_stop_s
-    with _locked(data_dir):
+    with _locked(data_dir), _signals_held():
         info = read_state(data_dir)
         if info is not None:
             if keep:
@@ -314,6 +315,22 @@ def ensure_server(
             assert idle_stop_s is not None
             _start_watchdog(data_dir, info, idle_stop_s)
         return info, True
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait (blocked, not lost) while a server and its watchdog start:
+    an interrupt between the two would leave a watchdog no pid file names. They are
+    delivered when the block ends, so a Ctrl-C then stops the server just started."""
+    if threading.current_thread() is not threading.main_thread() or sys.platform == "win32":
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def kept_running(data_dir: Path) -> bool:
