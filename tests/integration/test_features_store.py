@@ -306,7 +306,9 @@ def test_per_day_counters_move_on_both_write_paths_and_trim(vault: Vault) -> Non
     fresh = agg_store.read(vault.client, SYMBOL, days)
     assert fresh.stored[days[0]] is not None
     assert agg_store.decode(fresh.stored[days[0]]).records == len(history[days[0]])  # type: ignore[arg-type]
+    totals = agg_store.totals(vault.client, SYMBOL)
     vault.with_settings(retention_days=1).trim(SYMBOL, now=b3.session(SYMBOL, days[2]).open_ns)
+    assert agg_store.totals(vault.client, SYMBOL) != totals  # a cache holder sees the trim
     after = agg_store.read(vault.client, SYMBOL, days)
     assert after.counts[days[0]] == 0  # trimmed: the aggregate of that day is stale now
     field = f"n:{agg_store.day_number(days[0])}"

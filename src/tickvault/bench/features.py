@@ -76,8 +76,10 @@ def live_worker_throughput(vault: Vault, symbol: str, trades: TradeBatch) -> dic
     """Hook for the row "sustained trades/s through the live worker" (target >= 100k/s).
 
     The live worker's engineer provides this measurement (`tickvault features run`
-    fed through ZeroMQ); the integrator wires it here at merge. Until then it
-    returns None and the row reads "not measured here".
+    fed through ZeroMQ); the integrator wires it here at merge. It gets the bench's
+    store, the benchmark symbol and the last session's trades, and returns a dict
+    with at least ``trades_per_s`` (float; anything else is kept in the JSON under
+    ``live_worker``). Until then it returns None and the row reads "not measured here".
     """
     return None
 

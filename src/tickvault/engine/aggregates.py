@@ -121,10 +121,13 @@ def materialise(
     mode: Mode = "knowledge",
     feed_latency_ns: int = DEFAULT_FEED_LATENCY_NS,
     hours: SessionHours | None = None,
+    resolved: TradeBatch | None = None,
 ) -> MaterialisedSession:
-    """The materialised session of ``day`` from every raw record of that day."""
+    """The materialised session of ``day`` from every raw record of that day
+    (``resolved``: ``resolve_final`` of them, when the caller has it already)."""
     s = session(symbol, day, hours)
-    resolved = as_known_at(records, FAR_FUTURE_NS, mode=mode, feed_latency_ns=feed_latency_ns)
+    if resolved is None:
+        resolved = resolve_final(records, mode=mode, feed_latency_ns=feed_latency_ns)
     aggs = build_session_aggregates(symbol, day, resolved, hours=hours)
     m = aggs.minutes
     ev = np.asarray(records.ts_event, dtype=np.int64)
@@ -140,10 +143,32 @@ def materialise(
         live_max=_minute_max(minute, recv, inside & ~hist_plain, m),
         hist_recv_max=_minute_max(minute, recv, inside & hist_plain, m),
         hist_event_max=_minute_max(minute, ev, inside & hist_plain, m),
-        copies_agree=_copies_agree(records, inside),
+        copies_agree=_plain_unique(records) or _copies_agree(records, inside),
         mode=mode,
         feed_latency_ns=feed_latency_ns,
     )
+
+
+def _plain_unique(records: TradeBatch) -> bool:
+    """No EDIT/CANCEL record and every trade_id once (records of one trading day)."""
+    if bool((records.flags & _CORRECTION).any()):
+        return False
+    tid = np.sort(records.trade_id)
+    return bool((tid[1:] != tid[:-1]).all()) if tid.size > 1 else True
+
+
+def resolve_final(
+    records: TradeBatch,
+    *,
+    mode: Mode = "knowledge",
+    feed_latency_ns: int = DEFAULT_FEED_LATENCY_NS,
+) -> TradeBatch:
+    """Every record of ONE trading day resolved with everything known: exactly
+    ``as_known_at(records, far future, mode=...)``, whose usual case (no correction,
+    each trade once) is taken here with a sort instead of a hash of every key."""
+    if _plain_unique(records):
+        return records.take(np.lexsort((records.trade_id, records.ts_event)))
+    return as_known_at(records, FAR_FUTURE_NS, mode=mode, feed_latency_ns=feed_latency_ns)
 
 
 def _copies_agree(records: TradeBatch, inside: npt.NDArray[np.bool_]) -> bool:
@@ -239,21 +264,26 @@ class AggregateStore:
         self.hours = hours
         self.cache_size = cache_size
         self._cache: dict[tuple[str, dt.date], MaterialisedSession] = {}
+        self._checked: dict[tuple[str, dt.date], tuple[int, ...]] = {}
+        """Per cached session: the store's ``totals`` when it was last found fresh."""
         self.built = 0
         """Sessions built from raw records by this store (cold fills and refreshes)."""
 
     def clear_cache(self) -> None:
         """Forget the in-process copies (the next ``sessions`` reads Valkey again)."""
         self._cache.clear()
+        self._checked.clear()
 
     def forget(self, symbol: str, day: dt.date) -> None:
         """Drop one session from the in-process cache."""
         self._cache.pop((symbol, day), None)
+        self._checked.pop((symbol, day), None)
 
     def put(self, symbol: str, day: dt.date, ms: MaterialisedSession) -> None:
         """Write ``ms`` to Valkey and the cache (a caller that built it from raw records)."""
         store.write(self.vault.client, symbol, {day: to_stored(ms)})
         self._cache[(symbol, day)] = ms
+        self._checked.pop((symbol, day), None)  # the next ``sessions`` checks it again
 
     def records(self, symbol: str, day: dt.date) -> TradeBatch:
         """Every raw record of ``symbol`` on ``day`` (both streams, unresolved)."""
@@ -276,6 +306,15 @@ class AggregateStore:
         r = self.vault.client
         cached = {d: self._cache.get((symbol, d)) for d in days}
         want = [d for d in days if cached[d] is None]
+        checked = {self._checked.get((symbol, d)) for d in days}
+        unchanged = (
+            not want
+            and len(checked) == 1
+            and None not in checked
+            and store.totals(r, symbol) == checked.pop()
+        )
+        if unchanged:  # nothing written or trimmed since every one was checked fresh
+            return True, {d: ms for d, ms in cached.items() if ms is not None}
         found = store.read(r, symbol, days, fetch=want)
         out: dict[dt.date, MaterialisedSession] = {}
         rebuild: list[dt.date] = []
@@ -306,8 +345,11 @@ class AggregateStore:
         store.write(r, symbol, written)
         if len(self._cache) + len(out) > self.cache_size:
             self._cache.clear()
+            self._checked.clear()
         for d, ms in out.items():
             self._cache[(symbol, d)] = ms
+            if found.has_trades:
+                self._checked[(symbol, d)] = found.totals
         return found.has_trades, out
 
 

@@ -58,10 +58,10 @@ import numpy.typing as npt
 import pandas as pd
 
 from tickvault.engine.aggregates import (
-    FAR_FUTURE_NS,
     AggregateStore,
     MaterialisedSession,
     materialise,
+    resolve_final,
 )
 from tickvault.errors import QueryError
 from tickvault.features.aggregates import MINUTE_NS, SessionAggregates, build_session_aggregates
@@ -388,8 +388,18 @@ class FeatureEngine:
             if mode == "knowledge"
             else records.ts_recv.astype(np.int64)
         )
-        final = as_known_at(records, FAR_FUTURE_NS, mode=mode, feed_latency_ns=lat)
-        ms = materialise(symbol, s.date, records, mode=mode, feed_latency_ns=lat, hours=self.hours)
+        final = resolve_final(records, mode=mode, feed_latency_ns=lat)
+        ms = materialise(symbol, s.date, records, mode=mode, feed_latency_ns=lat,
+                         hours=self.hours, resolved=final)  # fmt: skip
+
+        def known_at(t: int, before: int) -> TradeBatch:
+            """The records with ts_event < ``before`` as known at t, resolved."""
+            got = _known_from_final(records, kt, final, t, before)
+            if got is not None:
+                return got
+            sub = records.take(np.flatnonzero(records.ts_event < before))
+            return as_known_at(sub, t, mode=mode, feed_latency_ns=lat)
+
         ev = np.asarray(records.ts_event, dtype=np.int64)
         order = np.argsort(ev, kind="stable")
         ev_sorted = ev[order]
@@ -404,10 +414,7 @@ class FeatureEngine:
         slow = in_flight(steps)
         intraday = fs.at(final, steps[~slow])
         if slow.any():
-            extra = [
-                fs.at(as_known_at(records, int(t), mode=mode, feed_latency_ns=lat), [int(t)])
-                for t in steps[slow].tolist()
-            ]
+            extra = [fs.at(known_at(t, t), [t]) for t in steps[slow].tolist()]
             intraday = pd.concat([intraday, *extra]).loc[steps]
 
         # history: the current session from its complete aggregates where nothing the
@@ -436,8 +443,7 @@ class FeatureEngine:
                 key = (s.date, int((kt[sel] <= t).sum()))
                 current = built.get(key)
                 if current is None:
-                    sub = records.take(sel)
-                    known = as_known_at(sub, t, mode=mode, feed_latency_ns=lat)
+                    known = known_at(t, tg)
                     current = build_session_aggregates(symbol, s.date, known, hours=self.hours)
                     built[key] = current
             else:
@@ -467,6 +473,26 @@ class FeatureEngine:
         part = pd.concat([intraday, hist, pd.DataFrame(labels, index=intraday.index)], axis=1)
         part.index = pd.DatetimeIndex(pd.to_datetime(steps, utc=True), name="T")
         return part, ms
+
+
+def _known_from_final(
+    records: TradeBatch, kt: I64, final: TradeBatch, t: int, before: int
+) -> TradeBatch | None:
+    """The records of one trading day with ts_event < ``before`` as known at t, resolved,
+    taken from ``final`` (the same records resolved with everything known) without
+    resolving again: ``final`` less every trade that has a record unknown at t. Exact
+    when none of those trades has a record known at t (each other trade then has all
+    its records known, so it resolves as in ``final``); None otherwise."""
+    ev = records.ts_event
+    unknown = (ev < before) & (kt > t)
+    ids = np.unique(records.trade_id[unknown])
+    if ids.size and bool((np.isin(records.trade_id, ids) & (kt <= t)).any()):
+        return None
+    n = int(np.searchsorted(final.ts_event, before, side="left"))
+    keep = np.arange(n)
+    if ids.size:
+        keep = keep[~np.isin(final.trade_id[:n], ids)]
+    return final.take(keep)
 
 
 def _inside_in_flight(ev: I64, kt: I64, s: Session, grid: I64, steps: I64) -> npt.NDArray[np.bool_]:

@@ -22,7 +22,10 @@ never fresh (always rebuilt, which is slower but never wrong).
 
 Each read or write is one round trip: ``read`` fetches the counters of both
 streams, whether the symbol has any trades, and the aggregates wanted, in one
-pipeline; ``write`` sends any number of aggregates in one pipeline.
+pipeline; ``write`` sends any number of aggregates in one pipeline. ``totals``
+(records stored and trims applied per stream) is the cheaper check a caller
+holding decoded aggregates in memory makes first: unchanged totals mean nothing
+was written or trimmed since its last ``read``.
 """
 
 from __future__ import annotations
@@ -125,6 +128,27 @@ class AggregateRead:
     """Per day asked: True when some stream has an ``n:<day>`` counter for it."""
     stored: dict[dt.date, bytes | None]
     """Per day fetched: the stored aggregate bytes, None when there are none."""
+    totals: tuple[int, ...] = ()
+    """``totals(r, symbol)`` as read at the start of the same round trip."""
+
+
+def _totals_queue(pipe: Any, symbol: str) -> None:
+    for stream in STREAMS:
+        pipe.hmget(meta_key(symbol, stream), ["trades", "trims"])
+
+
+def _totals_of(replies: Sequence[Any]) -> tuple[int, ...]:
+    return tuple(int(v) if v is not None else -1 for pair in replies for v in pair)
+
+
+@translate
+def totals(r: Any, symbol: str) -> tuple[int, ...]:
+    """A cheap change detector for every trade record of ``symbol``: per stream, the
+    records stored (``trades``) and the trims applied (``trims``), -1 when absent.
+    Unchanged totals mean no record was written or trimmed since (one round trip)."""
+    pipe = r.pipeline(transaction=False)
+    _totals_queue(pipe, symbol)
+    return _totals_of(pipe.execute())
 
 
 @translate
@@ -136,6 +160,7 @@ def read(
     fetch_days = list(days if fetch is None else fetch)
     fields = [f"n:{day_number(d)}" for d in days]
     pipe = r.pipeline(transaction=False)
+    _totals_queue(pipe, symbol)  # first: a write after this is seen by the next check
     for stream in STREAMS:
         pipe.exists(trades_key(symbol, stream))
         if fields:
@@ -143,6 +168,8 @@ def read(
     for d in fetch_days:
         pipe.get(aggregate_key(symbol, d))
     replies = pipe.execute()
+    head = _totals_of(replies[: len(STREAMS)])
+    replies = replies[len(STREAMS) :]
     step = 2 if fields else 1
     has_trades = any(bool(replies[i * step]) for i in range(len(STREAMS)))
     counts = dict.fromkeys(days, 0)
@@ -157,7 +184,7 @@ def read(
     stored = {
         d: (bytes(v) if v is not None else None) for d, v in zip(fetch_days, got, strict=True)
     }
-    return AggregateRead(has_trades, counts, counted, stored)
+    return AggregateRead(has_trades, counts, counted, stored, head)
 
 
 @translate

@@ -181,6 +181,7 @@ def _apply_trim(r: Any, plan: _TrimPlan) -> None:
     pipe.hincrby(meta_key(symbol, stream), "trades", -plan.item.trades)
     for day, n in plan.per_day.items():
         pipe.hincrby(meta_key(symbol, stream), f"n:{day}", -n)
+    pipe.hincrby(meta_key(symbol, stream), "trims", 1)
     pipe.execute()
 
 
