@@ -50,7 +50,9 @@ RUNS: dict[str, list[str]] = {
     "book": ["--trades-per-day", "1500", "--queries", "5"],
     "live": ["--trades", "2000", "--rate", "5000"],
     "formats": ["--trades", "2000"],
-}
+    "features": ["--sessions", "7", "--trades-per-session", "800", "--queries", "5",
+                 "--original-queries", "1"],
+}  # fmt: skip
 """Every benchmark command, with the smallest sizes that still run it all."""
 
 Snapshot = dict[bytes, tuple[bytes, int]]

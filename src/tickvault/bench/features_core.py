@@ -40,6 +40,28 @@ def _pct(values: list[int] | np.ndarray, *qs: float) -> str:
     return "  ".join(f"p{q:g} {np.percentile(arr, q):8.2f} us" for q in qs)
 
 
+def update_latencies_ns(trades: TradeBatch, fs: FeatureSet | None = None) -> np.ndarray:
+    """Per-trade ``IntradayState.update`` cost (ns, one ``perf_counter_ns`` pair per call,
+    gc on) of ``fs`` (default set) over ``trades`` fed in order: ``tickvault bench
+    features`` reports these."""
+    fs = fs or FeatureSet()
+    cols = zip(
+        trades.ts_event.tolist(),
+        trades.price.tolist(),
+        trades.qty.tolist(),
+        trades.trade_type.tolist(),
+        strict=True,
+    )
+    state = fs.new_state()
+    clock = time.perf_counter_ns
+    lat = np.empty(len(trades), dtype=np.int64)
+    for i, (ts, price, qty, tt) in enumerate(cols):
+        t0 = clock()
+        state.update(ts, price, qty, tt)
+        lat[i] = clock() - t0
+    return lat
+
+
 def bench_live(n_trades: int) -> None:
     trades = generate_day(SYMBOL, dt.date(2025, 11, 19), n_trades, seed=7)
     fs = FeatureSet()

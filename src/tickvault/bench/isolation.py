@@ -34,21 +34,28 @@ KEY_PREFIX = "tvbench:"
 TEMP_PREFIX = "tickvault-bench-"
 """The temporary data directories of benchmark servers."""
 
-_OWN_PATTERNS = (f"ticks:{{{SYMBOL_PREFIX}*", f"book:{{{SYMBOL_PREFIX}*", f"{KEY_PREFIX}*")
+_OWN_PATTERNS = (
+    f"ticks:{{{SYMBOL_PREFIX}*",
+    f"book:{{{SYMBOL_PREFIX}*",
+    f"agg:{{{SYMBOL_PREFIX}*",
+    f"{KEY_PREFIX}*",
+)
 
 
 def symbol_keys(symbol: str) -> tuple[str, ...]:
-    """Key patterns of every key of a benchmark symbol (trades, book, cursors, gaps)."""
+    """Key patterns of every key of a benchmark symbol (trades, book, cursors, gaps,
+    session aggregates)."""
     if not symbol.startswith(SYMBOL_PREFIX):
         raise BenchmarkError(
             f"benchmark symbols start with {SYMBOL_PREFIX}, not {symbol!r}: a benchmark "
             "touches only its own symbols; name yours with that prefix"
         )
-    return (f"ticks:{{{symbol}}}:*", f"book:{{{symbol}}}*")
+    return (f"ticks:{{{symbol}}}:*", f"book:{{{symbol}}}*", f"agg:{{{symbol}}}:*")
 
 
 def _own(pattern: str) -> bool:
-    return pattern.startswith((f"ticks:{{{SYMBOL_PREFIX}", f"book:{{{SYMBOL_PREFIX}", KEY_PREFIX))
+    prefixes = (f"ticks:{{{SYMBOL_PREFIX}", f"book:{{{SYMBOL_PREFIX}", f"agg:{{{SYMBOL_PREFIX}")
+    return pattern.startswith((*prefixes, KEY_PREFIX))
 
 
 def clear_keys(vault: Vault, *patterns: str) -> None:

@@ -92,3 +92,70 @@ def formats_table(rows: Any, trades: int) -> list[RenderableType]:
         )
     shown.append(table)
     return shown
+
+
+def features_table(result: Any) -> list[RenderableType]:
+    """The table of ``tickvault bench features``."""
+    shown: list[RenderableType] = []
+    orig = result["original_design"]
+    ratio = result["ratio"]
+    live, warm, cold = (
+        result["live_update_us"],
+        result["history_warm_ms"],
+        result["history_cold_ms"],
+    )
+    frame = result["frame"]
+    table = Table(
+        title=f"bench features: {result['sessions']} simulated WIN sessions, "
+        f"{result['trades']:,} trades"
+    )
+    for col in ("", "tickvault", "original design", "ratio", "target"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        "live update, default set, per trade (p50 / p99)",
+        f"{live['p50']} / {live['p99']} us",
+        f"{orig['live_request_ms']['p50']} / {orig['live_request_ms']['p99']} ms per request",
+        f"{ratio['live_update_p50']}x",
+        "p99 <= 50 us",
+    )
+    worker = result.get("live_worker")
+    table.add_row(
+        "sustained trades/s through the live worker",
+        f"{worker['trades_per_s']:,.0f}/s" if worker else "not measured here",
+        "",
+        "",
+        ">= 100k/s",
+    )
+    table.add_row(
+        "history features at random T, warm (p50 / p99)",
+        f"{warm['p50']} / {warm['p99']} ms",
+        f"{orig['history_request_ms']['p50']} / {orig['history_request_ms']['p99']} ms",
+        f"{ratio['history_warm_p50']}x",
+        "p99 <= 1 ms",
+    )
+    table.add_row(
+        "history features, cold: first call of a session (median / max)",
+        f"{cold['median']} / {cold['max']} ms",
+        f"{orig['history_request_ms']['p50']} ms",
+        f"{ratio['history_cold_median']}x",
+        "<= 50 ms",
+    )
+    cp = result["history_cold_process_ms"]
+    table.add_row(
+        "  the same, fresh process (30 sessions read from Valkey)",
+        f"{cp['median']} / {cp['max']} ms", "", "", "",
+    )  # fmt: skip
+    table.add_row(
+        "  no session materialised at all (31 built)",
+        f"{result['history_all_cold_ms']} ms", "", "", "",
+    )  # fmt: skip
+    table.add_row(
+        f"training frame, {frame['sessions']} sessions at 1-min steps ({frame['rows']:,} rows)",
+        f"{frame['seconds']} s, {frame['rows_per_s']:,.0f} rows/s",
+        f"{orig['frame_seconds_extrapolated']:,} s, {orig['frame_rows_per_s']} rows/s "
+        "(extrapolated)",
+        f"{ratio['frame']}x",
+        "",
+    )
+    shown.append(table)
+    return shown

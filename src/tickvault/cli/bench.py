@@ -149,6 +149,35 @@ def bench_live(ctx: click.Context, trades: int, rate: float, as_json: bool) -> N
         console.print(shown)
 
 
+@bench.command("features")
+@click.option("--sessions", type=POSITIVE, default=31, show_default=True)
+@click.option("--trades-per-session", type=POSITIVE, default=100_000, show_default=True)
+@click.option("--queries", type=POSITIVE, default=300, show_default=True,
+              help="Warm history-feature calls at random T.")  # fmt: skip
+@click.option("--original-queries", type=POSITIVE, default=5, show_default=True,
+              help="Requests of the original design (each reads 31 sessions).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def bench_features(
+    ctx: click.Context,
+    sessions: int,
+    trades_per_session: int,
+    queries: int,
+    original_queries: int,
+    as_json: bool,
+) -> None:
+    """History features, training frames and live updates, against range queries + pandas."""
+    from tickvault.bench.features import run_features_bench
+
+    result = _bench_result(ctx, as_json, run_features_bench, sessions=sessions,
+                           trades_per_session=trades_per_session, queries=queries,
+                           original_queries=original_queries)  # fmt: skip
+    if result is None:
+        return
+    for shown in tables.features_table(result):
+        console.print(shown)
+
+
 @bench.command("formats")
 @click.option("--trades", type=POSITIVE, default=500_000, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON rows.")

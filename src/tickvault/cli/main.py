@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from tickvault.cli.bench import bench
+from tickvault.cli.features import features
 from tickvault.cli.ingest import backfill, import_cmd
 from tickvault.cli.inspect import gaps, quarantine
 from tickvault.cli.live import bridge, demo, feed, publish, replay, tail
@@ -51,6 +52,7 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
 for command in (query, status, trim_command, server, bench, demo, publish, bridge, tail, replay,
                 backfill, feed, book, import_cmd, config_cmd, gaps, quarantine):  # fmt: skip
     cli.add_command(command)
+cli.add_command(features)
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:

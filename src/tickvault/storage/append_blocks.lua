@@ -56,6 +56,7 @@ for i = first_block, #ARGV, 6 do
   if tonumber(ARGV[i + 4]) > old_tid then
     redis.call('HSET', meta, tid_field, ARGV[i + 4])
   end
+  redis.call('HINCRBY', meta, 'n:' .. ARGV[i + 3], ARGV[i + 2])
   ids[#ids + 1] = id
 end
 redis.call('HSET', meta, 'wm', wm_s)

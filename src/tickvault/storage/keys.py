@@ -18,7 +18,9 @@ def trades_key(symbol: str, stream: StreamKind) -> str:
 
 
 def meta_key(symbol: str, stream: StreamKind) -> str:
-    """Hash beside a trade stream: watermark ``wm`` (ms) and ``trades``, records stored."""
+    """Hash beside a trade stream: watermark ``wm`` (ms), ``trades`` (records stored),
+    ``tid:<day>`` (largest trade id of a trading day), ``n:<day>`` (records stored
+    for a trading day, days since the epoch) and ``trims`` (trims applied)."""
     return f"ticks:{{{symbol}}}:{stream}:meta"
 
 

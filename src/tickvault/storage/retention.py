@@ -66,6 +66,9 @@ class _TrimPlan:
     entry_ids: list[bytes]
     prefix_end: bytes | None
     """Last entry of the prefix that goes with XTRIM MINID (the rest: XDEL)."""
+    per_day: dict[int, int] = dataclasses.field(default_factory=dict)
+    """Records that go per trading day: the meta hash's ``n:<day>`` counters go down
+    with them (so a session aggregate built from them is seen as stale)."""
 
 
 def trim(
@@ -154,7 +157,10 @@ def _plan_trim(
         first_ns=min(h.ts_first for h in headers),
         last_ns=max(h.ts_last for h in headers),
     )
-    return _TrimPlan(item, list(removed), prefix_end)
+    per_day: dict[int, int] = {}
+    for h in headers:
+        per_day[h.trading_day] = per_day.get(h.trading_day, 0) + h.n
+    return _TrimPlan(item, list(removed), prefix_end, per_day)
 
 
 def _apply_trim(r: Any, plan: _TrimPlan) -> None:
@@ -173,6 +179,9 @@ def _apply_trim(r: Any, plan: _TrimPlan) -> None:
     for i in range(0, len(late_members), 1000):
         pipe.zrem(late, *late_members[i : i + 1000])
     pipe.hincrby(meta_key(symbol, stream), "trades", -plan.item.trades)
+    for day, n in plan.per_day.items():
+        pipe.hincrby(meta_key(symbol, stream), f"n:{day}", -n)
+    pipe.hincrby(meta_key(symbol, stream), "trims", 1)
     pipe.execute()
 
 
