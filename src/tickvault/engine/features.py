@@ -38,8 +38,9 @@ label as a str or None) in the order of ``names``: the intraday set
 returns a DataFrame indexed by T (``DatetimeIndex``, UTC, named ``T``), the same
 columns, then one ``label_fwd_ret_<h>`` column per label horizon.
 
-Book features (``spread``, ``book_imbalance``, ``microprice``) are NaN here: the
-engine does not read book tops from the store yet (the live worker feeds them).
+Book features (``spread``, ``book_imbalance``, ``microprice``) read the stored offer
+book (``engine.books``: the top as it stood at T, from ``book:{SYMBOL}``); NaN when
+no book is stored for the symbol.
 
 Bad input: an unknown symbol (no trades stored), T outside every session of the
 symbol, or a malformed time or duration raise ``QueryError``; a window longer than
@@ -63,6 +64,7 @@ from tickvault.engine.aggregates import (
     materialise,
     resolve_final,
 )
+from tickvault.engine.books import book_tops
 from tickvault.errors import QueryError
 from tickvault.features.aggregates import MINUTE_NS, SessionAggregates, build_session_aggregates
 from tickvault.features.featureset import FeatureSet
@@ -220,7 +222,8 @@ class FeatureEngine:
         records = self.aggregates.records(symbol, s.date)
         hist = self._history(symbol, s, t_ns, m, current_raw=records)
         known = as_known_at(records, t_ns, mode=m, feed_latency_ns=self.feed_latency_ns)
-        row = self.feature_set.at(known, [t_ns])
+        tops = book_tops(self.vault, symbol, _day_start(s.date), t_ns)
+        row = self.feature_set.at(known, [t_ns], book=tops)
         out: dict[str, Value] = {name: float(row[name].iloc[0]) for name in self.feature_set.names}
         out.update(hist)
         return out
@@ -411,10 +414,11 @@ class FeatureEngine:
             return (n > 0) & (known_max[np.maximum(n - 1, 0)] > t) if ev.size else n > 0
 
         # intraday: one vectorised pass over the final records, exact per step elsewhere
+        tops = book_tops(self.vault, symbol, _day_start(s.date), int(steps[-1]))
         slow = in_flight(steps)
-        intraday = fs.at(final, steps[~slow])
+        intraday = fs.at(final, steps[~slow], book=tops)
         if slow.any():
-            extra = [fs.at(known_at(t, t), [t]) for t in steps[slow].tolist()]
+            extra = [fs.at(known_at(t, t), [t], book=tops) for t in steps[slow].tolist()]
             intraday = pd.concat([intraday, *extra]).loc[steps]
 
         # history: the current session from its complete aggregates where nothing the
@@ -473,6 +477,11 @@ class FeatureEngine:
         part = pd.concat([intraday, hist, pd.DataFrame(labels, index=intraday.index)], axis=1)
         part.index = pd.DatetimeIndex(pd.to_datetime(steps, utc=True), name="T")
         return part, ms
+
+
+def _day_start(day: dt.date) -> int:
+    """Local midnight of ``day`` at the exchange, in ns UTC (the intraday set's day)."""
+    return int(dt.datetime.combine(day, dt.time(0), tzinfo=B3_TZ).timestamp()) * 1_000_000_000
 
 
 def _known_from_final(

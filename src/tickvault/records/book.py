@@ -143,6 +143,20 @@ class BookState:
             self.ts_event = ts
             self.updates += 1
 
+    def top(self) -> tuple[float, int, float, int]:
+        """(bid_px, bid_qty, ask_px, ask_qty): the best price per side and the quantity
+        offered at it (offers with a positive price and quantity); NaN and 0 for an
+        empty side."""
+        out: list[float | int] = []
+        for side, better in ((BID, max), (ASK, min)):
+            offers = [o for o in self.sides[side].offers if o[1] > 0 and o[0] > 0]
+            if not offers:
+                out += [float("nan"), 0]
+                continue
+            best = better(o[0] for o in offers)
+            out += [best, sum(o[1] for o in offers if o[0] == best)]
+        return float(out[0]), int(out[1]), float(out[2]), int(out[3])
+
     # ------------------------------------------------------------------ snapshots
     def to_snapshot(self) -> npt.NDArray[np.void]:
         """Every offer, bids then asks, each side in list order."""

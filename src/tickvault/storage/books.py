@@ -254,6 +254,11 @@ class BookStore:
                 return state, replayed
             after = "(" + page[-1][0].decode()
 
+    def state_at(self, symbol: str, at_ns: int) -> BookState:
+        """The book state after every update with ts_event <= at_ns (the latest snapshot
+        before it, then the updates after that snapshot)."""
+        return self._rebuild(symbol, at_ns)[0]
+
     def at(
         self, symbol: str, at_ns: int, depth: int | None, *, use_snapshots: bool = True
     ) -> BookView:
