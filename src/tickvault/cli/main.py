@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from tickvault.cli.bench import bench
+from tickvault.cli.features_live import features_live
 from tickvault.cli.ingest import backfill, import_cmd
 from tickvault.cli.inspect import gaps, quarantine
 from tickvault.cli.live import bridge, demo, feed, publish, replay, tail
@@ -48,6 +49,7 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
     ctx.obj = {"config_path": config_path}
 
 
+cli.add_command(features_live)  # temporary group: run and check join `features` at merge
 for command in (query, status, trim_command, server, bench, demo, publish, bridge, tail, replay,
                 backfill, feed, book, import_cmd, config_cmd, gaps, quarantine):  # fmt: skip
     cli.add_command(command)

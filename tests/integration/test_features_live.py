@@ -1,0 +1,258 @@
+"""The live feature worker with real ZeroMQ, the real embedded Valkey and real processes:
+rows stored bitemporally, parity with the recomputation from the store, restarts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+
+from tests.integration.test_live import GUARD_S, free_ports, port_env, wait_for
+from tickvault import Vault
+from tickvault.engine.parity import check_rows, live_trades
+from tickvault.engine.rows import FeatureRows
+from tickvault.errors import QueryError
+from tickvault.features import FeatureSet
+from tickvault.features.intraday import default_features
+from tickvault.feeds.sim import SimulatedFeeder
+from tickvault.live.features import FeatureWorker, decode_feature_message
+from tickvault.live.pipeline import Pipeline
+from tickvault.live.seed import seed_sessions
+from tickvault.storage.featurerows import FeatureSchemaError
+from tickvault.transport.endpoints import Endpoints
+from tickvault.venue.b3 import B3_TZ, session
+
+DAY = dt.date(2025, 12, 1)
+PER_DAY = 3_000
+
+
+def _feeder(per_day: int = PER_DAY, days: int = 1) -> SimulatedFeeder:
+    start = dt.datetime.combine(DAY, dt.time(9, 0), tzinfo=B3_TZ)
+    return SimulatedFeeder(["WINZ25"], speed=None, start=start, days=days,
+                           trades_per_day=per_day, chained=True)  # fmt: skip
+
+
+def _last_stored_t(vault: Vault) -> int:
+    s = session("WINZ25", DAY)
+    trades = live_trades(vault, "WINZ25", s.open_ns, s.close_ns + 1)
+    return int(trades.ts_event[-1]) + 1 if len(trades) else 0
+
+
+def test_worker_rows_equal_the_recomputation_from_the_store(
+    vault: Vault, endpoints: Endpoints, tmp_path: Path
+) -> None:
+    seeded = seed_sessions(vault, "WINZ25", 6, before=DAY, trades_per_day=PER_DAY)
+    assert len(seeded.stored) == 6
+    again = seed_sessions(vault, "WINZ25", 6, before=DAY, trades_per_day=PER_DAY)
+    assert again.stored == [] and len(again.skipped) == 6  # idempotent
+    ctx = zmq.Context.instance()
+    model = ctx.socket(zmq.SUB)
+    model.setsockopt(zmq.SUBSCRIBE, b"feature.")
+    feat_ep = f"ipc://{tmp_path}/features.sock"
+    model.connect(feat_ep)
+    worker = FeatureWorker(vault, ["WINZ25"], endpoints=[endpoints], publish_endpoint=feat_ep)
+    worker.start()
+    try:
+        wait_for(worker.ready.is_set, "the worker to warm up")
+        pipe = Pipeline(vault, _feeder(), endpoints=endpoints).start()
+        wait_for(lambda: not pipe.feed.running, "the feed to end")
+        assert pipe.stop()
+        last_t = _last_stored_t(vault)
+        rows = FeatureRows(vault)
+        wait_for(lambda: (r := rows.last("WINZ25")) is not None and r.name == last_t,
+                 "the worker's last row")  # fmt: skip
+    finally:
+        worker.close()
+    s = session("WINZ25", DAY)
+    report = check_rows(vault, "WINZ25", s.open_ns, s.close_ns + 2)
+    assert report.ok, (report.differences.head(20), report.missing[:5], report.extra[:5])
+    live = FeatureRows(vault).range("WINZ25", s.open_ns, s.close_ns + 2)
+    assert report.rows == len(live) > 500
+    # the history features found something in the seeded history
+    assert live["volume_pattern_similarity"].notna().mean() > 0.5
+    assert live["volatility_regime"].notna().mean() > 0.5
+    assert set(live["volatility_regime"].dropna()) <= {"low", "normal", "high"}
+    # published rows: the same as the stored ones
+    got = []
+    while model.poll(200):
+        _, header, cols = decode_feature_message(model.recv_multipart())
+        assert header["schema"] == FeatureRows(vault).schema.hash
+        got.append(cols["T"])
+    model.close()
+    assert got and np.isin(np.concatenate(got), live.index.to_numpy()).all()
+    # a row that differs from the recomputation is reported, with its feature
+    rows = FeatureRows(vault)
+    t = int(live.index[len(live) // 2])
+    one = {n: np.array([live.loc[t, n] if n in live.columns else 0], dtype=d)
+           for n, d in rows.schema.columns if n not in ("T", "volatility_regime")}  # fmt: skip
+    one["T"] = np.array([t], np.int64)
+    one["computed_ns"] = np.array([2**62], np.int64)
+    one["volatility_regime"] = np.array([1 if live.loc[t, "volatility_regime"] != "normal" else 0],
+                                        np.int8)  # fmt: skip
+    one["ret_1min"] = one["ret_1min"] + 1.0
+    rows.append("WINZ25", one, {})
+    bad = check_rows(vault, "WINZ25", s.open_ns, s.close_ns + 2)
+    assert not bad.ok
+    assert set(bad.differences["feature"]) == {"ret_1min", "volatility_regime"}
+    assert bad.differences["T"].unique().tolist() == [t]
+
+
+def test_rows_read_bitemporally_the_later_supersedes(vault: Vault) -> None:
+    rows = FeatureRows(vault)
+    names = [c for c, _ in rows.schema.columns]
+
+    def block(ts: list[int], computed: int, value: float) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for name, dtype in rows.schema.columns:
+            out[name] = np.full(len(ts), value, dtype=dtype)
+        out["T"] = np.array(ts, np.int64)
+        out["computed_ns"] = np.full(len(ts), computed, np.int64)
+        out["volatility_regime"] = np.full(len(ts), 1, np.int8)
+        return out
+
+    rows.append("WINZ25", block([10_000_001, 10_000_002], 100, 1.0), {"ts": 10_000_001})
+    rows.append("WINZ25", block([10_000_002, 10_000_003], 200, 2.0), {"ts": 10_000_002})
+    assert names[0] == "T"
+    latest = rows.range("WINZ25")
+    assert latest.index.tolist() == [10_000_001, 10_000_002, 10_000_003]
+    assert latest["ret_1s"].tolist() == [1.0, 2.0, 2.0]
+    then = rows.range("WINZ25", known_at=150)
+    assert then.index.tolist() == [10_000_001, 10_000_002]
+    assert then["ret_1s"].tolist() == [1.0, 1.0]
+    assert len(rows.range("WINZ25", versions=True)) == 4
+    assert rows.range("WINZ25", 10_000_002, 10_000_003).index.tolist() == [10_000_002]
+    assert rows.cursor("WINZ25") == {"ts": "10000002"}
+    last = rows.last("WINZ25")
+    assert last is not None and last.name == 10_000_003
+    assert last["volatility_regime"] == "normal"
+    assert rows.range("NOSUCH").empty
+
+
+def test_a_worker_with_another_feature_set_is_refused(vault: Vault, endpoints: Endpoints) -> None:
+    rows = FeatureRows(vault)
+    empty = {n: np.zeros(0, d) for n, d in rows.schema.columns}
+    rows.append("WINZ25", empty, {"ts": 1})
+    other = FeatureSet(default_features()[:3])
+    with pytest.raises(FeatureSchemaError, match="another feature set"):
+        FeatureRows(vault, other).append("WINZ25", {n: np.zeros(0, d) for n, d in
+                                                     FeatureRows(vault, other).schema.columns},
+                                         {})  # fmt: skip
+    worker = FeatureWorker(vault, ["WINZ25"], endpoints=[endpoints], feature_set=other,
+                           publish=False)  # fmt: skip
+    try:
+        with pytest.raises(FeatureSchemaError, match="feature schema"):
+            worker.run()
+    finally:
+        worker.subscriber.close()
+
+
+def test_bad_input_gets_clear_errors(vault: Vault, endpoints: Endpoints) -> None:
+    with pytest.raises(QueryError, match="no default session hours"):
+        FeatureWorker(vault, ["FOO"], endpoints=[endpoints], publish=False)
+    with pytest.raises(QueryError, match="no feature rows of WINZ25"):
+        check_rows(vault, "WINZ25", "2025-12-01 09:00", "2025-12-01 18:30")
+    with pytest.raises(QueryError, match="before"):
+        check_rows(vault, "WINZ25", "2025-12-01 18:00", "2025-12-01 09:00")
+
+
+# ---------------------------------------------------------------------- real processes
+def _process(data_dir: Path, env_ports: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "TICKVAULT_DATA_DIR": str(data_dir), **env_ports}
+    return subprocess.Popen([sys.executable, "-m", "tickvault.cli.main", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> tuple[int, str]:
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=GUARD_S)
+    return proc.returncode, (out + err).decode()
+
+
+def test_worker_killed_and_restarted_loses_no_row_and_writes_none_twice(
+    own_data_dir: Path,
+) -> None:
+    from tickvault.transport.publisher import Publisher
+
+    ports = free_ports()
+    features_port = free_ports()["ticks"]
+    env_ports = {**port_env(ports), "TICKVAULT_ZMQ_FEATURES_PORT": str(features_port)}
+    overrides = {f"zmq_{name}_port": p for name, p in ports.items()}
+    day = _feeder(per_day=20_000).day_trades("WINZ25", DAY).to_structured()
+    with Vault.open(data_dir=own_data_dir, **overrides) as vault, Publisher(vault.settings) as pub:
+        seed_sessions(vault, "WINZ25", 6, before=DAY, trades_per_day=PER_DAY)
+        bridge = _process(own_data_dir, env_ports, "bridge")
+        first = _process(own_data_dir, env_ports, "features-live", "run", "--symbols", "WINZ25")
+        second = None
+        rows = FeatureRows(vault)
+        try:
+            half = len(day) // 2
+            for i in range(0, half, 100):  # chunks that split one nanosecond's trades too
+                pub.publish_trades("WINZ25", day[i : i + 100])
+            pub.flush()
+            wait_for(lambda: len(rows.range("WINZ25", versions=True)) > 1_000,
+                     "the first worker's rows")  # fmt: skip
+            first.send_signal(signal.SIGKILL)  # mid-stream, maybe mid-cycle
+            first.wait()
+            for i in range(half, len(day), 100):
+                pub.publish_trades("WINZ25", day[i : i + 100])
+            pub.flush()
+            second = _process(own_data_dir, env_ports, "features-live", "run", "--symbols",
+                              "WINZ25")  # fmt: skip
+            last_t = int(day["ts_event"][-1]) + 1
+            wait_for(lambda: (r := rows.last("WINZ25")) is not None and r.name == last_t,
+                     "the restarted worker to catch up")  # fmt: skip
+            code, text = _stop(second)
+            assert code == 0, text
+            assert "features stopped" in text
+        finally:
+            first.kill()
+            if second is not None:
+                second.kill()
+            _stop(bridge)
+        versions = rows.range("WINZ25", versions=True)
+        key = list(zip(versions.index, versions["last_trade_id"], strict=True))
+        assert len(set(key)) == len(key)  # no row written twice
+        s = session("WINZ25", DAY)
+        report = check_rows(vault, "WINZ25", s.open_ns, s.close_ns + 2)
+        assert report.ok, (report.differences.head(20), report.missing[:5], report.extra[:5])
+        assert report.rows == len(np.unique(day["ts_event"]))  # a row for every event time
+    check = subprocess.run(
+        [sys.executable, "-m", "tickvault.cli.main", "features-live", "check", "WINZ25",
+         "--start", "2025-12-01 09:00", "--end", "2025-12-01 18:26"],
+        env={**os.environ, "TICKVAULT_DATA_DIR": str(own_data_dir), **env_ports},
+        capture_output=True, timeout=GUARD_S, check=False,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stderr.decode() + check.stdout.decode()
+    assert b"0 differences, 0 missing rows, 0 extra rows" in check.stdout
+
+
+def test_cli_errors_are_one_line_without_a_traceback(tmp_path: Path) -> None:
+    env = {**os.environ, "TICKVAULT_VALKEY_URL": "valkey://127.0.0.1:1/0",
+           "TICKVAULT_CONNECT_TIMEOUT_S": "1"}  # fmt: skip
+    for args in (["run", "--symbols", "WINZ25"], ["check", "WINZ25", "--start", "2025-12-01",
+                                                  "--end", "2025-12-02"]):  # fmt: skip
+        cmd = [sys.executable, "-m", "tickvault.cli.main", "features-live", *args]
+        done = subprocess.run(cmd, env=env, capture_output=True, timeout=GUARD_S, check=False)
+        err = done.stderr.decode()
+        assert done.returncode == 2, err
+        assert "error:" in err and "127.0.0.1:1" in err
+        assert "Traceback" not in err
+    env = {**os.environ, "TICKVAULT_DATA_DIR": str(tmp_path / "valkey")}
+    done = subprocess.run(
+        [sys.executable, "-m", "tickvault.cli.main", "features-live", "run", "--symbols", "FOO"],
+        env=env, capture_output=True, timeout=GUARD_S, check=False,
+    )  # fmt: skip
+    try:
+        assert done.returncode == 2
+        assert "no default session hours for symbol 'FOO'" in done.stderr.decode()
+    finally:
+        from tickvault.storage.server import stop_server
+
+        stop_server(tmp_path / "valkey")
