@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,8 @@ import numpy as np
 import pytest
 import zmq
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tests.integration.test_live import GUARD_S, free_ports, port_env, wait_for
 from tickvault import Vault
 from tickvault.engine.parity import check_rows, live_trades
@@ -27,7 +30,7 @@ from tickvault.live.pipeline import Pipeline
 from tickvault.live.seed import seed_sessions
 from tickvault.storage.featurerows import FeatureSchemaError
 from tickvault.transport.endpoints import Endpoints
-from tickvault.venue.b3 import B3_TZ, session
+from tickvault.venue.b3 import B3_TZ, previous_sessions, session
 
 DAY = dt.date(2025, 12, 1)
 PER_DAY = 3_000
@@ -256,3 +259,92 @@ def test_cli_errors_are_one_line_without_a_traceback(tmp_path: Path) -> None:
         from tickvault.storage.server import stop_server
 
         stop_server(tmp_path / "valkey")
+
+
+def test_demo_and_worker_seed_past_sessions_once(own_data_dir: Path) -> None:
+    features_port = str(free_ports()["ticks"])
+    env = {**os.environ, "TICKVAULT_DATA_DIR": str(own_data_dir), "COLUMNS": "200",
+           **port_env(free_ports()), "TICKVAULT_ZMQ_FEATURES_PORT": features_port}  # fmt: skip
+    demo = [sys.executable, "-m", "tickvault.cli.main", "demo", "--speed", "max",
+            "--symbols", "WDOSIM", "--duration", "1", "--seed-sessions", "2"]  # fmt: skip
+    for _ in range(2):  # the second run replaces the first run's data, seeds included
+        done = subprocess.run(demo, env=env, capture_output=True, timeout=300, check=False)
+        text = done.stdout.decode() + done.stderr.decode()
+        assert done.returncode == 0, text
+        assert "seeded WDOSIM: 2 past sessions stored as imported history" in text, text
+    with Vault.open(data_dir=own_data_dir) as vault:
+        hist = vault.range_columns("WDOSIM", streams=("historical",))
+        live = vault.range_columns("WDOSIM", streams=("realtime",))
+        assert len(hist["ts_event"]) and len(live["ts_event"])
+        # the seeded sessions come before the live ones, and each is stored once
+        assert hist["ts_event"].max() < live["ts_event"].min()
+        days = {dt.datetime.fromtimestamp(t / 1e9, B3_TZ).date() for t in hist["ts_event"][::50]}
+        assert len(days) == 2
+        stored = {st.stream: st.trades for st in vault.stats("WDOSIM")}
+        assert stored["historical"] == len(hist["ts_event"])  # every record once
+        today = dt.datetime.now(B3_TZ).date()
+        spans = [session("WDOSIM", d) for d in previous_sessions("WDOSIM", today, 3)]
+        held = [len(vault.range_columns("WDOSIM", s.open_ns, s.close_ns + 1)["ts_event"])
+                for s in spans]  # fmt: skip
+        free = [s for s, n in zip(spans, held, strict=True) if n == 0]
+    worker = _process(own_data_dir, {k: v for k, v in env.items() if k.startswith("TICKVAULT_Z")},
+                      "features-live", "run", "--symbols", "WDOSIM", "--seed-sessions", "3",
+                      "--seed-trades-per-day", "500")  # fmt: skip
+    try:
+        with Vault.open(data_dir=own_data_dir) as vault:
+            wait_for(lambda: worker.poll() is not None or _seeded_days(vault) >= 2 + len(free),
+                     "the worker to seed")  # fmt: skip
+    finally:
+        code, text = _stop(worker)
+    assert code == 0, text
+    # the 3 sessions before today: stored now, or already there (the demo's live days)
+    found = re.search(
+        r"seeded WDOSIM: (\d+) sessions stored \([\d,]+ trades\), (\d+) already", text
+    )
+    assert found is not None and (int(found[1]), int(found[2])) == (len(free), 3 - len(free)), text
+
+
+def _seeded_days(vault: Vault) -> int:
+    hist = vault.range_columns("WDOSIM", streams=("historical",))
+    return len({dt.datetime.fromtimestamp(t / 1e9, B3_TZ).date() for t in hist["ts_event"][::10]})
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    blocks=st.lists(
+        st.lists(st.tuples(st.integers(0, 5), st.just(0)), min_size=0, max_size=6),
+        min_size=1, max_size=6,
+    ),
+    known=st.integers(0, 8),
+)  # fmt: skip
+def test_a_bitemporal_read_gives_per_t_the_latest_version_known(
+    session_vault: Vault, blocks: list[list[tuple[int, int]]], known: int
+) -> None:
+    """Blocks in non-decreasing T (as the worker writes them), versions computed later
+    in later blocks; T collisions in one millisecond included."""
+    rows = FeatureRows(session_vault)
+    rows.delete("PROPX")
+    t, expected_latest, expected_known = 1_700_000_000_000_000_000, {}, {}
+    for computed, block in enumerate(blocks, start=1):
+        ts = []
+        for step, _ in block:
+            t += step * 300_000  # many rows in one ms
+            ts.append(t)
+        ts = sorted(set(ts))
+        values = {n: np.full(len(ts), computed, dtype=d) for n, d in rows.schema.columns}
+        values["T"] = np.array(ts, np.int64)
+        values["volatility_regime"] = np.full(len(ts), computed % 3, np.int8)
+        rows.append("PROPX", values, {"ts": t})
+        for x in ts:
+            expected_latest[x] = computed
+            if computed <= known:
+                expected_known[x] = computed
+    latest = rows.range("PROPX")
+    assert dict(zip(latest.index, latest["computed_ns"], strict=True)) == expected_latest
+    then = rows.range("PROPX", known_at=known)
+    assert dict(zip(then.index, then["computed_ns"], strict=True)) == expected_known
+    if len(expected_latest) > 1:
+        lo, hi = min(expected_latest), max(expected_latest)
+        mid = rows.range("PROPX", lo + 1, hi)
+        assert set(mid.index) == {x for x in expected_latest if lo + 1 <= x < hi}
+    rows.delete("PROPX")

@@ -36,6 +36,7 @@ def run(
     (then flush). Restarted, it continues from its cursor."""
     import datetime as dt
     import logging
+    import threading
 
     from tickvault.engine.rows import FeatureRows
     from tickvault.live.bridge import tune_for_latency
@@ -46,6 +47,15 @@ def run(
     tune_for_latency()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     wanted = parse_symbols(symbols) or []
+    stopped = threading.Event()
+    workers: list[FeatureWorker] = []
+
+    def stop() -> None:  # a signal during seeding or warm-up stops the run cleanly too
+        stopped.set()
+        for w in workers:
+            w.stop()
+
+    stop_on_signals(stop)
     with open_vault(ctx) as vault:
         if reset:
             rows = FeatureRows(vault)
@@ -54,6 +64,8 @@ def run(
         if seed_sessions:
             today = dt.datetime.now(vault.settings.tz).date()
             for s in wanted:
+                if stopped.is_set():
+                    break
                 rep = seed(vault, s, seed_sessions, before=today,
                            trades_per_day=seed_trades_per_day)  # fmt: skip
                 err_console.print(
@@ -63,7 +75,9 @@ def run(
                 )
         eps = Endpoints.from_settings(vault.settings, host)
         worker = FeatureWorker(vault, wanted, endpoints=[eps])
-        stop_on_signals(worker.stop)
+        workers.append(worker)
+        if stopped.is_set():
+            worker.stop()
         err_console.print(
             f"features: {eps.ticks} + {eps.book} -> {vault.url} features:{{SYMBOL}}, "
             f"published on {worker.publisher.endpoint if worker.publisher else '-'}; "

@@ -58,6 +58,7 @@ from tickvault.features.live import IntradayState
 from tickvault.records.book import ASK, BID, BookState
 from tickvault.records.trades import TradeFlag
 from tickvault.records.validate import check_symbol
+from tickvault.storage.connection import translated
 from tickvault.transport.endpoints import Endpoints
 from tickvault.transport.subscriber import Gap, Subscriber
 from tickvault.transport.wire import Kind, Message, WireError
@@ -71,6 +72,8 @@ _MINUTE = 60_000_000_000
 _NAN = math.nan
 _HIST_NAN = [_NAN] * len(HISTORY_NUMBERS)
 _NO_REGIME = REGIME_CODES[None]
+_CYCLE_RECORDS = 16_384
+"""Most records (trades and book updates) one compute cycle takes."""
 FEATURE_TOPIC = "feature"
 WIRE_VERSION = 1
 
@@ -327,16 +330,12 @@ class FeatureWorker:
                 trades.qty.tolist(), trades.trade_type.tolist()]  # fmt: skip
         for ts, tid, price, qty, tt in zip(*cols, strict=True):
             self._trade(sym, ts, tid, price, qty, tt)
-        if len(trades):
-            book = self.vault.book(sym.symbol, at=int(trades.ts_event[-1]), depth=None)
-            bids, asks = book.bids, book.asks
-            if len(bids) or len(asks):
-                bid_px = float(bids["price"].max()) if len(bids) else _NAN
-                ask_px = float(asks["price"].min()) if len(asks) else _NAN
-                bid_q = int(bids.loc[bids["price"] == bid_px, "qty"].sum()) if len(bids) else 0
-                ask_q = int(asks.loc[asks["price"] == ask_px, "qty"].sum()) if len(asks) else 0
-                sym.state.update_book(max(book.last_update, sym.state.book_ts), bid_px, bid_q,
-                                      ask_px, ask_q)  # fmt: skip
+        if len(trades):  # the book as it stood at the last trade, with its offer list
+            with translated():
+                sym.book, _ = self.vault.books._rebuild(sym.symbol, int(trades.ts_event[-1]))
+            if any(side.offers for side in sym.book.sides):
+                sym.state.update_book(max(sym.book.ts_event, sym.state.book_ts),
+                                      *book_top(sym.book))  # fmt: skip
         self.stats.trades = 0  # count live trades only
         if len(trades):
             log.info("features: %s warmed up on %d trades up to ts %d", sym.symbol,
@@ -382,7 +381,15 @@ class FeatureWorker:
                     self._cond.wait()
                 if not (self._pending or self._gaps):
                     return
-                pending, self._pending = self._pending, []
+                # a bounded cycle: rows are stored and published in step with the input,
+                # and a backlog (a catch-up after a restart) never builds one huge block
+                taken, records = 0, 0
+                for msg in self._pending:
+                    taken += 1
+                    records += msg.count
+                    if records >= _CYCLE_RECORDS:
+                        break
+                pending, self._pending = self._pending[:taken], self._pending[taken:]
                 gaps, self._gaps = self._gaps, []
                 self._busy = True
             try:
