@@ -27,6 +27,8 @@ class SessionAggregatesBuilder:
     __slots__ = (
         "_boundaries_filled",
         "_count",
+        "_fast_end",
+        "_fast_m",
         "_last_price",
         "_last_ts",
         "_price",
@@ -58,9 +60,19 @@ class SessionAggregatesBuilder:
         self._last_ts = -(2**62)
         self.first_ts: int | None = None
         self.outside = 0
+        self._fast_end = -(2**62)
+        """A trade in [last trade, _fast_end) is in the last trade's minute _fast_m."""
+        self._fast_m = 0
 
     def add(self, ts_event: int, price: float, qty: int) -> None:
         """One trade (in time order); trades outside [open, close] only count as outside."""
+        if self._last_ts <= ts_event < self._fast_end:  # same minute as the last trade
+            m = self._fast_m
+            self._volume[m] += qty
+            self._count[m] += 1
+            self._last_price = price
+            self._last_ts = ts_event
+            return
         if ts_event < self._last_ts:
             raise ValidationError(
                 f"trade at {ts_event} is older than the last one added ({self._last_ts}): "
@@ -88,6 +100,8 @@ class SessionAggregatesBuilder:
         self._volume[m] += qty
         self._count[m] += 1
         self._last_price = price
+        self._fast_m = m
+        self._fast_end = min(self.open_ns + (m + 1) * MINUTE_NS, self.close_ns + 1)
 
     def snapshot(self, as_of_ns: int) -> SessionAggregates:
         """The aggregates of the trades added so far, as of ``as_of_ns`` (after the last)."""

@@ -31,7 +31,7 @@ def _batch(ts: list[int], prices: list[float], qty: list[int]) -> TradeBatch:
 offsets = st.integers(-5 * 60_000_000_000, S.close_ns - S.open_ns + 5 * 60_000_000_000)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     raw=st.lists(st.tuples(offsets, st.integers(1, 50), st.integers(1, 9)), max_size=60),
     checks=st.lists(st.integers(0, 20), min_size=1, max_size=5),
