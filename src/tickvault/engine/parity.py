@@ -209,6 +209,7 @@ def _history_expected(
     out = {n: np.full(times.size, math.nan) for n in (*HISTORY_NUMBERS, "volatility_regime")}
     previous: dict[dt.date, dict[dt.date, SessionAggregates]] = {}
     current: dict[int, SessionAggregates] = {}
+    values: dict[int, dict[str, float | str | None]] = {}
     ts = trades.ts_event
     for i, t in enumerate(times.tolist()):
         sess = session_of(symbol, t)
@@ -225,7 +226,9 @@ def _history_expected(
             current[key] = build_session_aggregates(
                 symbol, sess.date, trades.take(np.arange(upto)), as_of_ns=key
             )
-        f = history_features(symbol, t, current[key], previous[sess.date], p)
+        f = values.get(key)
+        if f is None:  # one value per minute of the session (the minute grid)
+            f = values[key] = history_features(symbol, t, current[key], previous[sess.date], p)
         for n in HISTORY_NUMBERS:
             v = f[n]
             out[n][i] = float(v) if isinstance(v, (int, float)) else math.nan
