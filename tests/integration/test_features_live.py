@@ -155,16 +155,17 @@ def test_a_worker_with_another_feature_set_is_refused(vault: Vault, endpoints: E
         FeatureRows(vault, other).append("WINZ25", {n: np.zeros(0, d) for n, d in
                                                      FeatureRows(vault, other).schema.columns},
                                          {})  # fmt: skip
-    worker = FeatureWorker(vault, ["WINZ25"], endpoints=[endpoints], feature_set=other,
-                           publish=False)  # fmt: skip
-    try:
-        with pytest.raises(FeatureSchemaError, match="feature schema"):
-            worker.run()
-    finally:
-        worker.subscriber.close()
+    with pytest.raises(FeatureSchemaError, match="feature schema"):
+        FeatureWorker(vault, ["WINZ25"], endpoints=[endpoints], feature_set=other, publish=False)
 
 
 def test_bad_input_gets_clear_errors(vault: Vault, endpoints: Endpoints) -> None:
+    feat_ep = f"tcp://127.0.0.1:{free_ports()['ticks']}"
+    with (
+        FeatureWorker(vault, ["WINZ25"], endpoints=[endpoints], publish_endpoint=feat_ep),
+        pytest.raises(QueryError, match="cannot publish feature rows on"),
+    ):
+        FeatureWorker(vault, ["WINZ25"], endpoints=[endpoints], publish_endpoint=feat_ep)
     with pytest.raises(QueryError, match="no default session hours"):
         FeatureWorker(vault, ["FOO"], endpoints=[endpoints], publish=False)
     with pytest.raises(QueryError, match="no feature rows of WINZ25"):

@@ -20,7 +20,9 @@ Exact comparison (NaN equals NaN), with one documented exception: the book featu
 (``spread``, ``book_imbalance``, ``microprice``) are left out. The worker reads the book
 top from the book topic as it arrives, interleaved with the trade topic in arrival
 order, and the store keeps no record of that interleaving, so the book top the worker
-had at a trade cannot be recomputed exactly from the store.
+had at a trade cannot be recomputed exactly from the store (and the book changes an
+aggression causes arrive after its trades, so the live row usually has the book from
+before them, where the batch definition takes the book tops with ts <= ts_event).
 """
 
 from __future__ import annotations

@@ -216,6 +216,8 @@ class FeatureWorker:
         self.fs = feature_set or FeatureSet()
         self.params = params or HistoryParams()
         self.rows = FeatureRows(vault, self.fs, self.params)
+        for s in self.symbols:  # rows of another feature set: refused before anything starts
+            self.rows.check_schema(s)
         self.step_ns = self.settings.features_history_step_ms * 1_000_000
         self.stats = WorkerStats()
         self.error: BaseException | None = None
@@ -230,15 +232,6 @@ class FeatureWorker:
         self._stop_requested = False
         self._busy = False
         self._cursors: dict[str, dict[str, str]] = {}
-        self.subscriber = Subscriber(
-            self.settings,
-            handler=self,
-            endpoints=endpoints,
-            kinds=(Kind.TRADE, Kind.BOOK),
-            symbols=self.symbols,
-            recover_from_start=True,
-            context=context,
-        )
         self.publisher: FeaturePublisher | None = None
         if publish:
             ep = (
@@ -246,6 +239,20 @@ class FeatureWorker:
                 or f"tcp://{self.settings.zmq_host}:{self.settings.zmq_features_port}"
             )
             self.publisher = FeaturePublisher(ep, context)
+        try:
+            self.subscriber = Subscriber(
+                self.settings,
+                handler=self,
+                endpoints=endpoints,
+                kinds=(Kind.TRADE, Kind.BOOK),
+                symbols=self.symbols,
+                recover_from_start=True,
+                context=context,
+            )
+        except BaseException:
+            if self.publisher is not None:
+                self.publisher.close()
+            raise
         self._names = self.fs.names
         self._thread: threading.Thread | None = None
         self._compute = threading.Thread(target=self._compute_loop, name="tickvault-features",
