@@ -93,6 +93,9 @@ class Settings(BaseModel):
     """ZeroMQ port of model signals."""
     zmq_replay_port: int = Field(5559, ge=1, le=65535)
     """The publisher's replay service: answers requests for missed sequence ranges."""
+    zmq_features_port: int = Field(5560, ge=1, le=65535)
+    """ZeroMQ port where the live feature worker publishes its rows (topic
+    ``feature.SYMBOL``). Not 5559: that is the replay service's."""
     zmq_replay_buffer_mb: float = Field(256, gt=0)
     """Recent messages the publisher keeps for replay, in MiB (oldest dropped first)."""
     zmq_max_batch: int = Field(2048, ge=1, le=100_000)
@@ -145,6 +148,12 @@ class Settings(BaseModel):
     threads: int = Field(1, ge=1, le=64)
     """Threads for block encoding and decoding. On 2 cores 1 is fastest: the embedded
     Valkey server needs the other core."""
+
+    features_history_step_ms: int = Field(60_000, ge=1)
+    """The live feature worker refreshes the history features at every minute boundary of
+    the session and, within a minute, this often in event time; never per trade (one
+    refresh costs 100-300 us). They are defined on the minute grid, so a refresh within
+    a minute gives the same values: the default refreshes at the boundaries only."""
 
     book_snapshot_every: int = Field(1000, ge=10)
     """A full offer-book snapshot is stored after this many updates of a symbol; the

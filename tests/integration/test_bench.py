@@ -51,7 +51,7 @@ RUNS: dict[str, list[str]] = {
     "live": ["--trades", "2000", "--rate", "5000"],
     "formats": ["--trades", "2000"],
     "features": ["--sessions", "7", "--trades-per-session", "800", "--queries", "5",
-                 "--original-queries", "1"],
+                 "--original-queries", "1", "--worker-trades", "3000"],
 }  # fmt: skip
 """Every benchmark command, with the smallest sizes that still run it all."""
 

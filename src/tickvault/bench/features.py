@@ -20,8 +20,8 @@ as a backfill would store it. Measured:
 - a training frame of 30 sessions at 1-minute steps, ``FeatureEngine.frame``; the
   original design: per row, the same per-request work as above (intraday and
   history), timed on a sample of rows and extrapolated to the frame's rows;
-- sustained trades/s through the live worker: measured by the live worker's own
-  benchmark (``live_worker_throughput``, wired in at merge), not here.
+- sustained trades/s through the live worker: the worker's own benchmark
+  (``bench.features_worker``) run from here, on a second temporary server.
 
 The original design's code here is plain ``Vault.range`` + pandas, written for the
 comparison only (``_original_*``); it is not how tickvault computes features.
@@ -43,8 +43,9 @@ import pandas as pd
 
 from tickvault.bench.features_core import update_latencies_ns
 from tickvault.bench.isolation import SYMBOL_PREFIX, clear_keys, symbol_keys
+from tickvault.config import Settings
 from tickvault.engine import FeatureEngine
-from tickvault.feeds.sim.generator import generate_day
+from tickvault.feeds.sim.generator import simulate_sessions
 from tickvault.records.trades import TradeBatch, TradeFlag
 from tickvault.storage import aggregates as agg_store
 from tickvault.timeutil import now_ns
@@ -61,27 +62,23 @@ TARGETS = {"live_update_p99_us": 50.0, "history_warm_p99_ms": 1.0, "history_cold
 
 
 def _history(sessions: int, trades_per_session: int, seed: int = 0) -> dict[dt.date, TradeBatch]:
-    """The simulated WIN history: one session per B3 trading day up to LAST_SESSION."""
-    days = [*b3.previous_sessions(SIM_SYMBOL, LAST_SESSION, sessions - 1), LAST_SESSION]
-    out: dict[dt.date, TradeBatch] = {}
-    price: float | None = None
-    for i, day in enumerate(days):
-        n = max(10, int(trades_per_session * (0.7 + 0.6 * ((i * 7919 + seed) % 97) / 96)))
-        out[day] = generate_day(SIM_SYMBOL, day, n, seed=seed + i, start_price=price)
-        price = float(out[day].price[-1])
-    return out
+    """The simulated WIN history: ``sessions`` B3 sessions up to LAST_SESSION, from the
+    multi-day simulator (intraday seasonality, regimes lasting days, chained prices)."""
+    return simulate_sessions(
+        SIM_SYMBOL, sessions, end=LAST_SESSION, trades_per_day=trades_per_session, seed=seed
+    )
 
 
-def live_worker_throughput(vault: Vault, symbol: str, trades: TradeBatch) -> dict[str, Any] | None:
-    """Hook for the row "sustained trades/s through the live worker" (target >= 100k/s).
+def live_worker_throughput(trades: int, settings: Settings) -> dict[str, Any] | None:
+    """The row "sustained trades/s through the live worker" (target >= 100k/s): the
+    worker's own benchmark (``bench.features_worker``: the worker as a process of its
+    own on a second temporary server, fed one simulated session over ZeroMQ). None
+    when ``trades`` is 0 (not measured)."""
+    if trades <= 0:
+        return None
+    from tickvault.bench.features_worker import bench_features_worker
 
-    The live worker's engineer provides this measurement (`tickvault features run`
-    fed through ZeroMQ); the integrator wires it here at merge. It gets the bench's
-    store, the benchmark symbol and the last session's trades, and returns a dict
-    with at least ``trades_per_s`` (float; anything else is kept in the JSON under
-    ``live_worker``). Until then it returns None and the row reads "not measured here".
-    """
-    return None
+    return bench_features_worker(settings, n_trades=trades)
 
 
 def _pct(values: list[float] | np.ndarray, q: float) -> float:
@@ -194,6 +191,7 @@ def run_features_bench(
     trades_per_session: int = 100_000,
     queries: int = 300,
     original_queries: int = 5,
+    worker_trades: int = 300_000,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     say = progress or (lambda _msg: None)
@@ -326,6 +324,7 @@ def run_features_bench(
         "history_warm_p99": warm_p99 <= TARGETS["history_warm_p99_ms"],
         "history_cold": result["history_cold_ms"]["max"] <= TARGETS["history_cold_ms"],
     }
-    result["live_worker"] = live_worker_throughput(vault, symbol, history[last])
     clear_keys(vault, *symbol_keys(symbol))
+    say(f"live worker: one simulated session of {worker_trades:,} trades through the process")
+    result["live_worker"] = live_worker_throughput(worker_trades, vault.settings)
     return result

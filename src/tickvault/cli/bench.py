@@ -156,6 +156,8 @@ def bench_live(ctx: click.Context, trades: int, rate: float, as_json: bool) -> N
               help="Warm history-feature calls at random T.")  # fmt: skip
 @click.option("--original-queries", type=POSITIVE, default=5, show_default=True,
               help="Requests of the original design (each reads 31 sessions).")  # fmt: skip
+@click.option("--worker-trades", type=click.IntRange(min=0), default=300_000, show_default=True,
+              help="Trades fed through the live worker process (0: skip).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def bench_features(
@@ -164,6 +166,7 @@ def bench_features(
     trades_per_session: int,
     queries: int,
     original_queries: int,
+    worker_trades: int,
     as_json: bool,
 ) -> None:
     """History features, training frames and live updates, against range queries + pandas."""
@@ -171,7 +174,8 @@ def bench_features(
 
     result = _bench_result(ctx, as_json, run_features_bench, sessions=sessions,
                            trades_per_session=trades_per_session, queries=queries,
-                           original_queries=original_queries)  # fmt: skip
+                           original_queries=original_queries,
+                           worker_trades=worker_trades)  # fmt: skip
     if result is None:
         return
     for shown in tables.features_table(result):

@@ -137,7 +137,8 @@ def claim_symbols(
     replaced, clear, claim = [], [], []
     for symbol in symbols:
         keys = list(r.scan_iter(match=f"*{{{symbol}}}*", count=1000))
-        mine = symbol in owned and not r.exists(trades_key(symbol, "historical"))
+        seeded = symbol in owned and owned[symbol].get("seed_sessions")  # its own history
+        mine = symbol in owned and (seeded or not r.exists(trades_key(symbol, "historical")))
         if keys and not keep and not mine:
             raise click.ClickException(
                 f"{symbol} holds data the demo did not write; the demo never mixes "
@@ -167,12 +168,15 @@ def run_live_demo(
     console: Console,
     seed: int = 0,
     keep: bool = False,
+    seed_sessions: int = 0,
 ) -> None:
     tz = vault.settings.tz
     speed_label = "max" if speed is None else f"{speed:g}x"
-    feeder = SimulatedFeeder(symbols, seed=seed, speed=speed, days=1 if speed else 5)
+    feeder = SimulatedFeeder(symbols, seed=seed, speed=speed, days=1 if speed else 5,
+                             chained=seed_sessions > 0)  # fmt: skip
     run = {"started_ns": now_ns(), "speed": speed_label, "seed": seed,
-           "sim_start_ns": int(feeder.start.timestamp() * 1e9)}  # fmt: skip
+           "sim_start_ns": int(feeder.start.timestamp() * 1e9),
+           "seed_sessions": seed_sessions}  # fmt: skip
     replaced = claim_symbols(vault, feeder.symbols, keep=keep, run=run)
     if replaced:
         console.print(
@@ -180,6 +184,17 @@ def run_live_demo(
             "(--keep adds to it instead)",
             highlight=False,
         )
+    if seed_sessions:
+        from tickvault.live.seed import seed_sessions as seed_history
+
+        for symbol in feeder.symbols:
+            rep = seed_history(vault, symbol, seed_sessions, before=feeder.sessions()[0],
+                               trades_per_day=feeder.trades_per_day, seed=seed)  # fmt: skip
+            console.print(
+                f"seeded {symbol}: {len(rep.stored)} past sessions stored as imported history "
+                f"({rep.trades:,} trades), {len(rep.skipped)} already there",
+                highlight=False,
+            )
     sim_start = format_ns(int(feeder.start.timestamp() * 1e9), tz)[:19]
     sessions = feeder.sessions()
     past = "" if speed is not None and speed <= 1 else (

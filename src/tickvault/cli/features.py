@@ -16,6 +16,7 @@ import pandas as pd
 from rich.table import Table
 
 from tickvault.cli.common import open_vault
+from tickvault.cli.features_live import check, run
 from tickvault.cli.output import check_output_path, console, err_console, write_output
 from tickvault.errors import OutputError
 from tickvault.timeutil import format_ns
@@ -170,3 +171,7 @@ def frame_cmd(
     err_console.print(
         f"wrote {len(frame):,} rows x {frame.shape[1]} columns ({sessions} sessions) to {out}"
     )
+
+
+features.add_command(run)  # the live worker's commands (cli/features_live.py)
+features.add_command(check)

@@ -41,9 +41,23 @@ from tickvault.errors import TickvaultError
     is_flag=True,
     help="Add to what is stored under the symbols instead of replacing the previous demo's data.",
 )
+@click.option(
+    "--seed-sessions",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="First store this many simulated sessions before the live ones as imported "
+    "history (multi-day simulation, so history features have something to find).",
+)
 @click.pass_context
 def demo(
-    ctx: click.Context, speed: str, duration: float | None, symbols: str, seed: int, keep: bool
+    ctx: click.Context,
+    speed: str,
+    duration: float | None,
+    symbols: str,
+    seed: int,
+    keep: bool,
+    seed_sessions: int,
 ) -> None:
     """The live pipeline on the embedded Valkey: simulator, ZeroMQ, bridge, live view.
 
@@ -65,6 +79,7 @@ def demo(
             console=console,
             seed=seed,
             keep=keep,
+            seed_sessions=seed_sessions,
         )
 
 

@@ -86,6 +86,12 @@ class IntradayState:
     # -- updates -----------------------------------------------------------
     def update(self, ts_event: int, price: float, qty: int, trade_type: int) -> list[float]:
         """Add one trade; the feature values at T = ts_event + 1 ns, in the set's order."""
+        self.add(ts_event, price, qty, trade_type)
+        return [f.compute(self, SCALAR) for f in self._features]
+
+    def add(self, ts_event: int, price: float, qty: int, trade_type: int) -> None:
+        """Add one trade without computing the values (``values()`` gives them later):
+        for a caller that needs a row only after the last trade of a nanosecond."""
         cur = self.cur
         if ts_event < cur.ts:
             raise ValidationError(
@@ -125,7 +131,6 @@ class IntradayState:
             limit = ts_event + 1 - w
             while dq[0].ts < limit:
                 refs[w] = dq.popleft()
-        return [f.compute(self, SCALAR) for f in self._features]
 
     def update_book(
         self, ts: int, bid_px: float, bid_qty: int, ask_px: float, ask_qty: int

@@ -28,13 +28,14 @@ from tickvault.feeds.sim.generator import (
     SESSION_OPEN,
     generate_day,
     session_bounds_ns,
+    simulate_session,
     simulated_days,
     spec_for,
 )
 from tickvault.records.book import BOOK_DTYPE
 from tickvault.records.trades import TradeBatch, TradeType
 from tickvault.timeutil import NS_PER_S
-from tickvault.venue.b3 import B3_TZ
+from tickvault.venue.b3 import B3_TZ, sessions
 
 DEFAULT_SYMBOLS = ("WINZ25", "WDOZ25")
 _BOOK_SIDE_BID, _BOOK_SIDE_ASK = 0, 1
@@ -147,6 +148,7 @@ class SimulatedFeeder(Feeder):
         trades_per_day: int | None = None,
         book: bool = True,
         book_depth: int = 10,
+        chained: bool = False,
     ):
         Pacer(speed)  # checks it
         self.symbols = tuple(s.upper() for s in symbols)
@@ -157,15 +159,25 @@ class SimulatedFeeder(Feeder):
         self.trades_per_day = trades_per_day
         self.book = book
         self.book_depth = book_depth
+        self.chained = chained
+        """Play the multi-day simulation (``simulate_session``: real B3 sessions, prices and
+        regimes chained across days), so the days continue seeded history."""
         self.delivered = 0
 
     # ------------------------------------------------------------------ content
     def day_trades(self, symbol: str, day: dt.date) -> TradeBatch:
         """All trades of ``symbol`` on ``day`` (deterministic per seed)."""
         n = self.trades_per_day or spec_for(symbol).trades_per_day
+        if self.chained:
+            return simulate_session(symbol, day, trades_per_day=n, seed=self.seed)
         return generate_day(symbol, day, n, seed=self.seed)
 
     def sessions(self) -> list[dt.date]:
+        if self.chained:
+            first = self.start.date()
+            found = sessions(self.symbols[0] if self.symbols else "WIN", first,
+                             first + dt.timedelta(days=7 * self.days + 14))  # fmt: skip
+            return found[: self.days]
         return simulated_days(self.start.date(), self.days)
 
     def bursts(self) -> Iterator[tuple[str, npt.NDArray[np.void]]]:

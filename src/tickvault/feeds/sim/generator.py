@@ -10,12 +10,15 @@ aggressor buy/sell trade types and broker agent ids with a skewed popularity.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from tickvault.errors import QueryError
 from tickvault.records.trades import TradeBatch, TradeType
 from tickvault.venue.b3 import B3_TZ, FUTURES_HOURS
 
@@ -232,3 +235,223 @@ def generate_trades(
         price = float(batch.price[-1])
         left -= count
     return TradeBatch.concat(batches)
+
+
+# ---------------------------------------------------------------------- multi-day history
+_ANCHOR = dt.date(2010, 1, 4)
+"""The day-level process (regimes, trends, activity, closing prices) is walked from here,
+so a session's content depends only on (symbol, date, seed, trades_per_day), never on
+how many sessions are asked for."""
+_LAST = dt.date(2035, 12, 28)
+_VOL_MULT = np.array([0.55, 1.0, 2.1])
+"""Daily volatility multiplier of the calm, normal and volatile regimes."""
+_REGIME_STAY = 0.8
+_TREND_STAY = 0.6
+
+
+@dataclass(frozen=True, slots=True)
+class DayState:
+    """The day-level facts of one simulated session (see ``simulate_sessions``)."""
+
+    day: dt.date
+    regime: int
+    """0 calm, 1 normal, 2 volatile: lasts several sessions (persistence 0.8 a day)."""
+    trend: int
+    """-1 down, 0 none, +1 up: a trending day's close moves about one daily sd its way."""
+    vol_mult: float
+    activity: float
+    """Multiplier of ``trades_per_day``: an AR(1) in logs, higher on volatile days."""
+    open_price: float
+    close_price: float
+    """The close of one session is the open of the next: prices chain across days."""
+
+
+@functools.cache
+def _day_process(symbol: str, seed: int) -> tuple[list[dt.date], list[DayState]]:
+    from tickvault.venue.b3 import sessions
+
+    spec = spec_for(symbol)
+    days = sessions(symbol, _ANCHOR, _LAST)
+    n = len(days)
+    rng = np.random.default_rng([seed, sum(map(ord, spec.symbol[:3].upper())), 14])
+    regime = np.empty(n, np.int64)
+    trend = np.empty(n, np.int64)
+    u_regime, u_trend = rng.random(n), rng.random(n)
+    pick_regime, pick_trend = rng.integers(0, 2, n), rng.integers(0, 3, n)
+    r, t = 1, 0
+    for i in range(n):  # two small Markov chains
+        if u_regime[i] > _REGIME_STAY:
+            r = [x for x in (0, 1, 2) if x != r][int(pick_regime[i])]
+        if u_trend[i] > _TREND_STAY:
+            t = int(pick_trend[i]) - 1
+        regime[i], trend[i] = r, t
+    vol = _VOL_MULT[regime] * np.exp(rng.normal(0.0, 0.12, n))
+    log_act = np.zeros(n)
+    shocks = rng.normal(0.0, 0.12, n)
+    for i in range(1, n):
+        log_act[i] = 0.7 * log_act[i - 1] + shocks[i]
+    activity = np.exp(log_act) * np.where(regime == 2, 1.3, np.where(regime == 0, 0.85, 1.0))
+    daily_sd = spec.annual_vol / np.sqrt(252.0)
+    z = rng.normal(0.0, 1.0, n)
+    log_p0 = float(np.log(spec.start_price))
+    closes = np.empty(n)
+    opens = np.empty(n)
+    lp = log_p0
+    for i in range(n):
+        opens[i] = lp
+        ret = trend[i] * daily_sd + vol[i] * daily_sd * z[i] - 0.01 * (lp - log_p0)
+        lp += ret
+        closes[i] = lp
+    tick = spec.tick_size
+
+    def to_price(x: float) -> float:
+        return float(max(round(np.exp(x) / tick), 1) * tick)
+
+    states = [
+        DayState(d, int(regime[i]), int(trend[i]), float(vol[i]), float(activity[i]),
+                 to_price(opens[i]), to_price(closes[i]))
+        for i, d in enumerate(days)
+    ]  # fmt: skip
+    return days, states
+
+
+def day_state(symbol: str, day: dt.date, *, seed: int = 0) -> DayState:
+    """The day-level facts of ``symbol``'s simulated session on ``day`` (a B3 session)."""
+    days, states = _day_process(symbol.upper()[:3], seed)
+    i = bisect.bisect_left(days, day)
+    if i >= len(days) or days[i] != day:
+        raise QueryError(
+            f"{day} is not a B3 session between {_ANCHOR} and {_LAST}: the multi-day "
+            "simulator plays B3 sessions only (venue.b3.sessions)"
+        )
+    return states[i]
+
+
+def _activity_profile(
+    rng: np.random.Generator, minutes: int, open_clock_min: int
+) -> npt.NDArray[np.float64]:
+    """Relative trade intensity per minute: U-shaped, a lull around 13:00 local, and
+    shape parameters and per-minute noise that vary from day to day."""
+    m = np.arange(minutes, dtype=np.float64)
+    clock = open_clock_min + m
+    a_open = 2.5 * rng.uniform(0.7, 1.3)
+    a_close = 1.6 * rng.uniform(0.7, 1.3)
+    lull = 0.45 * rng.uniform(0.6, 1.4)
+    center = 13 * 60 + rng.uniform(-30, 30)
+    shape = (
+        1.0
+        + a_open * np.exp(-m / (30.0 * rng.uniform(0.7, 1.3)))
+        + a_close * np.exp(-(minutes - 1 - m) / (25.0 * rng.uniform(0.7, 1.3)))
+        - lull * np.exp(-(((clock - center) / 55.0) ** 2))
+    )
+    noise = np.exp(rng.normal(0.0, 0.2, minutes))
+    return np.asarray(np.maximum(shape * noise, 0.05), dtype=np.float64)
+
+
+def simulate_session(
+    symbol: str,
+    day: dt.date,
+    *,
+    trades_per_day: int | None = None,
+    seed: int = 0,
+    recv_latency_ms: float = 2.0,
+) -> TradeBatch:
+    """One session of the multi-day simulation (see ``simulate_sessions``)."""
+    from tickvault.venue.b3 import session
+
+    spec = spec_for(symbol)
+    state = day_state(symbol, day, seed=seed)
+    s = session(symbol, day)
+    rng = np.random.default_rng([seed, day.toordinal(), sum(map(ord, symbol)), 15])
+    minutes = max(1, -(-(s.close_ns - s.open_ns) // (60 * NS_PER_S)))
+    local_open = dt.datetime.fromtimestamp(s.open_ns / NS_PER_S, B3_TZ)
+    profile = _activity_profile(rng, minutes, local_open.hour * 60 + local_open.minute)
+    full = minutes / 565.0  # a short session (Ash Wednesday) trades less
+    n_trades = max(10, round((trades_per_day or spec.trades_per_day) * state.activity * full))
+
+    sweep = np.minimum(rng.geometric(0.35, size=n_trades), 60)
+    ends = np.cumsum(sweep)
+    n_aggr = int(np.searchsorted(ends, n_trades)) + 1
+    sweep = sweep[:n_aggr]
+    sweep[-1] -= int(ends[n_aggr - 1]) - n_trades
+    minute_of = np.sort(rng.choice(minutes, size=n_aggr, p=profile / profile.sum()))
+    within_ms = rng.integers(0, 60_000, size=n_aggr)
+    aggr_ms = (s.open_ns // NS_PER_MS) + minute_of * 60_000 + within_ms
+    aggr_ms = np.minimum(np.sort(aggr_ms), s.close_ns // NS_PER_MS)
+    minute_of = np.minimum((aggr_ms * NS_PER_MS - s.open_ns) // (60 * NS_PER_S), minutes - 1)
+    aggr_time = aggr_ms * NS_PER_MS
+
+    # Volatility within the day: higher where activity is, and short intraday regimes
+    blocks = rng.choice([0.75, 1.0, 1.5], size=minutes // 10 + 1, p=[0.4, 0.4, 0.2])
+    minute_vol = np.sqrt(profile / profile.mean()) * np.repeat(blocks, 10)[:minutes]
+    minute_vol /= np.sqrt(np.mean(minute_vol**2))
+    daily_sd_ticks = spec.annual_vol / np.sqrt(252.0) * state.open_price / spec.tick_size
+    sd = daily_sd_ticks * state.vol_mult / np.sqrt(n_aggr) * minute_vol[minute_of]
+    steps = rng.normal(0.0, 1.0, n_aggr) * sd
+    path = np.cumsum(steps)
+    open_level = round(state.open_price / spec.tick_size)
+    close_level = round(state.close_price / spec.tick_size)
+    # a Brownian bridge to the day's close: the day-level trend and the chaining hold
+    path += (close_level - open_level - path[-1]) * np.arange(1, n_aggr + 1) / n_aggr
+    level = open_level + np.rint(path).astype(np.int64)
+
+    side = rng.random(n_aggr) < 0.5
+    owner = np.repeat(np.arange(n_aggr), sweep)
+    within = np.arange(n_trades) - np.repeat(ends[:n_aggr] - sweep, sweep)
+    direction = np.where(side[owner], 1, -1)
+    price = np.maximum(level[owner] + direction * (within // 3), 1).astype(np.float64)
+    price *= spec.tick_size
+    qty = np.minimum(rng.geometric(0.3, size=n_trades), 500).astype(np.int64)
+    weights = 1.0 / np.arange(1, AGENTS.size + 1) ** 1.1
+    weights /= weights.sum()
+    ts_event = aggr_time[owner]
+    latency = rng.gamma(4.0, recv_latency_ms / 4.0, size=n_aggr) * NS_PER_MS
+    trade_type = np.where(side[owner], TradeType.AGGRESSOR_BUY, TradeType.AGGRESSOR_SELL)
+    return TradeBatch(
+        ts_event=ts_event,
+        ts_recv=ts_event + latency.astype(np.int64)[owner] + within * 1_000,
+        trade_id=np.arange(1, n_trades + 1, dtype=np.int64),
+        price=price,
+        qty=qty,
+        volume=price * qty * spec.point_value,
+        buy_agent=rng.choice(AGENTS, size=n_trades, p=weights).astype(np.int32),
+        sell_agent=rng.choice(AGENTS, size=n_trades, p=weights).astype(np.int32),
+        trade_type=trade_type.astype(np.uint8),
+        flags=np.zeros(n_trades, dtype=np.uint8),
+    )
+
+
+def simulate_sessions(
+    symbol: str,
+    n_sessions: int,
+    *,
+    end: dt.date,
+    trades_per_day: int | None = None,
+    seed: int = 0,
+) -> dict[dt.date, TradeBatch]:
+    """``n_sessions`` consecutive real B3 sessions of ``symbol`` ending at ``end`` (included
+    when it is a session), oldest first: weekends and B3 holidays skipped (``venue.b3``),
+    the symbol's session hours.
+
+    Realistic multi-day structure, deterministic per seed, and the same content for a
+    day whatever ``n_sessions`` and ``end`` are:
+
+    - day-level regimes that persist (calm, normal, volatile: daily volatility x0.55,
+      x1, x2.1; a regime lasts about five sessions) and trending days (the close moves
+      about one daily standard deviation up or down; a trend lasts a few sessions);
+    - prices chained across days (a session opens at the previous close) on the tick
+      grid, with a weak pull back to the contract's start price;
+    - intraday seasonality: U-shaped activity (heavy open, busy close) with a lull
+      around 13:00 local, its shape varying from day to day; activity per day varies
+      too (an AR(1) in logs, busier on volatile days); volatility follows activity;
+    - aggressions sweeping several trades in one millisecond, aggressor sides, broker
+      ids, as ``generate_day``.
+
+    Trade ids restart at 1 each session (a trade is identified by its date and id).
+    """
+    from tickvault.venue.b3 import previous_sessions
+
+    if n_sessions < 1:
+        raise QueryError(f"n_sessions must be >= 1, got {n_sessions}")
+    days = previous_sessions(symbol, end + dt.timedelta(days=1), n_sessions)
+    return {d: simulate_session(symbol, d, trades_per_day=trades_per_day, seed=seed) for d in days}

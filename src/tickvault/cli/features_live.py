@@ -1,0 +1,137 @@
+"""The live feature worker's commands: ``run`` (the worker process) and ``check`` (live
+vs recomputed parity). Plain click commands: the ``features`` group attaches them."""
+
+from __future__ import annotations
+
+import click
+
+from tickvault.cli.common import POSITIVE, open_vault, parse_symbols, stop_on_signals
+from tickvault.cli.output import console, err_console
+
+
+@click.command("run")
+@click.option("--symbols", required=True, help="Symbols to compute features for (comma-separated).")
+@click.option(
+    "--seed-sessions",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="First store this many simulated past sessions (before today) as imported "
+    "history, skipping sessions already stored.",
+)
+@click.option("--seed-trades-per-day", type=POSITIVE, help="Trades per seeded session.")
+@click.option("--connect", "host", help="Publisher host (default: zmq_host).")
+@click.option("--reset", is_flag=True, help="Delete the symbols' stored rows and cursor first.")
+@click.pass_context
+def run(
+    ctx: click.Context,
+    symbols: str,
+    seed_sessions: int,
+    seed_trades_per_day: int | None,
+    host: str | None,
+    reset: bool,
+) -> None:
+    """Compute features live from the trade and book topics, store them in
+    features:{SYMBOL} and publish them on zmq_features_port, until SIGINT/SIGTERM
+    (then flush). Restarted, it continues from its cursor."""
+    import datetime as dt
+    import logging
+    import threading
+
+    from tickvault.engine.rows import FeatureRows
+    from tickvault.live.bridge import tune_for_latency
+    from tickvault.live.features import FeatureWorker
+    from tickvault.live.seed import seed_sessions as seed
+    from tickvault.transport.endpoints import Endpoints
+
+    tune_for_latency()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    wanted = parse_symbols(symbols) or []
+    stopped = threading.Event()
+    workers: list[FeatureWorker] = []
+
+    def stop() -> None:  # a signal during seeding or warm-up stops the run cleanly too
+        stopped.set()
+        for w in workers:
+            w.stop()
+
+    stop_on_signals(stop)
+    with open_vault(ctx) as vault:
+        if reset:
+            rows = FeatureRows(vault)
+            for s in wanted:
+                rows.delete(s)
+        if seed_sessions:
+            today = dt.datetime.now(vault.settings.tz).date()
+            for s in wanted:
+                if stopped.is_set():
+                    break
+                rep = seed(vault, s, seed_sessions, before=today,
+                           trades_per_day=seed_trades_per_day)  # fmt: skip
+                err_console.print(
+                    f"seeded {s}: {len(rep.stored)} sessions stored ({rep.trades:,} trades), "
+                    f"{len(rep.skipped)} already there",
+                    highlight=False,
+                )
+        eps = Endpoints.from_settings(vault.settings, host)
+        worker = FeatureWorker(vault, wanted, endpoints=[eps])
+        workers.append(worker)
+        if stopped.is_set():
+            worker.stop()
+        err_console.print(
+            f"features: {eps.ticks} + {eps.book} -> {vault.url} features:{{SYMBOL}}, "
+            f"published on {worker.publisher.endpoint if worker.publisher else '-'}; "
+            "SIGINT/SIGTERM stop it",
+            highlight=False,
+        )
+        try:
+            worker.run()
+        finally:
+            worker.subscriber.close()
+            if worker.publisher is not None:
+                worker.publisher.close()
+        st = worker.stats
+        err_console.print(
+            f"features stopped: {st.trades:,} trades, {st.rows:,} rows in {st.writes:,} writes; "
+            f"skipped {st.skipped_duplicates} repeated, {st.skipped_late} late, "
+            f"{st.skipped_corrections} corrections; {st.gaps} gaps",
+            highlight=False,
+        )
+
+
+@click.command("check")
+@click.argument("symbol")
+@click.option("--start", required=True, help="First T to check (time; naive = exchange time).")
+@click.option("--end", required=True, help="End of the range (exclusive).")
+@click.option("--limit", type=POSITIVE, default=50, show_default=True, help="Differences shown.")
+@click.pass_context
+def check(ctx: click.Context, symbol: str, start: str, end: str, limit: int) -> None:
+    """Recompute from the store what the live worker wrote for SYMBOL with T in
+    [START, END) and report every difference (exit 1 when there is any)."""
+    from rich.table import Table
+
+    from tickvault.engine.parity import check_rows, format_report
+    from tickvault.timeutil import format_ns
+
+    with open_vault(ctx) as vault:
+        report = check_rows(vault, symbol, start, end)
+        tz = vault.settings.tz
+        for line in format_report(report, tz):
+            console.print(line, highlight=False)
+        if not report.differences.empty:
+            table = Table(title=f"differences (first {limit})")
+            for col in ("T", "feature", "live", "recomputed"):
+                table.add_column(col)
+            head = report.differences.head(limit)
+            for t, feature, live, recomputed in zip(
+                head["T"].tolist(), head["feature"], head["live"], head["recomputed"],
+                strict=True,
+            ):  # fmt: skip
+                table.add_row(format_ns(int(t), tz), str(feature), str(live), str(recomputed))
+            console.print(table)
+        for what, ts in (("missing", report.missing), ("extra", report.extra)):
+            if ts:
+                shown = ", ".join(format_ns(t, tz) for t in ts[:10])
+                console.print(f"{what} rows at T = {shown}{' ...' if len(ts) > 10 else ''}")
+        if not report.ok:
+            ctx.exit(1)

@@ -1,0 +1,596 @@
+"""``FeatureWorker``: the live feature worker, a process of its own like the bridge.
+
+Two threads. The subscriber thread (the project's ``Subscriber``: in sequence per
+topic, with replay and gap handling) receives the trade and book topics of the
+worker's symbols and appends each message to the pending list. The compute thread
+takes everything pending whenever it is free and, per symbol, in arrival order:
+
+- a book message updates the book (``records.book.BookState``) and the live state's
+  book top (best price and the quantity at it, per side);
+- a trade updates the intraday set (``IntradayState.update``, O(1) amortised) and the
+  current session's aggregates (``SessionAggregatesBuilder``); corrections
+  (EDIT/CANCEL), trades already handled (same or older (ts_event, trade_id): a
+  replay, a second publisher) and trades older than the last one (a late trade: the
+  live state moves forward only) are skipped and counted;
+- after the last trade of an event time e seen in the cycle it emits the row of
+  T = e + 1 ns (the value at T given the trades seen: every trade with ts_event < T);
+- the history features are refreshed at T when T enters a new minute of the session
+  or ``features_history_step_ms`` of event time has passed since the last refresh,
+  not per trade (one refresh costs 100-300 us; the values are defined on the
+  session's minute grid, so a refresh at each minute boundary makes them exact);
+  between refreshes a row carries the values of the last one. Outside a session
+  they are NaN.
+
+The cycle's rows are then written to ``features:{SYMBOL}`` (one columnar block per
+symbol, ``engine.rows``) together with the worker's cursor, in one atomic script
+call, and only then published on ZeroMQ (``FeaturePublisher``). The cursor holds, per
+(publisher, topic), the last sequence number handled and the last trade's
+(ts_event, trade_id). A worker killed at any point and restarted warms up from the
+store (the session's live trades up to the cursor, so the intraday windows and the
+session aggregates are full, and the book as of then), asks the publishers' replay
+buffers for what follows its cursor, and goes on: no row is lost, none is written
+twice. Valkey unreachable: the cycle is retried with backoff; on a stop during an
+outage the cycle is dropped (its cursor never moved, the next run recomputes it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+import zmq
+
+from tickvault.engine.parity import _previous_aggregates, day_start_ns, live_trades
+from tickvault.engine.rows import HISTORY_NUMBERS, REGIME_CODES, FeatureRows
+from tickvault.errors import QueryError, ServerError, TickvaultError
+from tickvault.features import FeatureSet, HistoryParams, SessionAggregates, history_features
+from tickvault.features.aggregates_live import SessionAggregatesBuilder
+from tickvault.features.live import IntradayState
+from tickvault.records.book import ASK, BID, BookState
+from tickvault.records.trades import TradeFlag
+from tickvault.records.validate import check_symbol
+from tickvault.storage.connection import translated
+from tickvault.transport.endpoints import Endpoints
+from tickvault.transport.subscriber import Gap, Subscriber
+from tickvault.transport.wire import Kind, Message, WireError
+from tickvault.vault import Vault
+from tickvault.venue.b3 import Session, default_hours, session_of
+
+log = logging.getLogger(__name__)
+
+_CORRECTION = int(TradeFlag.EDIT | TradeFlag.CANCEL)
+_MINUTE = 60_000_000_000
+_NAN = math.nan
+_HIST_NAN = [_NAN] * len(HISTORY_NUMBERS)
+_NO_REGIME = REGIME_CODES[None]
+_CYCLE_RECORDS = 16_384
+"""Most records (trades and book updates) one compute cycle takes."""
+FEATURE_TOPIC = "feature"
+WIRE_VERSION = 1
+
+
+def seq_field(publisher: int, topic: str) -> str:
+    return f"seq:{publisher:016x}:{topic}"
+
+
+def book_top(book: BookState) -> tuple[float, int, float, int]:
+    """(bid_px, bid_qty, ask_px, ask_qty): best price per side and the quantity at it."""
+    out: list[float | int] = []
+    for side, better in ((BID, max), (ASK, min)):
+        offers = [o for o in book.sides[side].offers if o[1] > 0 and o[0] > 0]
+        if not offers:
+            out += [_NAN, 0]
+            continue
+        best = better(o[0] for o in offers)
+        out += [best, sum(o[1] for o in offers if o[0] == best)]
+    return float(out[0]), int(out[1]), float(out[2]), int(out[3])
+
+
+class FeaturePublisher:
+    """The rows on ZeroMQ for the model layer: one PUB socket, topic ``feature.SYMBOL``.
+
+    A message is three frames: the topic (ASCII); a JSON header ``{"v": 1, "schema":
+    hash, "seq": n, "rows": n, "columns": [[name, dtype], ...]}`` (``seq`` counts the
+    messages of the topic from 1 in this worker's life); and the columns, each ``rows``
+    little-endian values of its dtype, one after the other in the header's order (the
+    row layout of ``engine.rows``, uncompressed). A row is published only once stored,
+    so a subscriber that missed messages reads them from ``features:{SYMBOL}``.
+    """
+
+    def __init__(self, endpoint: str, context: zmq.Context[Any] | None = None) -> None:
+        self._ctx = context or zmq.Context.instance()
+        self._sock = self._ctx.socket(zmq.PUB)
+        self._sock.setsockopt(zmq.LINGER, 500)
+        self._sock.setsockopt(zmq.SNDHWM, 10_000)
+        try:
+            self._sock.bind(endpoint)
+        except zmq.ZMQError as exc:
+            self._sock.close(linger=0)
+            raise QueryError(
+                f"cannot publish feature rows on {endpoint}: {exc} (another worker running? "
+                "set zmq_features_port)"
+            ) from None
+        self.endpoint = endpoint
+        self._seq: dict[str, int] = {}
+
+    def publish(
+        self, symbol: str, schema: str, columns: Sequence[tuple[str, str]], values: dict[str, Any]
+    ) -> None:
+        topic = f"{FEATURE_TOPIC}.{symbol}"
+        seq = self._seq[topic] = self._seq.get(topic, 0) + 1
+        n = len(values["T"])
+        header = orjson.dumps({"v": WIRE_VERSION, "schema": schema, "seq": seq, "rows": n,
+                               "columns": [list(c) for c in columns]})  # fmt: skip
+        payload = b"".join(
+            np.ascontiguousarray(values[name], dtype=np.dtype(dtype).newbyteorder("<")).tobytes()
+            for name, dtype in columns
+        )
+        # a slow model layer must not stall the worker: the rows are stored
+        with contextlib.suppress(zmq.Again):
+            self._sock.send_multipart([topic.encode("ascii"), header, payload], zmq.NOBLOCK)
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def decode_feature_message(frames: list[bytes]) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(symbol, header, columns) of a ``FeaturePublisher`` message."""
+    topic, header_raw, payload = frames
+    header = orjson.loads(header_raw)
+    n, at, cols = int(header["rows"]), 0, {}
+    for name, dtype in header["columns"]:
+        d = np.dtype(dtype).newbyteorder("<")
+        cols[name] = np.frombuffer(payload, dtype=d, count=n, offset=at)
+        at += n * d.itemsize
+    return topic.decode().partition(".")[2], header, cols
+
+
+@dataclass
+class WorkerStats:
+    messages: int = 0
+    trades: int = 0
+    rows: int = 0
+    writes: int = 0
+    write_errors: int = 0
+    book_updates: int = 0
+    history_refreshes: int = 0
+    skipped_duplicates: int = 0
+    skipped_late: int = 0
+    skipped_corrections: int = 0
+    gaps: int = 0
+    rows_by_symbol: dict[str, int] = field(default_factory=dict)
+
+
+class _Symbol:
+    """The live state of one symbol."""
+
+    def __init__(self, symbol: str, fs: FeatureSet) -> None:
+        self.symbol = symbol
+        self.state: IntradayState = fs.new_state()
+        self.book = BookState()
+        self.session: Session | None = None
+        self.builder: SessionAggregatesBuilder | None = None
+        self.previous: dict[dt.date, SessionAggregates] = {}
+        self.last_ts = -(2**62)
+        self.last_tid = -1
+        self.hist: list[float] = list(_HIST_NAN)
+        self.regime = _NO_REGIME
+        self.hist_minute = -1
+        self.hist_t = -(2**62)
+        self.hist_day: dt.date | None = None
+        self.seqs: dict[str, int] = {}
+        """seq field -> last seq handled (stored with the rows)."""
+
+
+class FeatureWorker:
+    """Subscribe, compute, store and publish feature rows. ``run()`` blocks until ``stop()``."""
+
+    def __init__(
+        self,
+        vault: Vault,
+        symbols: Iterable[str],
+        *,
+        endpoints: Sequence[Endpoints] | None = None,
+        feature_set: FeatureSet | None = None,
+        params: HistoryParams | None = None,
+        publish_endpoint: str | None = None,
+        publish: bool = True,
+        context: zmq.Context[Any] | None = None,
+    ) -> None:
+        self.vault = vault
+        self.settings = vault.settings
+        self.symbols = sorted({check_symbol(s) for s in symbols})
+        if not self.symbols:
+            raise QueryError("the feature worker needs at least one symbol (--symbols WINZ25,...)")
+        for s in self.symbols:
+            default_hours(s)  # a symbol without session hours: a clear error now
+        self.fs = feature_set or FeatureSet()
+        self.params = params or HistoryParams()
+        self.rows = FeatureRows(vault, self.fs, self.params)
+        for s in self.symbols:  # rows of another feature set: refused before anything starts
+            self.rows.check_schema(s)
+        self.step_ns = self.settings.features_history_step_ms * 1_000_000
+        self.stats = WorkerStats()
+        self.error: BaseException | None = None
+        """What stopped the compute thread, if it failed (``run`` raises it)."""
+        self.ready = threading.Event()
+        """Set once warmed up (the subscriber then starts receiving)."""
+        self._syms = {s: _Symbol(s, self.fs) for s in self.symbols}
+        self._cond = threading.Condition()
+        self._pending: list[Message] = []
+        self._gaps: list[Gap] = []
+        self._stopping = False
+        self._stop_requested = False
+        self._busy = False
+        self._cursors: dict[str, dict[str, str]] = {}
+        self.publisher: FeaturePublisher | None = None
+        if publish:
+            ep = (
+                publish_endpoint
+                or f"tcp://{self.settings.zmq_host}:{self.settings.zmq_features_port}"
+            )
+            self.publisher = FeaturePublisher(ep, context)
+        try:
+            self.subscriber = Subscriber(
+                self.settings,
+                handler=self,
+                endpoints=endpoints,
+                kinds=(Kind.TRADE, Kind.BOOK),
+                symbols=self.symbols,
+                recover_from_start=True,
+                context=context,
+            )
+        except BaseException:
+            if self.publisher is not None:
+                self.publisher.close()
+            raise
+        self._names = self.fs.names
+        self._thread: threading.Thread | None = None
+        self._compute = threading.Thread(target=self._compute_loop, name="tickvault-features",
+                                         daemon=True)  # fmt: skip
+
+    # ------------------------------------------------------------------ lifecycle
+    def run(self) -> None:
+        """Warm up, then receive and compute until ``stop()``; then flush and return."""
+        for s in self.symbols:
+            self.rows.check_schema(s)
+        for sym in self._syms.values():
+            self._warm_up(sym)
+        self.ready.set()
+        self._compute.start()
+        try:
+            if not self._stop_requested:
+                self.subscriber.run()
+        finally:
+            with self._cond:
+                self._stopping = True
+                self._cond.notify()
+            self._compute.join()
+        if self.error is not None:
+            raise self.error
+
+    def start(self) -> FeatureWorker:
+        self._thread = threading.Thread(target=self.run, name="tickvault-feature-worker",
+                                        daemon=True)  # fmt: skip
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask ``run()`` to return (safe from a signal handler or another thread)."""
+        self._stop_requested = True
+        self.subscriber.stop()
+
+    def close(self) -> None:
+        self.stop()
+        if self._thread is not None:
+            self._thread.join()
+        self.subscriber.close()
+        if self.publisher is not None:
+            self.publisher.close()
+
+    def __enter__(self) -> FeatureWorker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def idle(self) -> bool:
+        with self._cond:
+            return not self._pending and not self._busy
+
+    # ------------------------------------------------------------------ warm-up
+    def _warm_up(self, sym: _Symbol) -> None:
+        """Restore the state from the store: the session's live trades up to the cursor
+        (all of today's when there is no cursor), fed through the same updates."""
+        cursor = self.rows.cursor(sym.symbol)
+        self._cursors[sym.symbol] = cursor
+        sym.seqs = {k: int(v) for k, v in cursor.items() if k.startswith("seq:")}
+        if "ts" in cursor:
+            last_ts, last_tid = int(cursor["ts"]), int(cursor["tid"])
+        else:
+            last_ts, last_tid = time.time_ns(), 2**62
+        start = day_start_ns(last_ts, self.vault)
+        trades = live_trades(self.vault, sym.symbol, start, last_ts + 1)
+        if "ts" in cursor:
+            deadline = time.monotonic() + 10.0
+            while not self._holds(trades, last_ts, last_tid) and time.monotonic() < deadline:
+                time.sleep(0.05)  # the bridge may not have stored the last trades yet
+                trades = live_trades(self.vault, sym.symbol, start, last_ts + 1)
+            if not self._holds(trades, last_ts, last_tid):
+                log.warning("features: %s: the store does not hold the cursor's last trade "
+                            "(ts %d, id %d); warming up from what it holds", sym.symbol,
+                            last_ts, last_tid)  # fmt: skip
+        keep = (trades.ts_event < last_ts) | (
+            (trades.ts_event == last_ts) & (trades.trade_id <= last_tid)
+        )
+        trades = trades.take(np.flatnonzero(keep))
+        cols = [trades.ts_event.tolist(), trades.trade_id.tolist(), trades.price.tolist(),
+                trades.qty.tolist(), trades.trade_type.tolist()]  # fmt: skip
+        for ts, tid, price, qty, tt in zip(*cols, strict=True):
+            self._trade(sym, ts, tid, price, qty, tt)
+        if len(trades):  # the book as it stood at the last trade, with its offer list
+            with translated():
+                sym.book, _ = self.vault.books._rebuild(sym.symbol, int(trades.ts_event[-1]))
+            if any(side.offers for side in sym.book.sides):
+                sym.state.update_book(max(sym.book.ts_event, sym.state.book_ts),
+                                      *book_top(sym.book))  # fmt: skip
+        self.stats.trades = 0  # count live trades only
+        if len(trades):
+            log.info("features: %s warmed up on %d trades up to ts %d", sym.symbol,
+                     len(trades), sym.last_ts)  # fmt: skip
+
+    @staticmethod
+    def _holds(trades: Any, ts: int, tid: int) -> bool:
+        hit = np.flatnonzero(trades.ts_event == ts)
+        return bool(hit.size) and bool((trades.trade_id[hit] == tid).any())
+
+    # ------------------------------------------------------------------ handler (subscriber thread)
+    def resume_seq(self, publisher: int, topic: str) -> int | None:
+        symbol = topic.partition(".")[2]
+        cursor = self._cursors.get(symbol)
+        if cursor is None:
+            return None
+        raw = cursor.get(seq_field(publisher, topic))
+        return int(raw) if raw is not None else None
+
+    def on_message(self, msg: Message) -> None:
+        if msg.kind not in (Kind.TRADE, Kind.BOOK) or msg.symbol not in self._syms:
+            return
+        with self._cond:
+            self._pending.append(msg)
+            self._cond.notify()
+
+    def on_gap(self, gap: Gap) -> None:
+        self.stats.gaps += 1
+        log.warning("features: messages %d..%d of %s lost (%s): no rows for their trades",
+                    gap.seq_first, gap.seq_last, gap.topic, gap.reason)  # fmt: skip
+        with self._cond:
+            self._gaps.append(gap)
+            self._cond.notify()
+
+    def on_invalid(self, frames: list[bytes], error: WireError) -> None:
+        log.warning("features: rejected a message (%s)", error)
+
+    # ------------------------------------------------------------------ compute thread
+    def _compute_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._pending or self._gaps or self._stopping):
+                    self._cond.wait()
+                if not (self._pending or self._gaps):
+                    return
+                # a bounded cycle: rows are stored and published in step with the input,
+                # and a backlog (a catch-up after a restart) never builds one huge block
+                taken, records = 0, 0
+                for msg in self._pending:
+                    taken += 1
+                    records += msg.count
+                    if records >= _CYCLE_RECORDS:
+                        break
+                pending, self._pending = self._pending[:taken], self._pending[taken:]
+                gaps, self._gaps = self._gaps, []
+                self._busy = True
+            try:
+                out = self._cycle(pending, gaps)
+                self._write(out)
+            except TickvaultError as exc:
+                log.error("features: cycle failed: %s", exc)
+                self.error = exc
+                self.stop()
+                return
+            except BaseException as exc:
+                log.exception("features: cycle failed")
+                self.error = exc
+                self.stop()
+                return
+            finally:
+                with self._cond:
+                    self._busy = False
+
+    def _cycle(self, pending: list[Message], gaps: list[Gap]) -> dict[str, dict[str, Any]]:
+        """Compute the rows of the pending messages; per symbol the columns and cursor."""
+        rows: dict[str, list[tuple[int, int, list[float], list[float], int]]] = {}
+        touched: set[str] = set()
+        open_rows: set[str] = set()
+        """Symbols whose last trade's row is not emitted yet (more of its ns may come)."""
+        for gap in gaps:  # a lost range: move past it (its trades get no row)
+            sym = self._syms.get(gap.symbol)
+            if sym is not None:
+                f = seq_field(gap.publisher, gap.topic)
+                sym.seqs[f] = max(sym.seqs.get(f, 0), gap.seq_last)
+                touched.add(sym.symbol)
+        for msg in pending:
+            sym = self._syms[msg.symbol]
+            touched.add(sym.symbol)
+            self.stats.messages += 1
+            f = seq_field(msg.publisher, msg.topic)
+            if msg.seq <= sym.seqs.get(f, 0):
+                continue  # handled before a restart
+            sym.seqs[f] = msg.seq
+            records = msg.records()
+            if msg.kind is Kind.BOOK:
+                self._book(sym, records)
+                continue
+            out = rows.setdefault(sym.symbol, [])
+            cols = [records["ts_event"].tolist(), records["trade_id"].tolist(),
+                    records["price"].tolist(), records["qty"].tolist(),
+                    records["trade_type"].tolist(), records["flags"].tolist()]  # fmt: skip
+            self._trades(sym, out, cols, open_rows)
+        result: dict[str, dict[str, Any]] = {}
+        for symbol in touched:
+            sym = self._syms[symbol]
+            out = rows.get(symbol, [])
+            if symbol in open_rows:
+                out.append(self._row(sym))
+            result[symbol] = {"rows": out, "cursor": self._cursor(sym)}
+        return result
+
+    def _trades(self, sym: _Symbol, out: list[Any], cols: list[list[Any]],
+                open_rows: set[str]) -> None:  # fmt: skip
+        """The hot loop: one message's trades (see the module docstring)."""
+        st = self.stats
+        add = sym.state.add
+        builder = sym.builder
+        badd = builder.add if builder is not None else None
+        lo, hi = (sym.session.open_ns, sym.session.close_ns) if sym.session else (1, 0)
+        last_ts, last_tid = sym.last_ts, sym.last_tid
+        is_open = sym.symbol in open_rows
+        n = 0
+        for ts, tid, price, qty, tt, flags in zip(*cols, strict=True):
+            if flags & _CORRECTION:
+                st.skipped_corrections += 1
+                continue
+            if ts <= last_ts:
+                if ts < last_ts:
+                    st.skipped_late += 1  # the live state only moves forward
+                    continue
+                if tid <= last_tid:
+                    st.skipped_duplicates += 1
+                    continue
+            elif is_open:  # a new event time: the previous one's row is complete
+                sym.last_ts, sym.last_tid = last_ts, last_tid
+                out.append(self._row(sym))
+            if not lo <= ts <= hi:
+                self._enter_session(sym, ts)
+                builder = sym.builder
+                badd = builder.add if builder is not None else None
+                lo, hi = (sym.session.open_ns, sym.session.close_ns) if sym.session else (1, 0)
+            add(ts, price, qty, tt)
+            if badd is not None:
+                badd(ts, price, qty)
+            last_ts, last_tid = ts, tid
+            is_open = True
+            n += 1
+        sym.last_ts, sym.last_tid = last_ts, last_tid
+        st.trades += n
+        if is_open:
+            open_rows.add(sym.symbol)
+
+    def _enter_session(self, sym: _Symbol, ts: int) -> None:
+        """A trade outside the current session: a new session starts its aggregates."""
+        s = session_of(sym.symbol, ts)
+        if s is not None and (sym.session is None or s.date != sym.session.date):
+            sym.session = s
+            sym.builder = SessionAggregatesBuilder(sym.symbol, s.date)
+            sym.previous = _previous_aggregates(self.vault, sym.symbol, s.date, self.params)
+
+    def _trade(self, sym: _Symbol, ts: int, tid: int, price: float, qty: int, tt: int) -> None:
+        """One trade of the warm-up (the same updates as the hot loop)."""
+        s = sym.session
+        if s is None or not s.open_ns <= ts <= s.close_ns:
+            self._enter_session(sym, ts)
+        sym.state.add(ts, price, qty, tt)
+        if sym.builder is not None:
+            sym.builder.add(ts, price, qty)
+        sym.last_ts, sym.last_tid = ts, tid
+
+    def _row(self, sym: _Symbol) -> tuple[int, int, list[float], list[float], int]:
+        """The row after the last trade handled: T = its ts_event + 1."""
+        t = sym.last_ts + 1
+        s = sym.session
+        if s is None or not s.open_ns <= t <= s.close_ns or sym.builder is None:
+            sym.hist, sym.regime, sym.hist_minute = list(_HIST_NAN), _NO_REGIME, -1
+        else:
+            minute = (t - s.open_ns) // _MINUTE
+            if (minute != sym.hist_minute or t - sym.hist_t >= self.step_ns or t == sym.hist_t
+                    or sym.hist_day != s.date):  # fmt: skip
+                f = history_features(sym.symbol, t, sym.builder.snapshot(t), sym.previous,
+                                     self.params)  # fmt: skip
+                sym.hist = [float(f[n]) for n in HISTORY_NUMBERS]  # type: ignore[arg-type]
+                sym.regime = REGIME_CODES[f["volatility_regime"]]  # type: ignore[index]
+                sym.hist_minute, sym.hist_t, sym.hist_day = minute, t, s.date
+                self.stats.history_refreshes += 1
+        return (t, sym.last_tid, sym.state.values(), sym.hist, sym.regime)
+
+    def _book(self, sym: _Symbol, records: np.ndarray) -> None:
+        sym.book.apply(records)
+        self.stats.book_updates += len(records)
+        if not len(records):
+            return
+        ts = max(int(records["ts_event"].max()), sym.state.book_ts)
+        sym.state.update_book(ts, *book_top(sym.book))
+
+    def _cursor(self, sym: _Symbol) -> dict[str, Any]:
+        c: dict[str, Any] = dict(sym.seqs)
+        if sym.last_tid >= 0:
+            c["ts"], c["tid"] = sym.last_ts, sym.last_tid
+        return c
+
+    # ------------------------------------------------------------------ writes
+    def _columns(self, rows: list[tuple[int, int, list[float], list[float], int]],
+                 computed: int) -> dict[str, Any]:  # fmt: skip
+        n = len(rows)
+        values: dict[str, Any] = {
+            "T": np.fromiter((r[0] for r in rows), np.int64, n),
+            "computed_ns": np.full(n, computed, np.int64),
+            "last_trade_id": np.fromiter((r[1] for r in rows), np.int64, n),
+        }
+        intraday = np.array([r[2] for r in rows], dtype=np.float64).reshape(n, len(self._names))
+        for i, name in enumerate(self._names):
+            values[name] = intraday[:, i]
+        hist = np.array([r[3] for r in rows], dtype=np.float64).reshape(n, len(HISTORY_NUMBERS))
+        for i, name in enumerate(HISTORY_NUMBERS):
+            values[name] = hist[:, i]
+        values["volatility_regime"] = np.fromiter((r[4] for r in rows), np.int8, n)
+        return values
+
+    def _write(self, out: dict[str, dict[str, Any]]) -> None:
+        computed = time.time_ns()
+        blocks = {s: self._columns(o["rows"], computed) for s, o in out.items()}
+        delay = 0.05
+        for symbol, o in out.items():
+            while True:
+                try:
+                    self.rows.append(symbol, blocks[symbol], o["cursor"])
+                    break
+                except ServerError as exc:
+                    self.stats.write_errors += 1
+                    if self._stop_requested or self._stopping:
+                        log.error(
+                            "features: stopping while Valkey is unreachable (%s); the "
+                            "rows of this cycle are recomputed by the next run",
+                            exc,
+                        )
+                        return
+                    log.warning("features: cannot write rows (%s); retrying", exc)
+                    time.sleep(delay)
+                    delay = min(delay * 2, self.settings.store_retry_max_s)
+            n = len(o["rows"])
+            self.stats.rows += n
+            self.stats.writes += 1
+            self.stats.rows_by_symbol[symbol] = self.stats.rows_by_symbol.get(symbol, 0) + n
+            if self.publisher is not None and n:
+                self.publisher.publish(symbol, self.rows.schema.hash, self.rows.schema.columns,
+                                       blocks[symbol])  # fmt: skip
+
+
+__all__ = ["FeaturePublisher", "FeatureWorker", "WorkerStats", "decode_feature_message"]
