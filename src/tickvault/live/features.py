@@ -425,7 +425,7 @@ class FeatureWorker:
         for gap in gaps:  # a lost range: move past it (its trades get no row)
             sym = self._syms.get(gap.symbol)
             if sym is not None:
-                f = seq_field(gap.publisher, gap.topic)
+                f = seq_field(gap.publisher_id, gap.topic)
                 sym.seqs[f] = max(sym.seqs.get(f, 0), gap.seq_last)
                 touched.add(sym.symbol)
         for msg in pending:
