@@ -1,5 +1,5 @@
 """What the live feature worker wrote, recomputed from the store (``check_rows``), and the
-previous sessions' aggregates both use (``_previous_aggregates``).
+previous sessions' aggregates both use (``previous_aggregates``).
 
 The recomputation is the pure batch path over the records the worker saw:
 
@@ -14,7 +14,7 @@ The recomputation is the pure batch path over the records the worker saw:
   at T = e + 1 ns;
 - the history features by ``history_features`` at T, from the current session's
   aggregates as of T (``build_session_aggregates``) and the previous sessions' from
-  ``_previous_aggregates``, the same function the worker warms up with.
+  ``previous_aggregates``, the same function the worker warms up with.
 
 Exact comparison (NaN equals NaN), with one documented exception: the book features
 (``spread``, ``book_imbalance``, ``microprice``) are left out. The worker reads the book
@@ -35,6 +35,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from tickvault.engine.aggregates import AggregateStore
 from tickvault.engine.rows import REGIME_CODES, FeatureRows
 from tickvault.errors import QueryError
 from tickvault.features import (
@@ -48,30 +49,24 @@ from tickvault.records.trades import TradeBatch, TradeFlag
 from tickvault.records.validate import check_symbol
 from tickvault.timeutil import NS_PER_DAY, TimeLike, local_to_utc_ns, to_ns, trading_days
 from tickvault.vault import Vault
-from tickvault.venue.b3 import default_hours, previous_sessions, session, session_of
+from tickvault.venue.b3 import default_hours, previous_sessions, session_of
 
 BOOK_FEATURES = ("spread", "book_imbalance", "microprice")
 _CORRECTION = np.uint8(TradeFlag.EDIT | TradeFlag.CANCEL)
 
 
-def _previous_aggregates(
+def previous_aggregates(
     vault: Vault, symbol: str, day: dt.date, params: HistoryParams | None = None
 ) -> dict[dt.date, SessionAggregates]:
     """The complete aggregates of the sessions before ``day`` that the history features
-    read, from the stored trades (both streams, resolved), one read per session.
+    read (sessions with trades only), from the aggregate store (``engine.aggregates``:
+    materialised in Valkey, rebuilt from the raw records when missing or stale).
 
-    The one place the worker and the check get previous sessions from: the aggregate
-    store (issue 14 item 4) replaces this function."""
+    The one place the worker and the check get previous sessions from."""
     p = params or HistoryParams()
     n = max(p.momentum_sessions, p.volatility_sessions, 1)
-    out: dict[dt.date, SessionAggregates] = {}
-    for d in previous_sessions(symbol, day, n):
-        s = session(symbol, d)
-        batch = TradeBatch(**vault.range_columns(symbol, s.open_ns, s.close_ns + 1))
-        batch = _plain(batch)
-        if len(batch):
-            out[d] = build_session_aggregates(symbol, d, batch)
-    return out
+    _, mats = AggregateStore(vault).sessions(symbol, previous_sessions(symbol, day, n))
+    return {d: m.aggs for d, m in mats.items() if m.aggs.first_ts is not None}
 
 
 def _plain(batch: TradeBatch) -> TradeBatch:
@@ -219,7 +214,7 @@ def _history_expected(
             out["volatility_regime"][i] = REGIME_CODES[None]
             continue
         if sess.date not in previous:
-            previous[sess.date] = _previous_aggregates(vault, symbol, sess.date, p)
+            previous[sess.date] = previous_aggregates(vault, symbol, sess.date, p)
         # the values depend only on trades before T's minute: build per minute
         minute = (t - sess.open_ns) // 60_000_000_000
         key = sess.open_ns + minute * 60_000_000_000

@@ -49,7 +49,7 @@ import numpy as np
 import orjson
 import zmq
 
-from tickvault.engine.parity import _previous_aggregates, day_start_ns, live_trades
+from tickvault.engine.parity import day_start_ns, live_trades, previous_aggregates
 from tickvault.engine.rows import HISTORY_NUMBERS, REGIME_CODES, FeatureRows
 from tickvault.errors import QueryError, ServerError, TickvaultError
 from tickvault.features import FeatureSet, HistoryParams, SessionAggregates, history_features
@@ -501,7 +501,7 @@ class FeatureWorker:
         if s is not None and (sym.session is None or s.date != sym.session.date):
             sym.session = s
             sym.builder = SessionAggregatesBuilder(sym.symbol, s.date)
-            sym.previous = _previous_aggregates(self.vault, sym.symbol, s.date, self.params)
+            sym.previous = previous_aggregates(self.vault, sym.symbol, s.date, self.params)
 
     def _trade(self, sym: _Symbol, ts: int, tid: int, price: float, qty: int, tt: int) -> None:
         """One trade of the warm-up (the same updates as the hot loop)."""
