@@ -40,32 +40,8 @@ def _pct(values: list[int] | np.ndarray, *qs: float) -> str:
     return "  ".join(f"p{q:g} {np.percentile(arr, q):8.2f} us" for q in qs)
 
 
-def update_latencies_ns(trades: TradeBatch, fs: FeatureSet | None = None) -> np.ndarray:
-    """Per-trade ``IntradayState.update`` cost (ns, one ``perf_counter_ns`` pair per call,
-    gc on) of ``fs`` (default set) over ``trades`` fed in order: ``tickvault bench
-    features`` reports these."""
-    fs = fs or FeatureSet()
-    cols = zip(
-        trades.ts_event.tolist(),
-        trades.price.tolist(),
-        trades.qty.tolist(),
-        trades.trade_type.tolist(),
-        strict=True,
-    )
-    state = fs.new_state()
-    clock = time.perf_counter_ns
-    lat = np.empty(len(trades), dtype=np.int64)
-    for i, (ts, price, qty, tt) in enumerate(cols):
-        t0 = clock()
-        state.update(ts, price, qty, tt)
-        lat[i] = clock() - t0
-    return lat
-
-
-def bench_live(n_trades: int) -> None:
-    trades = generate_day(SYMBOL, dt.date(2025, 11, 19), n_trades, seed=7)
-    fs = FeatureSet()
-    cols = list(
+def _rows(trades: TradeBatch) -> list[tuple[int, float, int, int]]:
+    return list(
         zip(
             trades.ts_event.tolist(),
             trades.price.tolist(),
@@ -74,36 +50,49 @@ def bench_live(n_trades: int) -> None:
             strict=True,
         )
     )
+
+
+def update_latencies_ns(
+    trades: TradeBatch, fs: FeatureSet | None = None, *, gc_off: bool = False
+) -> np.ndarray:
+    """Per-trade ``IntradayState.update`` cost (ns, one ``perf_counter_ns`` pair per call)
+    of ``fs`` (default set) over ``trades`` fed in order, gc on unless ``gc_off``:
+    ``tickvault bench features`` reports these (gc on)."""
+    fs = fs or FeatureSet()
+    rows = _rows(trades)
     state = fs.new_state()
     clock = time.perf_counter_ns
-    lat = np.empty(len(cols), dtype=np.int64)
-    for i, (ts, price, qty, tt) in enumerate(cols):
-        t0 = clock()
-        state.update(ts, price, qty, tt)
-        lat[i] = clock() - t0
-    print(f"live update, default set ({len(fs.names)} features), {len(cols):,} trades, gc on:")
-    print(f"  {_pct(lat, 50, 99, 99.9)}  mean {lat.mean() / 1e3:.2f} us")
-    state = fs.new_state()
-    gc.disable()
+    lat = np.empty(len(rows), dtype=np.int64)
+    if gc_off:
+        gc.disable()
     try:
-        lat2 = np.empty(len(cols), dtype=np.int64)
-        for i, (ts, price, qty, tt) in enumerate(cols):
+        for i, (ts, price, qty, tt) in enumerate(rows):
             t0 = clock()
             state.update(ts, price, qty, tt)
-            lat2[i] = clock() - t0
+            lat[i] = clock() - t0
     finally:
-        gc.enable()
-    print(f"  gc off: {_pct(lat2, 50, 99, 99.9)}")
-    state = fs.new_state()
-    update = state.update
+        if gc_off:
+            gc.enable()
+    return lat
+
+
+def bench_live(n_trades: int) -> None:
+    trades = generate_day(SYMBOL, dt.date(2025, 11, 19), n_trades, seed=7)
+    fs = FeatureSet()
+    lat = update_latencies_ns(trades, fs)
+    print(f"live update, default set ({len(fs.names)} features), {len(lat):,} trades, gc on:")
+    print(f"  {_pct(lat, 50, 99, 99.9)}  mean {lat.mean() / 1e3:.2f} us")
+    print(f"  gc off: {_pct(update_latencies_ns(trades, fs, gc_off=True), 50, 99, 99.9)}")
+    rows = _rows(trades)
+    update = fs.new_state().update
     start = time.perf_counter()
-    for ts, price, qty, tt in cols:
+    for ts, price, qty, tt in rows:
         update(ts, price, qty, tt)
-    rate = len(cols) / (time.perf_counter() - start)
+    rate = len(rows) / (time.perf_counter() - start)
     print(f"  untimed loop: {rate:,.0f} trades/s")
     start = time.perf_counter()
     fs.batch(trades)
-    print(f"batch rows, same set: {len(cols) / (time.perf_counter() - start):,.0f} trades/s")
+    print(f"batch rows, same set: {len(rows) / (time.perf_counter() - start):,.0f} trades/s")
 
 
 def bench_history(n_sessions: int, per_session: int) -> None:
