@@ -5,7 +5,7 @@
   the book they rebuild;
 - ``events``: feeder states, history progress and gap records, with the state codes
   and gap reasons;
-- ``signals``: ``SIGNAL_DTYPE``;
+- ``signals``: ``SIGNAL_DTYPE``, ``Signal``, ``Side``, ``Mode``;
 - ``validate``: the checks every write path runs (trades, symbols, book updates).
 
 May import: numpy, pandas, ``tickvault.errors``, ``tickvault.timeutil``; nothing of the
