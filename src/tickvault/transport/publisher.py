@@ -35,6 +35,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +44,8 @@ import numpy.typing as npt
 import zmq
 
 from tickvault.config import Settings
-from tickvault.errors import ConfigError
+from tickvault.errors import ConfigError, ValidationError
+from tickvault.records.signals import Signal
 from tickvault.records.trades import TRADE_DTYPE, TradeBatch, TradeFlag, TradeType
 from tickvault.transport import wire
 from tickvault.transport.endpoints import Endpoints, endpoint_name
@@ -230,7 +232,9 @@ class Publisher(ReplayService):
         """Publish records of ``kind``'s layout (``wire.RECORD_DTYPE``)."""
         dtype = wire.RECORD_DTYPE[kind]
         if records.dtype != dtype:
-            raise TypeError(f"{kind.name} records must have dtype {dtype}, got {records.dtype}")
+            raise ValidationError(
+                f"{kind.name} records must have dtype {dtype}, got {records.dtype}", field="dtype"
+            )
         if len(records) == 0:
             return
         queue = self._queues[kind].get(symbol)
@@ -239,6 +243,13 @@ class Publisher(ReplayService):
         queue.append(records.tobytes())
         if self._idle:
             self._wake.set()
+
+    def publish_signals(self, symbol: str, signals: Sequence[Signal]) -> None:
+        """Publish model signals on ``signal.SYMBOL`` (the signals port), with the same
+        sequence numbers, replay buffer and journal as trades."""
+        if signals:
+            recs = np.array([s.to_record() for s in signals], dtype=wire.SIGNAL_DTYPE)
+            self.publish_records(Kind.SIGNAL, symbol, recs)
 
     def publish_state(self, conn_type: int, result: int, *, source: str = "feed") -> None:
         rec = np.array([(time.time_ns(), conn_type, result)], dtype=wire.STATE_DTYPE)
