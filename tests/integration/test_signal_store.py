@@ -9,7 +9,7 @@ from tickvault import Vault
 from tickvault.engine.signals import SignalStore
 from tickvault.errors import QueryError, ValidationError
 from tickvault.records.signals import Mode, Side, Signal
-from tickvault.storage.signalrows import SignalRows
+from tickvault.storage.recordstreams import RecordStream
 
 S = 1_000_000_000
 T0 = 1_764_000_000 * S
@@ -58,5 +58,24 @@ def test_bad_signal_reads_and_writes_are_clear_errors(vault: Vault) -> None:
         store.signals("WINZ25", T0 + S, T0)
     with pytest.raises(ValidationError):
         store.signals("not a symbol!", T0, T0 + S)
-    with pytest.raises(ValidationError, match="SIGNAL_DTYPE"):
-        SignalRows(vault.client).append("WINZ25", np.zeros(2, dtype=np.int64))  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="layout"):
+        RecordStream(vault.client, "signals").append("WINZ25", np.zeros(2, dtype=np.int64))  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="no record stream"):
+        RecordStream(vault.client, "nope")
+
+
+def test_orders_and_fills_round_trip_and_read_as_known_at(vault: Vault) -> None:
+    from tickvault.engine.orders import ExecutionStore
+    from tickvault.records.orders import Fill, Order, OrderReason
+
+    store = ExecutionStore(vault)
+    order = Order(1, "WINZ25", T0, 2, OrderReason.SIGNAL, T0 - 10)
+    kill = Order(2, "WINZ25", T0 + 5 * S, -2, OrderReason.KILL_SWITCH, None)
+    fill = Fill(1, "WINZ25", T0 + 1, 77, 125_005.0, 2, 1.0)
+    store.append([order, fill])
+    assert store.orders("WINZ25", T0, T0 + S) == [order]
+    assert store.fills("WINZ25", T0, T0 + S) == [fill]
+    store.append([kill])
+    assert store.orders("WINZ25", T0, T0 + 10 * S) == [order, kill]
+    assert store.orders("WINZ25", T0, T0 + 10 * S, known_at=T0) == []  # stored after T0
+    assert store.fills("WDOF26", T0, T0 + S) == []

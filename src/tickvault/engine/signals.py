@@ -3,7 +3,7 @@
 Bitemporal like trades: each signal carries the time it was made (``ts_event``),
 the T of the features it used (``t_features``) and, from the store, when it was
 received (``known_ns``). ``range(symbol, start, end, known_at=K)`` answers "what had
-the model said by then, as known at K". See ``storage.signalrows`` for the layout.
+the model said by then, as known at K". See ``storage.recordstreams`` for the layout.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from tickvault.errors import QueryError
 from tickvault.records.signals import SIGNAL_DTYPE, Mode, Side, Signal
 from tickvault.records.validate import check_symbol
 from tickvault.storage.connection import translate
-from tickvault.storage.signalrows import SignalRows
+from tickvault.storage.recordstreams import RecordStream
 from tickvault.timeutil import TimeLike, to_ns
 from tickvault.vault import Vault
 
@@ -30,7 +30,7 @@ class SignalStore:
 
     def __init__(self, vault: Vault) -> None:
         self.vault = vault
-        self._rows = SignalRows(vault.client)
+        self._rows = RecordStream(vault.client, "signals")
 
     @translate
     def append(self, signals: Sequence[Signal]) -> int:
@@ -80,13 +80,26 @@ class SignalStore:
             columns=list(COLUMNS),
         )
 
-    @translate
     def _read(
         self, symbol: str, start: TimeLike, end: TimeLike, known_at: TimeLike | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        tz = self.vault.settings.tz
-        start_ns, end_ns = to_ns(start, tz, name="start"), to_ns(end, tz, name="end")
-        if start_ns >= end_ns:
-            raise QueryError(f"start ({start!r}) must be before end ({end!r})")
-        k = None if known_at is None else to_ns(known_at, tz, name="known_at")
-        return self._rows.read(check_symbol(symbol), start_ns, end_ns, k)
+        return read_window(self.vault, self._rows, symbol, start, end, known_at)
+
+
+@translate
+def read_window(
+    vault: Vault,
+    stream: RecordStream,
+    symbol: str,
+    start: TimeLike,
+    end: TimeLike,
+    known_at: TimeLike | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(records in [start, end) by their time field, receive times), as known at
+    ``known_at``; times as anywhere in the API (naive = exchange time)."""
+    tz = vault.settings.tz
+    start_ns, end_ns = to_ns(start, tz, name="start"), to_ns(end, tz, name="end")
+    if start_ns >= end_ns:
+        raise QueryError(f"start ({start!r}) must be before end ({end!r})")
+    k = None if known_at is None else to_ns(known_at, tz, name="known_at")
+    return stream.read(check_symbol(symbol), start_ns, end_ns, k)

@@ -30,6 +30,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from tickvault.errors import ConfigError, ValidationError
+from tickvault.records.orders import Fill, Order, OrderReason
 from tickvault.records.signals import Side, Signal
 
 MINUTE_NS = 60_000_000_000
@@ -60,32 +61,6 @@ class BrokerParams:
         for name in ("slippage_ticks", "fee_per_contract"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"paper broker: {name} must be >= 0, got {getattr(self, name)}")
-
-
-@dataclass(frozen=True, slots=True)
-class Order:
-    order_id: int
-    symbol: str
-    ts_placed: int
-    """When the order was placed (the signal's publish time), ns UTC."""
-    qty: int
-    """Signed: > 0 buys, < 0 sells."""
-    reason: str
-    """``signal`` or ``kill switch``."""
-    signal_ts: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Fill:
-    order_id: int
-    symbol: str
-    ts_event: int
-    """ts_event of the trade that filled it."""
-    trade_id: int
-    price: float
-    """The trade's price moved slippage_ticks against the order."""
-    qty: int
-    fee: float
 
 
 @dataclass(slots=True)
@@ -132,7 +107,7 @@ class PaperBroker:
             self._day_start_equity = self.equity()
 
     # ------------------------------------------------------------------ orders
-    def _place(self, ts: int, qty: int, reason: str, signal_ts: int | None) -> Order:
+    def _place(self, ts: int, qty: int, reason: OrderReason, signal_ts: int | None) -> Order:
         order = Order(self._next_id, self.symbol, ts, qty, reason, signal_ts)
         self._next_id += 1
         self.pending.append(order)
@@ -163,7 +138,7 @@ class PaperBroker:
         if len(self._recent) >= p.max_orders_per_minute and not reduces:
             self.refused += 1
             return None
-        return self._place(ts_published, qty, "signal", sig.ts_event)
+        return self._place(ts_published, qty, OrderReason.SIGNAL, sig.ts_event)
 
     # ------------------------------------------------------------------ trades
     def on_trade(self, ts_event: int, trade_id: int, price: float, day: int) -> list[Fill | Order]:
@@ -191,7 +166,7 @@ class PaperBroker:
             self.killed_day = day
             flat = -(self.position + self.pending_qty)
             if flat:
-                out.append(self._place(ts_event, flat, "kill switch", None))
+                out.append(self._place(ts_event, flat, OrderReason.KILL_SWITCH, None))
         return out
 
     def _fill(self, order: Order, ts_event: int, trade_id: int, price: float) -> Fill:

@@ -6,6 +6,7 @@
 - ``events``: feeder states, history progress and gap records, with the state codes
   and gap reasons;
 - ``signals``: ``SIGNAL_DTYPE``, ``Signal``, ``Side``, ``Mode``;
+- ``orders``: ``ORDER_DTYPE``, ``FILL_DTYPE``, ``Order``, ``Fill``;
 - ``validate``: the checks every write path runs (trades, symbols, book updates).
 
 May import: numpy, pandas, ``tickvault.errors``, ``tickvault.timeutil``; nothing of the

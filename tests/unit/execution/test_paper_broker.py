@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from tickvault.errors import ConfigError
-from tickvault.execution.paper import BrokerParams, Fill, Order, PaperBroker
+from tickvault.execution.paper import BrokerParams, PaperBroker
+from tickvault.records.orders import Fill, Order, OrderReason
 from tickvault.records.signals import Mode, Side, Signal
 
 S = 1_000_000_000
@@ -62,7 +63,7 @@ def test_the_kill_switch_flattens_and_refuses_entries_until_the_next_day() -> No
     b.on_trade(2 * S, 1, 125_000.0, 1)
     out = b.on_trade(3 * S, 2, 124_000.0, 1)  # -1,005 points x 0.2 = -201 BRL
     [kill] = [o for o in out if isinstance(o, Order)]
-    assert kill.reason == "kill switch" and kill.qty == -1
+    assert kill.reason == OrderReason.KILL_SWITCH and kill.qty == -1
     b.on_trade(4 * S, 3, 124_000.0, 1)
     assert b.position == 0
     assert b.on_signal(_sig(5 * S, Side.LONG), 5 * S, 1) is None and b.refused == 1

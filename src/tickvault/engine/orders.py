@@ -1,0 +1,58 @@
+"""Orders and fills of ``orders:{SYMBOL}`` and ``fills:{SYMBOL}``, typed
+(``ExecutionStore(vault)``): what the paper broker (or a live router) did, each with
+the store's receive time, so "what had been filled by K, as known at K" is a query.
+Layout: ``storage.recordstreams``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from tickvault.engine.signals import read_window
+from tickvault.records.orders import FILL_DTYPE, ORDER_DTYPE, Fill, Order
+from tickvault.records.validate import check_symbol
+from tickvault.storage.connection import translate
+from tickvault.storage.recordstreams import RecordStream
+from tickvault.timeutil import TimeLike
+from tickvault.vault import Vault
+
+
+class ExecutionStore:
+    """Append and read orders and fills (see the module docstring)."""
+
+    def __init__(self, vault: Vault) -> None:
+        self.vault = vault
+        self._orders = RecordStream(vault.client, "orders")
+        self._fills = RecordStream(vault.client, "fills")
+
+    @translate
+    def append(self, items: Sequence[Order | Fill]) -> int:
+        """Store orders and fills (any symbols; one atomic call per symbol and kind)."""
+        groups: dict[tuple[str, bool], list[np.void]] = {}
+        for it in items:
+            groups.setdefault((check_symbol(it.symbol), isinstance(it, Order)), []).append(
+                it.to_record()
+            )
+        for (symbol, is_order), recs in groups.items():
+            if is_order:
+                self._orders.append(symbol, np.array(recs, dtype=ORDER_DTYPE))
+            else:
+                self._fills.append(symbol, np.array(recs, dtype=FILL_DTYPE))
+        return len(items)
+
+    @translate
+    def orders(
+        self, symbol: str, start: TimeLike, end: TimeLike, *, known_at: TimeLike | None = None
+    ) -> list[Order]:
+        """The orders placed in [start, end), as known at ``known_at``."""
+        recs, _ = read_window(self.vault, self._orders, symbol, start, end, known_at)
+        return [Order.from_record(symbol, r) for r in recs]
+
+    @translate
+    def fills(
+        self, symbol: str, start: TimeLike, end: TimeLike, *, known_at: TimeLike | None = None
+    ) -> list[Fill]:
+        """The fills at trades in [start, end), as known at ``known_at``."""
+        recs, _ = read_window(self.vault, self._fills, symbol, start, end, known_at)
+        return [Fill.from_record(symbol, r) for r in recs]

@@ -1,0 +1,123 @@
+"""Streams of rare records, one stream entry each: ``signals:{SYMBOL}``,
+``orders:{SYMBOL}`` and ``fills:{SYMBOL}``.
+
+Signals, orders and fills are rare (one signal per change of side: a few a minute
+at most), so unlike trades they are not packed in blocks. Each entry holds:
+
+- ``r``: the record (its fixed layout: ``records.signals.SIGNAL_DTYPE``,
+  ``records.orders.ORDER_DTYPE`` / ``FILL_DTYPE``), raw bytes;
+- ``k``: when the store received it (ns UTC; from the server's clock, taken in the
+  script that appends it), so "what did the model say, as known at K" is
+  ``k <= K``.
+
+Entry ids are ``<ms>-*`` with ms the record's time field (``ts_event`` of a signal
+or a fill, ``ts_placed`` of an order) in milliseconds, or the stream's top ms when
+that is later (ids never go back; a late record keeps its own time). Reads page
+with XRANGE from the start's ms and filter by the record's time field.
+
+Pure storage: this module takes the raw client and knows only bytes and the dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from tickvault.errors import ValidationError
+from tickvault.records.orders import FILL_DTYPE, ORDER_DTYPE
+from tickvault.records.signals import SIGNAL_DTYPE
+
+_PAGE = 1000
+NS_PER_MS = 1_000_000
+
+_APPEND = """
+local key = KEYS[1]
+local t = redis.call('TIME')
+local now_ns = tostring(t[1]) .. string.format('%06d', tonumber(t[2])) .. '000'
+local top = 0
+local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
+if #last > 0 then
+  top = tonumber(string.match(last[1][1], '^(%d+)-'))
+end
+for i = 1, #ARGV, 2 do
+  local ms = math.max(tonumber(ARGV[i]), top)
+  redis.call('XADD', key, tostring(ms) .. '-*', 'r', ARGV[i + 1], 'k', now_ns)
+  top = ms
+end
+return now_ns
+"""
+
+
+def signals_key(symbol: str) -> str:
+    return f"signals:{{{symbol}}}"
+
+
+def orders_key(symbol: str) -> str:
+    return f"orders:{{{symbol}}}"
+
+
+def fills_key(symbol: str) -> str:
+    return f"fills:{{{symbol}}}"
+
+
+STREAMS: dict[str, tuple[Any, np.dtype[np.void], str]] = {
+    "signals": (signals_key, SIGNAL_DTYPE, "ts_event"),
+    "orders": (orders_key, ORDER_DTYPE, "ts_placed"),
+    "fills": (fills_key, FILL_DTYPE, "ts_event"),
+}
+"""name -> (key of a symbol, record layout, time field)."""
+
+
+class RecordStream:
+    """Append and read one kind of record stream (raw client; errors translated by
+    callers): ``RecordStream(client, "signals")``."""
+
+    def __init__(self, r: Any, name: str) -> None:
+        if name not in STREAMS:
+            raise ValidationError(f"no record stream {name!r}: one of {sorted(STREAMS)}",
+                                  field="stream")  # fmt: skip
+        self._r = r
+        self._key, self.dtype, self.time_field = STREAMS[name]
+        self._append = r.register_script(_APPEND)
+
+    def append(self, symbol: str, records: npt.NDArray[np.void]) -> int:
+        """Store ``records`` in one atomic call; the receive time (ns), 0 if none."""
+        if records.dtype != self.dtype:
+            raise ValidationError(
+                f"records must have the layout {self.dtype}, got {records.dtype}", field="dtype"
+            )
+        args: list[Any] = []
+        for rec in records:
+            args += [int(rec[self.time_field]) // NS_PER_MS, rec.tobytes()]
+        if not args:
+            return 0
+        return int(self._append(keys=[self._key(symbol)], args=args))
+
+    def read(
+        self, symbol: str, start_ns: int, end_ns: int, known_at_ns: int | None = None
+    ) -> tuple[npt.NDArray[np.void], npt.NDArray[np.int64]]:
+        """(records with start <= time < end, their receive times), in stream order;
+        with ``known_at_ns`` only those received at or before it."""
+        recs: list[bytes] = []
+        known: list[int] = []
+        after = str(max(start_ns, 0) // NS_PER_MS)
+        while True:
+            page = self._r.xrange(self._key(symbol), after, "+", count=_PAGE)
+            for _id, fields in page:
+                recs.append(fields[b"r"])
+                known.append(int(fields[b"k"]))
+            if len(page) < _PAGE:
+                break
+            after = "(" + page[-1][0].decode()
+        arr = np.frombuffer(b"".join(recs), dtype=self.dtype) if recs else np.zeros(0, self.dtype)
+        k = np.asarray(known, dtype=np.int64)
+        t = arr[self.time_field]
+        keep = (t >= start_ns) & (t < end_ns)
+        if known_at_ns is not None:
+            keep &= k <= known_at_ns
+        return arr[keep], k[keep]
+
+    def delete(self, symbol: str) -> int:
+        return int(self._r.delete(self._key(symbol)))
