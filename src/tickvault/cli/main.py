@@ -19,6 +19,7 @@ from tickvault.cli.output import err_console
 from tickvault.cli.query import book, query, status
 from tickvault.cli.server import server
 from tickvault.cli.settings import config_cmd
+from tickvault.cli.signals import signals
 from tickvault.cli.trim import trim as trim_command
 from tickvault.errors import TickvaultError
 from tickvault.vault import to_frame
@@ -53,6 +54,7 @@ for command in (query, status, trim_command, server, bench, demo, publish, bridg
                 backfill, feed, book, import_cmd, config_cmd, gaps, quarantine):  # fmt: skip
     cli.add_command(command)
 cli.add_command(features)
+cli.add_command(signals)
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:
