@@ -172,7 +172,7 @@ class TrainResult:
         return self.dataset.feature_names
 
     def window_text(self) -> str:
-        return f"{format_ns(self.start_ns, B3_TZ)} to {format_ns(self.end_ns, B3_TZ)}"
+        return f"{_minute(self.start_ns)} to {_minute(self.end_ns)}"
 
 
 def train(
@@ -235,6 +235,11 @@ def session_dates(data: Dataset) -> list[dt.date]:
     return [dt.date.fromordinal(int(d)) for d in np.unique(data.session_ids)]
 
 
+def _minute(t_ns: int) -> str:
+    """A time as exchange-local ``YYYY-MM-DD HH:MM``."""
+    return format_ns(t_ns, B3_TZ)[:16]
+
+
 def _clean(value: float) -> float | None:
     return None if isinstance(value, float) and not np.isfinite(value) else value
 
@@ -255,8 +260,8 @@ def metadata(result: TrainResult) -> dict[str, object]:
         "training": {
             "start_ns": result.start_ns,
             "end_ns": result.end_ns,
-            "start": format_ns(result.start_ns, B3_TZ),
-            "end": format_ns(result.end_ns, B3_TZ),
+            "start": _minute(result.start_ns),
+            "end": _minute(result.end_ns),
             "sessions": [d.isoformat() for d in session_dates(result.dataset)],
             "rows": int(result.dataset.y.size),
             "every": result.every,
