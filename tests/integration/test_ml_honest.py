@@ -81,3 +81,29 @@ def test_baselines_trade_their_own_calls_always_flat_never(vault: Vault) -> None
     assert ev.overall["always_flat"]["trades"] == 0 and ev.overall["always_flat"]["pnl_brl"] == 0
     assert ev.overall["last_1min"]["trades"] > 0
     assert (ev.pnl["always_flat"] == 0).all()
+
+
+def test_a_leaking_feature_on_the_random_walk_lands_far_outside_the_band(vault: Vault) -> None:
+    """The band has power: a feature that peeks at the label (the forward return
+    itself) gives an AUC far above it, on the same random walk."""
+    import numpy as np
+
+    from tickvault.engine import FeatureEngine
+    from tickvault.engine.training import frame_dataset, lightgbm_classifier
+    from tickvault.models.evaluation import Dataset, evaluate_walk_forward
+    from tickvault.venue.contracts import contract
+
+    start, end = _store(vault, effect=0.0)
+    fe = FeatureEngine(vault)
+    frame = fe.frame(SYMBOL, start, end, labels=("1min",))
+    d = frame_dataset(frame, fe.names, 60_000_000_000, 0, contract(SYMBOL)).labelled()
+    x = np.column_stack([d.X, d.fwd_ret])
+    names = (*d.feature_names, "peek")
+    leak = Dataset(d.times_ns, d.session_ids, d.clock_ns, x, names, d.y, d.fwd_ret,
+                   d.move_ticks, d.ret_1min)  # fmt: skip
+    ev = evaluate_walk_forward(
+        leak, 60_000_000_000, 4, lightgbm_classifier, contract=contract(SYMBOL)
+    )
+    m = ev.overall[MODEL]
+    n = _directional_rows(ev.class_share, m["rows"])
+    assert m["auc"] > 0.5 + 5 * (4 / math.sqrt(n)), m

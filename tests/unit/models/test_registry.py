@@ -82,3 +82,13 @@ def test_registry_refuses_a_model_file_that_does_not_unpickle(tmp_path: Path) ->
     (d / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match=r"does not load \(UnpicklingError"):
         reg.load(v)
+
+
+def test_registry_promotes_per_regime_independently(tmp_path: Path) -> None:
+    reg = Registry(tmp_path)
+    a, b = _save(reg, "a"), _save(reg, "b")
+    reg.promote(a)
+    reg.promote(b, regime="high")
+    assert reg.promoted("WINZ25") == a and reg.promoted("WINZ25", "high") == b
+    reg.rollback("WINZ25", "high")
+    assert reg.promoted("WINZ25") == a and reg.promoted("WINZ25", "high") is None
