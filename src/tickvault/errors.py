@@ -9,6 +9,7 @@
     ├── FeedError                a feed failed (ProfitDLL error code, login refused...)
     ├── BenchmarkError           a benchmark run failed its own check (lost data, a worker died)
     ├── OutputError              a file to write cannot be created or written
+    ├── ModelError               a model version is unknown, does not load, or its features differ
     └── ServerError              anything about the Valkey server
         ├── ServerUnreachable    no server answers at the configured address
         └── EmbeddedServerError  the embedded server could not be started or stopped
@@ -75,6 +76,11 @@ class BenchmarkError(TickvaultError):
 
 class OutputError(TickvaultError):
     """A file to write (an export, ``--out``) cannot be created or written."""
+
+
+class ModelError(TickvaultError):
+    """A model version is unknown, its artifact does not load, or the running feature
+    engine does not compute the features it was trained on."""
 
 
 class ServerError(TickvaultError):

@@ -15,6 +15,7 @@ from tickvault.cli.features import features
 from tickvault.cli.ingest import backfill, import_cmd
 from tickvault.cli.inspect import gaps, quarantine
 from tickvault.cli.live import bridge, demo, feed, publish, replay, tail
+from tickvault.cli.ml import ml
 from tickvault.cli.output import err_console
 from tickvault.cli.query import book, query, status
 from tickvault.cli.server import server
@@ -55,6 +56,7 @@ for command in (query, status, trim_command, server, bench, demo, publish, bridg
     cli.add_command(command)
 cli.add_command(features)
 cli.add_command(signals)
+cli.add_command(ml)
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:
