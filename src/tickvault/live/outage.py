@@ -49,6 +49,8 @@ class OutageHandling:
             try:
                 restarted = self._server_restarted()
                 if (outage_start or restarted) and self._rolled_back():
+                    if outage_start:
+                        self._reachable_again(outage_start, "asked the publishers again")
                     return True  # the batch is dropped: the publishers send it again
                 action()
             except ServerError as exc:  # the store's errors, translated at its seam
@@ -75,12 +77,15 @@ class OutageHandling:
                 delay = min(delay * 2, self.settings.store_retry_max_s)
                 continue
             if outage_start:
-                self._outage = False
-                log.warning(
-                    "bridge: Valkey reachable again after %.1fs; stored what was held",
-                    time.monotonic() - outage_start,
-                )
+                self._reachable_again(outage_start, "stored what was held")
             return True
+
+    def _reachable_again(self, outage_start: float, what: str) -> None:
+        self._outage = False
+        log.warning(
+            "bridge: Valkey reachable again after %.1fs; %s",
+            time.monotonic() - outage_start, what,
+        )  # fmt: skip
 
     def _server_restarted(self) -> bool:
         """Whether the server restarted since the last look (its run id changed). valkey-py
