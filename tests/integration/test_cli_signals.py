@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.integration.test_live import GUARD_S, free_ports, port_env
+from tests.integration.test_live import free_ports, port_env
 from tests.integration.test_tail import read_until, stop
 from tickvault import Vault
 from tickvault.config import load_settings
@@ -41,7 +41,6 @@ def test_signals_tail_prints_signals_published_after_it_started() -> None:
             pub.publish_signals("WINZ25", [_sig(now, Side.LONG), _sig(now + 1, Side.FLAT)])
             pub.flush()
             read_until(proc.stdout, "FLAT", lines)
-            time.sleep(min(0.2, GUARD_S))
     finally:
         assert stop(proc) == 0
     text = "\n".join(lines)

@@ -52,7 +52,7 @@ class SignalStore:
         known_at: TimeLike | None = None,
     ) -> list[Signal]:
         """The signals made in [start, end) (by ``ts_event``), as known at ``known_at``."""
-        recs, _ = self._read(symbol, start, end, known_at)
+        recs, _ = read_window(self.vault, self._rows, symbol, start, end, known_at)
         return [Signal.from_record(symbol, r) for r in recs]
 
     def range(
@@ -64,7 +64,7 @@ class SignalStore:
         known_at: TimeLike | None = None,
     ) -> pd.DataFrame:
         """The same as a DataFrame (``COLUMNS``; times as int ns, side/mode as names)."""
-        recs, known = self._read(symbol, start, end, known_at)
+        recs, known = read_window(self.vault, self._rows, symbol, start, end, known_at)
         return pd.DataFrame(
             {
                 "ts_event": recs["ts_event"].astype(np.int64),
@@ -79,11 +79,6 @@ class SignalStore:
             },
             columns=list(COLUMNS),
         )
-
-    def _read(
-        self, symbol: str, start: TimeLike, end: TimeLike, known_at: TimeLike | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return read_window(self.vault, self._rows, symbol, start, end, known_at)
 
 
 @translate
