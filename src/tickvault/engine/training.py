@@ -34,6 +34,7 @@ from tickvault.errors import QueryError
 from tickvault.features.labels import label_name
 from tickvault.models.evaluation import Dataset, Evaluation, evaluate_walk_forward
 from tickvault.models.labels import NO_LABEL, future_classes, future_move_ticks
+from tickvault.models.manager import encode_regime  # shared with one-row predictions
 from tickvault.models.metrics import Costs
 from tickvault.models.splits import Window
 from tickvault.timeutil import TimeLike, format_ns
@@ -42,8 +43,6 @@ from tickvault.venue.b3 import B3_TZ
 from tickvault.venue.contracts import Contract, contract
 
 DEFAULT_ESTIMATOR = "lightgbm"
-REGIME_CODES = {"low": -1.0, "normal": 0.0, "high": 1.0}
-"""``volatility_regime`` as a number for the estimators (None: NaN)."""
 
 
 def lightgbm_classifier() -> Any:
@@ -122,7 +121,8 @@ def frame_dataset(
     dead_zone_ticks: int,
     facts: Contract,
 ) -> Dataset:
-    """A ``Dataset`` (all rows, labelled or not) from a ``FeatureEngine.frame``."""
+    """A ``Dataset`` (all rows, labelled or not) from a ``FeatureEngine.frame``
+    (``volatility_regime`` encoded as one-row predictions do: ``models.manager``)."""
     idx = pd.DatetimeIndex(frame.index)
     times = np.asarray(idx.as_unit("ns").asi8, dtype=np.int64)
     local = idx.tz_convert(B3_TZ)
@@ -132,7 +132,7 @@ def frame_dataset(
     for name in feature_names:
         col = frame[name]
         if name == "volatility_regime":
-            cols.append(np.array([REGIME_CODES.get(v, np.nan) for v in col.tolist()]))
+            cols.append(np.array([encode_regime(v) for v in col.tolist()], dtype=np.float64))
         else:
             cols.append(col.to_numpy(dtype=np.float64, na_value=np.nan))
     xs = np.column_stack(cols) if cols else np.empty((len(frame), 0))
