@@ -26,13 +26,14 @@ from tickvault.engine.parity import live_trades
 from tickvault.engine.rows import FeatureRows
 from tickvault.engine.signals import SignalStore
 from tickvault.engine.training import load_promoted, metadata, train
+from tickvault.errors import QueryError
 from tickvault.live.features import FeatureWorker
 from tickvault.live.models import ModelWorker, frame_rows
 from tickvault.live.pipeline import Pipeline
 from tickvault.live.seed import seed_sessions
 from tickvault.models.registry import Registry
 from tickvault.records.events import Gap
-from tickvault.records.signals import SIGNAL_DTYPE, Mode, Signal
+from tickvault.records.signals import SIGNAL_DTYPE, Mode, Side, Signal
 from tickvault.signals.coordinator import CoordinatorParams, Decider
 from tickvault.signals.policy import PolicyParams
 from tickvault.transport.endpoints import Endpoints
@@ -305,3 +306,22 @@ def test_ml_run_refuses_an_unknown_or_damaged_promoted_model(
     (own_data_dir / "models" / SYMBOL / versions["fast"] / "model.pkl").write_bytes(b"broken")
     err = _run_error(runner)
     assert f"model version {versions['fast']}" in err and "SHA-256" in err
+
+
+def test_signals_and_cursor_are_stored_together_and_the_cursor_moves_without_signals(
+    vault: Vault,
+) -> None:
+    store = SignalStore(vault)
+    t0 = 1_764_000_000 * 10**9
+    sig = Signal(SYMBOL, t0, t0, Side.LONG, 0.5, 0.6, 60 * 10**9, "cafe01", Mode.HISTORY)
+    assert store.cursor(SYMBOL) == {}
+    store.append_decided(SYMBOL, [sig], {"T": t0, "side": 1, "changed": t0, "rows": 1})
+    assert store.signals(SYMBOL, 0, 2**62) == [sig]
+    assert store.cursor(SYMBOL) == {"T": str(t0), "side": "1", "changed": str(t0), "rows": "1"}
+    store.append_decided(SYMBOL, [], {"T": t0 + 5, "rows": 2, "changed": None})
+    assert store.signals(SYMBOL, 0, 2**62) == [sig]
+    assert store.cursor(SYMBOL) == {"T": str(t0 + 5), "side": "1", "changed": "", "rows": "2"}
+    with pytest.raises(QueryError, match="another symbol"):
+        store.append_decided("WDOZ25", [sig], {"T": 1})
+    assert store.delete(SYMBOL) == 2
+    assert store.cursor(SYMBOL) == {} and store.signals(SYMBOL, 0, 2**62) == []
