@@ -1,0 +1,290 @@
+"""``FeatureStream``: the live feature worker's per-symbol compute, pure (no I/O).
+
+Trades and book updates of one symbol go in, in arrival order; feature rows come
+out. The live worker (``live.features.FeatureWorker``) feeds it what it receives
+and stores and publishes the rows; a backtest (``engine.backtest``) feeds it the
+stored records in the order the worker saw them. Both get the same rows, because
+this is the one place the rows are computed:
+
+- a book update changes the book (``records.book.BookState``) and the intraday
+  state's book top (best price and the quantity at it, per side);
+- a trade updates the intraday set (``IntradayState.add``, O(1) amortised) and the
+  current session's aggregates (``SessionAggregatesBuilder``); corrections
+  (EDIT/CANCEL), trades already handled (same or older (ts_event, trade_id): a
+  replay, a second publisher) and trades older than the last one (a late trade:
+  the state moves forward only) are skipped and counted;
+- after the last trade of an event time e it emits the row of T = e + 1 ns (every
+  trade with ts_event < T). The row of the last event time seen stays open (more
+  trades of that nanosecond may come) until a later trade arrives or the caller
+  ``flush``-es it (the worker does at the end of each cycle; a later trade of the
+  same nanosecond then gives a second row for the same T, which supersedes);
+- the history features are refreshed at T when T enters a new minute of the
+  session or ``step_ns`` of event time has passed since the last refresh, not per
+  trade; between refreshes a row carries the values of the last one (they are
+  defined on the session's minute grid, so a refresh per minute makes them exact).
+  Outside a session they are NaN. The previous sessions' aggregates come from the
+  caller's ``previous(symbol, day)`` (the worker reads the aggregate store).
+
+Rows only at chosen points: with ``every_ns = P > 0`` the stream emits only the
+first row whose T is at or after the next grid point k * P (UTC ns), then the next
+grid point is the first one after that T: the prediction points of the model layer
+(design rule 1), so a backtest that predicts once per second computes about one row
+per second instead of one per event time. A row with T < ``emit_from`` is neither
+computed nor emitted. The values of the rows it does emit do not depend on which
+rows were skipped (the intraday state is updated per trade; the history values
+depend on T's minute only), so they equal the rows of ``every_ns = 0`` at those T.
+
+A row is a tuple ``(T, last_trade_id, ts_recv, intraday values, history numbers,
+regime code)``: ``ts_recv`` is the receive time of the row's last trade; the
+history numbers are ``HISTORY_NUMBERS`` in order and the regime code one of
+``REGIME_CODES``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from tickvault.errors import QueryError
+from tickvault.features.aggregates import MINUTE_NS, SessionAggregates
+from tickvault.features.aggregates_live import SessionAggregatesBuilder
+from tickvault.features.featureset import FeatureSet
+from tickvault.features.history import HISTORY_FEATURES, HistoryParams, history_features
+from tickvault.records.book import ASK, BID, BookState
+from tickvault.records.trades import TradeFlag
+from tickvault.venue.b3 import Session, session_of
+
+REGIME_CODES: dict[str | None, int] = {None: -1, "low": 0, "normal": 1, "high": 2}
+"""The int8 code of each ``volatility_regime`` label in a row (-1: none, the score is NaN)."""
+HISTORY_NUMBERS = tuple(n for n in HISTORY_FEATURES if n != "volatility_regime")
+"""The history features that are numbers, in a row's order."""
+
+_CORRECTION = int(TradeFlag.EDIT | TradeFlag.CANCEL)
+_NAN = math.nan
+_HIST_NAN = [_NAN] * len(HISTORY_NUMBERS)
+_NO_REGIME = REGIME_CODES[None]
+_NEVER = -(2**62)
+
+Row = tuple[int, int, int, list[float], list[float], int]
+"""(T, last_trade_id, ts_recv, intraday values, history numbers, regime code)."""
+PreviousFn = Callable[[str, dt.date], Mapping[dt.date, SessionAggregates]]
+"""(symbol, session date) -> the previous sessions' complete aggregates."""
+
+
+@dataclass
+class StreamStats:
+    """Counts of what the stream handled (one object may be shared by many streams)."""
+
+    trades: int = 0
+    rows: int = 0
+    book_updates: int = 0
+    history_refreshes: int = 0
+    skipped_duplicates: int = 0
+    skipped_late: int = 0
+    skipped_corrections: int = 0
+
+
+def book_top(book: BookState) -> tuple[float, int, float, int]:
+    """(bid_px, bid_qty, ask_px, ask_qty): best price per side and the quantity at it."""
+    out: list[float | int] = []
+    for side, better in ((BID, max), (ASK, min)):
+        offers = [o for o in book.sides[side].offers if o[1] > 0 and o[0] > 0]
+        if not offers:
+            out += [_NAN, 0]
+            continue
+        best = better(o[0] for o in offers)
+        out += [best, sum(o[1] for o in offers if o[0] == best)]
+    return float(out[0]), int(out[1]), float(out[2]), int(out[3])
+
+
+class FeatureStream:
+    """The rows of one symbol from its trades and book updates (see the module docstring)."""
+
+    def __init__(
+        self,
+        symbol: str,
+        previous: PreviousFn,
+        *,
+        feature_set: FeatureSet | None = None,
+        params: HistoryParams | None = None,
+        step_ns: int = MINUTE_NS,
+        every_ns: int = 0,
+        stats: StreamStats | None = None,
+    ) -> None:
+        self.symbol = symbol
+        self.fs = feature_set or FeatureSet()
+        self.params = params or HistoryParams()
+        self.step_ns = step_ns
+        if every_ns < 0:
+            raise QueryError(f"every_ns must be >= 0 (0: every row), got {every_ns}")
+        self.every_ns = every_ns
+        self.stats = stats or StreamStats()
+        self._previous_fn = previous
+        self.state = self.fs.new_state()
+        self.book = BookState()
+        self.session: Session | None = None
+        self.builder: SessionAggregatesBuilder | None = None
+        self.previous: Mapping[dt.date, SessionAggregates] = {}
+        self.last_ts = _NEVER
+        self.last_tid = -1
+        self.last_recv = 0
+        self.open = False
+        """The row of the last event time seen is not emitted yet."""
+        self.emit_from = _NEVER
+        """Rows with T below this are neither computed nor emitted."""
+        self.hist: list[float] = list(_HIST_NAN)
+        self.regime = _NO_REGIME
+        self._hist_minute = -1
+        self._hist_t = _NEVER
+        self._hist_day: dt.date | None = None
+
+    # ------------------------------------------------------------------ trades
+    def trades(
+        self,
+        ts: Sequence[int],
+        tid: Sequence[int],
+        price: Sequence[float],
+        qty: Sequence[int],
+        trade_type: Sequence[int],
+        flags: Sequence[int],
+        recv: Sequence[int],
+        out: list[Row],
+        at: list[int] | None = None,
+    ) -> int:
+        """Handle trades in arrival order (plain lists are fastest); append every row
+        completed by them to ``out`` (and to ``at`` the index, in these sequences, of
+        the trade that completed it: the first trade after the row's T). Returns the
+        number of trades taken (not skipped). The last event time's row stays open
+        (``flush``)."""
+        st = self.stats
+        add = self.state.add
+        builder = self.builder
+        badd = builder.add if builder is not None else None
+        lo, hi = (self.session.open_ns, self.session.close_ns) if self.session else (1, 0)
+        last_ts, last_tid, last_recv = self.last_ts, self.last_tid, self.last_recv
+        is_open = self.open
+        emit = self.emit_from - 1  # a row is wanted when its last ts_event >= emit
+        n = 0
+        j = -1
+        for t, i, p, q, tt, f, r in zip(ts, tid, price, qty, trade_type, flags, recv, strict=True):
+            j += 1
+            if f & _CORRECTION:
+                st.skipped_corrections += 1
+                continue
+            if t <= last_ts:
+                if t < last_ts:
+                    st.skipped_late += 1  # the state only moves forward
+                    continue
+                if i <= last_tid:
+                    st.skipped_duplicates += 1
+                    continue
+            elif is_open and last_ts >= emit:  # a new event time: the previous row is complete
+                self.last_ts, self.last_tid, self.last_recv = last_ts, last_tid, last_recv
+                out.append(self._row())
+                if at is not None:
+                    at.append(j)
+                emit = self.emit_from - 1
+            if not lo <= t <= hi:
+                self._enter_session(t)
+                builder = self.builder
+                badd = builder.add if builder is not None else None
+                lo, hi = (self.session.open_ns, self.session.close_ns) if self.session else (1, 0)
+            add(t, p, q, tt)
+            if badd is not None:
+                badd(t, p, q)
+            last_ts, last_tid, last_recv = t, i, r
+            is_open = True
+            n += 1
+        self.last_ts, self.last_tid, self.last_recv = last_ts, last_tid, last_recv
+        self.open = is_open
+        st.trades += n
+        return n
+
+    def trade_columns(self, records: npt.NDArray[np.void] | Mapping[str, Any],
+                      out: list[Row]) -> int:  # fmt: skip
+        """``trades`` of a structured array (or mapping of columns) of trade records."""
+        return self.trades(
+            records["ts_event"].tolist(), records["trade_id"].tolist(), records["price"].tolist(),
+            records["qty"].tolist(), records["trade_type"].tolist(), records["flags"].tolist(),
+            records["ts_recv"].tolist(), out,
+        )  # fmt: skip
+
+    def flush(self, out: list[Row]) -> None:
+        """Emit the open row (if any and wanted): the value at T = last ts_event + 1."""
+        if self.open:
+            if self.last_ts + 1 >= self.emit_from:
+                out.append(self._row())
+            self.open = False
+
+    def warm(self, ts: int, tid: int, price: float, qty: int, trade_type: int,
+             recv: int = 0) -> None:  # fmt: skip
+        """One trade already handled before a restart: the same updates, no row."""
+        s = self.session
+        if s is None or not s.open_ns <= ts <= s.close_ns:
+            self._enter_session(ts)
+        self.state.add(ts, price, qty, trade_type)
+        if self.builder is not None:
+            self.builder.add(ts, price, qty)
+        self.last_ts, self.last_tid, self.last_recv = ts, tid, recv
+
+    def _enter_session(self, ts: int) -> None:
+        """A trade outside the current session: a new session starts its aggregates."""
+        s = session_of(self.symbol, ts)
+        if s is not None and (self.session is None or s.date != self.session.date):
+            self.session = s
+            self.builder = SessionAggregatesBuilder(self.symbol, s.date)
+            self.previous = self._previous_fn(self.symbol, s.date)
+
+    def _row(self) -> Row:
+        """The row after the last trade handled: T = its ts_event + 1."""
+        t = self.last_ts + 1
+        s = self.session
+        if s is None or not s.open_ns <= t <= s.close_ns or self.builder is None:
+            self.hist, self.regime, self._hist_minute = list(_HIST_NAN), _NO_REGIME, -1
+        else:
+            minute = (t - s.open_ns) // MINUTE_NS
+            if (minute != self._hist_minute or t - self._hist_t >= self.step_ns
+                    or t == self._hist_t or self._hist_day != s.date):  # fmt: skip
+                f = history_features(self.symbol, t, self.builder.snapshot(t),
+                                     dict(self.previous), self.params)  # fmt: skip
+                self.hist = [float(f[n]) for n in HISTORY_NUMBERS]  # type: ignore[arg-type]
+                self.regime = REGIME_CODES[f["volatility_regime"]]  # type: ignore[index]
+                self._hist_minute, self._hist_t, self._hist_day = minute, t, s.date
+                self.stats.history_refreshes += 1
+        self.stats.rows += 1
+        if self.every_ns:
+            self.emit_from = (t // self.every_ns + 1) * self.every_ns
+        return (t, self.last_tid, self.last_recv, self.state.values(), self.hist, self.regime)
+
+    # ------------------------------------------------------------------ book
+    def book_records(self, records: npt.NDArray[np.void]) -> None:
+        """Apply one message's book updates; the state's book top follows."""
+        self.book.apply(records)
+        self.stats.book_updates += len(records)
+        if not len(records):
+            return
+        ts = max(int(records["ts_event"].max()), self.state.book_ts)
+        self.state.update_book(ts, *book_top(self.book))
+
+    def set_book(self, book: BookState) -> None:
+        """Restore the book (a warm-up: the book as it stood at the last trade)."""
+        self.book = book
+        if any(side.offers for side in book.sides):
+            self.state.update_book(max(book.ts_event, self.state.book_ts), *book_top(book))
+
+
+__all__ = [
+    "HISTORY_NUMBERS",
+    "REGIME_CODES",
+    "FeatureStream",
+    "PreviousFn",
+    "Row",
+    "StreamStats",
+    "book_top",
+]
