@@ -34,6 +34,13 @@ computed nor emitted. The values of the rows it does emit do not depend on which
 rows were skipped (the intraday state is updated per trade; the history values
 depend on T's minute only), so they equal the rows of ``every_ns = 0`` at those T.
 
+The same rows in one vectorised pass: ``replay`` takes a whole day of records in
+arrival order (and the book messages between them) and gives the rows the stream
+would emit for them, equal value for value (a property test checks it), at a cost
+per row instead of per trade: the intraday values by the batch path
+(``features.batch``: the same sums in the same order as the live state), the history
+features once per minute of the rows from prefix aggregates. A backtest uses it.
+
 A row is a tuple ``(T, last_trade_id, ts_recv, intraday values, history numbers,
 regime code)``: ``ts_recv`` is the receive time of the row's last trade; the
 history numbers are ``HISTORY_NUMBERS`` in order and the regime code one of
@@ -54,11 +61,12 @@ import numpy.typing as npt
 from tickvault.errors import QueryError
 from tickvault.features.aggregates import MINUTE_NS, SessionAggregates
 from tickvault.features.aggregates_live import SessionAggregatesBuilder
+from tickvault.features.batch import BookTops, _book_at, _Columns, _evaluate
 from tickvault.features.featureset import FeatureSet
 from tickvault.features.history import HISTORY_FEATURES, HistoryParams, history_features
 from tickvault.records.book import ASK, BID, BookState
-from tickvault.records.trades import TradeFlag
-from tickvault.venue.b3 import Session, session_of
+from tickvault.records.trades import TradeBatch, TradeFlag
+from tickvault.venue.b3 import B3_TZ, Session, session_of
 
 REGIME_CODES: dict[str | None, int] = {None: -1, "low": 0, "normal": 1, "high": 2}
 """The int8 code of each ``volatility_regime`` label in a row (-1: none, the score is NaN)."""
@@ -279,12 +287,234 @@ class FeatureStream:
             self.state.update_book(max(book.ts_event, self.state.book_ts), *book_top(book))
 
 
+# ---------------------------------------------------------------------- vectorised replay
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass
+class Replayed:
+    """What ``replay`` gives for one batch of records."""
+
+    rows: list[Row]
+    at: list[int]
+    """Per row, the index (in the batch) of the trade that completed it (the first trade
+    after its T); ``len(batch)`` for the last row (no trade after it in the batch)."""
+    taken: npt.NDArray[np.bool_]
+    """Per record, whether the stream took it (the skip rules)."""
+    last: tuple[int, int]
+    """(ts_event, trade_id) of the last trade taken (for the next batch)."""
+    emit_from: int
+    """The next ``emit_from`` (the grid goes on in the next batch)."""
+
+
+def taken_mask(batch: TradeBatch, after: tuple[int, int] = (_NEVER, -1)) -> npt.NDArray[np.bool_]:
+    """The records ``FeatureStream.trades`` takes, vectorised: not a correction, and
+    (ts_event, trade_id) above every earlier trade's (and above ``after``)."""
+    plain = (batch.flags & np.uint8(_CORRECTION)) == 0
+    out = np.zeros(len(batch), dtype=bool)
+    idx = np.flatnonzero(plain)
+    if not idx.size:
+        return out
+    ts = np.concatenate([[after[0]], batch.ts_event[idx]])
+    tid = np.concatenate([[after[1]], batch.trade_id[idx]])
+    order = np.lexsort((tid, ts))
+    new = np.ones(order.size, dtype=bool)
+    new[1:] = (ts[order][1:] != ts[order][:-1]) | (tid[order][1:] != tid[order][:-1])
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.cumsum(new)  # dense rank of (ts, trade_id)
+    best = np.maximum.accumulate(rank)
+    out[idx] = rank[1:] > best[:-1]
+    return out
+
+
+def grid_points(times: I64, every_ns: int, emit_from: int) -> tuple[I64, int]:
+    """Indices of the rows emitted among rows at ``times`` (increasing): those with
+    T >= ``emit_from``, and with ``every_ns`` > 0 only the first of each grid step;
+    and the next ``emit_from``."""
+    idx = np.flatnonzero(times >= emit_from)
+    if not idx.size:
+        return idx, emit_from
+    if every_ns:
+        k = times[idx] // every_ns
+        first = np.ones(idx.size, dtype=bool)
+        first[1:] = k[1:] != k[:-1]
+        idx = idx[first]
+        return idx, int((times[idx[-1]] // every_ns + 1) * every_ns)
+    return idx, emit_from
+
+
+class _Prefix:
+    """A session's taken trades (in time order) for aggregates as of any time."""
+
+    def __init__(self, symbol: str, s: Session, ts: I64, qty: I64, price: npt.NDArray[np.float64]):
+        import datetime as _dt
+
+        self.symbol, self.s = symbol, s
+        inside = (ts >= s.open_ns) & (ts <= s.close_ns)
+        self.ts, self.price = ts[inside], price[inside]
+        self.minutes = max(1, -(-(s.close_ns - s.open_ns) // MINUTE_NS))
+        edges = s.open_ns + MINUTE_NS * np.arange(self.minutes + 1, dtype=np.int64)
+        self.bounds = edges.copy()
+        edges[-1] = s.close_ns + 1
+        self.first = np.searchsorted(self.ts, edges, side="left")
+        self.last = np.searchsorted(self.ts, self.bounds, side="left") - 1
+        self.cq = np.concatenate([np.zeros(1, np.int64), np.cumsum(qty[inside])])
+        local = _dt.datetime.fromtimestamp(s.open_ns / 1e9, B3_TZ)
+        self.open_clock = local.hour * 60 + local.minute
+
+    def as_of(self, x: int) -> SessionAggregates:
+        """``build_session_aggregates`` of these trades with ``as_of_ns = x``."""
+        n = int(np.searchsorted(self.ts, x, side="left"))
+        first = np.minimum(self.first, n)
+        volume = self.cq[first[1:]] - self.cq[first[:-1]]
+        count = (first[1:] - first[:-1]).astype(np.int64)
+        if n:
+            prices = self.price[np.maximum(self.last, 0)]
+            prices = np.where(self.bounds > x, np.nan, prices)
+        else:
+            prices = np.full(self.minutes + 1, np.nan)
+        return SessionAggregates(self.symbol, self.s.date, self.s.open_ns, self.s.close_ns,
+                                 self.open_clock, volume.astype(np.int64), count,
+                                 prices.astype(np.float64), int(self.ts[0]) if n else None,
+                                 x)  # fmt: skip
+
+
+def replay(
+    symbol: str,
+    batch: TradeBatch,
+    previous: PreviousFn,
+    *,
+    feature_set: FeatureSet | None = None,
+    params: HistoryParams | None = None,
+    every_ns: int = 0,
+    emit_from: int = _NEVER,
+    after: tuple[int, int] = (_NEVER, -1),
+    book: Sequence[tuple[int, npt.NDArray[np.void]]] = (),
+    book_state: BookState | None = None,
+    stats: StreamStats | None = None,
+) -> Replayed:
+    """The rows a ``FeatureStream`` (fresh, or one whose last trade was ``after``, on an
+    earlier day) emits for ``batch`` (records in arrival order) and then ``flush``:
+    the same values, computed in one pass (module docstring). ``book``: the book
+    messages as (number of records of ``batch`` that arrived before it, records), in
+    arrival order, applied to ``book_state`` (changed in place)."""
+    fs = feature_set or FeatureSet()
+    hp = params or HistoryParams()
+    st = stats or StreamStats()
+    taken = taken_mask(batch, after)
+    idx = np.flatnonzero(taken)
+    n_in = len(batch)
+    if not idx.size:
+        return Replayed([], [], taken, after, emit_from)
+    trades = batch.take(idx)
+    ts = trades.ts_event
+    st.trades += int(idx.size)
+    flags = batch.flags
+    corrections = (flags & np.uint8(_CORRECTION)) != 0
+    st.skipped_corrections += int(corrections.sum())
+    st.skipped_late += int((~taken & ~corrections).sum())  # late and duplicates together
+    # a row per event time: after its last taken trade, completed by the next one
+    last = np.ones(ts.size, dtype=bool)
+    last[:-1] = ts[1:] != ts[:-1]
+    gi = np.flatnonzero(last)  # index (in trades) of each group's last trade
+    times = ts[gi] + 1
+    sel, next_from = grid_points(times, every_ns, emit_from)
+    cur = gi[sel]
+    t_rows = times[sel]
+    nxt = cur + 1
+    at = np.where(nxt < idx.size, idx[np.minimum(nxt, idx.size - 1)], n_in)
+    # intraday values (the batch path: the live state's sums, in the same order)
+    c = _Columns(trades, fs.large_min_qty, fs.tz)
+    tops = _book_tops(book, book_state, st)
+    if tops is not None:
+        cuts = np.array([b[0] for b in book], dtype=np.int64)
+        bidx = np.searchsorted(cuts, at, side="right").astype(np.int64) - 1
+        bk = _book_at(tops, bidx)
+    else:
+        bk = _book_at(None, cur)
+    vals = _evaluate(fs.features, fs.windows_ns, c, cur.astype(np.int64), c.day[cur], t_rows, bk)
+    matrix = np.column_stack([vals[f.name] for f in fs.features]) if len(fs.features) else (
+        np.empty((cur.size, 0)))  # fmt: skip
+    # history: per minute of the rows, from the session's aggregates as of that minute
+    hist, regime = _history(symbol, trades, t_rows, previous, hp, st)
+    tid = trades.trade_id[cur].tolist()
+    recv = trades.ts_recv[cur].tolist()
+    rows: list[Row] = [
+        (t, i, r, v, h, g)
+        for t, i, r, v, h, g in zip(
+            t_rows.tolist(), tid, recv, matrix.tolist(), hist, regime, strict=True
+        )
+    ]
+    st.rows += len(rows)
+    return Replayed(rows, at.tolist(), taken, (int(ts[-1]), int(trades.trade_id[-1])), next_from)
+
+
+def _book_tops(
+    book: Sequence[tuple[int, npt.NDArray[np.void]]], state: BookState | None, st: StreamStats
+) -> BookTops | None:
+    """The book top after each message (as ``FeatureStream.book_records`` sets it)."""
+    if not book:
+        return None
+    b = state if state is not None else BookState()
+    out: list[tuple[float, int, float, int]] = []
+    for _, records in book:
+        b.apply(records)
+        st.book_updates += len(records)
+        out.append(book_top(b))
+    a = np.array(out, dtype=np.float64).reshape(-1, 4)
+    return BookTops(np.zeros(len(out), np.int64), a[:, 0], a[:, 1].astype(np.int64), a[:, 2],
+                    a[:, 3].astype(np.int64))  # fmt: skip
+
+
+def _history(
+    symbol: str,
+    trades: TradeBatch,
+    times: I64,
+    previous: PreviousFn,
+    p: HistoryParams,
+    st: StreamStats,
+) -> tuple[list[list[float]], list[int]]:
+    """The history numbers and regime code of rows at ``times`` (as ``FeatureStream._row``:
+    NaN outside a session or before the session's first trade)."""
+    hist: list[list[float]] = []
+    regime: list[int] = []
+    prefix: dict[dt.date, _Prefix] = {}
+    prev: dict[dt.date, Mapping[dt.date, SessionAggregates]] = {}
+    memo: dict[tuple[dt.date, int], tuple[list[float], int]] = {}
+    ts = trades.ts_event
+    for t in times.tolist():
+        s = session_of(symbol, t - 1)  # the session of the row's last trade
+        if s is None or not s.open_ns <= t <= s.close_ns:
+            hist.append(list(_HIST_NAN))
+            regime.append(_NO_REGIME)
+            continue
+        minute = (t - s.open_ns) // MINUTE_NS
+        got = memo.get((s.date, minute))
+        if got is None:
+            if s.date not in prefix:
+                prefix[s.date] = _Prefix(symbol, s, ts, trades.qty, trades.price)
+                prev[s.date] = previous(symbol, s.date)
+            t_g = s.open_ns + minute * MINUTE_NS
+            f = history_features(symbol, t, prefix[s.date].as_of(t_g), dict(prev[s.date]), p)
+            got = ([float(f[n]) for n in HISTORY_NUMBERS],  # type: ignore[arg-type]
+                   REGIME_CODES[f["volatility_regime"]])  # type: ignore[index]  # fmt: skip
+            memo[(s.date, minute)] = got
+            st.history_refreshes += 1
+        hist.append(got[0])
+        regime.append(got[1])
+    return hist, regime
+
+
 __all__ = [
     "HISTORY_NUMBERS",
     "REGIME_CODES",
     "FeatureStream",
     "PreviousFn",
+    "Replayed",
     "Row",
     "StreamStats",
     "book_top",
+    "grid_points",
+    "replay",
+    "taken_mask",
 ]

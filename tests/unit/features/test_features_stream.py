@@ -110,3 +110,82 @@ def test_stream_skips_corrections_duplicates_and_late_trades() -> None:
 def test_stream_refuses_a_negative_step() -> None:
     with pytest.raises(QueryError, match="every_ns"):
         FeatureStream("WINZ25", _none, every_ns=-1)
+
+
+# ---------------------------------------------------------------------- vectorised replay
+def _history_days() -> tuple[TradeBatch, dict[dt.date, SessionAggregates]]:
+    from tickvault.features import build_session_aggregates
+    from tickvault.feeds.sim.generator import simulate_sessions
+
+    days = simulate_sessions("WINZ25", 7, end=DAY, trades_per_day=3_000, seed=5)
+    prev = {d: build_session_aggregates("WINZ25", d, b) for d, b in days.items() if d != DAY}
+    return days[DAY], prev
+
+
+def _messy(batch: TradeBatch, seed: int) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
+    """The day's records in an arrival order with replays, late trades, corrections, and
+    book messages between them (the sim feeder's book)."""
+    from tickvault.feeds.sim.feeder import _Book
+
+    rng = np.random.default_rng(seed)
+    rec = batch.to_structured()
+    pieces = [rec]
+    if seed % 2:
+        dup = rec[rng.choice(len(rec), 40, replace=False)]
+        edit = rec[rng.choice(len(rec), 5, replace=False)].copy()
+        edit["flags"] = np.uint8(TradeFlag.EDIT)
+        pieces += [dup, edit]
+    allr = np.concatenate(pieces)
+    # arrival: mostly in time order, some records later than their neighbours (late)
+    key = allr["ts_event"].astype(np.float64) + rng.exponential(1e6, len(allr)) * (
+        rng.random(len(allr)) < 0.05) * 1e3  # fmt: skip
+    allr = allr[np.argsort(key, kind="stable")]
+    book = _Book(5.0, 5, np.random.default_rng(seed))
+    msgs = []
+    for cut in sorted(rng.choice(len(allr), 60, replace=False).tolist()):
+        level = round(float(allr["price"][max(cut - 1, 0)]) / 5.0)
+        msgs.append((cut, book.trade(level, bool(rng.random() < 0.5), 3, 0)))
+    return allr, msgs
+
+
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 1000), every_s=st.sampled_from([0.0, 0.5, 1.0, 60.0]))
+def test_replay_rows_equal_the_streamed_rows(seed: int, every_s: float) -> None:
+    from tickvault.features.stream import replay
+
+    day, prev = _history_days()
+    rec, msgs = _messy(day, seed)
+    every = int(every_s * 1e9)
+
+    def previous(symbol: str, d: dt.date) -> dict[dt.date, SessionAggregates]:
+        return prev
+
+    stream = FeatureStream("WINZ25", previous, every_ns=every)
+    want: list[Row] = []
+    want_at: list[int] = []
+    lo = 0
+    for cut, records in [*msgs, (len(rec), None)]:
+        got: list[int] = []
+        part = rec[lo:cut]
+        stream.trades(part["ts_event"].tolist(), part["trade_id"].tolist(),
+                      part["price"].tolist(), part["qty"].tolist(), part["trade_type"].tolist(),
+                      part["flags"].tolist(), part["ts_recv"].tolist(), want, got)  # fmt: skip
+        want_at += [lo + j for j in got]
+        lo = cut
+        if records is not None:
+            stream.book_records(records)
+    n = len(want)
+    stream.flush(want)
+    want_at += [len(rec)] * (len(want) - n)
+    out = replay("WINZ25", TradeBatch.from_structured(rec), previous, every_ns=every,
+                 book=msgs)  # fmt: skip
+    assert len(want) > 20
+    assert [r[0] for r in out.rows] == [r[0] for r in want]
+    assert out.at == want_at
+    assert out.taken.sum() == stream.stats.trades
+    for a, b in zip(out.rows, want, strict=True):
+        assert a[1:3] == b[1:3] and a[5] == b[5], a[0]
+        assert np.array_equal(a[3], b[3], equal_nan=True), a[0]
+        assert np.array_equal(a[4], b[4], equal_nan=True), a[0]
+    assert any(not np.isnan(r[4]).all() for r in want)  # history values were compared
+    assert out.last == (stream.last_ts, stream.last_tid)

@@ -1,0 +1,469 @@
+"""``backtest``: a replay of the store through the objects that run live.
+
+    from tickvault.engine.backtest import backtest
+    r = backtest(vault, "WINZ25", "2025-12-01", "2025-12-02", model="3f2a...",
+                 fast_model="9c1b...", predict_every="1s")
+    r.metrics            # pnl_brl, sharpe, hit_rate, turnover, max_drawdown_brl, ...
+    r.signals, r.orders, r.fills
+
+The same code as live, in the same order (issue 15's design rules 1-4):
+
+- **Input, as the live worker saw it.** Per session day, every stored record of the
+  symbol (both streams, unresolved: corrections and later copies included), in the
+  order a live system knew them (``features.known.knowledge_time``: a live record at
+  its ``ts_recv``, an imported trade at ``ts_event`` + the feed latency; ties in
+  (ts_event, trade_id) order), the stored book updates merged in by their
+  ``ts_recv`` (after the trades of the same instant, as the feeders publish them).
+  Nothing later than a record's knowledge time is used for it: a cancel counts from
+  when it arrived, exactly as live.
+- **Features**: ``features.stream.FeatureStream``, the live worker's compute (rows at
+  T = e + 1 ns, its skip rules, the history refresh by minute, the previous sessions'
+  aggregates from ``engine.parity.previous_aggregates``, as the worker reads them).
+  With ``predict_every`` > 0 the stream computes only the rows at the prediction
+  points (the first row at or after each grid point), which are the rows the model
+  layer would predict on; their values are those of the full row sequence.
+- **Decisions**: ``signals.coordinator.Decider`` with ``now_ns=None`` (no wall clock:
+  HISTORY when the row's history numbers are ready, else FAST), the ``SignalPolicy``
+  inside it, the models loaded through ``engine.training.load_model`` (feature
+  checks apply) into a ``models.manager.ModelSet``.
+- **Broker**: ``execution.ordering.EventOrder`` over ``execution.paper.PaperBroker``:
+  the signals of a row are queued before the trade that completed the row (the first
+  trade after its T), then the trades are applied in order, so an order placed at
+  P = T + ``paper_latency_ms`` fills at the first trade with ts_event > P. The broker
+  sees the trades the stream took (corrections, duplicates and late trades left out).
+  While the account is flat with nothing pending or queued, a trade changes nothing
+  in it, so those trades are not applied one by one (the result is the same).
+
+Metrics (``BacktestResult.metrics``), all in BRL after costs (fees and slippage):
+``pnl_brl`` (final equity: realized plus open, marked at the last trade),
+``sharpe`` (mean / sample std of the per-session PnL, times sqrt(252): a Sharpe of
+session returns in BRL, annualised with 252 sessions a year; NaN with fewer than 2
+sessions or no variation), ``hit_rate`` (share of fills that closed contracts with a
+positive PnL after the fill's fee), ``turnover`` (contracts traded), ``max_drawdown_brl``
+(largest fall of the equity marked at every trade from its running peak), and the
+speed of the replay (``trades_per_s``: records replayed per second of compute, the
+store read excluded; ``read_s`` is the read).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from tickvault.engine.aggregates import AggregateStore
+from tickvault.engine.features import FeatureEngine, parse_duration
+from tickvault.engine.parity import previous_aggregates
+from tickvault.engine.training import load_model
+from tickvault.errors import ModelError, QueryError
+from tickvault.execution.ordering import EventOrder
+from tickvault.execution.paper import BrokerParams, PaperBroker
+from tickvault.features import FeatureSet, HistoryParams
+from tickvault.features.known import DEFAULT_FEED_LATENCY_NS, knowledge_time
+from tickvault.features.stream import HISTORY_NUMBERS, FeatureStream, Row
+from tickvault.models.manager import LoadedModel, ModelSet
+from tickvault.models.registry import ALL_REGIMES, Registry
+from tickvault.records.orders import Fill, Order
+from tickvault.records.signals import Signal
+from tickvault.records.trades import TradeBatch, TradeFlag
+from tickvault.records.validate import check_symbol
+from tickvault.signals.coordinator import CoordinatorParams, Decider, DeciderStats
+from tickvault.signals.policy import PolicyParams
+from tickvault.timeutil import NS_PER_MS, NS_PER_S, TimeLike, to_ns, trading_day
+from tickvault.vault import Vault
+from tickvault.venue.b3 import B3_TZ, default_hours, sessions
+from tickvault.venue.contracts import contract
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+ANNUALISE = 252
+"""Sessions a year for the Sharpe ratio."""
+_REGIME_LABELS = {-1: None, 0: "low", 1: "normal", 2: "high"}
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    symbol: str
+    start_ns: int
+    end_ns: int
+    signals: list[Signal]
+    orders: list[Order]
+    fills: list[Fill]
+    metrics: dict[str, float]
+    equity_t: I64
+    """Times of the equity curve (ns UTC), one point per applied trade at most."""
+    equity: F64
+    """Equity (BRL, after costs) at ``equity_t``."""
+    sessions: dict[dt.date, float] = field(default_factory=dict)
+    """PnL (BRL, after costs) per session."""
+    decider: dict[str, int] = field(default_factory=dict)
+    """The Decider's counts (predictions, fast, history, signals...)."""
+    models: dict[str, str] = field(default_factory=dict)
+    """promotion key -> version used."""
+
+
+def _setting(settings: Any, name: str, default: Any) -> Any:
+    return getattr(settings, name, default)
+
+
+def policy_params(settings: Any) -> PolicyParams:
+    """The signal policy of the settings (the model worker's)."""
+    d = PolicyParams()
+    return PolicyParams(
+        enter=float(_setting(settings, "signal_enter", d.enter)),
+        exit=float(_setting(settings, "signal_exit", d.exit)),
+        min_confidence=float(_setting(settings, "signal_min_confidence", d.min_confidence)),
+        cooldown_ns=int(float(_setting(settings, "signal_cooldown_s", d.cooldown_ns / NS_PER_S))
+                        * NS_PER_S),
+    )  # fmt: skip
+
+
+def broker_params(settings: Any, symbol: str) -> BrokerParams:
+    """The paper broker of the settings (the broker process's)."""
+    c = contract(symbol)
+    return BrokerParams(
+        tick_size=c.tick_size,
+        point_value=c.point_value,
+        order_qty=int(_setting(settings, "paper_order_qty", 1)),
+        slippage_ticks=float(_setting(settings, "paper_slippage_ticks", 1.0)),
+        fee_per_contract=float(_setting(settings, "paper_fee_per_contract", 0.25)),
+        max_position=int(_setting(settings, "paper_max_position", 5)),
+        max_orders_per_minute=int(_setting(settings, "paper_max_orders_per_minute", 30)),
+        max_daily_loss=float(_setting(settings, "paper_max_daily_loss", 1_000.0)),
+    )
+
+
+def load_models(
+    vault: Vault,
+    symbol: str,
+    model: str | None,
+    fast_model: str | None = None,
+    *,
+    engine: FeatureEngine | None = None,
+    registry: Registry | None = None,
+) -> ModelSet:
+    """The models of a run: ``model`` (and ``fast_model``) by version, each under the
+    "all" regime, or, with neither, the symbol's promoted models."""
+    reg = registry or Registry.of_data_dir(vault.settings.data_dir)
+    fe = engine or FeatureEngine(vault)
+
+    def load(version: str) -> tuple[Any, Mapping[str, Any]]:
+        return load_model(reg, version, fe)
+
+    if model is None and fast_model is None:
+        models = ModelSet.promoted(reg.promotions(symbol), load)
+        if not len(models):
+            raise ModelError(
+                f"no model promoted for {symbol}: pass --model VERSION (tickvault ml list) "
+                "or promote one (tickvault ml promote VERSION)"
+            )
+        return models
+    loaded = []
+    for version in (model, fast_model):
+        if version is not None:
+            est, meta = load(version)
+            loaded.append(LoadedModel.of(est, meta, ALL_REGIMES))
+    if fast_model is not None and loaded[-1].kind != "fast":
+        raise ModelError(
+            f"--fast-model {fast_model} is a {loaded[-1].kind} model; train one on the "
+            "intraday set (tickvault ml train ... --features fast)"
+        )
+    return ModelSet(loaded)
+
+
+def day_records(vault: Vault, symbol: str, day: dt.date,
+                feed_latency_ns: int) -> tuple[TradeBatch, I64]:  # fmt: skip
+    """A day's raw records in the order a live system knew them, and those times."""
+    raw = AggregateStore(vault).records(symbol, day)
+    known = knowledge_time(raw, feed_latency_ns)
+    order = np.lexsort((raw.trade_id, raw.ts_event, known))
+    return raw.take(order), known[order]
+
+
+def _taken(batch: TradeBatch) -> npt.NDArray[np.bool_]:
+    """The trades the stream takes (``FeatureStream.trades``' skip rules, vectorised):
+    not a correction, and (ts_event, trade_id) above every earlier one's."""
+    plain = (batch.flags & np.uint8(TradeFlag.EDIT | TradeFlag.CANCEL)) == 0
+    idx = np.flatnonzero(plain)
+    ts, tid = batch.ts_event[idx], batch.trade_id[idx]
+    out = np.zeros(len(batch), dtype=bool)
+    if not idx.size:
+        return out
+    order = np.lexsort((tid, ts))
+    new = np.ones(order.size, dtype=bool)
+    new[1:] = (ts[order][1:] != ts[order][:-1]) | (tid[order][1:] != tid[order][:-1])
+    rank = np.empty(order.size, dtype=np.int64)
+    rank[order] = np.cumsum(new)  # dense rank of (ts, tid)
+    before = np.maximum.accumulate(np.concatenate([[0], rank[:-1]]))
+    out[idx] = rank > before
+    return out
+
+
+def _row_dict(names: Sequence[str], row: Row) -> dict[str, Any]:
+    values: dict[str, Any] = dict(zip(names, row[3], strict=True))
+    values.update(zip(HISTORY_NUMBERS, row[4], strict=True))
+    values["volatility_regime"] = _REGIME_LABELS.get(row[5])
+    return values
+
+
+def backtest(
+    vault: Vault,
+    symbol: str,
+    start: TimeLike,
+    end: TimeLike,
+    *,
+    model: str | None = None,
+    fast_model: str | None = None,
+    models: ModelSet | None = None,
+    predict_every: Any = None,
+    feature_set: FeatureSet | None = None,
+    params: HistoryParams | None = None,
+    policy: PolicyParams | None = None,
+    broker: BrokerParams | None = None,
+    latency_ns: int | None = None,
+    feed_latency_ns: int = DEFAULT_FEED_LATENCY_NS,
+    book: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> BacktestResult:
+    """Replay [start, end) of ``symbol`` (module docstring). Models: ``models`` (a
+    ``ModelSet``), else ``model`` / ``fast_model`` versions, else the promoted ones.
+    Settings (policy, broker, latency, ``predict_every_ms``) default to the vault's."""
+    symbol = check_symbol(symbol)
+    default_hours(symbol)
+    st = vault.settings
+    tz = st.tz
+    start_ns, end_ns = to_ns(start, tz, name="start"), to_ns(end, tz, name="end")
+    if start_ns >= end_ns:
+        raise QueryError(f"--start {start} must be before --end {end}")
+    fs = feature_set or FeatureSet()
+    hp = params or HistoryParams()
+    if models is None:
+        models = load_models(vault, symbol, model, fast_model,
+                             engine=FeatureEngine(vault, fs, hp))  # fmt: skip
+    if predict_every is None:
+        every_ns = int(_setting(st, "predict_every_ms", 0)) * NS_PER_MS
+    elif predict_every in (0, "0"):
+        every_ns = 0
+    else:
+        every_ns = parse_duration(predict_every, "--predict-every")
+    if latency_ns is None:
+        latency_ns = int(float(_setting(st, "paper_latency_ms", 5)) * NS_PER_MS)
+    deadline_ns = int(float(_setting(st, "signal_deadline_ms", 2.0)) * NS_PER_MS)
+    decider = Decider(symbol, models,
+                      CoordinatorParams(deadline_ns=deadline_ns, predict_every_ns=every_ns),
+                      policy or policy_params(st))  # fmt: skip
+    bp = broker or broker_params(st, symbol)
+    pb = PaperBroker(symbol, bp)
+    eo = EventOrder(pb, latency_ns)
+
+    def previous(sym: str, day: dt.date) -> Any:
+        return previous_aggregates(vault, sym, day, hp)
+
+    stream = FeatureStream(symbol, previous, feature_set=fs, params=hp,
+                           step_ns=st.features_history_step_ms * NS_PER_MS,
+                           every_ns=every_ns)  # fmt: skip
+    stream.emit_from = start_ns
+    names = fs.names
+    d0 = dt.datetime.fromtimestamp(start_ns / NS_PER_S, B3_TZ).date()
+    d1 = dt.datetime.fromtimestamp((end_ns - 1) / NS_PER_S, B3_TZ).date()
+    days = sessions(symbol, d0, d1)
+    signals: list[Signal] = []
+    events: list[Order | Fill] = []
+    fill_at: list[tuple[int, int]] = []  # (index of the trade in its day, index in events)
+    curve_t: list[I64] = []
+    curve_eq: list[F64] = []
+    session_pnl: dict[dt.date, float] = {}
+    replayed = 0
+    read_s = compute_s = 0.0
+    pv = bp.point_value
+    cash = last_eq = 0.0
+    pos = 0
+    for di, day in enumerate(days):
+        t0 = time.perf_counter()
+        batch, known = day_records(vault, symbol, day, feed_latency_ns)
+        books = vault.book_updates(symbol, batch.ts_event.min(), batch.ts_event.max() + 1) if (
+            book and len(batch)) else None  # fmt: skip
+        t1 = time.perf_counter()
+        read_s += t1 - t0
+        if not len(batch):
+            continue
+        keep = np.flatnonzero(batch.ts_event < end_ns)
+        batch, known = batch.take(keep), known[keep]
+        replayed += len(batch)
+        rows, at = _stream_day(stream, batch, known, books)
+        # decisions, in T order; a row's signal is queued before the trade after its T
+        queue: list[tuple[int, Signal]] = []
+        for row, j in zip(rows, at, strict=True):
+            if row[0] >= end_ns:
+                break
+            d = decider.on_row(_row_dict(names, row), row[0], row[2], None)
+            if d.signal is not None:
+                signals.append(d.signal)
+                queue.append((j, d.signal))
+        # the broker: the taken trades in [start, end), the signals before their trade
+        taken = np.flatnonzero(_taken(batch) & (batch.ts_event >= start_ns))
+        ts_l, tid_l = batch.ts_event.tolist(), batch.trade_id.tolist()
+        px_l = batch.price.tolist()
+        day_n = trading_day(int(batch.ts_event[0]), tz)
+        qi, k, nq, nt = 0, 0, len(queue), taken.size
+        taken_l = taken.tolist()
+        day_fills = len(fill_at)
+        while k < nt:
+            if pb.position == 0 and not pb.pending and not eo.queued:
+                if qi >= nq:
+                    break
+                k = max(k, int(np.searchsorted(taken, queue[qi][0])))
+                if k >= nt:
+                    break
+            j = taken_l[k]
+            while qi < nq and queue[qi][0] <= j:
+                eo.signal(queue[qi][1])
+                qi += 1
+            out = eo.trade(ts_l[j], tid_l[j], px_l[j], day_n)
+            if out:
+                for ev in out:
+                    if isinstance(ev, Fill):
+                        fill_at.append((j, len(events)))
+                    events.append(ev)
+            k += 1
+        for _, sig in queue[qi:]:  # after the day's last trade: applied at the next one
+            eo.signal(sig)
+        # the equity curve, marked at every taken trade of the day (vectorised): cash
+        # plus position at the trade's price equals realized plus open PnL
+        if taken.size:
+            dq = np.zeros(len(batch), dtype=np.int64)
+            dc = np.zeros(len(batch), dtype=np.float64)
+            for j, i in fill_at[day_fills:]:
+                f = events[i]
+                assert isinstance(f, Fill)
+                dq[j] += f.qty
+                dc[j] -= f.qty * f.price * pv + f.fee
+            p_after = pos + np.cumsum(dq[taken])
+            c_after = cash + np.cumsum(dc[taken])
+            equity_day = c_after + p_after * batch.price[taken] * pv
+            session_pnl[day] = float(equity_day[-1]) - last_eq
+            last_eq = float(equity_day[-1])
+            cash, pos = float(c_after[-1]), int(p_after[-1])
+            curve_t.append(batch.ts_event[taken])
+            curve_eq.append(equity_day)
+        compute_s += time.perf_counter() - t1
+        if progress is not None:
+            progress(di + 1, len(days))
+    orders = [e for e in events if isinstance(e, Order)]
+    fills = [e for e in events if isinstance(e, Fill)]
+    eq_t = np.concatenate(curve_t) if curve_t else np.empty(0, np.int64)
+    eq = np.concatenate(curve_eq) if curve_eq else np.empty(0)
+    metrics = _metrics(eq, session_pnl, fills, pv, bp, replayed, read_s, compute_s)
+    metrics["pnl_brl"] = pb.equity()
+    return BacktestResult(symbol, start_ns, end_ns, signals, orders, fills, metrics, eq_t, eq,
+                          session_pnl, _stats(decider.stats), models.versions())  # fmt: skip
+
+
+def _stats(s: DeciderStats) -> dict[str, int]:
+    return s.as_dict()
+
+
+def _stream_day(
+    stream: FeatureStream, batch: TradeBatch, known: I64, books: npt.NDArray[np.void] | None
+) -> tuple[list[Row], list[int]]:
+    """The day's rows through the stream, with book updates merged in by arrival; and
+    per row the index (in ``batch``) of the trade that completed it (len: none)."""
+    rows: list[Row] = []
+    at: list[int] = []
+    cols = (batch.ts_event.tolist(), batch.trade_id.tolist(), batch.price.tolist(),
+            batch.qty.tolist(), batch.trade_type.tolist(), batch.flags.tolist(),
+            batch.ts_recv.tolist())  # fmt: skip
+    if books is None or not len(books):
+        stream.trades(*cols, rows, at)
+    else:
+        # a book update known at K goes after the trades known at or before K
+        recv = np.asarray(books["ts_recv"], dtype=np.int64)
+        border = np.argsort(recv, kind="stable")
+        books, recv = books[border], recv[border]
+        cut = np.searchsorted(known, recv, side="right")  # trades before each update
+        lo = 0
+        b = 0
+        nb = len(books)
+        while b < nb:
+            hi = int(cut[b])
+            e = b
+            while e < nb and int(cut[e]) == hi:  # no trade between them: one message
+                e += 1
+            if hi > lo:
+                got: list[int] = []
+                stream.trades(*(c[lo:hi] for c in cols), rows, got)  # type: ignore[arg-type]
+                at += [lo + j for j in got]
+                lo = hi
+            stream.book_records(books[b:e])
+            b = e
+        if lo < len(batch):
+            got = []
+            stream.trades(*(c[lo:] for c in cols), rows, got)  # type: ignore[arg-type]
+            at += [lo + j for j in got]
+    n = len(rows)
+    stream.flush(rows)
+    at += [len(batch)] * (len(rows) - n)
+    return rows, at
+
+
+def _metrics(
+    equity: F64,
+    session_pnl: Mapping[dt.date, float],
+    fills: Sequence[Fill],
+    pv: float,
+    bp: BrokerParams,
+    replayed: int,
+    read_s: float,
+    compute_s: float,
+) -> dict[str, float]:
+    pnl = np.array(list(session_pnl.values()), dtype=np.float64)
+    sharpe = math.nan
+    if pnl.size >= 2 and float(pnl.std(ddof=1)) > 0:
+        sharpe = float(pnl.mean() / pnl.std(ddof=1) * math.sqrt(ANNUALISE))
+    # hit rate: fills that closed contracts, with their PnL after the fee
+    pos, avg = 0, 0.0
+    wins = closes = 0
+    for f in fills:
+        if pos and (pos > 0) != (f.qty > 0):
+            closed = min(abs(f.qty), abs(pos))
+            gain = (f.price - avg) * closed * (1 if pos > 0 else -1) * pv - f.fee
+            closes += 1
+            wins += gain > 0
+            new = pos + f.qty
+            if new == 0:
+                avg = 0.0
+            elif (new > 0) != (pos > 0):
+                avg = f.price
+            pos = new
+        else:
+            new = pos + f.qty
+            avg = (avg * abs(pos) + f.price * abs(f.qty)) / abs(new)
+            pos = new
+    mdd = 0.0
+    if equity.size:
+        peak = np.maximum.accumulate(np.concatenate([[0.0], equity]))[1:]
+        mdd = float((peak - equity).max())
+    return {
+        "pnl_brl": math.nan,
+        "sharpe": sharpe,
+        "hit_rate": wins / closes if closes else math.nan,
+        "turnover": float(sum(abs(f.qty) for f in fills)),
+        "fees_brl": float(sum(f.fee for f in fills)),
+        "max_drawdown_brl": mdd,
+        "fills": float(len(fills)),
+        "sessions": float(len(session_pnl)),
+        "trades": float(replayed),
+        "read_s": read_s,
+        "compute_s": compute_s,
+        "trades_per_s": replayed / compute_s if compute_s > 0 else math.nan,
+    }
+
+
+__all__ = ["ANNUALISE", "BacktestResult", "backtest", "broker_params", "load_models",
+           "policy_params"]  # fmt: skip
