@@ -431,6 +431,7 @@ class FeatureWorker:
             "T": np.fromiter((r[0] for r in rows), np.int64, n),
             "computed_ns": np.full(n, computed, np.int64),
             "last_trade_id": np.fromiter((r[1] for r in rows), np.int64, n),
+            "ts_recv": np.fromiter((r[2] for r in rows), np.int64, n),
         }
         intraday = np.array([r[3] for r in rows], dtype=np.float64).reshape(n, len(self._names))
         for i, name in enumerate(self._names):
