@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from tickvault.errors import ConfigError, ValidationError
 from tickvault.records.orders import Fill, Order, OrderReason
@@ -105,6 +106,43 @@ class PaperBroker:
         if self._day != day:
             self._day = day
             self._day_start_equity = self.equity()
+
+    # ------------------------------------------------------------------ state
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the account holds, as plain (JSON-able) data: ``restore`` gives
+        back a broker that behaves exactly as this one from here on."""
+        return {
+            "position": self.position, "avg_price": self.avg_price, "realized": self.realized,
+            "fees": self.fees, "last_price": self.last_price, "killed_day": self.killed_day,
+            "refused": self.refused, "next_id": self._next_id, "recent": list(self._recent),
+            "day": self._day, "day_start_equity": self._day_start_equity,
+            "last_ts": self._last_ts,
+            "pending": [[o.order_id, o.ts_placed, o.qty, int(o.reason), o.signal_ts]
+                        for o in self.pending],
+        }  # fmt: skip
+
+    @classmethod
+    def restore(cls, symbol: str, params: BrokerParams, state: dict[str, Any]) -> PaperBroker:
+        """The broker ``snapshot`` described."""
+        b = cls(symbol, params)
+        b.position = int(state["position"])
+        b.avg_price = float(state["avg_price"])
+        b.realized = float(state["realized"])
+        b.fees = float(state["fees"])
+        b.last_price = None if state["last_price"] is None else float(state["last_price"])
+        b.killed_day = None if state["killed_day"] is None else int(state["killed_day"])
+        b.refused = int(state["refused"])
+        b._next_id = int(state["next_id"])
+        b._recent = deque(int(t) for t in state["recent"])
+        b._day = None if state["day"] is None else int(state["day"])
+        b._day_start_equity = float(state["day_start_equity"])
+        b._last_ts = None if state["last_ts"] is None else int(state["last_ts"])
+        b.pending = [
+            Order(int(i), symbol, int(ts), int(q), OrderReason(int(r)),
+                  None if sig is None else int(sig))
+            for i, ts, q, r, sig in state["pending"]
+        ]  # fmt: skip
+        return b
 
     # ------------------------------------------------------------------ orders
     def _place(self, ts: int, qty: int, reason: OrderReason, signal_ts: int | None) -> Order:
