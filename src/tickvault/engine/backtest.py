@@ -51,31 +51,34 @@ import datetime as dt
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from tickvault.engine.aggregates import AggregateStore
 from tickvault.engine.features import FeatureEngine, parse_duration
-from tickvault.engine.parity import previous_aggregates
-from tickvault.engine.training import load_model
+from tickvault.engine.parity import day_start_ns, previous_aggregates
+from tickvault.engine.training import load_model, load_promoted
 from tickvault.errors import ModelError, QueryError
 from tickvault.execution.ordering import EventOrder
 from tickvault.execution.paper import BrokerParams, PaperBroker
 from tickvault.features import FeatureSet, HistoryParams
 from tickvault.features.known import DEFAULT_FEED_LATENCY_NS, knowledge_time
-from tickvault.features.stream import HISTORY_NUMBERS, FeatureStream, Row
-from tickvault.models.manager import LoadedModel, ModelSet
+from tickvault.features.stream import HISTORY_NUMBERS, Row, StreamStats, replay
+from tickvault.features.user import trades_frame
+from tickvault.models.manager import LoadedModel, ModelSet, encode_regime, row_regime
 from tickvault.models.registry import ALL_REGIMES, Registry
+from tickvault.records.book import BookState
 from tickvault.records.orders import Fill, Order
-from tickvault.records.signals import Signal
-from tickvault.records.trades import TradeBatch, TradeFlag
+from tickvault.records.signals import Mode, Signal
+from tickvault.records.trades import TradeBatch
 from tickvault.records.validate import check_symbol
-from tickvault.signals.coordinator import CoordinatorParams, Decider, DeciderStats
+from tickvault.signals.coordinator import CoordinatorParams, Decider, Prediction
 from tickvault.signals.policy import PolicyParams
-from tickvault.timeutil import NS_PER_MS, NS_PER_S, TimeLike, to_ns, trading_day
+from tickvault.timeutil import NS_PER_DAY, NS_PER_MS, NS_PER_S, TimeLike, to_ns, trading_day
 from tickvault.vault import Vault
 from tickvault.venue.b3 import B3_TZ, default_hours, sessions
 from tickvault.venue.contracts import contract
@@ -85,6 +88,8 @@ F64 = npt.NDArray[np.float64]
 ANNUALISE = 252
 """Sessions a year for the Sharpe ratio."""
 _REGIME_LABELS = {-1: None, 0: "low", 1: "normal", 2: "high"}
+ExtraFn = Callable[[pd.DataFrame], Any]
+"""An extra feature column: the trades so far (a ``trades_frame``) -> one value per trade."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,10 @@ class BacktestResult:
     """The Decider's counts (predictions, fast, history, signals...)."""
     models: dict[str, str] = field(default_factory=dict)
     """promotion key -> version used."""
+    stream: dict[str, int] = field(default_factory=dict)
+    """The feature stream's counts (trades taken, rows computed, skips...)."""
+    signal_known: list[int] = field(default_factory=list)
+    """Per signal, when its row's last trade was known (its information time K)."""
 
 
 def _setting(settings: Any, name: str, default: Any) -> Any:
@@ -157,13 +166,7 @@ def load_models(
         return load_model(reg, version, fe)
 
     if model is None and fast_model is None:
-        models = ModelSet.promoted(reg.promotions(symbol), load)
-        if not len(models):
-            raise ModelError(
-                f"no model promoted for {symbol}: pass --model VERSION (tickvault ml list) "
-                "or promote one (tickvault ml promote VERSION)"
-            )
-        return models
+        return load_promoted(reg, symbol, fe)
     loaded = []
     for version in (model, fast_model):
         if version is not None:
@@ -186,23 +189,84 @@ def day_records(vault: Vault, symbol: str, day: dt.date,
     return raw.take(order), known[order]
 
 
-def _taken(batch: TradeBatch) -> npt.NDArray[np.bool_]:
-    """The trades the stream takes (``FeatureStream.trades``' skip rules, vectorised):
-    not a correction, and (ts_event, trade_id) above every earlier one's."""
-    plain = (batch.flags & np.uint8(TradeFlag.EDIT | TradeFlag.CANCEL)) == 0
-    idx = np.flatnonzero(plain)
-    ts, tid = batch.ts_event[idx], batch.trade_id[idx]
-    out = np.zeros(len(batch), dtype=bool)
-    if not idx.size:
+class BatchPredictor:
+    """A ``signals.coordinator.Predictor`` that answers from predictions made in batch.
+
+    ``prepare(rows)`` predicts every row with the model the Decider will ask for when
+    it has no clock (HISTORY when the history numbers are ready and a full model
+    exists, else FAST; the row's regime picks the model, as ``ModelSet.predict``),
+    one ``predict_proba`` per model; ``predict(row, mode)`` then returns the one made
+    for that row object, or predicts on the spot when asked for another mode."""
+
+    def __init__(self, models: ModelSet) -> None:
+        self.models = models
+        self._made: dict[int, tuple[Mode, Prediction | None]] = {}
+
+    def ready(self, row: Mapping[str, Any]) -> bool:
+        return self.models.ready(row)
+
+    def available(self, mode: Mode) -> bool:
+        return self.models.available(mode)
+
+    def predict(self, row: Mapping[str, Any], mode: Mode) -> Prediction | None:
+        made = self._made.pop(id(row), None)
+        if made is not None and made[0] == mode:
+            return made[1]
+        return self.models.predict(row, mode)
+
+    def prepare(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        self._made.clear()
+        ms = self.models
+        full, fast = ms.available(Mode.HISTORY), ms.available(Mode.FAST)
+        groups: dict[int, tuple[LoadedModel, Mode, list[int]]] = {}
+        for i, row in enumerate(rows):
+            mode = Mode.HISTORY if full and ms.ready(row) else Mode.FAST if fast else None
+            if mode is None:
+                continue
+            m = ms.pick(row_regime(row), mode)
+            if m is None:
+                self._made[id(row)] = (mode, None)
+                continue
+            groups.setdefault(id(m), (m, mode, []))[2].append(i)
+        for m, mode, idx in groups.values():
+            x = np.array([[encode_regime(rows[i][n]) if n == "volatility_regime" else
+                           float(rows[i][n]) for n in m.feature_names] for i in idx],
+                         dtype=np.float64)  # fmt: skip
+            proba = np.asarray(m.estimator.predict_proba(x), dtype=np.float64)
+            for k, i in enumerate(idx):
+                up = float(proba[k, m._up]) if m._up is not None else 0.0
+                down = float(proba[k, m._down]) if m._down is not None else 0.0
+                p = Prediction(min(max(up, 0.0), 1.0), min(max(down, 0.0), 1.0), m.version,
+                               m.horizon_ns)  # fmt: skip
+                self._made[id(rows[i])] = (mode, p)
+
+
+def _extra_columns(
+    extra: Mapping[str, ExtraFn] | None, trades: TradeBatch, last: I64
+) -> dict[str, list[float]]:
+    """Each extra column at the rows' last trades (``backtest``'s ``extra``)."""
+    out: dict[str, list[float]] = {}
+    if not extra:
         return out
-    order = np.lexsort((tid, ts))
-    new = np.ones(order.size, dtype=bool)
-    new[1:] = (ts[order][1:] != ts[order][:-1]) | (tid[order][1:] != tid[order][:-1])
-    rank = np.empty(order.size, dtype=np.int64)
-    rank[order] = np.cumsum(new)  # dense rank of (ts, tid)
-    before = np.maximum.accumulate(np.concatenate([[0], rank[:-1]]))
-    out[idx] = rank > before
+    frame = trades_frame(trades.ts_event, trades.price, trades.qty, trades.trade_type)
+    for name, fn in extra.items():
+        col = extra_column(name, fn, frame)
+        out[name] = np.where(last >= 0, col[np.maximum(last, 0)], np.nan).tolist()
     return out
+
+
+def extra_column(name: str, fn: ExtraFn, frame: pd.DataFrame) -> F64:
+    """``fn(frame)`` as one float per trade; a clear error when it is not that."""
+    try:
+        col = np.asarray(fn(frame), dtype=np.float64).reshape(-1)
+    except Exception as exc:
+        raise QueryError(f"extra feature {name!r} failed: {type(exc).__name__}: {exc}") from exc
+    if col.size != len(frame):
+        raise QueryError(
+            f"extra feature {name!r} returned {col.size} values for {len(frame)} trades: "
+            "return one value per trade"
+        )
+    return col
 
 
 def _row_dict(names: Sequence[str], row: Row) -> dict[str, Any]:
@@ -229,11 +293,20 @@ def backtest(
     latency_ns: int | None = None,
     feed_latency_ns: int = DEFAULT_FEED_LATENCY_NS,
     book: bool = True,
+    extra: Mapping[str, ExtraFn] | None = None,
+    batch_predict: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> BacktestResult:
     """Replay [start, end) of ``symbol`` (module docstring). Models: ``models`` (a
     ``ModelSet``), else ``model`` / ``fast_model`` versions, else the promoted ones.
-    Settings (policy, broker, latency, ``predict_every_ms``) default to the vault's."""
+    Settings (policy, broker, latency, ``predict_every_ms``) default to the vault's.
+    ``extra``: more feature columns, name -> ``fn(trades)``: ``trades`` is a day of the
+    trades the stream took (``features.user.trades_frame``), the function returns one
+    value per trade, and a row takes the value at its last trade. It sees the whole
+    day, so it must be causal (value i from trades up to i only, as a rolling
+    indicator): ``engine.lookahead`` checks that. ``batch_predict``: predict each day's
+    rows with one ``predict_proba`` call per model (``BatchPredictor``) instead of one
+    per row; a model predicts each row on its own, so the numbers are the same."""
     symbol = check_symbol(symbol)
     default_hours(symbol)
     st = vault.settings
@@ -255,7 +328,8 @@ def backtest(
     if latency_ns is None:
         latency_ns = int(float(_setting(st, "paper_latency_ms", 5)) * NS_PER_MS)
     deadline_ns = int(float(_setting(st, "signal_deadline_ms", 2.0)) * NS_PER_MS)
-    decider = Decider(symbol, models,
+    batched = BatchPredictor(models)
+    decider = Decider(symbol, batched if batch_predict else models,
                       CoordinatorParams(deadline_ns=deadline_ns, predict_every_ns=every_ns),
                       policy or policy_params(st))  # fmt: skip
     bp = broker or broker_params(st, symbol)
@@ -265,15 +339,16 @@ def backtest(
     def previous(sym: str, day: dt.date) -> Any:
         return previous_aggregates(vault, sym, day, hp)
 
-    stream = FeatureStream(symbol, previous, feature_set=fs, params=hp,
-                           step_ns=st.features_history_step_ms * NS_PER_MS,
-                           every_ns=every_ns)  # fmt: skip
-    stream.emit_from = start_ns
     names = fs.names
     d0 = dt.datetime.fromtimestamp(start_ns / NS_PER_S, B3_TZ).date()
     d1 = dt.datetime.fromtimestamp((end_ns - 1) / NS_PER_S, B3_TZ).date()
     days = sessions(symbol, d0, d1)
+    stats = StreamStats()
+    book_state = BookState()
+    after: tuple[int, int] = (-(2**62), -1)
+    emit_from = start_ns
     signals: list[Signal] = []
+    signal_known: list[int] = []
     events: list[Order | Fill] = []
     fill_at: list[tuple[int, int]] = []  # (index of the trade in its day, index in events)
     curve_t: list[I64] = []
@@ -287,53 +362,45 @@ def backtest(
     for di, day in enumerate(days):
         t0 = time.perf_counter()
         batch, known = day_records(vault, symbol, day, feed_latency_ns)
-        books = vault.book_updates(symbol, batch.ts_event.min(), batch.ts_event.max() + 1) if (
-            book and len(batch)) else None  # fmt: skip
+        keep = np.flatnonzero(batch.ts_event < end_ns)
+        batch, known = batch.take(keep), known[keep]
+        msgs = _book_messages(vault, symbol, batch, known) if book and len(batch) else []
         t1 = time.perf_counter()
         read_s += t1 - t0
         if not len(batch):
             continue
-        keep = np.flatnonzero(batch.ts_event < end_ns)
-        batch, known = batch.take(keep), known[keep]
         replayed += len(batch)
-        rows, at = _stream_day(stream, batch, known, books)
+        rep = replay(symbol, batch, previous, feature_set=fs, params=hp, every_ns=every_ns,
+                     emit_from=emit_from, after=after, book=msgs, book_state=book_state,
+                     stats=stats)  # fmt: skip
+        after, emit_from = rep.last, rep.emit_from
         # decisions, in T order; a row's signal is queued before the trade after its T
         queue: list[tuple[int, Signal]] = []
-        for row, j in zip(rows, at, strict=True):
-            if row[0] >= end_ns:
-                break
-            d = decider.on_row(_row_dict(names, row), row[0], row[2], None)
+        took = np.flatnonzero(rep.taken)
+        row_t = np.array([r[0] for r in rep.rows], dtype=np.int64)
+        last = np.searchsorted(batch.ts_event[took], row_t, side="left") - 1  # row's last trade
+        row_known = known[took][last].tolist()
+        cols = _extra_columns(extra, batch.take(took), last)
+        n_rows = int(np.searchsorted(row_t, end_ns, side="left"))
+        all_values = []
+        for r in range(n_rows):
+            values = _row_dict(names, rep.rows[r])
+            for name, col in cols.items():
+                values[name] = col[r]
+            all_values.append(values)
+        if batch_predict:
+            batched.prepare(all_values)
+        for r, (row, j) in enumerate(zip(rep.rows[:n_rows], rep.at, strict=False)):
+            d = decider.on_row(all_values[r], row[0], row[2], None)
             if d.signal is not None:
                 signals.append(d.signal)
+                signal_known.append(int(row_known[r]))
                 queue.append((j, d.signal))
         # the broker: the taken trades in [start, end), the signals before their trade
-        taken = np.flatnonzero(_taken(batch) & (batch.ts_event >= start_ns))
-        ts_l, tid_l = batch.ts_event.tolist(), batch.trade_id.tolist()
-        px_l = batch.price.tolist()
-        day_n = trading_day(int(batch.ts_event[0]), tz)
-        qi, k, nq, nt = 0, 0, len(queue), taken.size
-        taken_l = taken.tolist()
+        taken = np.flatnonzero(rep.taken & (batch.ts_event >= start_ns))
         day_fills = len(fill_at)
-        while k < nt:
-            if pb.position == 0 and not pb.pending and not eo.queued:
-                if qi >= nq:
-                    break
-                k = max(k, int(np.searchsorted(taken, queue[qi][0])))
-                if k >= nt:
-                    break
-            j = taken_l[k]
-            while qi < nq and queue[qi][0] <= j:
-                eo.signal(queue[qi][1])
-                qi += 1
-            out = eo.trade(ts_l[j], tid_l[j], px_l[j], day_n)
-            if out:
-                for ev in out:
-                    if isinstance(ev, Fill):
-                        fill_at.append((j, len(events)))
-                    events.append(ev)
-            k += 1
-        for _, sig in queue[qi:]:  # after the day's last trade: applied at the next one
-            eo.signal(sig)
+        _broker_day(eo, batch, taken, queue, trading_day(int(batch.ts_event[0]), tz), events,
+                    fill_at)  # fmt: skip
         # the equity curve, marked at every taken trade of the day (vectorised): cash
         # plus position at the trade's price equals realized plus open PnL
         if taken.size:
@@ -359,57 +426,67 @@ def backtest(
     fills = [e for e in events if isinstance(e, Fill)]
     eq_t = np.concatenate(curve_t) if curve_t else np.empty(0, np.int64)
     eq = np.concatenate(curve_eq) if curve_eq else np.empty(0)
-    metrics = _metrics(eq, session_pnl, fills, pv, bp, replayed, read_s, compute_s)
+    metrics = _metrics(eq, session_pnl, fills, pv, replayed, read_s, compute_s)
     metrics["pnl_brl"] = pb.equity()
     return BacktestResult(symbol, start_ns, end_ns, signals, orders, fills, metrics, eq_t, eq,
-                          session_pnl, _stats(decider.stats), models.versions())  # fmt: skip
+                          session_pnl, decider.stats.as_dict(), models.versions(),
+                          asdict(stats), signal_known)  # fmt: skip
 
 
-def _stats(s: DeciderStats) -> dict[str, int]:
-    return s.as_dict()
+def _broker_day(
+    eo: EventOrder,
+    batch: TradeBatch,
+    taken: I64,
+    queue: Sequence[tuple[int, Signal]],
+    day: int,
+    events: list[Order | Fill],
+    fill_at: list[tuple[int, int]],
+) -> None:
+    """Apply the day's taken trades (indices ``taken``) and queued signals (each before
+    its trade) to the broker. While the account is flat with nothing pending or queued a
+    trade changes nothing in it: those stretches are jumped over."""
+    pb = eo.broker
+    ts_l, tid_l, px_l = batch.ts_event.tolist(), batch.trade_id.tolist(), batch.price.tolist()
+    taken_l = taken.tolist()
+    qi, k, nq, nt = 0, 0, len(queue), len(taken_l)
+    while k < nt:
+        if pb.position == 0 and not pb.pending and not eo.queued:
+            if qi >= nq:
+                break
+            k = max(k, int(np.searchsorted(taken, queue[qi][0])))
+            if k >= nt:
+                break
+        j = taken_l[k]
+        while qi < nq and queue[qi][0] <= j:
+            eo.signal(queue[qi][1])
+            qi += 1
+        out = eo.trade(ts_l[j], tid_l[j], px_l[j], day)
+        for ev in out:
+            if isinstance(ev, Fill):
+                fill_at.append((j, len(events)))
+            events.append(ev)
+        k += 1
+    for _, sig in queue[qi:]:  # after the day's last trade: applied at the next one
+        eo.signal(sig)
 
 
-def _stream_day(
-    stream: FeatureStream, batch: TradeBatch, known: I64, books: npt.NDArray[np.void] | None
-) -> tuple[list[Row], list[int]]:
-    """The day's rows through the stream, with book updates merged in by arrival; and
-    per row the index (in ``batch``) of the trade that completed it (len: none)."""
-    rows: list[Row] = []
-    at: list[int] = []
-    cols = (batch.ts_event.tolist(), batch.trade_id.tolist(), batch.price.tolist(),
-            batch.qty.tolist(), batch.trade_type.tolist(), batch.flags.tolist(),
-            batch.ts_recv.tolist())  # fmt: skip
-    if books is None or not len(books):
-        stream.trades(*cols, rows, at)
-    else:
-        # a book update known at K goes after the trades known at or before K
-        recv = np.asarray(books["ts_recv"], dtype=np.int64)
-        border = np.argsort(recv, kind="stable")
-        books, recv = books[border], recv[border]
-        cut = np.searchsorted(known, recv, side="right")  # trades before each update
-        lo = 0
-        b = 0
-        nb = len(books)
-        while b < nb:
-            hi = int(cut[b])
-            e = b
-            while e < nb and int(cut[e]) == hi:  # no trade between them: one message
-                e += 1
-            if hi > lo:
-                got: list[int] = []
-                stream.trades(*(c[lo:hi] for c in cols), rows, got)  # type: ignore[arg-type]
-                at += [lo + j for j in got]
-                lo = hi
-            stream.book_records(books[b:e])
-            b = e
-        if lo < len(batch):
-            got = []
-            stream.trades(*(c[lo:] for c in cols), rows, got)  # type: ignore[arg-type]
-            at += [lo + j for j in got]
-    n = len(rows)
-    stream.flush(rows)
-    at += [len(batch)] * (len(rows) - n)
-    return rows, at
+def _book_messages(
+    vault: Vault, symbol: str, batch: TradeBatch, known: I64
+) -> list[tuple[int, npt.NDArray[np.void]]]:
+    """The day's stored book updates as messages between the trades: each goes after
+    the trades known at or before its ``ts_recv`` (records with no trade between them
+    form one message)."""
+    lo = day_start_ns(int(batch.ts_event[0]), vault)
+    recs = vault.book_updates(symbol, lo, lo + NS_PER_DAY)
+    if not len(recs):
+        return []
+    recv = np.asarray(recs["ts_recv"], dtype=np.int64)
+    order = np.argsort(recv, kind="stable")
+    recs, recv = recs[order], recv[order]
+    cut = np.searchsorted(known, recv, side="right")
+    starts = np.flatnonzero(np.concatenate([[True], cut[1:] != cut[:-1]]))
+    ends = [*starts[1:].tolist(), len(recs)]
+    return [(int(cut[a]), recs[a:b]) for a, b in zip(starts.tolist(), ends, strict=True)]
 
 
 def _metrics(
@@ -417,7 +494,6 @@ def _metrics(
     session_pnl: Mapping[dt.date, float],
     fills: Sequence[Fill],
     pv: float,
-    bp: BrokerParams,
     replayed: int,
     read_s: float,
     compute_s: float,
