@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from tickvault.cli.backtest import backtest_cmd, bench_backtest
 from tickvault.cli.bench import bench
 from tickvault.cli.features import features
 from tickvault.cli.ingest import backfill, import_cmd
@@ -57,6 +58,8 @@ for command in (query, status, trim_command, server, bench, demo, publish, bridg
 cli.add_command(features)
 cli.add_command(signals)
 cli.add_command(ml)
+cli.add_command(backtest_cmd)
+bench.add_command(bench_backtest)
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:

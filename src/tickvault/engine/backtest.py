@@ -443,28 +443,51 @@ def _broker_day(
     fill_at: list[tuple[int, int]],
 ) -> None:
     """Apply the day's taken trades (indices ``taken``) and queued signals (each before
-    its trade) to the broker. While the account is flat with nothing pending or queued a
-    trade changes nothing in it: those stretches are jumped over."""
+    its trade) to the broker, in order. Stretches where a trade can only mark the
+    account to market (nothing pending or queued) are not applied one by one, with the
+    same result: flat, a trade changes nothing; holding a position, only the trade
+    that trips the kill switch (found by the broker's own day-PnL formula, vectorised)
+    and the stretch's last trade (the mark) are applied."""
     pb = eo.broker
-    ts_l, tid_l, px_l = batch.ts_event.tolist(), batch.trade_id.tolist(), batch.price.tolist()
-    taken_l = taken.tolist()
-    qi, k, nq, nt = 0, 0, len(queue), len(taken_l)
-    while k < nt:
-        if pb.position == 0 and not pb.pending and not eo.queued:
-            if qi >= nq:
-                break
-            k = max(k, int(np.searchsorted(taken, queue[qi][0])))
-            if k >= nt:
-                break
-        j = taken_l[k]
-        while qi < nq and queue[qi][0] <= j:
-            eo.signal(queue[qi][1])
-            qi += 1
-        out = eo.trade(ts_l[j], tid_l[j], px_l[j], day)
-        for ev in out:
+    ts, tid, px = batch.ts_event, batch.trade_id, batch.price
+    p = pb.params
+    qi, k, nq, nt = 0, 0, len(queue), int(taken.size)
+
+    def apply(j: int) -> None:
+        for ev in eo.trade(int(ts[j]), int(tid[j]), float(px[j]), day):
             if isinstance(ev, Fill):
                 fill_at.append((j, len(events)))
             events.append(ev)
+
+    while k < nt:
+        if not pb.pending and not eo.queued:
+            stop = int(np.searchsorted(taken, queue[qi][0])) if qi < nq else nt
+            if stop > k and pb.position == 0:
+                k = stop  # flat: nothing to mark
+                continue
+            if stop > k + 1:
+                apply(int(taken[k]))  # the day's start, a mark, maybe the kill switch
+                k += 1
+                if pb.pending:
+                    continue
+                last = stop - 1
+                if pb.killed_day != day:  # the first trade at which it trips, if any
+                    prices = px[taken[k:stop]]
+                    open_pnl = (prices - pb.avg_price) * pb.position * p.point_value
+                    day_pnl = (pb.realized + open_pnl) - pb._day_start_equity
+                    hit = np.flatnonzero(day_pnl <= -p.max_daily_loss)
+                    if hit.size:
+                        last = k + int(hit[0])
+                apply(int(taken[last]))
+                k = last + 1
+                continue
+            if k >= nt:
+                break
+        j = int(taken[k])
+        while qi < nq and queue[qi][0] <= j:
+            eo.signal(queue[qi][1])
+            qi += 1
+        apply(j)
         k += 1
     for _, sig in queue[qi:]:  # after the day's last trade: applied at the next one
         eo.signal(sig)

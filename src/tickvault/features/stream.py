@@ -482,8 +482,10 @@ def _history(
     prev: dict[dt.date, Mapping[dt.date, SessionAggregates]] = {}
     memo: dict[tuple[dt.date, int], tuple[list[float], int]] = {}
     ts = trades.ts_event
+    s: Session | None = None
     for t in times.tolist():
-        s = session_of(symbol, t - 1)  # the session of the row's last trade
+        if s is None or not s.open_ns <= t - 1 <= s.close_ns:
+            s = session_of(symbol, t - 1)  # the session of the row's last trade
         if s is None or not s.open_ns <= t <= s.close_ns:
             hist.append(list(_HIST_NAN))
             regime.append(_NO_REGIME)
