@@ -17,6 +17,7 @@ from tickvault.cli.ingest import backfill, import_cmd
 from tickvault.cli.inspect import gaps, quarantine
 from tickvault.cli.live import bridge, demo, feed, publish, replay, tail
 from tickvault.cli.ml import ml
+from tickvault.cli.ml_lookahead import lookahead_cmd
 from tickvault.cli.ml_run import run as ml_run
 from tickvault.cli.output import err_console
 from tickvault.cli.query import book, query, status
@@ -61,6 +62,7 @@ cli.add_command(signals)
 cli.add_command(ml)
 ml.add_command(ml_run)
 cli.add_command(backtest_cmd)
+ml.add_command(lookahead_cmd)
 bench.add_command(bench_backtest)
 
 

@@ -117,18 +117,13 @@ class BacktestResult:
     """Per signal, when its row's last trade was known (its information time K)."""
 
 
-def _setting(settings: Any, name: str, default: Any) -> Any:
-    return getattr(settings, name, default)
-
-
 def policy_params(settings: Any) -> PolicyParams:
     """The signal policy of the settings (the model worker's)."""
-    d = PolicyParams()
     return PolicyParams(
-        enter=float(_setting(settings, "signal_enter", d.enter)),
-        exit=float(_setting(settings, "signal_exit", d.exit)),
-        min_confidence=float(_setting(settings, "signal_min_confidence", d.min_confidence)),
-        cooldown_ns=int(float(_setting(settings, "signal_cooldown_s", d.cooldown_ns / NS_PER_S))
+        enter=float(settings.signal_enter),
+        exit=float(settings.signal_exit),
+        min_confidence=float(settings.signal_min_confidence),
+        cooldown_ns=int(float(settings.signal_cooldown_s)
                         * NS_PER_S),
     )  # fmt: skip
 
@@ -139,12 +134,12 @@ def broker_params(settings: Any, symbol: str) -> BrokerParams:
     return BrokerParams(
         tick_size=c.tick_size,
         point_value=c.point_value,
-        order_qty=int(_setting(settings, "paper_order_qty", 1)),
-        slippage_ticks=float(_setting(settings, "paper_slippage_ticks", 1.0)),
-        fee_per_contract=float(_setting(settings, "paper_fee_per_contract", 0.25)),
-        max_position=int(_setting(settings, "paper_max_position", 5)),
-        max_orders_per_minute=int(_setting(settings, "paper_max_orders_per_minute", 30)),
-        max_daily_loss=float(_setting(settings, "paper_max_daily_loss", 1_000.0)),
+        order_qty=int(settings.paper_order_qty),
+        slippage_ticks=float(settings.paper_slippage_ticks),
+        fee_per_contract=float(settings.paper_fee_per_contract),
+        max_position=int(settings.paper_max_position),
+        max_orders_per_minute=int(settings.paper_max_orders_per_minute),
+        max_daily_loss=float(settings.paper_max_daily_loss),
     )
 
 
@@ -320,14 +315,14 @@ def backtest(
         models = load_models(vault, symbol, model, fast_model,
                              engine=FeatureEngine(vault, fs, hp))  # fmt: skip
     if predict_every is None:
-        every_ns = int(_setting(st, "predict_every_ms", 0)) * NS_PER_MS
+        every_ns = int(st.predict_every_ms) * NS_PER_MS
     elif predict_every in (0, "0"):
         every_ns = 0
     else:
         every_ns = parse_duration(predict_every, "--predict-every")
     if latency_ns is None:
-        latency_ns = int(float(_setting(st, "paper_latency_ms", 5)) * NS_PER_MS)
-    deadline_ns = int(float(_setting(st, "signal_deadline_ms", 2.0)) * NS_PER_MS)
+        latency_ns = int(float(st.paper_latency_ms) * NS_PER_MS)
+    deadline_ns = int(float(st.signal_deadline_ms) * NS_PER_MS)
     batched = BatchPredictor(models)
     decider = Decider(symbol, batched if batch_predict else models,
                       CoordinatorParams(deadline_ns=deadline_ns, predict_every_ns=every_ns),
