@@ -184,14 +184,26 @@ def day_records(vault: Vault, symbol: str, day: dt.date,
     return raw.take(order), known[order]
 
 
+ROW_EXACT_MODULES = ("lightgbm.",)
+"""Estimators whose batch ``predict_proba`` gives each row bit for bit what a one-row
+call gives (each row is predicted on its own: tree sums). A linear model's batch is a
+matrix product whose rounding can differ from a one-row product in the last bits, so
+those are predicted one row at a time, as the live model worker does."""
+
+
+def row_exact(estimator: Any) -> bool:
+    return type(estimator).__module__.startswith(ROW_EXACT_MODULES)
+
+
 class BatchPredictor:
     """A ``signals.coordinator.Predictor`` that answers from predictions made in batch.
 
     ``prepare(rows)`` predicts every row with the model the Decider will ask for when
     it has no clock (HISTORY when the history numbers are ready and a full model
     exists, else FAST; the row's regime picks the model, as ``ModelSet.predict``),
-    one ``predict_proba`` per model; ``predict(row, mode)`` then returns the one made
-    for that row object, or predicts on the spot when asked for another mode."""
+    one ``predict_proba`` per model whose batches are exact per row (``row_exact``);
+    ``predict(row, mode)`` then returns the one made for that row object, or predicts
+    on the spot (another mode, or a model predicted one row at a time)."""
 
     def __init__(self, models: ModelSet) -> None:
         self.models = models
@@ -224,6 +236,8 @@ class BatchPredictor:
                 continue
             groups.setdefault(id(m), (m, mode, []))[2].append(i)
         for m, mode, idx in groups.values():
+            if not row_exact(m.estimator):
+                continue  # predicted one row at a time, as live
             x = np.array([[encode_regime(rows[i][n]) if n == "volatility_regime" else
                            float(rows[i][n]) for n in m.feature_names] for i in idx],
                          dtype=np.float64)  # fmt: skip
@@ -301,7 +315,8 @@ def backtest(
     day, so it must be causal (value i from trades up to i only, as a rolling
     indicator): ``engine.lookahead`` checks that. ``batch_predict``: predict each day's
     rows with one ``predict_proba`` call per model (``BatchPredictor``) instead of one
-    per row; a model predicts each row on its own, so the numbers are the same."""
+    per row, for the models whose batches give each row's numbers bit for bit
+    (``row_exact``: LightGBM); others are predicted one row at a time."""
     symbol = check_symbol(symbol)
     default_hours(symbol)
     st = vault.settings
