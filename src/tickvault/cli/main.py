@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from tickvault.cli.backtest import backtest_cmd, bench_backtest
+from tickvault.cli.backtest import backtest_cmd
 from tickvault.cli.bench import bench
 from tickvault.cli.features import features
 from tickvault.cli.ingest import backfill, import_cmd
@@ -63,7 +63,6 @@ cli.add_command(ml)
 ml.add_command(ml_run)
 cli.add_command(backtest_cmd)
 ml.add_command(lookahead_cmd)
-bench.add_command(bench_backtest)
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:

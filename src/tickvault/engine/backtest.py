@@ -16,12 +16,12 @@ The same code as live, in the same order (issue 15's design rules 1-4):
   ``ts_recv`` (after the trades of the same instant, as the feeders publish them).
   Nothing later than a record's knowledge time is used for it: a cancel counts from
   when it arrived, exactly as live.
-- **Features**: ``features.stream.FeatureStream``, the live worker's compute (rows at
-  T = e + 1 ns, its skip rules, the history refresh by minute, the previous sessions'
-  aggregates from ``engine.parity.previous_aggregates``, as the worker reads them).
-  With ``predict_every`` > 0 the stream computes only the rows at the prediction
-  points (the first row at or after each grid point), which are the rows the model
-  layer would predict on; their values are those of the full row sequence.
+- **Features**: ``features.stream``, the live worker's compute (rows at T = e + 1 ns,
+  its skip rules, the history refresh by minute, the previous sessions' aggregates
+  from ``engine.parity.previous_aggregates``, as the worker reads them), in its
+  vectorised form ``replay`` (the same rows, value for value, at a cost per row).
+  With ``predict_every`` > 0 only the rows at the prediction points are computed (the
+  first row at or after each grid point), the rows the model layer predicts on.
 - **Decisions**: ``signals.coordinator.Decider`` with ``now_ns=None`` (no wall clock:
   HISTORY when the row's history numbers are ready, else FAST), the ``SignalPolicy``
   inside it, the models loaded through ``engine.training.load_model`` (feature
@@ -31,8 +31,8 @@ The same code as live, in the same order (issue 15's design rules 1-4):
   trade after its T), then the trades are applied in order, so an order placed at
   P = T + ``paper_latency_ms`` fills at the first trade with ts_event > P. The broker
   sees the trades the stream took (corrections, duplicates and late trades left out).
-  While the account is flat with nothing pending or queued, a trade changes nothing
-  in it, so those trades are not applied one by one (the result is the same).
+  While nothing is pending or queued a trade can only mark the account to market, so
+  those trades are not applied one by one (``_broker_day``: the same result).
 
 Metrics (``BacktestResult.metrics``), all in BRL after costs (fees and slippage):
 ``pnl_brl`` (final equity: realized plus open, marked at the last trade),
