@@ -1,7 +1,11 @@
 """Live = backtest: a simulated session through the real processes (publisher, bridge,
 feature worker, model worker with a generous deadline), then ``backtest`` over the
 same stored session with the same models and settings: the same signals, field for
-field (a signal has no wall-clock field)."""
+field (a signal has no wall-clock field); and ``lookahead`` finds none of the live
+signals changes when its data is cut at its T.
+
+Not here yet: the broker process (branch i15-h2's ``tickvault paper run``); when it
+runs beside the others, its stored fills are to equal ``backtest(...).fills``."""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from tests.integration.test_models_live import (
 )
 from tickvault import Vault
 from tickvault.engine.backtest import backtest
+from tickvault.engine.lookahead import lookahead
 from tickvault.engine.rows import FeatureRows
 from tickvault.engine.signals import SignalStore
 from tickvault.live.seed import seed_sessions
@@ -84,8 +89,13 @@ def test_live_processes_and_the_backtest_give_the_same_signals(own_data_dir: obj
         live = store.signals(SYMBOL, 0, 2**62)
         s = session(SYMBOL, DAY)
         r = backtest(vault, SYMBOL, s.open_ns, s.close_ns + 2)
+        # and the live signals, recomputed from the data cut at their T (K: their rows'
+        # ts_recv), do not change
+        check = lookahead(vault, SYMBOL, s.open_ns, s.close_ns + 2)
     assert len(live) > 20
     assert {sig.mode for sig in live} == {Mode.FAST, Mode.HISTORY}  # both models were used
     assert r.signals == live
+    assert check.source == "stored" and check.checked == len(live)
+    assert check.ok, check.changes.head()
     assert r.fills and all(f.ts_event > o.ts_placed for f, o in zip(r.fills, r.orders,
                                                                      strict=False))  # fmt: skip
