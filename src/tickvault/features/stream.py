@@ -179,9 +179,8 @@ class FeatureStream:
         is_open = self.open
         emit = self.emit_from - 1  # a row is wanted when its last ts_event >= emit
         n = 0
-        j = -1
-        for t, i, p, q, tt, f, r in zip(ts, tid, price, qty, trade_type, flags, recv, strict=True):
-            j += 1
+        cols = zip(ts, tid, price, qty, trade_type, flags, recv, strict=True)
+        for j, (t, i, p, q, tt, f, r) in enumerate(cols):
             if f & _CORRECTION:
                 st.skipped_corrections += 1
                 continue
