@@ -17,6 +17,7 @@ from tickvault.cli.inspect import gaps, quarantine
 from tickvault.cli.live import bridge, demo, feed, publish, replay, tail
 from tickvault.cli.ml import ml
 from tickvault.cli.output import err_console
+from tickvault.cli.paper import paper
 from tickvault.cli.query import book, query, status
 from tickvault.cli.server import server
 from tickvault.cli.settings import config_cmd
@@ -56,6 +57,7 @@ for command in (query, status, trim_command, server, bench, demo, publish, bridg
     cli.add_command(command)
 cli.add_command(features)
 cli.add_command(signals)
+cli.add_command(paper)
 cli.add_command(ml)
 
 
