@@ -20,6 +20,7 @@ from tickvault.cli.ml import ml
 from tickvault.cli.ml_lookahead import lookahead_cmd
 from tickvault.cli.ml_run import run as ml_run
 from tickvault.cli.output import err_console
+from tickvault.cli.paper import paper
 from tickvault.cli.query import book, query, status
 from tickvault.cli.server import server
 from tickvault.cli.settings import config_cmd
@@ -59,6 +60,7 @@ for command in (query, status, trim_command, server, bench, demo, publish, bridg
     cli.add_command(command)
 cli.add_command(features)
 cli.add_command(signals)
+cli.add_command(paper)
 cli.add_command(ml)
 ml.add_command(ml_run)
 cli.add_command(backtest_cmd)
