@@ -6,10 +6,13 @@ signals, orders and fills, field for field (none has a wall-clock field); and
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import numpy as np
 
 from tests.integration.test_features_live import DAY, PER_DAY, _feeder
-from tests.integration.test_live import free_ports, port_env, wait_for
+from tests.integration.test_live import free_ports, port_env
 from tests.integration.test_models_live import (
     POLICY_ENV,
     _process,
@@ -32,6 +35,19 @@ SYMBOL = "WINZ25"
 SETTINGS = {"signal_enter": 0.01, "signal_exit": 0.0, "signal_min_confidence": 0.0,
             "signal_cooldown_s": 0.0, "signal_deadline_ms": 3_600_000.0}  # fmt: skip
 """The model worker's settings (POLICY_ENV and a generous deadline), for the backtest."""
+
+
+WAIT_S = 900.0
+"""Only against a hang: five processes start (each imports numpy, pandas, LightGBM) and
+work through a session, which on a loaded 2-core machine takes minutes."""
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.05)
 
 
 def _chunks(day: np.ndarray, size: int) -> list[np.ndarray]:
