@@ -195,6 +195,36 @@ class Settings(BaseModel):
     """Signal policy: no entry or reversal within this many seconds (of event time) after
     the last side change; exits are never delayed."""
 
+    # paper broker (issue 15)
+    paper_latency_ms: float = Field(5.0, ge=0)
+    """An order for a signal is placed this long after the signal's T (the decision
+    plus the route to the exchange); it fills at the first trade strictly after."""
+    paper_slippage_ticks: float = Field(1.0, ge=0)
+    """Paper fills are this many ticks worse than the trade's price."""
+    paper_fee_per_contract: float = Field(0.25, ge=0)
+    """BRL per contract per fill (B3 fees and brokerage together)."""
+    paper_order_qty: int = Field(1, ge=1)
+    """Contracts per signal: the target position is side x this."""
+    paper_max_position: int = Field(5, ge=1)
+    """The position never exceeds this many contracts either way."""
+    paper_max_orders_per_minute: int = Field(30, ge=1)
+    """Orders in any 60 s beyond this are refused (unless they only reduce)."""
+    paper_max_daily_loss: float = Field(1000.0, gt=0)
+    """BRL: at a day's PnL <= -this the kill switch flattens and refuses entries until
+    the next trading day."""
+    zmq_orders_port: int = Field(5562, ge=1, le=65535)
+    """The broker publishes orders and fills here (topics order.SYMBOL, fill.SYMBOL)."""
+    order_routing: Literal["paper", "profitdll"] = "paper"
+    """Where orders go: "paper" (simulated fills) or "profitdll" (live orders; also
+    needs `tickvault paper run --live-orders`)."""
+    profitdll_broker_id: int | None = None
+    """Live routing: the broker id of the account (ProfitDLL's BrokerID)."""
+    profitdll_account: str | None = None
+    """Live routing: the account id at the broker."""
+    profitdll_routing_password: SecretStr | None = None
+    """Live routing: the routing (signature) password, from
+    TICKVAULT_PROFITDLL_ROUTING_PASSWORD or the config file, never the CLI."""
+
     @model_validator(mode="wrap")
     @classmethod
     def _as_config_error(

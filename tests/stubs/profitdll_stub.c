@@ -26,7 +26,17 @@
  *     V2 history callback, progress 1..100, the last one flagged "last packet"; an
  *     unknown ticker gives NL_INVALID_TICKER (with TVSTUB_HISTORY_INVALID_CALLBACK=1,
  *     NL_OK and the invalid-ticker callback instead);
- *   - orders: SendOrder returns int64 ids above 2^32 and fires the order callback;
+ *   - orders: SendOrder returns int64 ids above 2^32 and fires the order callback
+ *     (TConnectorOrderIdentifier; ClOrdIDs CLORD-1, CLORD-2, ...); GetOrderDetails
+ *     fills a TConnectorOrderOut in two calls as Nelogica's examples do (the first gives
+ *     the string lengths, the second, with buffers of those lengths, the strings).
+ *     A market order goes New (0), then PartiallyFilled (1) with one contract at
+ *     TVSTUB_FILL_PRICE (default 128000) when it has more than one, then Filled (2),
+ *     the rest 5 points worse; a limit order stays New; a quantity above
+ *     TVSTUB_MAX_ORDER_QTY (default 100) is accepted and then Rejected (8) by the
+ *     broker with a text message; a cancel makes a working order Canceled (4).
+ *     SendOrder while routing is not connected (TVSTUB_ROUTING_STATE not 2 or 5)
+ *     gives NL_NO_LOGIN (the stand-in's choice: the manual names no code for it);
  *     GetPositionV2 fills the 216-byte TConnectorTradingAccountPosition (version 1
  *     needs PositionType, version 2 adds EventID).
  *
@@ -156,7 +166,52 @@ typedef struct {
     int64_t eventId;      /* V2 */
 } TConnectorTradingAccountPosition;
 
+/* GetOrderDetails' structures (Nelogica's ProfitDataTypesU.pas and profitTypes.py) */
+typedef struct {
+    uint8_t version;
+    int32_t brokerId;
+    wchar_t accountId[100];
+    int32_t accountIdLength;
+    wchar_t subAccountId[100];
+    int32_t subAccountIdLength;
+    int64_t reserved;
+} TConnectorAccountIdentifierOut;
+
+typedef struct {
+    uint8_t version;
+    wchar_t *ticker;
+    int32_t tickerLength;
+    wchar_t *exchange;
+    int32_t exchangeLength;
+    uint8_t feedType;
+} TConnectorAssetIdentifierOut;
+
+typedef struct {
+    uint8_t version;
+    TConnectorOrderIdentifier orderId; /* in: the order asked for */
+    TConnectorAccountIdentifierOut account;
+    TConnectorAssetIdentifierOut asset;
+    int64_t quantity;
+    int64_t tradedQuantity;
+    int64_t leavesQuantity;
+    double price;
+    double stopPrice;
+    double averagePrice;
+    uint8_t orderSide;
+    uint8_t orderType;
+    uint8_t orderStatus;
+    uint8_t validityType;
+    SYSTEMTIME date;
+    SYSTEMTIME lastUpdate;
+    SYSTEMTIME closeDate;
+    SYSTEMTIME validityDate;
+    wchar_t *textMessage;
+    int32_t textMessageLength;
+    int64_t eventId; /* V1 */
+} TConnectorOrderOut;
+
 _Static_assert(sizeof(TAssetID) == 20, "TAssetIDRec is packed");
+_Static_assert(sizeof(TConnectorOrderOut) == 1040, "1040 bytes on x64");
 _Static_assert(sizeof(TConnectorTradingAccountPosition) == 216, "216 bytes on x64");
 
 typedef void (*StateCb)(int, int);
@@ -186,7 +241,26 @@ static int64_t position_qty = 0, bought = 0, sold = 0;
 static int64_t sent_ids[256];
 static int n_sent = 0;
 
-enum { JOB_LOGIN, JOB_TRADES, JOB_BOOK, JOB_HISTORY, JOB_ORDER, JOB_INVALID, JOB_STOP };
+/* The orders sent, as GetOrderDetails reports them (TConnectorOrderStatus codes). */
+enum { OS_NEW = 0, OS_PARTIALLY_FILLED = 1, OS_FILLED = 2, OS_CANCELED = 4, OS_REJECTED = 8 };
+typedef struct {
+    int64_t id;
+    int broker;
+    wchar_t account[32], ticker[32], exchange[8], clord[16], text[64];
+    uint8_t side, type, status;
+    int64_t qty, traded;
+    double price, avg;
+} StubOrder;
+static StubOrder orders[256];
+
+static StubOrder *find_order(int64_t id) {
+    for (int k = 0; k < n_sent; k++)
+        if (orders[k].id == id) return &orders[k];
+    return NULL;
+}
+
+enum { JOB_LOGIN, JOB_TRADES, JOB_BOOK, JOB_HISTORY, JOB_ORDER, JOB_INVALID, JOB_STOP,
+       JOB_ORDER_LIFE, JOB_CANCEL };
 typedef struct Job {
     int kind;
     wchar_t ticker[32];
@@ -434,6 +508,51 @@ static void script_history(Job *j) {
     pthread_mutex_unlock(&mu);
 }
 
+/* One order-change callback with the order's current state (the ClOrdID string dies
+   when the callback returns). */
+static void order_changed(StubOrder *o, uint8_t status) {
+    pthread_mutex_lock(&mu);
+    o->status = status;
+    wchar_t clord[16];
+    wcscpy(clord, o->clord);
+    int64_t id = o->id;
+    pthread_mutex_unlock(&mu);
+    TConnectorOrderIdentifier oid = {0, id, clord};
+    if (order_cb) order_cb(oid);
+    wmemset(clord, L'#', 15);
+}
+
+static void order_life(int64_t id, int cancel) {
+    StubOrder *o = find_order(id);
+    if (!o) return;
+    if (cancel) {
+        if (o->status == OS_NEW || o->status == OS_PARTIALLY_FILLED) order_changed(o, OS_CANCELED);
+        return;
+    }
+    order_changed(o, OS_NEW);
+    if (o->qty > env_int("TVSTUB_MAX_ORDER_QTY", 100)) {
+        pthread_mutex_lock(&mu);
+        swprintf(o->text, 64, L"Rejeitada: quantidade %lld acima do limite", (long long)o->qty);
+        pthread_mutex_unlock(&mu);
+        order_changed(o, OS_REJECTED);
+        return;
+    }
+    if (o->type != 1) return; /* limit and stop orders stay working */
+    double base = env_int("TVSTUB_FILL_PRICE", 128000), worse = o->side == 1 ? 5.0 : -5.0;
+    if (o->qty > 1) {
+        pthread_mutex_lock(&mu);
+        o->traded = 1;
+        o->avg = base;
+        pthread_mutex_unlock(&mu);
+        order_changed(o, OS_PARTIALLY_FILLED);
+    }
+    pthread_mutex_lock(&mu);
+    o->avg = o->qty > 1 ? (base + (base + worse) * (double)(o->qty - 1)) / (double)o->qty : base;
+    o->traded = o->qty;
+    pthread_mutex_unlock(&mu);
+    order_changed(o, OS_FILLED);
+}
+
 static void *engine_main(void *arg) {
     (void)arg;
     for (;;) {
@@ -462,6 +581,8 @@ static void *engine_main(void *arg) {
         } else if (kind == JOB_ORDER && order_cb) {
             TConnectorOrderIdentifier id = {0, j->order_id, L"CLORD-1"};
             order_cb(id);
+        } else if (kind == JOB_ORDER_LIFE || kind == JOB_CANCEL) {
+            order_life(j->order_id, kind == JOB_CANCEL);
         } else if (kind == JOB_INVALID && invalid_cb) {
             wchar_t ticker[32], exchange[8];
             wcscpy(ticker, j->ticker);
@@ -633,18 +754,36 @@ int GetAgentName(int length, int agentId, wchar_t *buffer, int shortName) {
 int64_t SendOrder(const TConnectorSendOrder *o) {
     if (!initialized) return NL_NOT_INITIALIZED;
     if (!routing) return NL_MARKET_ONLY;
+    if (routing_state != 2 && routing_state != 5) return NL_NO_LOGIN;
     if (!o || o->version < 1 || (o->orderSide != 1 && o->orderSide != 2) || o->quantity <= 0 ||
         (o->orderType != 1 && o->orderType != 2 && o->orderType != 4) || !o->asset.ticker ||
         !o->password || (o->orderType == 1 && o->price != -1.0) ||
         (o->orderType != 4 && o->stopPrice != -1.0))
         return NL_INVALID_ARGS;
     pthread_mutex_lock(&mu);
+    if (n_sent >= 256) {
+        pthread_mutex_unlock(&mu);
+        return NL_INTERNAL_ERROR;
+    }
     int64_t id = next_order_id++;
-    if (n_sent < 256) sent_ids[n_sent++] = id;
+    StubOrder *so = &orders[n_sent];
+    memset(so, 0, sizeof *so);
+    so->id = id;
+    so->broker = o->account.brokerId;
+    if (o->account.accountId) wcsncpy(so->account, o->account.accountId, 31);
+    wcsncpy(so->ticker, o->asset.ticker, 31);
+    if (o->asset.exchange) wcsncpy(so->exchange, o->asset.exchange, 7);
+    swprintf(so->clord, 16, L"CLORD-%d", n_sent + 1);
+    so->side = o->orderSide;
+    so->type = o->orderType;
+    so->qty = o->quantity;
+    so->price = o->price;
+    so->status = OS_NEW;
+    sent_ids[n_sent++] = id;
     position_qty += o->orderSide == 1 ? o->quantity : -o->quantity;
     if (o->orderSide == 1) bought += o->quantity; else sold += o->quantity;
     pthread_mutex_unlock(&mu);
-    Job *j = job(JOB_ORDER, NULL, NULL);
+    Job *j = job(JOB_ORDER_LIFE, NULL, NULL);
     j->order_id = id;
     push(j);
     return id;
@@ -656,7 +795,7 @@ int SendCancelOrderV2(const TConnectorCancelOrder *c) {
     if (!c || !c->password) return NL_INVALID_ARGS;
     for (int k = 0; k < n_sent; k++) {
         if (sent_ids[k] == c->order.localOrderId) {
-            Job *j = job(JOB_ORDER, NULL, NULL);
+            Job *j = job(JOB_CANCEL, NULL, NULL);
             j->order_id = c->order.localOrderId;
             push(j);
             return NL_OK;
@@ -669,6 +808,56 @@ int SendCancelAllOrdersV2(const TConnectorCancelAllOrders *c) {
     if (!initialized) return NL_NOT_INITIALIZED;
     if (!routing) return NL_MARKET_ONLY;
     return c && c->password ? NL_OK : NL_INVALID_ARGS;
+}
+
+static int copy_out(wchar_t *dst, const wchar_t *src, int32_t *length) {
+    int32_t n = (int32_t)wcslen(src);
+    if (dst) { /* a buffer of the length the first call gave (and its NUL) */
+        if (*length < n) return NL_INVALID_ARGS;
+        wmemcpy(dst, src, (size_t)n);
+        dst[n] = 0;
+    }
+    *length = n;
+    return NL_OK;
+}
+
+/* The order named by orderId.localOrderId. Called with NULL string pointers it fills
+   the lengths (and every other field); called again with buffers of those lengths it
+   copies the strings too (Nelogica's examples call it twice). */
+int GetOrderDetails(TConnectorOrderOut *o) {
+    if (!initialized) return NL_NOT_INITIALIZED;
+    if (!routing) return NL_MARKET_ONLY;
+    if (!o) return NL_INVALID_ARGS;
+    if (o->version > 1) return NL_VERSION_NOT_SUPPORTED;
+    pthread_mutex_lock(&mu);
+    StubOrder *so = find_order(o->orderId.localOrderId);
+    if (!so) {
+        pthread_mutex_unlock(&mu);
+        return NL_NOT_FOUND;
+    }
+    o->account.version = 0;
+    o->account.brokerId = so->broker;
+    wcsncpy(o->account.accountId, so->account, 99);
+    o->account.accountIdLength = (int32_t)wcslen(so->account);
+    o->account.subAccountId[0] = 0;
+    o->account.subAccountIdLength = 0;
+    int rc = copy_out(o->asset.ticker, so->ticker, &o->asset.tickerLength);
+    if (rc == NL_OK) rc = copy_out(o->asset.exchange, so->exchange, &o->asset.exchangeLength);
+    if (rc == NL_OK) rc = copy_out(o->textMessage, so->text, &o->textMessageLength);
+    o->quantity = so->qty;
+    o->tradedQuantity = so->traded;
+    o->leavesQuantity = so->status == OS_NEW || so->status == OS_PARTIALLY_FILLED
+                            ? so->qty - so->traded : 0;
+    o->price = so->price;
+    o->stopPrice = -1.0;
+    o->averagePrice = so->avg;
+    o->orderSide = so->side;
+    o->orderType = so->type;
+    o->orderStatus = so->status;
+    o->validityType = 0;
+    if (o->version >= 1) o->eventId = 0;
+    pthread_mutex_unlock(&mu);
+    return rc;
 }
 
 /* Fills the whole 216-byte structure (the version 0 fields, the position type read at

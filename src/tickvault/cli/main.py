@@ -10,14 +10,17 @@ from typing import Any
 
 import click
 
+from tickvault.cli.backtest import backtest_cmd
 from tickvault.cli.bench import bench
 from tickvault.cli.features import features
 from tickvault.cli.ingest import backfill, import_cmd
 from tickvault.cli.inspect import gaps, quarantine
 from tickvault.cli.live import bridge, demo, feed, publish, replay, tail
 from tickvault.cli.ml import ml
+from tickvault.cli.ml_lookahead import lookahead_cmd
 from tickvault.cli.ml_run import run as ml_run
 from tickvault.cli.output import err_console
+from tickvault.cli.paper import paper
 from tickvault.cli.query import book, query, status
 from tickvault.cli.server import server
 from tickvault.cli.settings import config_cmd
@@ -57,8 +60,11 @@ for command in (query, status, trim_command, server, bench, demo, publish, bridg
     cli.add_command(command)
 cli.add_command(features)
 cli.add_command(signals)
+cli.add_command(paper)
 cli.add_command(ml)
 ml.add_command(ml_run)
+cli.add_command(backtest_cmd)
+ml.add_command(lookahead_cmd)
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:

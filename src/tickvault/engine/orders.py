@@ -5,13 +5,16 @@ Layout: ``storage.recordstreams``."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from tickvault.engine.signals import read_window
 from tickvault.records.orders import FILL_DTYPE, ORDER_DTYPE, Fill, Order
 from tickvault.records.validate import check_symbol
+from tickvault.storage import recordstreams as rs
 from tickvault.storage.connection import translate
 from tickvault.storage.recordstreams import RecordStream
 from tickvault.timeutil import TimeLike
@@ -56,3 +59,37 @@ class ExecutionStore:
         """The fills at trades in [start, end), as known at ``known_at``."""
         recs, _ = read_window(self.vault, self._fills, symbol, start, end, known_at)
         return [Fill.from_record(symbol, r) for r in recs]
+
+    @translate
+    def commit(
+        self,
+        symbol: str,
+        items: Sequence[Order | Fill],
+        state: dict[str, Any],
+        position: dict[str, Any],
+    ) -> None:
+        """Store ``items`` (one symbol's orders and fills), the broker's ``state`` and
+        its position summary in one transaction (see ``recordstreams.commit_execution``)."""
+        orders = [it.to_record() for it in items if isinstance(it, Order)]
+        fills = [it.to_record() for it in items if isinstance(it, Fill)]
+        rs.commit_execution(
+            self.vault.client, check_symbol(symbol), np.array(orders, dtype=ORDER_DTYPE),
+            np.array(fills, dtype=FILL_DTYPE), json.dumps(state),
+            {k: str(v) for k, v in position.items()},
+        )  # fmt: skip
+
+    @translate
+    def state(self, symbol: str) -> dict[str, Any] | None:
+        """The broker state last committed for ``symbol`` (None: never ran)."""
+        raw = rs.broker_state(self.vault.client, check_symbol(symbol))
+        return None if raw is None else dict(json.loads(raw))
+
+    @translate
+    def position(self, symbol: str) -> dict[str, str]:
+        """The hash ``positions:{SYMBOL}`` (position, avg_price, realized, ...)."""
+        return rs.position_of(self.vault.client, check_symbol(symbol))
+
+    @translate
+    def watermark(self, symbol: str) -> int | None:
+        """W: the T up to which the model worker has decided every row (design rule 5)."""
+        return rs.signals_cursor_t(self.vault.client, check_symbol(symbol))

@@ -40,20 +40,18 @@ import pandas as pd
 
 from tickvault.errors import QueryError
 from tickvault.features import FeatureSet, HistoryParams
-from tickvault.features.history import HISTORY_FEATURES
+from tickvault.features.stream import HISTORY_NUMBERS, REGIME_CODES
 from tickvault.records.validate import check_symbol
 from tickvault.storage.connection import translate
 from tickvault.storage.featurerows import FeatureRowStore, FeatureSchemaError
 from tickvault.timeutil import TimeLike, to_ns
 from tickvault.vault import Vault
 
-REGIME_CODES = {None: -1, "low": 0, "normal": 1, "high": 2}
 REGIME_LABELS = {code: label for label, code in REGIME_CODES.items()}
-HISTORY_NUMBERS = tuple(n for n in HISTORY_FEATURES if n != "volatility_regime")
 META_COLUMNS = (("T", "int64"), ("computed_ns", "int64"), ("last_trade_id", "int64"),
                 ("ts_recv", "int64"))  # fmt: skip
 
-__all__ = ["REGIME_CODES", "FeatureRows", "FeatureSchemaError", "RowSchema"]
+__all__ = ["HISTORY_NUMBERS", "REGIME_CODES", "FeatureRows", "FeatureSchemaError", "RowSchema"]
 
 
 @dataclasses.dataclass(frozen=True)

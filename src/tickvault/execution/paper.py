@@ -27,7 +27,8 @@ nanoseconds and plain floats; the same object runs live and in a backtest.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from tickvault.errors import ConfigError, ValidationError
 from tickvault.records.orders import Fill, Order, OrderReason
@@ -78,6 +79,9 @@ class PaperBroker:
     killed_day: int | None = None
     refused: int = 0
     pending: list[Order] = field(default_factory=list)
+    simulate_fills: bool = True
+    """Fill pending orders at trades (paper). False: fills come from outside
+    (``apply_fill``, a live router); trades only mark to market."""
     _next_id: int = 1
     _recent: deque[int] = field(default_factory=deque)
     _day: int | None = None
@@ -105,6 +109,44 @@ class PaperBroker:
         if self._day != day:
             self._day = day
             self._day_start_equity = self.equity()
+
+    # ------------------------------------------------------------------ state
+    def snapshot(self) -> dict[str, Any]:
+        """Everything the account holds, as plain (JSON-able) data: ``restore`` gives
+        back a broker that behaves exactly as this one from here on."""
+        return {
+            "position": self.position, "avg_price": self.avg_price, "realized": self.realized,
+            "fees": self.fees, "last_price": self.last_price, "killed_day": self.killed_day,
+            "refused": self.refused, "next_id": self._next_id, "recent": list(self._recent),
+            "day": self._day, "day_start_equity": self._day_start_equity,
+            "last_ts": self._last_ts, "simulate_fills": self.simulate_fills,
+            "pending": [[o.order_id, o.ts_placed, o.qty, int(o.reason), o.signal_ts]
+                        for o in self.pending],
+        }  # fmt: skip
+
+    @classmethod
+    def restore(cls, symbol: str, params: BrokerParams, state: dict[str, Any]) -> PaperBroker:
+        """The broker ``snapshot`` described."""
+        b = cls(symbol, params)
+        b.position = int(state["position"])
+        b.avg_price = float(state["avg_price"])
+        b.realized = float(state["realized"])
+        b.fees = float(state["fees"])
+        b.last_price = None if state["last_price"] is None else float(state["last_price"])
+        b.killed_day = None if state["killed_day"] is None else int(state["killed_day"])
+        b.refused = int(state["refused"])
+        b._next_id = int(state["next_id"])
+        b._recent = deque(int(t) for t in state["recent"])
+        b._day = None if state["day"] is None else int(state["day"])
+        b._day_start_equity = float(state["day_start_equity"])
+        b._last_ts = None if state["last_ts"] is None else int(state["last_ts"])
+        b.simulate_fills = bool(state.get("simulate_fills", True))
+        b.pending = [
+            Order(int(i), symbol, int(ts), int(q), OrderReason(int(r)),
+                  None if sig is None else int(sig))
+            for i, ts, q, r, sig in state["pending"]
+        ]  # fmt: skip
+        return b
 
     # ------------------------------------------------------------------ orders
     def _place(self, ts: int, qty: int, reason: OrderReason, signal_ts: int | None) -> Order:
@@ -156,7 +198,7 @@ class PaperBroker:
         out: list[Fill | Order] = []
         keep: list[Order] = []
         for order in self.pending:
-            if order.ts_placed < ts_event:
+            if self.simulate_fills and order.ts_placed < ts_event:
                 out.append(self._fill(order, ts_event, trade_id, price))
             else:
                 keep.append(order)
@@ -168,6 +210,36 @@ class PaperBroker:
             if flat:
                 out.append(self._place(ts_event, flat, OrderReason.KILL_SWITCH, None))
         return out
+
+    def apply_fill(
+        self, order_id: int, qty: int, price: float, ts_event: int, trade_id: int
+    ) -> Fill:
+        """A fill reported from outside (a live router): ``qty`` signed, at ``price``
+        (slippage is real here, none added); the order stays pending for what is left."""
+        i = next((i for i, o in enumerate(self.pending) if o.order_id == order_id), None)
+        if i is None:
+            raise ValidationError(f"{self.symbol}: a fill for order {order_id}, which is not "
+                                  "pending", field="order_id")  # fmt: skip
+        order = self.pending[i]
+        if qty == 0 or (qty > 0) != (order.qty > 0) or abs(qty) > abs(order.qty):
+            raise ValidationError(f"{self.symbol}: a fill of {qty} for order {order_id} of "
+                                  f"{order.qty}", field="qty")  # fmt: skip
+        fee = abs(qty) * self.params.fee_per_contract
+        self._apply(qty, price)
+        self.realized -= fee
+        self.fees += fee
+        if qty == order.qty:
+            del self.pending[i]
+        else:
+            self.pending[i] = replace(order, qty=order.qty - qty)
+        return Fill(order_id, self.symbol, ts_event, trade_id, price, qty, fee)
+
+    def drop(self, order_id: int) -> Order | None:
+        """Forget a pending order (cancelled, rejected or never routed); it, or None."""
+        for i, o in enumerate(self.pending):
+            if o.order_id == order_id:
+                return self.pending.pop(i)
+        return None
 
     def _fill(self, order: Order, ts_event: int, trade_id: int, price: float) -> Fill:
         p = self.params

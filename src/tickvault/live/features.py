@@ -3,7 +3,9 @@
 Two threads. The subscriber thread (the project's ``Subscriber``: in sequence per
 topic, with replay and gap handling) receives the trade and book topics of the
 worker's symbols and appends each message to the pending list. The compute thread
-takes everything pending whenever it is free and, per symbol, in arrival order:
+takes everything pending whenever it is free and, per symbol, in arrival order,
+feeds it to the symbol's ``features.stream.FeatureStream`` (the pure compute, which
+a backtest runs too), which does:
 
 - a book message updates the book (``records.book.BookState``) and the live state's
   book top (best price and the quantity at it, per side);
@@ -13,7 +15,8 @@ takes everything pending whenever it is free and, per symbol, in arrival order:
   replay, a second publisher) and trades older than the last one (a late trade: the
   live state moves forward only) are skipped and counted;
 - after the last trade of an event time e seen in the cycle it emits the row of
-  T = e + 1 ns (the value at T given the trades seen: every trade with ts_event < T);
+  T = e + 1 ns (the value at T given the trades seen: every trade with ts_event < T;
+  the worker flushes the open row at the end of each cycle);
 - the history features are refreshed at T when T enters a new minute of the session
   or ``features_history_step_ms`` of event time has passed since the last refresh,
   not per trade (one refresh costs 100-300 us; the values are defined on the
@@ -36,9 +39,7 @@ outage the cycle is dropped (its cursor never moved, the next run recomputes it)
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
-import math
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -50,28 +51,20 @@ import orjson
 import zmq
 
 from tickvault.engine.parity import day_start_ns, live_trades, previous_aggregates
-from tickvault.engine.rows import HISTORY_NUMBERS, REGIME_CODES, FeatureRows
+from tickvault.engine.rows import HISTORY_NUMBERS, FeatureRows
 from tickvault.errors import QueryError, ServerError, TickvaultError
-from tickvault.features import FeatureSet, HistoryParams, SessionAggregates, history_features
-from tickvault.features.aggregates_live import SessionAggregatesBuilder
-from tickvault.features.live import IntradayState
-from tickvault.records.book import ASK, BID, BookState
-from tickvault.records.trades import TradeFlag
+from tickvault.features import FeatureSet, HistoryParams
+from tickvault.features.stream import FeatureStream, Row, StreamStats, book_top
 from tickvault.records.validate import check_symbol
 from tickvault.storage.connection import translated
 from tickvault.transport.endpoints import Endpoints
 from tickvault.transport.subscriber import Gap, Subscriber
 from tickvault.transport.wire import Kind, Message, WireError
 from tickvault.vault import Vault
-from tickvault.venue.b3 import Session, default_hours, session_of
+from tickvault.venue.b3 import default_hours
 
 log = logging.getLogger(__name__)
 
-_CORRECTION = int(TradeFlag.EDIT | TradeFlag.CANCEL)
-_MINUTE = 60_000_000_000
-_NAN = math.nan
-_HIST_NAN = [_NAN] * len(HISTORY_NUMBERS)
-_NO_REGIME = REGIME_CODES[None]
 _CYCLE_RECORDS = 16_384
 """Most records (trades and book updates) one compute cycle takes."""
 FEATURE_TOPIC = "feature"
@@ -80,19 +73,6 @@ WIRE_VERSION = 1
 
 def seq_field(publisher: int, topic: str) -> str:
     return f"seq:{publisher:016x}:{topic}"
-
-
-def book_top(book: BookState) -> tuple[float, int, float, int]:
-    """(bid_px, bid_qty, ask_px, ask_qty): best price per side and the quantity at it."""
-    out: list[float | int] = []
-    for side, better in ((BID, max), (ASK, min)):
-        offers = [o for o in book.sides[side].offers if o[1] > 0 and o[0] > 0]
-        if not offers:
-            out += [_NAN, 0]
-            continue
-        best = better(o[0] for o in offers)
-        out += [best, sum(o[1] for o in offers if o[0] == best)]
-    return float(out[0]), int(out[1]), float(out[2]), int(out[3])
 
 
 class FeaturePublisher:
@@ -155,39 +135,22 @@ def decode_feature_message(frames: list[bytes]) -> tuple[str, dict[str, Any], di
 
 
 @dataclass
-class WorkerStats:
+class WorkerStats(StreamStats):
+    """The streams' counts (trades, rows, skips...) and the worker's own."""
+
     messages: int = 0
-    trades: int = 0
-    rows: int = 0
     writes: int = 0
     write_errors: int = 0
-    book_updates: int = 0
-    history_refreshes: int = 0
-    skipped_duplicates: int = 0
-    skipped_late: int = 0
-    skipped_corrections: int = 0
     gaps: int = 0
     rows_by_symbol: dict[str, int] = field(default_factory=dict)
 
 
 class _Symbol:
-    """The live state of one symbol."""
+    """One symbol: its stream (the compute) and the sequence numbers handled."""
 
-    def __init__(self, symbol: str, fs: FeatureSet) -> None:
-        self.symbol = symbol
-        self.state: IntradayState = fs.new_state()
-        self.book = BookState()
-        self.session: Session | None = None
-        self.builder: SessionAggregatesBuilder | None = None
-        self.previous: dict[dt.date, SessionAggregates] = {}
-        self.last_ts = -(2**62)
-        self.last_tid = -1
-        self.last_recv = 0
-        self.hist: list[float] = list(_HIST_NAN)
-        self.regime = _NO_REGIME
-        self.hist_minute = -1
-        self.hist_t = -(2**62)
-        self.hist_day: dt.date | None = None
+    def __init__(self, stream: FeatureStream) -> None:
+        self.symbol = stream.symbol
+        self.stream = stream
         self.seqs: dict[str, int] = {}
         """seq field -> last seq handled (stored with the rows)."""
 
@@ -225,7 +188,7 @@ class FeatureWorker:
         """What stopped the compute thread, if it failed (``run`` raises it)."""
         self.ready = threading.Event()
         """Set once warmed up (the subscriber then starts receiving)."""
-        self._syms = {s: _Symbol(s, self.fs) for s in self.symbols}
+        self._syms = {s: _Symbol(self._stream(s)) for s in self.symbols}
         self._cond = threading.Condition()
         self._pending: list[Message] = []
         self._gaps: list[Gap] = []
@@ -258,6 +221,13 @@ class FeatureWorker:
         self._thread: threading.Thread | None = None
         self._compute = threading.Thread(target=self._compute_loop, name="tickvault-features",
                                          daemon=True)  # fmt: skip
+
+    def _stream(self, symbol: str) -> FeatureStream:
+        def previous(sym: str, day: Any) -> Any:
+            return previous_aggregates(self.vault, sym, day, self.params)
+
+        return FeatureStream(symbol, previous, feature_set=self.fs, params=self.params,
+                             step_ns=self.step_ns, stats=self.stats)  # fmt: skip
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> None:
@@ -337,18 +307,17 @@ class FeatureWorker:
         cols = [trades.ts_event.tolist(), trades.trade_id.tolist(), trades.price.tolist(),
                 trades.qty.tolist(), trades.trade_type.tolist(),
                 trades.ts_recv.tolist()]  # fmt: skip
+        warm = sym.stream.warm
         for ts, tid, price, qty, tt, recv in zip(*cols, strict=True):
-            self._trade(sym, ts, tid, price, qty, tt, recv)
+            warm(ts, tid, price, qty, tt, recv)
         if len(trades):  # the book as it stood at the last trade, with its offer list
             with translated():
-                sym.book, _ = self.vault.books._rebuild(sym.symbol, int(trades.ts_event[-1]))
-            if any(side.offers for side in sym.book.sides):
-                sym.state.update_book(max(sym.book.ts_event, sym.state.book_ts),
-                                      *book_top(sym.book))  # fmt: skip
+                book, _ = self.vault.books._rebuild(sym.symbol, int(trades.ts_event[-1]))
+            sym.stream.set_book(book)
         self.stats.trades = 0  # count live trades only
         if len(trades):
             log.info("features: %s warmed up on %d trades up to ts %d", sym.symbol,
-                     len(trades), sym.last_ts)  # fmt: skip
+                     len(trades), sym.stream.last_ts)  # fmt: skip
 
     @staticmethod
     def _holds(trades: Any, ts: int, tid: int) -> bool:
@@ -420,10 +389,8 @@ class FeatureWorker:
 
     def _cycle(self, pending: list[Message], gaps: list[Gap]) -> dict[str, dict[str, Any]]:
         """Compute the rows of the pending messages; per symbol the columns and cursor."""
-        rows: dict[str, list[tuple[int, int, list[float], list[float], int, int]]] = {}
+        rows: dict[str, list[Row]] = {}
         touched: set[str] = set()
-        open_rows: set[str] = set()
-        """Symbols whose last trade's row is not emitted yet (more of its ns may come)."""
         for gap in gaps:  # a lost range: move past it (its trades get no row)
             sym = self._syms.get(gap.symbol)
             if sym is not None:
@@ -440,132 +407,39 @@ class FeatureWorker:
             sym.seqs[f] = msg.seq
             records = msg.records()
             if msg.kind is Kind.BOOK:
-                self._book(sym, records)
+                sym.stream.book_records(records)
                 continue
-            out = rows.setdefault(sym.symbol, [])
-            cols = [records["ts_event"].tolist(), records["trade_id"].tolist(),
-                    records["price"].tolist(), records["qty"].tolist(),
-                    records["trade_type"].tolist(), records["flags"].tolist(),
-                    records["ts_recv"].tolist()]  # fmt: skip
-            self._trades(sym, out, cols, open_rows)
+            sym.stream.trade_columns(records, rows.setdefault(sym.symbol, []))
         result: dict[str, dict[str, Any]] = {}
         for symbol in touched:
             sym = self._syms[symbol]
             out = rows.get(symbol, [])
-            if symbol in open_rows:
-                out.append(self._row(sym))
+            sym.stream.flush(out)  # more of its nanosecond may come: a later row supersedes
             result[symbol] = {"rows": out, "cursor": self._cursor(sym)}
         return result
 
-    def _trades(self, sym: _Symbol, out: list[Any], cols: list[list[Any]],
-                open_rows: set[str]) -> None:  # fmt: skip
-        """The hot loop: one message's trades (see the module docstring)."""
-        st = self.stats
-        add = sym.state.add
-        builder = sym.builder
-        badd = builder.add if builder is not None else None
-        lo, hi = (sym.session.open_ns, sym.session.close_ns) if sym.session else (1, 0)
-        last_ts, last_tid, last_recv = sym.last_ts, sym.last_tid, sym.last_recv
-        is_open = sym.symbol in open_rows
-        n = 0
-        for ts, tid, price, qty, tt, flags, recv in zip(*cols, strict=True):
-            if flags & _CORRECTION:
-                st.skipped_corrections += 1
-                continue
-            if ts <= last_ts:
-                if ts < last_ts:
-                    st.skipped_late += 1  # the live state only moves forward
-                    continue
-                if tid <= last_tid:
-                    st.skipped_duplicates += 1
-                    continue
-            elif is_open:  # a new event time: the previous one's row is complete
-                sym.last_ts, sym.last_tid, sym.last_recv = last_ts, last_tid, last_recv
-                out.append(self._row(sym))
-            if not lo <= ts <= hi:
-                self._enter_session(sym, ts)
-                builder = sym.builder
-                badd = builder.add if builder is not None else None
-                lo, hi = (sym.session.open_ns, sym.session.close_ns) if sym.session else (1, 0)
-            add(ts, price, qty, tt)
-            if badd is not None:
-                badd(ts, price, qty)
-            last_ts, last_tid, last_recv = ts, tid, recv
-            is_open = True
-            n += 1
-        sym.last_ts, sym.last_tid, sym.last_recv = last_ts, last_tid, last_recv
-        st.trades += n
-        if is_open:
-            open_rows.add(sym.symbol)
-
-    def _enter_session(self, sym: _Symbol, ts: int) -> None:
-        """A trade outside the current session: a new session starts its aggregates."""
-        s = session_of(sym.symbol, ts)
-        if s is not None and (sym.session is None or s.date != sym.session.date):
-            sym.session = s
-            sym.builder = SessionAggregatesBuilder(sym.symbol, s.date)
-            sym.previous = previous_aggregates(self.vault, sym.symbol, s.date, self.params)
-
-    def _trade(self, sym: _Symbol, ts: int, tid: int, price: float, qty: int, tt: int,
-               recv: int) -> None:  # fmt: skip
-        """One trade of the warm-up (the same updates as the hot loop)."""
-        s = sym.session
-        if s is None or not s.open_ns <= ts <= s.close_ns:
-            self._enter_session(sym, ts)
-        sym.state.add(ts, price, qty, tt)
-        if sym.builder is not None:
-            sym.builder.add(ts, price, qty)
-        sym.last_ts, sym.last_tid, sym.last_recv = ts, tid, recv
-
-    def _row(self, sym: _Symbol) -> tuple[int, int, list[float], list[float], int, int]:
-        """The row after the last trade handled: T = its ts_event + 1."""
-        t = sym.last_ts + 1
-        s = sym.session
-        if s is None or not s.open_ns <= t <= s.close_ns or sym.builder is None:
-            sym.hist, sym.regime, sym.hist_minute = list(_HIST_NAN), _NO_REGIME, -1
-        else:
-            minute = (t - s.open_ns) // _MINUTE
-            if (minute != sym.hist_minute or t - sym.hist_t >= self.step_ns or t == sym.hist_t
-                    or sym.hist_day != s.date):  # fmt: skip
-                f = history_features(sym.symbol, t, sym.builder.snapshot(t), sym.previous,
-                                     self.params)  # fmt: skip
-                sym.hist = [float(f[n]) for n in HISTORY_NUMBERS]  # type: ignore[arg-type]
-                sym.regime = REGIME_CODES[f["volatility_regime"]]  # type: ignore[index]
-                sym.hist_minute, sym.hist_t, sym.hist_day = minute, t, s.date
-                self.stats.history_refreshes += 1
-        return (t, sym.last_tid, sym.state.values(), sym.hist, sym.regime, sym.last_recv)
-
-    def _book(self, sym: _Symbol, records: np.ndarray) -> None:
-        sym.book.apply(records)
-        self.stats.book_updates += len(records)
-        if not len(records):
-            return
-        ts = max(int(records["ts_event"].max()), sym.state.book_ts)
-        sym.state.update_book(ts, *book_top(sym.book))
-
     def _cursor(self, sym: _Symbol) -> dict[str, Any]:
         c: dict[str, Any] = dict(sym.seqs)
-        if sym.last_tid >= 0:
-            c["ts"], c["tid"] = sym.last_ts, sym.last_tid
+        if sym.stream.last_tid >= 0:
+            c["ts"], c["tid"] = sym.stream.last_ts, sym.stream.last_tid
         return c
 
     # ------------------------------------------------------------------ writes
-    def _columns(self, rows: list[tuple[int, int, list[float], list[float], int, int]],
-                 computed: int) -> dict[str, Any]:  # fmt: skip
+    def _columns(self, rows: list[Row], computed: int) -> dict[str, Any]:
         n = len(rows)
         values: dict[str, Any] = {
             "T": np.fromiter((r[0] for r in rows), np.int64, n),
             "computed_ns": np.full(n, computed, np.int64),
             "last_trade_id": np.fromiter((r[1] for r in rows), np.int64, n),
-            "ts_recv": np.fromiter((r[5] for r in rows), np.int64, n),
+            "ts_recv": np.fromiter((r[2] for r in rows), np.int64, n),
         }
-        intraday = np.array([r[2] for r in rows], dtype=np.float64).reshape(n, len(self._names))
+        intraday = np.array([r[3] for r in rows], dtype=np.float64).reshape(n, len(self._names))
         for i, name in enumerate(self._names):
             values[name] = intraday[:, i]
-        hist = np.array([r[3] for r in rows], dtype=np.float64).reshape(n, len(HISTORY_NUMBERS))
+        hist = np.array([r[4] for r in rows], dtype=np.float64).reshape(n, len(HISTORY_NUMBERS))
         for i, name in enumerate(HISTORY_NUMBERS):
             values[name] = hist[:, i]
-        values["volatility_regime"] = np.fromiter((r[4] for r in rows), np.int8, n)
+        values["volatility_regime"] = np.fromiter((r[5] for r in rows), np.int8, n)
         return values
 
     def _write(self, out: dict[str, dict[str, Any]]) -> None:
@@ -598,4 +472,4 @@ class FeatureWorker:
                                        blocks[symbol])  # fmt: skip
 
 
-__all__ = ["FeaturePublisher", "FeatureWorker", "WorkerStats", "decode_feature_message"]
+__all__ = ["FeaturePublisher", "FeatureWorker", "WorkerStats", "book_top", "decode_feature_message"]

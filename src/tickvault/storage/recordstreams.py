@@ -176,3 +176,53 @@ class RecordStream:
     def delete(self, symbol: str) -> int:
         """Delete the stream and its cursor hash."""
         return int(self._r.delete(self._key(symbol), self.cursor_key(symbol)))
+
+
+def broker_state_key(symbol: str) -> str:
+    return f"broker:{{{symbol}}}:state"
+
+
+def positions_key(symbol: str) -> str:
+    return f"positions:{{{symbol}}}"
+
+
+def commit_execution(
+    r: Any,
+    symbol: str,
+    orders: npt.NDArray[np.void],
+    fills: npt.NDArray[np.void],
+    state: str,
+    position: dict[str, str],
+) -> None:
+    """Store orders, fills, the broker's state (JSON, hash ``broker:{SYMBOL}:state``
+    field ``state``) and its position summary (hash ``positions:{SYMBOL}``) in one
+    MULTI/EXEC transaction: all or nothing, so a kill never splits them."""
+    o, f = RecordStream(r, "orders"), RecordStream(r, "fills")
+    pipe = r.pipeline(transaction=True)
+    for stream, recs in ((o, orders), (f, fills)):
+        args: list[Any] = []
+        for rec in recs:
+            args += [int(rec[stream.time_field]) // NS_PER_MS, rec.tobytes()]
+        if args:
+            stream._append(keys=[stream._key(symbol)], args=args, client=pipe)
+    pipe.hset(broker_state_key(symbol), "state", state)
+    if position:
+        pipe.hset(positions_key(symbol), mapping=position)
+    pipe.execute()
+
+
+def broker_state(r: Any, symbol: str) -> str | None:
+    raw = r.hget(broker_state_key(symbol), "state")
+    return None if raw is None else raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def position_of(r: Any, symbol: str) -> dict[str, str]:
+    raw = r.hgetall(positions_key(symbol))
+    return {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes)
+            else v) for k, v in raw.items()}  # fmt: skip
+
+
+def signals_cursor_t(r: Any, symbol: str) -> int | None:
+    """The model worker's watermark W: field ``T`` of ``signals:{SYMBOL}:cursor``."""
+    raw = r.hget(f"signals:{{{symbol}}}:cursor", "T")
+    return None if raw in (None, b"", "") else int(raw)

@@ -10,6 +10,7 @@ session, since the DLL calling a collected one crashes the process.
 from __future__ import annotations
 
 import ctypes
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +171,59 @@ class ProfitDLL:
         pos.position_type = position_type
         self.call("GetPositionV2", ctypes.byref(pos))
         return pos
+
+    def order_details(self, local_order_id: int) -> OrderDetails:
+        """The state of an order (``GetOrderDetails``, twice: lengths, then strings).
+        Meant for the order-change callback, as Nelogica's examples use it."""
+        out = t.TConnectorOrderOut()
+        out.version = 0
+        out.order_id = t.TConnectorOrderIdentifier(0, local_order_id, None)
+        self.call("GetOrderDetails", ctypes.byref(out))
+        bufs = [ctypes.create_unicode_buffer(max(n, 0) + 1)
+                for n in (out.asset.ticker_length, out.asset.exchange_length,
+                          out.text_message_length)]  # fmt: skip
+        out.asset.ticker, out.asset.exchange, out.text_message = (
+            ctypes.cast(b, ctypes.c_void_p).value for b in bufs
+        )
+        self.call("GetOrderDetails", ctypes.byref(out))
+        return OrderDetails(
+            local_order_id=int(out.order_id.local_order_id),
+            cl_order_id=out.order_id.cl_order_id,
+            ticker=bufs[0].value,
+            exchange=bufs[1].value,
+            account=out.account.account_id,
+            side=int(out.order_side),
+            order_type=int(out.order_type),
+            status=int(out.order_status),
+            quantity=int(out.quantity),
+            traded=int(out.traded_quantity),
+            leaves=int(out.leaves_quantity),
+            price=float(out.price),
+            average_price=float(out.average_price),
+            text=bufs[2].value,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OrderDetails:
+    """What ``GetOrderDetails`` said about an order (side 1 buy, 2 sell; status:
+    ``types.ORDER_STATUS``)."""
+
+    local_order_id: int
+    cl_order_id: str | None
+    ticker: str
+    exchange: str
+    account: str
+    side: int
+    order_type: int
+    status: int
+    quantity: int
+    traded: int
+    leaves: int
+    price: float
+    average_price: float
+    text: str
+
+    @property
+    def status_name(self) -> str:
+        return t.ORDER_STATUS.get(self.status, f"status {self.status}")

@@ -128,6 +128,76 @@ class TConnectorCancelAllOrders(Structure):
     )
 
 
+class TConnectorAccountIdentifierOut(Structure):
+    _fields_ = (
+        ("version", c_ubyte),
+        ("broker_id", c_int32),
+        ("account_id", ctypes.c_wchar * 100),
+        ("account_id_length", c_int32),
+        ("sub_account_id", ctypes.c_wchar * 100),
+        ("sub_account_id_length", c_int32),
+        ("reserved", c_int64),
+    )
+
+
+class TConnectorAssetIdentifierOut(Structure):
+    """The strings are buffers the caller supplies (NULL on the first call, which
+    fills the lengths)."""
+
+    _fields_ = (
+        ("version", c_ubyte),
+        ("ticker", c_void_p),
+        ("ticker_length", c_int32),
+        ("exchange", c_void_p),
+        ("exchange_length", c_int32),
+        ("feed_type", c_ubyte),
+    )
+
+
+class TConnectorOrderOut(Structure):
+    """Filled by ``GetOrderDetails`` for ``order_id`` (the input): version 0, called
+    twice (first with NULL strings for their lengths, then with buffers)."""
+
+    _fields_ = (
+        ("version", c_ubyte),
+        ("order_id", TConnectorOrderIdentifier),
+        ("account", TConnectorAccountIdentifierOut),
+        ("asset", TConnectorAssetIdentifierOut),
+        ("quantity", c_int64),
+        ("traded_quantity", c_int64),
+        ("leaves_quantity", c_int64),
+        ("price", c_double),
+        ("stop_price", c_double),
+        ("average_price", c_double),
+        ("order_side", c_ubyte),
+        ("order_type", c_ubyte),
+        ("order_status", c_ubyte),
+        ("validity_type", c_ubyte),
+        ("date", SYSTEMTIME),
+        ("last_update", SYSTEMTIME),
+        ("close_date", SYSTEMTIME),
+        ("validity_date", SYSTEMTIME),
+        ("text_message", c_void_p),
+        ("text_message_length", c_int32),
+        ("event_id", c_int64),
+    )
+
+
+ORDER_STATUS: dict[int, str] = {
+    0: "new", 1: "partially filled", 2: "filled", 3: "done for day", 4: "canceled",
+    5: "replaced", 6: "pending cancel", 7: "stopped", 8: "rejected", 9: "suspended",
+    10: "pending new", 11: "calculated", 12: "expired", 13: "accepted for bidding",
+    14: "pending replace", 15: "partially filled canceled", 16: "received",
+    17: "partially filled expired", 18: "partially filled rejected", 200: "unknown",
+    201: "hades created", 202: "broker sent", 203: "client created", 204: "order not created",
+    205: "canceled by admin", 206: "delay fix gateway", 207: "scheduled order",
+}  # fmt: skip
+"""``TConnectorOrderStatus`` (the manual's list)."""
+ORDER_DONE = frozenset({2, 3, 4, 7, 8, 12, 15, 17, 18, 204, 205})
+"""Statuses after which an order changes no more."""
+ORDER_FAILED = frozenset({8, 18, 204})
+"""Rejected (also after a partial fill) or never created."""
+
 POSITION_DAY_TRADE, POSITION_CONSOLIDATED = 1, 2
 """``TConnectorPositionType``: set in ``position_type`` before ``GetPositionV2`` (version >= 1)."""
 
@@ -258,6 +328,7 @@ PROTOTYPES: dict[str, tuple[Any, tuple[Any, ...]]] = {
     "SendCancelOrderV2": (c_int, (POINTER(TConnectorCancelOrder),)),
     "SendCancelAllOrdersV2": (c_int, (POINTER(TConnectorCancelAllOrders),)),
     "GetPositionV2": (c_int, (POINTER(TConnectorTradingAccountPosition),)),
+    "GetOrderDetails": (c_int, (POINTER(TConnectorOrderOut),)),
 }
 
 # ---------------------------------------------------------------------- error codes

@@ -29,6 +29,9 @@ import pytest
 
 from tickvault.feeds.profitdll import types as t
 
+_W = ctypes.sizeof(ctypes.c_wchar)
+_D = 200 * (_W - 4)
+
 # reference record -> (binding class, size, [(reference field, binding field, offset, size)])
 REFERENCE: dict[str, tuple[Any, int, list[tuple[str, str, int, int]]]] = {
     "TAssetIDRec": (t.TAssetID, 20, [
@@ -119,6 +122,48 @@ REFERENCE: dict[str, tuple[Any, int, list[tuple[str, str, int, int]]]] = {
         ("DailyQuantityAvailable", "daily_quantity_available", 192, 8),
         ("PositionType", "position_type", 200, 1),  # V1
         ("EventID", "event_id", 208, 8),  # V2
+    ]),
+    # GetOrderDetails: WideChar[100] arrays, so these sizes follow wchar_t (2 bytes on
+    # Windows as in Delphi, 4 in the Linux stand-in): _D = 0 with 4-byte wchar_t
+    "TConnectorAccountIdentifierOut": (t.TConnectorAccountIdentifierOut, 824 + _D, [
+        ("Version", "version", 0, 1),
+        ("BrokerID", "broker_id", 4, 4),
+        ("AccountID", "account_id", 8, 100 * _W),
+        ("AccountIDLength", "account_id_length", 408 + _D // 2, 4),
+        ("SubAccountID", "sub_account_id", 412 + _D // 2, 100 * _W),
+        ("SubAccountIDLength", "sub_account_id_length", 812 + _D, 4),
+        ("Reserved", "reserved", 816 + _D, 8),
+    ]),
+    "TConnectorAssetIdentifierOut": (t.TConnectorAssetIdentifierOut, 40, [
+        ("Version", "version", 0, 1),
+        ("Ticker", "ticker", 8, 8),
+        ("TickerLength", "ticker_length", 16, 4),
+        ("Exchange", "exchange", 24, 8),
+        ("ExchangeLength", "exchange_length", 32, 4),
+        ("FeedType", "feed_type", 36, 1),
+    ]),
+    "TConnectorOrderOut": (t.TConnectorOrderOut, 1040 + _D, [
+        ("Version", "version", 0, 1),
+        ("OrderID", "order_id", 8, 24),
+        ("AccountID", "account", 32, 824 + _D),
+        ("AssetID", "asset", 856 + _D, 40),
+        ("Quantity", "quantity", 896 + _D, 8),
+        ("TradedQuantity", "traded_quantity", 904 + _D, 8),
+        ("LeavesQuantity", "leaves_quantity", 912 + _D, 8),
+        ("Price", "price", 920 + _D, 8),
+        ("StopPrice", "stop_price", 928 + _D, 8),
+        ("AveragePrice", "average_price", 936 + _D, 8),
+        ("OrderSide", "order_side", 944 + _D, 1),
+        ("OrderType", "order_type", 945 + _D, 1),
+        ("OrderStatus", "order_status", 946 + _D, 1),
+        ("ValidityType", "validity_type", 947 + _D, 1),
+        ("Date", "date", 948 + _D, 16),
+        ("LastUpdate", "last_update", 964 + _D, 16),
+        ("CloseDate", "close_date", 980 + _D, 16),
+        ("ValidityDate", "validity_date", 996 + _D, 16),
+        ("TextMessage", "text_message", 1016 + _D, 8),
+        ("TextMessageLength", "text_message_length", 1024 + _D, 4),
+        ("EventID", "event_id", 1032 + _D, 8),  # V1
     ]),
 }  # fmt: skip
 
