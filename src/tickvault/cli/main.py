@@ -22,6 +22,7 @@ from tickvault.cli.server import server
 from tickvault.cli.settings import config_cmd
 from tickvault.cli.signals import signals
 from tickvault.cli.trim import trim as trim_command
+from tickvault.cli.up import ps, up
 from tickvault.errors import TickvaultError
 from tickvault.vault import to_frame
 
@@ -57,6 +58,8 @@ for command in (query, status, trim_command, server, bench, demo, publish, bridg
 cli.add_command(features)
 cli.add_command(signals)
 cli.add_command(ml)
+for command in (up, ps):  # issue 16: the supervisor
+    cli.add_command(command)
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:
