@@ -148,6 +148,9 @@ def test_up_starts_every_component_ps_lists_them_and_sigterm_stops_in_order_losi
     proc = up("--symbols", SYMBOL, "--speed", "20")
     wait_for(lambda: _all_ready(own_data_dir, proc), "every component to be ready")
     pids = [c["pid"] for c in _state(own_data_dir)["components"]]
+    assert _component(own_data_dir, "server")["ports"]["valkey"] > 0
+    ticks = int(env["TICKVAULT_ZMQ_TICKS_PORT"])
+    assert _component(own_data_dir, "publisher")["ports"]["zmq_ticks_port"] == ticks
     listed = _tickvault(env, "ps")
     assert listed.returncode == 0, listed.stderr
     for name in COMPONENTS:

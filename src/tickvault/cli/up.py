@@ -13,7 +13,7 @@ from rich.table import Table
 
 from tickvault.cli.common import parse_symbols, settings_of, stop_on_signals
 from tickvault.cli.output import console, err_console
-from tickvault.errors import SupervisorError
+from tickvault.errors import SupervisorError, TickvaultError
 
 
 def _has_command(ctx: click.Context, path: Sequence[str]) -> bool:
@@ -97,9 +97,15 @@ def up(
     symbols_of_run = [s.partition(":")[0] for s in sv.up_symbols(opts)]
 
     def first_models(stop: threading.Event) -> None:
-        sv.train_first_models(settings, symbols_of_run, env=env, say=say, stop=stop,
-                              log=sv.BoundedLog(sv.logs_dir(data_dir) / "train.log",
-                                                int(settings.up_log_max_mb * 2**20)))  # fmt: skip
+        log = sv.BoundedLog(
+            sv.logs_dir(data_dir) / "train.log", int(settings.up_log_max_mb * 2**20)
+        )
+        try:
+            sv.train_first_models(settings, symbols_of_run, env=env, say=say, stop=stop, log=log)
+        except TickvaultError as exc:  # the model worker then says what it lacks
+            say(f"could not train a first model: {exc}")
+        finally:
+            log.close()
 
     stop = threading.Event()
     supervisor = sv.Supervisor(settings, table, env=env, say=say, symbols=symbols_of_run,

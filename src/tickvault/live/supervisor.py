@@ -226,6 +226,8 @@ class Entry:
     baseline: float | None = None
     """The progress figure when it started (ready once the figure moves past it)."""
     figures: dict[str, float] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+    """Ports known once it runs (the embedded server's)."""
 
     @property
     def name(self) -> str:
@@ -283,7 +285,7 @@ def state_dict(pid: int, started_ns: int, entries: Sequence[Entry], *, data_dir:
                 "restarts": e.restarts,
                 "last_exit": e.last_exit,
                 "log": e.log,
-                "ports": dict(e.component.binds),
+                "ports": {**dict(e.component.binds), **e.ports},
                 "figures": e.figures,
                 "message": e.message,
             }
@@ -512,6 +514,7 @@ class ServerChild:
             idle_stop_s=settings.embedded_idle_stop_s or None,
         )  # fmt: skip
         self.pid = info.pid
+        self.port = info.port
         self.url = info.url
         self.last_line = ""
         self._stopped = False
@@ -684,6 +687,8 @@ class Supervisor:
                 self.failure = f"{c.name} cannot start: {exc}"
             return
         self.children[c.name] = child
+        if isinstance(child, ServerChild):
+            e.ports = {"valkey": child.port}
         e.pid, e.started_ns, e.started_mono = child.pid, time.time_ns(), time.monotonic()
         e.state = "starting"
         e.baseline = self._figures.get(c.name, {}).get(c.progress) if c.progress else None
