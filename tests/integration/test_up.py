@@ -131,8 +131,8 @@ def _check_nothing_lost(data_dir: Path, env: dict[str, str]) -> None:
     assert gaps == []
 
 
-def _stop(proc: subprocess.Popen[bytes], tmp_path: Path) -> str:
-    proc.send_signal(signal.SIGTERM)
+def _stop(proc: subprocess.Popen[bytes], tmp_path: Path, how: int = signal.SIGTERM) -> str:
+    proc.send_signal(how)
     proc.wait(GUARD_S * 3)
     text = (tmp_path / "up.out").read_text()
     assert proc.returncode == 0, text
@@ -197,7 +197,9 @@ def test_up_restarts_a_bridge_killed_with_sigkill_and_loses_nothing(
     assert row.split("│")[5].strip() == "1", listed  # the restarts column
     stored_before = _stored(own_data_dir)
     wait_for(lambda: _stored(own_data_dir) > stored_before, "the new bridge to store")
-    text = _stop(proc, tmp_path)
+    pids = [c["pid"] for c in _state(own_data_dir)["components"]]
+    text = _stop(proc, tmp_path, signal.SIGINT)  # Ctrl-C
+    assert not any(sv.pid_alive(pid) for pid in pids)  # no process left behind
     assert "bridge killed by SIGKILL" in text and "restart 1 in" in text
     assert "started bridge (restart 1)" in text
     _check_nothing_lost(own_data_dir, env)
@@ -216,6 +218,29 @@ def test_up_with_a_port_in_use_fails_naming_the_port_and_its_setting(
     assert f"port {port}" in result.stderr and "zmq_book_port" in result.stderr
     assert "TICKVAULT_ZMQ_BOOK_PORT" in result.stderr and "Traceback" not in result.stderr
     assert not sv.state_path(own_data_dir).exists()  # nothing was started
+
+
+def test_a_needed_component_failing_at_once_stops_up_with_its_error_not_a_restart_loop(
+    own_data_dir: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**env, "TICKVAULT_UP_RESTART_INITIAL_S": "0.05", "TICKVAULT_UP_GIVE_UP_AFTER": "3"}
+    missing = tmp_path / "no-such-trades.txt"
+    result = subprocess.run(
+        [sys.executable, "-m", "tickvault.cli.main", "up", "--feed", "file", str(missing),
+         "--no-models"], env=env, capture_output=True, text=True, timeout=GUARD_S * 3,
+        check=False,
+    )  # fmt: skip
+    err = result.stderr
+    assert result.returncode == 2, err
+    assert err.count("started publisher") == 3  # three tries, then no more
+    assert "restart 1 in 0.05 s" in err and "restart 2 in 0.1 s" in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: publisher exited at once 3 times in a row (exit 2)"), err
+    assert str(missing) in last and "no such file" in last and "publisher.log" in last
+    assert "Traceback" not in err
+    assert "left out: features" in err  # a file feed without --symbols: no symbols to compute
+    assert err.index("server stopped (exit 0)") > err.index("stopping bridge")
+    assert not sv.state_path(own_data_dir).exists()
 
 
 def test_ps_without_up_says_so_in_one_line(own_data_dir: Path, env: dict[str, str]) -> None:

@@ -260,7 +260,7 @@ def on_exit(entry: Entry, code: int | None, now_mono: float, policy: RestartPoli
     delay = policy.delay(entry.quick_failures)
     entry.state = "backoff"
     entry.next_start = now_mono + delay
-    entry.message = f"{shown} after {ran:.1f} s; restart {entry.restarts + 1} in {delay:.1f} s"
+    entry.message = f"{shown} after {ran:.1f} s; restart {entry.restarts + 1} in {delay:g} s"
     return f"{entry.name} {entry.message}{tail}"
 
 
@@ -692,6 +692,7 @@ class Supervisor:
         e.pid, e.started_ns, e.started_mono = child.pid, time.time_ns(), time.monotonic()
         e.state = "starting"
         e.baseline = self._figures.get(c.name, {}).get(c.progress) if c.progress else None
+        self.write_state()
         again = f" (restart {e.restarts})" if e.restarts else ""
         cmd = f"tickvault {' '.join(c.argv)}" if c.argv else "valkey-server"
         self.say(f"started {c.name}{again}: pid {child.pid}, {cmd}, log {e.log}")
