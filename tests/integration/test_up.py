@@ -205,6 +205,33 @@ def test_up_restarts_a_bridge_killed_with_sigkill_and_loses_nothing(
     _check_nothing_lost(own_data_dir, env)
 
 
+def test_up_on_an_external_valkey_leaves_the_server_out_and_running(
+    own_data_dir: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    from tickvault.storage.server import ensure_server, read_state
+
+    info, _ = ensure_server(own_data_dir)  # "another" server, already running
+    run_dir = tmp_path / "up-data"
+    env = {**env, "TICKVAULT_VALKEY_URL": info.url, "TICKVAULT_DATA_DIR": str(run_dir)}
+    out = (tmp_path / "up.out").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "tickvault.cli.main", "up", "--symbols",
+                             SYMBOL, "--speed", "20", "--no-models"], env=env, stdout=out,
+                            stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+
+        def ready() -> bool:
+            assert proc.poll() is None, (tmp_path / "up.out").read_text()
+            states = {c["name"]: c["state"] for c in _state(run_dir)["components"]}
+            return all(states.get(n) == "ready" for n in ("bridge", "features", "publisher"))
+
+        wait_for(ready, "the components on the external server to be ready")
+        assert "valkey_url is set" in _state(run_dir)["left_out"]["server"]
+    finally:
+        text = _stop(proc, tmp_path)
+    assert "stopping server" not in text
+    assert read_state(own_data_dir.resolve()) is not None  # not ours to stop
+
+
 # ---------------------------------------------------------------------- errors
 def test_up_with_a_port_in_use_fails_naming_the_port_and_its_setting(
     own_data_dir: Path, env: dict[str, str]

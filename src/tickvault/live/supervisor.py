@@ -643,6 +643,8 @@ class Supervisor:
 
     def _start_all(self, stop: threading.Event) -> None:
         order = list(self.entries.values())
+        if "server" not in self.entries:  # valkey_url: another server, already there
+            self._open_vault()
         for e in order:
             if stop.is_set() or self.failure:
                 return
