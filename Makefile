@@ -1,5 +1,5 @@
 # Two commands on a fresh machine with Python 3.11+ and make:
-#   make demo   runs the demo on the embedded Valkey
+#   make demo   runs the whole system (tickvault up) on the embedded Valkey
 #   make test   runs lint, type checks and the test suite
 # Both create .venv and install what they need on first use.
 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/tickvault demo
+	$(BIN)/tickvault up
 
 test: lint typecheck pytest
 

@@ -225,6 +225,28 @@ class Settings(BaseModel):
     """Live routing: the routing (signature) password, from
     TICKVAULT_PROFITDLL_ROUTING_PASSWORD or the config file, never the CLI."""
 
+    # supervisor (issue 16)
+    up_restart_initial_s: float = Field(0.5, gt=0)
+    """``tickvault up``: a component that dies is started again after this long, then
+    twice as long after each further exit that came at once (up to ``up_restart_max_s``)."""
+    up_restart_max_s: float = Field(30.0, gt=0)
+    """Longest wait before ``tickvault up`` starts a component that died again."""
+    up_quick_exit_s: float = Field(10.0, gt=0)
+    """A component that exits sooner than this after its start "failed at once"; a run
+    that lasted longer resets the backoff."""
+    up_give_up_after: int = Field(5, ge=1)
+    """After this many exits at once in a row ``tickvault up`` stops restarting the
+    component and says why (a bad setting, a port in use), instead of a restart loop."""
+    up_stop_timeout_s: float = Field(60.0, gt=0)
+    """How long ``tickvault up`` waits for each component to stop cleanly (in the stop
+    order) before it kills it."""
+    up_log_max_mb: float = Field(10.0, gt=0)
+    """Each component's log ``<data_dir>/logs/<name>.log`` is moved to ``<name>.log.1``
+    when it grows past this size, so one component keeps at most about twice that."""
+    up_seed_sessions: int = Field(20, ge=2)
+    """With no trained model yet, ``tickvault up`` seeds this many simulated past
+    sessions per symbol and trains a first model on them before the model worker starts."""
+
     @model_validator(mode="wrap")
     @classmethod
     def _as_config_error(

@@ -10,6 +10,8 @@
     ├── BenchmarkError           a benchmark run failed its own check (lost data, a worker died)
     ├── OutputError              a file to write cannot be created or written
     ├── ModelError               a model version is unknown, does not load, or its features differ
+    ├── SupervisorError          ``tickvault up`` cannot start (a port in use, one already
+    │                            runs) or a component it needs keeps failing
     └── ServerError              anything about the Valkey server
         ├── ServerUnreachable    no server answers at the configured address
         └── EmbeddedServerError  the embedded server could not be started or stopped
@@ -81,6 +83,10 @@ class OutputError(TickvaultError):
 class ModelError(TickvaultError):
     """A model version is unknown, its artifact does not load, or the running feature
     engine does not compute the features it was trained on."""
+
+
+class SupervisorError(TickvaultError):
+    """``tickvault up`` cannot start its components, or one it needs keeps failing."""
 
 
 class ServerError(TickvaultError):

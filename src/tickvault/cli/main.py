@@ -26,6 +26,7 @@ from tickvault.cli.server import server
 from tickvault.cli.settings import config_cmd
 from tickvault.cli.signals import signals
 from tickvault.cli.trim import trim as trim_command
+from tickvault.cli.up import ps, up
 from tickvault.errors import TickvaultError
 from tickvault.vault import to_frame
 
@@ -65,6 +66,8 @@ cli.add_command(ml)
 ml.add_command(ml_run)
 cli.add_command(backtest_cmd)
 ml.add_command(lookahead_cmd)
+for command in (up, ps):  # issue 16: the supervisor
+    cli.add_command(command)
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:
