@@ -141,9 +141,10 @@ def bench_backtest(ctx: click.Context, trades: int, sessions: int, every: str,
                    as_json: bool) -> None:  # fmt: skip
     """Backtest replay speed over one simulated WIN session (target 500k trades/s)."""
     from tickvault.bench.backtest import format_backtest_bench, run_backtest_bench
+    from tickvault.bench.isolation import on_own_server
     from tickvault.cli.bench import _bench_result
 
-    result: Any = _bench_result(ctx, as_json, run_backtest_bench, trades=trades,
+    result: Any = _bench_result(ctx, as_json, on_own_server(run_backtest_bench), trades=trades,
                                 sessions=sessions, every=every)  # fmt: skip
     if result is not None:
         console.print(format_backtest_bench(result))
