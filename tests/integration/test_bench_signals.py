@@ -42,6 +42,8 @@ def test_bench_signals_at_a_tiny_size_reports_every_figure_of_its_table(
         assert worker["signals"] >= ph["signals"]  # (a signal's message could come late)
     for kind in ("full", "fast"):
         assert r["predict_us"][kind]["n"] > 0 and r["predict_us"][kind]["p50"] > 0
+        st = r["predict_us"][f"{kind}_strength"]
+        assert -1 <= st["p5"] <= st["p50"] <= st["p95"] <= 1 and 0 <= st["positive_share"] <= 1
     orig = r["original_design"]["request_ms"]
     assert orig["n"] == 2 and 0 < orig["p50"] <= orig["p99"]
     assert set(r["ratio"]) == {"p50", "p99"} and set(r["met"]) == {"realistic_p99"}
@@ -55,7 +57,7 @@ def test_bench_signals_at_a_tiny_size_reports_every_figure_of_its_table(
         console.print(shown)
     text = console.export_text()
     labels = ("tick -> signal, realistic WIN pace", "tick -> signal, fast pace",
-              "one-row predict, full model", "one-row predict, fast model",
+              "one-row predict, full model", "one-row predict, fast model", "its strength",
               "backtest, one simulated WIN session", "load average", "p99 <= 2 ms")  # fmt: skip
     for label in labels:
         assert label in text, label

@@ -307,6 +307,14 @@ def _phase(
     modes = {"fast": sum(m == int(Mode.FAST) for _, _, m in mine),
              "history": sum(m == int(Mode.HISTORY) for _, _, m in mine)}  # fmt: skip
     status = {k: after[k] - before[k] for k in _STATUS}
+    # where the time goes: the feature worker computes a row at computed_ns (its write
+    # cycle), then stores and publishes it; the rest is the model worker and delivery
+    from tickvault.engine.rows import FeatureRows
+
+    frame = FeatureRows(vault).range(SYMBOL, lo, hi + 1)
+    computed = dict(zip(frame.index.tolist(), frame["computed_ns"].tolist(), strict=True))
+    split = [(computed[t] - (t - 1 - offset), recv - computed[t]) for recv, t, _ in mine
+             if t in computed]  # fmt: skip
     seconds = (sent["t_end"] - sent["t_start"]) / 1e9
     result = {
         "trades": sent["trades"],
@@ -315,6 +323,10 @@ def _phase(
         "latency_ms": _stats_ms(lat),
         "signals": len(mine),
         "signal_modes": modes,
+        "stages_ms": {
+            "to_row_computed": _stats_ms([a for a, _ in split]),
+            "row_computed_to_signal_received": _stats_ms([b for _, b in split]),
+        },
         "worker": status,
     }
     return result, np.load(out)
@@ -352,12 +364,21 @@ def _predict_costs(vault: Vault, rows_wanted: int) -> dict[str, Any]:
         todo = [r[0] for r in sample if mode == Mode.FAST or models.ready(r[0])]
         for values in todo[:20]:  # warm-up
             models.predict(values, mode)
-        costs = []
+        costs, strength = [], []
         for values in todo:
             t0 = time.perf_counter_ns()
-            models.predict(values, mode)
+            pred = models.predict(values, mode)
             costs.append(time.perf_counter_ns() - t0)
+            if pred is not None:
+                strength.append(pred.p_up - pred.p_down)
         out[name] = _stats_us(costs)
+        # why signals are rare or not: the policy flips only when strength crosses +-enter
+        out[f"{name}_strength"] = {
+            "p5": round(_pct(strength, 5), 4), "p50": round(_pct(strength, 50), 4),
+            "p95": round(_pct(strength, 95), 4),
+            "positive_share": round(float(np.mean(np.asarray(strength) > 0)), 3)
+            if strength else None,
+        }  # fmt: skip
         booster = getattr(models.pick("all", mode), "estimator", None)
         booster = getattr(booster, "booster_", None)
         if booster is not None:  # what the LightGBM wrapper costs around the booster

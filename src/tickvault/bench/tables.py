@@ -190,6 +190,14 @@ def signals_table(result: Any) -> list[RenderableType]:
             f"{w['predictions']:,}, {w['misses']:,}, {w['skipped']:,} of {w['rows']:,} rows",
             "", "", "",
         )  # fmt: skip
+        a, b = (
+            ph["stages_ms"]["to_row_computed"],
+            ph["stages_ms"]["row_computed_to_signal_received"],
+        )
+        table.add_row(
+            "  of which: publish -> feature row computed; -> signal received (p50 / p99)",
+            f"{a['p50']} / {a['p99']} ms; {b['p50']} / {b['p99']} ms", "", "", "",
+        )  # fmt: skip
     pred = result["predict_us"]
     for kind in ("full", "fast"):
         p = pred[kind]
@@ -200,6 +208,12 @@ def signals_table(result: Any) -> list[RenderableType]:
             + (f" (booster alone {raw['p50']} / {raw['p99']} us)" if raw else ""),
             "", "", "",
         )  # fmt: skip
+        st = pred.get(f"{kind}_strength")
+        if st:
+            table.add_row(
+                "  its strength p_up - p_down on stored rows (p5 / p50 / p95, share > 0)",
+                f"{st['p5']} / {st['p50']} / {st['p95']}, {st['positive_share']}", "", "", "",
+            )  # fmt: skip
     bt = result.get("backtest")
     table.add_row(
         "backtest, one simulated WIN session, a prediction every second",
