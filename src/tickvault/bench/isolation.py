@@ -19,13 +19,16 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 from tickvault.config import Settings
 from tickvault.errors import BenchmarkError
 from tickvault.storage.server import stop_server
 from tickvault.vault import Vault
+
+_T = TypeVar("_T")
 
 SYMBOL_PREFIX = "TVBENCH_"
 """Every benchmark symbol starts with this."""
@@ -118,3 +121,15 @@ def bench_vault(settings: Settings, url: str | None = None) -> Iterator[Vault]:
         with _uninterrupted():
             stop_server(data_dir)
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def on_own_server(run: Callable[..., _T]) -> Callable[..., _T]:
+    """``run(vault, **kw)`` on a temporary server of its own (``bench_vault`` without a
+    URL), whatever store it is given: for benchmarks whose symbols need B3 session hours
+    (so not ``TVBENCH_`` names) and that write model files into the data directory."""
+
+    def wrapped(vault: Vault, **kw: Any) -> _T:
+        with bench_vault(vault.settings) as own:
+            return run(own, **kw)
+
+    return wrapped

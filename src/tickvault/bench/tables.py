@@ -159,3 +159,70 @@ def features_table(result: Any) -> list[RenderableType]:
     )
     shown.append(table)
     return shown
+
+
+def signals_table(result: Any) -> list[RenderableType]:
+    """The table of ``tickvault bench signals``."""
+    shown: list[RenderableType] = []
+    table = Table(
+        title=f"bench signals: {result['symbol']}, models trained on {result['sessions']} "
+        f"simulated sessions ({result['estimator']}), deadline {result['deadline_ms']:g} ms"
+    )
+    for col in ("", "tickvault", "original design", "ratio", "target"):
+        table.add_column(col, justify="right")
+    orig = result["original_design"]["request_ms"]
+    for name, label, target in (
+        ("realistic", "realistic WIN pace (1k/5k trades/s)", "p99 <= 2 ms"),
+        ("fast", "fast pace", ""),
+    ):
+        ph = result[name]
+        lat, w, modes = ph["latency_ms"], ph["worker"], ph["signal_modes"]
+        table.add_row(
+            f"tick -> signal, {label}: {ph['trades_per_s']:,} trades/s (p50 / p99 / max)",
+            f"{lat['p50']} / {lat['p99']} / {lat['max']} ms",
+            f"{orig['p50']} / {orig['p99']} ms per request" if name == "realistic" else "",
+            f"{result['ratio']['p50']}x (p50)" if name == "realistic" else "",
+            target,
+        )
+        table.add_row(
+            "  signals (fast / history); worker: predictions, deadline misses, skipped rows",
+            f"{ph['signals']:,} ({modes['fast']:,} / {modes['history']:,}); "
+            f"{w['predictions']:,}, {w['misses']:,}, {w['skipped']:,} of {w['rows']:,} rows",
+            "", "", "",
+        )  # fmt: skip
+        a, b = (
+            ph["stages_ms"]["to_row_computed"],
+            ph["stages_ms"]["row_computed_to_signal_received"],
+        )
+        table.add_row(
+            "  of which: publish -> feature row computed; -> signal received (p50 / p99)",
+            f"{a['p50']} / {a['p99']} ms; {b['p50']} / {b['p99']} ms", "", "", "",
+        )  # fmt: skip
+    pred = result["predict_us"]
+    for kind in ("full", "fast"):
+        p = pred[kind]
+        raw = pred.get(f"{kind}_booster")
+        table.add_row(
+            f"one-row predict, {kind} model (p50 / p99)",
+            f"{p['p50']} / {p['p99']} us"
+            + (f" (booster alone {raw['p50']} / {raw['p99']} us)" if raw else ""),
+            "", "", "",
+        )  # fmt: skip
+        st = pred.get(f"{kind}_strength")
+        if st:
+            table.add_row(
+                "  its strength p_up - p_down on stored rows (p5 / p50 / p95, share > 0)",
+                f"{st['p5']} / {st['p50']} / {st['p95']}, {st['positive_share']}", "", "", "",
+            )  # fmt: skip
+    bt = result.get("backtest")
+    table.add_row(
+        "backtest, one simulated WIN session, a prediction every second",
+        f"{bt['trades_per_s']:,.0f} trades/s ({bt['trades']:,} trades)" if bt else "not measured",
+        "", "", ">= 500k/s",
+    )  # fmt: skip
+    shown.append(table)
+    shown.append(
+        f"{result['policy']}; load average {result['load_average_start']} at the start, "
+        f"{result['load_average_end']} at the end"
+    )
+    return shown

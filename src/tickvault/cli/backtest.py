@@ -1,15 +1,17 @@
 """``tickvault backtest``: a replay of the store through the live objects
-(``engine.backtest``). Registered from ``cli/main.py`` with one line."""
+(``engine.backtest``), and ``tickvault bench backtest`` (its speed). Registered from
+``cli/main.py`` with one line each."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.table import Table
 
-from tickvault.cli.common import open_vault
+from tickvault.cli.common import POSITIVE, open_vault
 from tickvault.cli.output import check_output_path, console, err_console, write_output
 
 _TIME_HELP = (
@@ -115,3 +117,34 @@ def backtest_cmd(
         page = equity_html(title, r.equity_t, r.equity, r.metrics, r.sessions)
         write_output(plot, lambda p: p.write_text(page, encoding="utf-8"), "--plot")
         err_console.print(f"wrote the equity curve to {plot}")
+
+
+@click.command("backtest")
+@click.option(
+    "--trades",
+    type=POSITIVE,
+    default=1_200_000,
+    show_default=True,
+    help="Trades of the replayed session.",
+)
+@click.option(
+    "--sessions",
+    type=POSITIVE,
+    default=5,
+    show_default=True,
+    help="Seeded sessions before it (history features, training).",
+)
+@click.option("--every", default="1s", show_default=True, help="Prediction step.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context  # fmt: skip
+def bench_backtest(ctx: click.Context, trades: int, sessions: int, every: str,
+                   as_json: bool) -> None:  # fmt: skip
+    """Backtest replay speed over one simulated WIN session (target 500k trades/s)."""
+    from tickvault.bench.backtest import format_backtest_bench, run_backtest_bench
+    from tickvault.bench.isolation import on_own_server
+    from tickvault.cli.bench import _bench_result
+
+    result: Any = _bench_result(ctx, as_json, on_own_server(run_backtest_bench), trades=trades,
+                                sessions=sessions, every=every)  # fmt: skip
+    if result is not None:
+        console.print(format_backtest_bench(result))

@@ -195,3 +195,52 @@ def bench_formats(ctx: click.Context, trades: int, as_json: bool) -> None:
         return
     for shown in tables.formats_table(rows, trades):
         console.print(shown)
+
+
+@bench.command("signals")
+@click.option("--sessions", type=POSITIVE, default=5, show_default=True,
+              help="Simulated past sessions the models are trained on.")  # fmt: skip
+@click.option("--session-trades", type=POSITIVE, default=60_000, show_default=True,
+              help="Trades per seeded session.")  # fmt: skip
+@click.option("--realistic-seconds", type=POSITIVE, default=30, show_default=True,
+              help="Seconds at the realistic pace (1k and 5k trades/s alternating).")  # fmt: skip
+@click.option("--fast-seconds", type=POSITIVE, default=5, show_default=True)
+@click.option("--fast-rate", type=POSITIVE, default=50_000, show_default=True,
+              help="Trades/s of the fast pace.")  # fmt: skip
+@click.option("--original-requests", type=POSITIVE, default=30, show_default=True,
+              help="Requests of the original design (range query + pandas + predict).")  # fmt: skip
+@click.option("--predict-rows", type=POSITIVE, default=2_000, show_default=True,
+              help="Feature rows of the one-row predict cost.")  # fmt: skip
+@click.option("--backtest-trades", type=click.IntRange(min=0), default=1_200_000,
+              show_default=True, help="Trades of the backtest session (0: skip).")  # fmt: skip
+@click.option("--estimator", default="lightgbm", show_default=True,
+              help="The models' estimator (as tickvault ml train --estimator).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def bench_signals(
+    ctx: click.Context,
+    sessions: int,
+    session_trades: int,
+    realistic_seconds: int,
+    fast_seconds: int,
+    fast_rate: int,
+    original_requests: int,
+    predict_rows: int,
+    backtest_trades: int,
+    estimator: str,
+    as_json: bool,
+) -> None:
+    """Tick -> signal through the live processes (publisher, feature worker, model worker,
+    subscriber), against the original per-request range query + pandas + predict; one-row
+    predict cost; backtest trades/s. Always on temporary servers of its own."""
+    from tickvault.bench.signals import run_signals_bench
+
+    result = _bench_result(ctx, as_json, run_signals_bench, sessions=sessions,
+                           session_trades=session_trades, realistic_seconds=realistic_seconds,
+                           fast_seconds=fast_seconds, fast_rate=fast_rate,
+                           original_requests=original_requests, predict_rows=predict_rows,
+                           backtest_trades=backtest_trades, estimator=estimator)  # fmt: skip
+    if result is None:
+        return
+    for shown in tables.signals_table(result):
+        console.print(shown)

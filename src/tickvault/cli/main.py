@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from tickvault.cli.backtest import backtest_cmd
+from tickvault.cli.backtest import backtest_cmd, bench_backtest
 from tickvault.cli.bench import bench
 from tickvault.cli.features import features
 from tickvault.cli.ingest import backfill, import_cmd
@@ -65,6 +65,7 @@ cli.add_command(paper)
 cli.add_command(ml)
 ml.add_command(ml_run)
 cli.add_command(backtest_cmd)
+bench.add_command(bench_backtest)
 ml.add_command(lookahead_cmd)
 for command in (up, ps):  # issue 16: the supervisor
     cli.add_command(command)
