@@ -8,9 +8,9 @@ import math
 
 import numpy as np
 import pytest
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from tickvault.errors import ConfigError
 from tickvault.features.aggregates import build_session_aggregates
 from tickvault.feeds.sim.generator import generate_trades
@@ -58,8 +58,8 @@ def test_five_minute_metrics_count_only_the_last_five_minutes() -> None:
     ts = np.array([T0, T0 + 10 * 60 * NS_PER_S, T0 + 11 * 60 * NS_PER_S, T0 + 12 * 60 * NS_PER_S])
     price = np.array([50.0, 100.0, 101.0, 99.0])
     qty = np.array([1000, 2, 3, 5])
-    side = np.array([TradeType.AGGRESSOR_BUY, TradeType.AGGRESSOR_BUY,
-                     TradeType.AGGRESSOR_BUY, TradeType.AGGRESSOR_SELL], dtype=np.uint8)  # fmt: skip
+    buy, sell = TradeType.AGGRESSOR_BUY, TradeType.AGGRESSOR_SELL
+    side = np.array([buy, buy, buy, sell], dtype=np.uint8)
     m = views.five_minute_metrics(ts, price, qty, side, int(ts[-1]) + 1)
     assert (m["trades"], m["volume"]) == (3, 10)
     assert m["price_change"] == pytest.approx(-1.0)
