@@ -8,12 +8,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test lint typecheck pytest bench clean browser
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tickvault needs Python 3.11 or newer; set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ml]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ml,web]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -29,8 +29,21 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) browser
 	$(BIN)/pytest -q
+
+# Chromium from the OS packages for the dashboard's browser tests (tests/browser): installed
+# with apt-get when missing and root or sudo is available; otherwise those tests skip and
+# say why. Never fails the build.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && { [ "$$(id -u)" = 0 ] || sudo -n true 2>/dev/null; }; then \
+	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
+	    echo "installing chromium for the browser tests (apt-get)"; \
+	    $$SUDO apt-get update -qq >/dev/null 2>&1; \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	      chromium fonts-dejavu-core >/dev/null 2>&1 || echo "chromium could not be installed: the browser tests will skip"; \
+	  else echo "no chromium and no apt-get with root/sudo: the browser tests will skip"; fi; }
 
 bench: $(STAMP)
 	$(BIN)/tickvault bench store

@@ -247,6 +247,21 @@ class Settings(BaseModel):
     """With no trained model yet, ``tickvault up`` seeds this many simulated past
     sessions per symbol and trains a first model on them before the model worker starts."""
 
+    # dashboard (issue 16)
+    dashboard_host: str = "127.0.0.1"
+    """Address ``tickvault dashboard`` listens on. Any address other than 127.0.0.1,
+    ::1 or localhost needs ``dashboard_token`` (it refuses to start without one)."""
+    dashboard_port: int = Field(8050, ge=1, le=65535)
+    """Port of ``tickvault dashboard``."""
+    dashboard_token: SecretStr | None = None
+    """When set, every dashboard HTTP and websocket request must carry it: the header
+    ``Authorization: Bearer <token>`` (or ``X-Tickvault-Token``), or ``?token=<token>``.
+    From TICKVAULT_DASHBOARD_TOKEN or the config file."""
+    dashboard_poll_ms: float = Field(100.0, gt=0, le=1000)
+    """How often the dashboard looks in the store for new data to push to open pages
+    (trades, signals, fills, feature rows); a change reaches the page within about this
+    long plus the page's draw."""
+
     @model_validator(mode="wrap")
     @classmethod
     def _as_config_error(

@@ -295,6 +295,17 @@ class Vault:
         """The latest quarantined messages, newest first: reason, detail, ts and raw frames."""
         return markers.quarantined(self._r, count)
 
+    @translate
+    def put_status(self, name: str, fields: Mapping[str, Any], *, ttl_s: float = 3600) -> None:
+        """Report a process's status as the hash ``status:<name>`` (replaced whole;
+        dropped after ``ttl_s`` without a new report). Read with ``statuses``."""
+        markers.put_status(self._r, name, dict(fields), ttl_s)
+
+    @translate
+    def statuses(self, prefix: str = "") -> dict[str, dict[str, str]]:
+        """The status hashes whose name starts with ``prefix``: name -> fields (strings)."""
+        return markers.statuses(self._r, prefix)
+
     # ------------------------------------------------------------------ catalogue
     @translate
     def symbols(self) -> list[str]:

@@ -12,6 +12,7 @@ import click
 
 from tickvault.cli.backtest import backtest_cmd, bench_backtest
 from tickvault.cli.bench import bench
+from tickvault.cli.dashboard import dashboard
 from tickvault.cli.features import features
 from tickvault.cli.ingest import backfill, import_cmd
 from tickvault.cli.inspect import gaps, quarantine
@@ -65,6 +66,7 @@ cli.add_command(paper)
 cli.add_command(ml)
 ml.add_command(ml_run)
 cli.add_command(backtest_cmd)
+cli.add_command(dashboard)
 bench.add_command(bench_backtest)
 ml.add_command(lookahead_cmd)
 for command in (up, ps):  # issue 16: the supervisor

@@ -30,14 +30,21 @@ back without writes it had acknowledged (a restart shows as a new run id; a
 stored cursor then lags what this bridge stored) makes every topic restart from
 the stored cursors, so no hole is written over (``outage``).
 
-What is held between writes is in ``batching`` (pure), the counters in ``stats``.
+What is held between writes is in ``batching`` (pure), the counters in ``stats``; after
+a write, at most twice a second, the bridge reports them as the hash
+``status:bridge:<host>:<pid>`` (trades/s, publish-to-stored lag p50/p99 since the last
+report, gaps, rejections, bytes held), which the dashboard shows.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
+import json
 import logging
+import os
+import socket
 import sys
 import threading
 import time
@@ -46,10 +53,10 @@ from typing import Any
 
 import zmq
 
-from tickvault.errors import ServerError, ServerUnreachable, ValidationError
+from tickvault.errors import ServerError, ServerUnreachable, TickvaultError, ValidationError
 from tickvault.live.batching import Batches, Cycle
 from tickvault.live.outage import OutageHandling
-from tickvault.live.stats import BridgeStats
+from tickvault.live.stats import BridgeStats, percentiles
 from tickvault.logutil import RateLimitedLog
 from tickvault.records.events import Gap, feeder_gaps
 from tickvault.records.trades import TradeBatch
@@ -70,6 +77,10 @@ _STREAM_OF: dict[Kind, StoreKind] = {
 
 
 SWITCH_INTERVAL_S = 0.0005
+_STATUS_EVERY_S = 0.5
+"""The bridge reports its status (``status:bridge:...``) after a write at most this often."""
+_STATUS_TTL_S = 3600.0
+_BRIDGES = itertools.count()
 
 
 def tune_for_latency() -> None:
@@ -124,6 +135,12 @@ class Bridge(OutageHandling):
                                         daemon=True)  # fmt: skip
         self._thread: threading.Thread | None = None
         self._rate_log = RateLimitedLog(log)
+        n = next(_BRIDGES)
+        self._status_name = f"bridge:{socket.gethostname()}:{os.getpid()}" + (f":{n}" if n else "")
+        self._status_at = 0.0
+        self._lag_samples = 0
+        self._status_last: tuple[float, int, int] = (time.monotonic(), 0, 0)
+        """(monotonic, trades stored, lag samples taken) at the last status report."""
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> None:
@@ -358,3 +375,36 @@ class Bridge(OutageHandling):
             self.stats.trades_stored += len(item.records)
             self.stats.stored_by_symbol[item.symbol] += len(item.records)
             self.stats.lag_ms.extend((done - recv) / 1e6 for recv in p.recv_ns)
+            self._lag_samples += len(p.recv_ns)
+        if time.monotonic() - self._status_at >= _STATUS_EVERY_S:
+            self._report_status()
+
+    def _report_status(self) -> None:
+        """Report the counters as ``status:bridge:<host>:<pid>`` (the dashboard reads it):
+        figures since the previous report (trades/s, lag p50/p99) and running totals."""
+        now = time.monotonic()
+        t0, stored0, samples0 = self._status_last
+        new = min(self._lag_samples - samples0, len(self.stats.lag_ms))
+        recent = list(itertools.islice(reversed(self.stats.lag_ms), new)) if new else []
+        p50, p99 = percentiles(recent, 50, 99)
+        sub = self.subscriber.stats
+        fields = {
+            "updated_ns": time.time_ns(), "pid": os.getpid(), "host": socket.gethostname(),
+            "trades_per_s": (self.stats.trades_stored - stored0) / max(now - t0, 1e-9),
+            "lag_p50_ms": p50, "lag_p99_ms": p99, "lag_samples": len(recent),
+            "messages": self.stats.messages, "trades_stored": self.stats.trades_stored,
+            "book_updates_stored": self.stats.book_updates_stored, "writes": self.stats.writes,
+            "gaps_detected": sub.gaps_detected, "recovered_messages": sub.recovered_messages,
+            "journal_messages": sub.journal_messages, "lost_messages": sub.lost_messages,
+            "gaps_unrecovered": self.stats.gaps, "outages": self.stats.outages,
+            "rollbacks": self.stats.rollbacks,
+            "rejected": json.dumps(dict(self.stats.rejected)),
+            "held_bytes": self._batches.held_bytes + self._batches.inflight_bytes,
+            "max_held_bytes": self._batches.max_held_bytes,
+        }  # fmt: skip
+        self._status_at = now
+        self._status_last = (now, self.stats.trades_stored, self._lag_samples)
+        try:
+            self.vault.put_status(self._status_name, fields, ttl_s=_STATUS_TTL_S)
+        except TickvaultError as exc:  # a report is never worth failing a write for
+            log.debug("bridge: status not reported: %s", exc)

@@ -56,6 +56,11 @@ QUARANTINE_KEY = "quarantine"
 """Stream of rejected messages, raw, with the reason."""
 
 
+STATUS_PREFIX = "status:"
+"""Hashes ``status:<name>``: what a running process reports about itself (the bridge:
+``status:bridge:<host>:<pid>``; read by the dashboard)."""
+
+
 DEMO_KEY = "demo"
 """Hash: symbol -> JSON of the ``tickvault demo`` run whose simulated data it holds."""
 

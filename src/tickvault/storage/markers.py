@@ -1,5 +1,6 @@
 """What the live path records beside the data: bridge cursors, gap markers (spans known
-to be incomplete) and the quarantine of rejected messages."""
+to be incomplete), the quarantine of rejected messages, and the processes' status
+hashes (``status:<name>``, what a running bridge reports about itself)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import orjson
 
 from tickvault.records.events import Gap
-from tickvault.storage.keys import QUARANTINE_KEY, cursor_key, gaps_key
+from tickvault.storage.keys import QUARANTINE_KEY, STATUS_PREFIX, cursor_key, gaps_key
 from tickvault.timeutil import NS_PER_MS, now_ns
 
 GapMarker = Gap
@@ -70,4 +71,26 @@ def quarantined(r: Any, count: int) -> list[dict[str, Any]]:
         item["detail"] = item["detail"].decode()
         item["ts"] = int(item["ts"])
         out.append(item)
+    return out
+
+
+def put_status(r: Any, name: str, fields: dict[str, Any], ttl_s: float) -> None:
+    """Replace the status hash ``status:<name>`` with ``fields`` (expires after ``ttl_s``
+    without a new report, so a process gone for good drops out)."""
+    key = STATUS_PREFIX + name
+    pipe = r.pipeline(transaction=True)
+    pipe.delete(key)
+    pipe.hset(key, mapping={k: str(v) for k, v in fields.items()})
+    pipe.pexpire(key, max(int(ttl_s * 1000), 1))
+    pipe.execute()
+
+
+def statuses(r: Any, prefix: str = "") -> dict[str, dict[str, str]]:
+    """Every status hash whose name starts with ``prefix``: name -> fields."""
+    out: dict[str, dict[str, str]] = {}
+    for key in r.scan_iter(match=f"{STATUS_PREFIX}{prefix}*", count=1000):
+        name = (key.decode() if isinstance(key, bytes) else key)[len(STATUS_PREFIX) :]
+        fields = r.hgetall(key)
+        if fields:
+            out[name] = {k.decode(): v.decode() for k, v in fields.items()}
     return out
