@@ -174,6 +174,27 @@ class Settings(BaseModel):
     """IANA time zone of the exchange, used only at the edges: reading feeder and file
     times, and showing times."""
 
+    # model worker (issue 15)
+    signal_deadline_ms: float = Field(2.0, ge=0)
+    """Latency budget of a prediction, after its feature row's ts_recv (when the row's last
+    trade was received): the model worker uses the history model when the history features
+    are ready and its p99 predict cost fits, else the fast model; later is a deadline miss."""
+    predict_every_ms: int = Field(0, ge=0)
+    """0: predict on every feature row; P > 0: on the first row at or after each multiple of
+    P ms (UTC), the other rows are only counted."""
+    zmq_signals_replay_port: int = Field(5561, ge=1, le=65535)
+    """Replay service of the model worker's signals publisher (signals go out on
+    zmq_signals_port); subscribers to signal.SYMBOL ask it for what they missed."""
+    signal_enter: float = Field(0.2, gt=0, le=1)
+    """Signal policy: strength (p_up - p_down) needed to enter LONG (>=) or SHORT (<= -)."""
+    signal_exit: float = 0.05
+    """Signal policy: a LONG is held while strength > this, a SHORT while < -this."""
+    signal_min_confidence: float = Field(0.4, ge=0, le=1)
+    """Signal policy: least max(p_up, p_down) to enter."""
+    signal_cooldown_s: float = Field(30.0, ge=0)
+    """Signal policy: no entry or reversal within this many seconds (of event time) after
+    the last side change; exits are never delayed."""
+
     # paper broker (issue 15)
     paper_latency_ms: float = Field(5.0, ge=0)
     """An order for a signal is placed this long after the signal's T (the decision

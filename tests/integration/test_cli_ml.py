@@ -129,3 +129,43 @@ def test_ml_train_no_save_stores_no_version(runner: CliRunner, own_data_dir: Pat
     assert result.exit_code == 0, result.stderr
     assert "model version" not in result.output
     assert Registry.of_data_dir(own_data_dir).versions() == []
+
+
+def test_ml_train_fast_uses_the_intraday_set_and_promotes_under_the_fast_key(
+    runner: CliRunner, own_data_dir: Path
+) -> None:
+    from tickvault.engine.training import load_promoted
+    from tickvault.records.signals import Mode
+
+    fast = _train(runner, "--features", "fast")
+    full = _train(runner)
+    meta = json.loads(runner.invoke(cli, ["ml", "show", fast]).output)
+    assert meta["feature_set"] == "fast"
+    with Vault.open(data_dir=own_data_dir) as vault:
+        engine = FeatureEngine(vault)
+        assert [f["name"] for f in meta["features"]] == list(engine.feature_set.names)
+        reg = Registry.of_data_dir(own_data_dir)
+        with pytest.raises(ModelError, match=r"no promoted model for WINZ25.*ml promote"):
+            load_promoted(reg, SYMBOL, engine)
+        out = runner.invoke(cli, ["ml", "promote", fast])
+        assert out.exit_code == 0 and "key all/fast" in out.output, out.output
+        assert runner.invoke(cli, ["ml", "promote", full]).exit_code == 0
+        assert reg.promoted(SYMBOL, feature_set="fast") == fast and reg.promoted(SYMBOL) == full
+        models = load_promoted(reg, SYMBOL, engine)  # the feature checks pass for both kinds
+        assert models.versions() == {"all": full, "all/fast": fast}
+        frame = engine.frame(SYMBOL, "2025-11-28 10:00", "2025-11-28 10:05", labels=())
+        row = frame.iloc[-1]
+        for mode, version in ((Mode.FAST, fast), (Mode.HISTORY, full)):
+            pred = models.predict(row, mode)
+            assert pred is not None and pred.version == version
+            assert 0.0 <= pred.p_up <= 1.0 and 0.0 <= pred.p_down <= 1.0
+            assert pred.p_up + pred.p_down <= 1.0 + 1e-9
+        # a fast model is checked against the engine's intraday set
+        other = FeatureEngine(vault, feature_set=FeatureSet([LogReturn(MINUTE)]))
+        with pytest.raises(ModelError, match=r"ret_5min \(the engine does not compute it\)"):
+            load_model(reg, fast, other)
+    listed = json.loads(runner.invoke(cli, ["ml", "list", "--json"]).output)
+    assert {m["version"]: (m["promoted"], m["feature_set"]) for m in listed} == {
+        fast: (True, "fast"), full: (True, "full")}  # fmt: skip
+    back = runner.invoke(cli, ["ml", "rollback", SYMBOL, "--features", "fast"])
+    assert back.exit_code == 0 and "promoted now none" in back.output

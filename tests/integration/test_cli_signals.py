@@ -24,8 +24,11 @@ def _sig(ts: int, side: Side) -> Signal:
 
 
 def test_signals_tail_prints_signals_published_after_it_started() -> None:
+    from tickvault.live.models import signal_endpoints
+
     ports = free_ports()
-    env = {**os.environ, **port_env(ports), "PYTHONUNBUFFERED": "1", "COLUMNS": "250"}
+    env = {**os.environ, **port_env(ports), "PYTHONUNBUFFERED": "1", "COLUMNS": "250",
+           "TICKVAULT_ZMQ_SIGNALS_REPLAY_PORT": str(free_ports()["replay"])}  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "tickvault.cli.main", "signals", "tail",
                              "winz25"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)  # fmt: skip
@@ -36,7 +39,8 @@ def test_signals_tail_prints_signals_published_after_it_started() -> None:
             environ={k: v for k, v in env.items() if k.startswith("TICKVAULT_")}
         )
         lines: list[str] = []
-        with Publisher(settings) as pub:
+        # the model worker's publisher: signals and their own replay port
+        with Publisher(settings, endpoints=signal_endpoints(settings)) as pub:
             now = time.time_ns()
             pub.publish_signals("WINZ25", [_sig(now, Side.LONG), _sig(now + 1, Side.FLAT)])
             pub.flush()

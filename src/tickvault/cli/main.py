@@ -16,6 +16,7 @@ from tickvault.cli.ingest import backfill, import_cmd
 from tickvault.cli.inspect import gaps, quarantine
 from tickvault.cli.live import bridge, demo, feed, publish, replay, tail
 from tickvault.cli.ml import ml
+from tickvault.cli.ml_run import run as ml_run
 from tickvault.cli.output import err_console
 from tickvault.cli.paper import paper
 from tickvault.cli.query import book, query, status
@@ -59,6 +60,7 @@ cli.add_command(features)
 cli.add_command(signals)
 cli.add_command(paper)
 cli.add_command(ml)
+ml.add_command(ml_run)
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from tickvault.cli.common import open_vault, settings_of
 from tickvault.cli.output import check_output_path, console, err_console, write_output
-from tickvault.models.registry import ALL_REGIMES, Registry
+from tickvault.models.registry import ALL_REGIMES, Registry, feature_set_of, promotion_key
 from tickvault.models.splits import Window
 
 _TIME_HELP = (
@@ -79,6 +79,14 @@ def metrics_table(title: str, rows: dict[str, dict[str, Any]]) -> Table:
 @click.option("--plot", type=click.Path(path_type=Path), default=None,
               help="Write an HTML report (PnL curves, metrics) to this file.")  # fmt: skip
 @click.option("--no-save", is_flag=True, help="Evaluate only; do not store a model version.")
+@click.option(
+    "--features",
+    "feature_set",
+    type=click.Choice(["full", "fast"]),
+    default="full",
+    show_default=True,
+    help="full: every feature; fast: the intraday set only (the FAST mode's model).",
+)
 @click.pass_context
 def train_cmd(
     ctx: click.Context,
@@ -96,6 +104,7 @@ def train_cmd(
     slippage_ticks: float,
     plot: Path | None,
     no_save: bool,
+    feature_set: str,
 ) -> None:
     """Train a model of SYMBOL with walk-forward evaluation beside naive baselines,
     and store it as a new model version."""
@@ -110,11 +119,12 @@ def train_cmd(
             vault, symbol, start, end, horizon, dead_zone_ticks=dead_zone_ticks, folds=folds,
             estimator=estimator, every=every, window=cast(Window, window),
             train_sessions=train_sessions,
-            costs=Costs(cost_brl=cost_brl, slippage_ticks=slippage_ticks),
+            costs=Costs(cost_brl=cost_brl, slippage_ticks=slippage_ticks), features=feature_set,
         )  # fmt: skip
         data_dir = vault.settings.data_dir
     ev = result.evaluation
-    title = f"{result.symbol} {result.horizon} {result.estimator} ({result.window_text()})"
+    title = (f"{result.symbol} {result.horizon} {result.estimator} {result.feature_set} "
+             f"features ({result.window_text()})")  # fmt: skip
     for f in ev.folds:
         first = dt.date.fromordinal(f.test_sessions[0])
         last = dt.date.fromordinal(f.test_sessions[-1])
@@ -142,20 +152,20 @@ def list_cmd(ctx: click.Context, symbol: str | None, as_json: bool) -> None:
     """The stored model versions (of SYMBOL), oldest first; * marks the promoted one."""
     reg = _registry(ctx)
     metas = reg.versions(symbol)
-    promoted = {m["symbol"]: reg.promoted(m["symbol"]) for m in metas}
+    promoted = {m["symbol"]: reg.current(m["symbol"]) for m in metas}
     if as_json:
-        click.echo(json.dumps([{**_summary(m), "promoted": promoted[m["symbol"]] == m["version"]}
+        click.echo(json.dumps([{**_summary(m), "promoted": m["version"] in promoted[m["symbol"]]}
                                for m in metas]))  # fmt: skip
         return
     table = Table(title=f"model versions under {reg.root}")
-    for col in ("", "symbol", "version", "estimator", "horizon", "dead zone", "window", "auc",
-                "pnl_brl"):  # fmt: skip
+    for col in ("", "symbol", "version", "features", "estimator", "horizon", "dead zone",
+                "window", "auc", "pnl_brl"):  # fmt: skip
         table.add_column(col)
     for m in metas:
         s = _summary(m)
         table.add_row(
-            "*" if promoted[m["symbol"]] == m["version"] else "", s["symbol"], s["version"],
-            s["estimator"], s["horizon"], str(s["dead_zone_ticks"]), s["window"],
+            "*" if m["version"] in promoted[m["symbol"]] else "", s["symbol"], s["version"],
+            s["feature_set"], s["estimator"], s["horizon"], str(s["dead_zone_ticks"]), s["window"],
             _fmt("auc", s["auc"]), _fmt("pnl_brl", s["pnl_brl"]),
         )  # fmt: skip
     console.print(table)
@@ -166,6 +176,7 @@ def _summary(m: dict[str, Any]) -> dict[str, Any]:
     training = m.get("training", {})
     return {
         "symbol": m.get("symbol"), "version": m.get("version"), "estimator": m.get("estimator"),
+        "feature_set": m.get("feature_set", "full"),
         "horizon": m.get("horizon"), "dead_zone_ticks": m.get("dead_zone_ticks"),
         "window": f"{training.get('start')} to {training.get('end')}",
         "auc": overall.get("auc"), "pnl_brl": overall.get("pnl_brl"),
@@ -185,16 +196,23 @@ def show(ctx: click.Context, version: str) -> None:
 @click.option("--regime", default=ALL_REGIMES, show_default=True, help="The regime key.")
 @click.pass_context
 def promote(ctx: click.Context, version: str, regime: str) -> None:
-    """Make VERSION the promoted model of its symbol."""
-    symbol = _registry(ctx).promote(version, regime)
-    console.print(f"{symbol}: promoted {version} (regime {regime})")
+    """Make VERSION the promoted model of its symbol (a fast model: under the key
+    REGIME/fast)."""
+    reg = _registry(ctx)
+    symbol = reg.promote(version, regime)
+    kind = feature_set_of(reg.show(version))
+    console.print(f"{symbol}: promoted {version} (regime {regime}, {kind} features, key "
+                  f"{promotion_key(regime, kind)})")  # fmt: skip
 
 
 @ml.command("rollback")
 @click.argument("symbol")
 @click.option("--regime", default=ALL_REGIMES, show_default=True, help="The regime key.")
+@click.option("--features", "feature_set", type=click.Choice(["full", "fast"]), default="full",
+              show_default=True, help="Roll back the full or the fast model.")  # fmt: skip
 @click.pass_context
-def rollback(ctx: click.Context, symbol: str, regime: str) -> None:
+def rollback(ctx: click.Context, symbol: str, regime: str, feature_set: str) -> None:
     """Undo the last promotion of SYMBOL: the version promoted before is current again."""
-    current = _registry(ctx).rollback(symbol, regime)
-    console.print(f"{symbol.upper()}: promoted now {current or 'none'} (regime {regime})")
+    current = _registry(ctx).rollback(symbol, regime, feature_set)
+    console.print(f"{symbol.upper()}: promoted now {current or 'none'} (regime {regime}, "
+                  f"{feature_set} features)")  # fmt: skip

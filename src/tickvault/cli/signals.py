@@ -63,12 +63,12 @@ def signals() -> None:
 @click.pass_context
 def tail_signals(ctx: click.Context, symbol: str, host: str | None) -> None:
     """Print SYMBOL's signals live from the signals port (Ctrl-C stops)."""
-    from tickvault.transport.endpoints import Endpoints
+    from tickvault.live.models import signal_endpoints
     from tickvault.transport.subscriber import Subscriber
     from tickvault.transport.wire import Kind
 
     settings = settings_of(ctx)
-    eps = Endpoints.from_settings(settings, host)
+    eps = signal_endpoints(settings, host)  # the model worker's: replay on its own port
     sub = Subscriber(settings, handler=SignalPrinter(console, settings.tz), endpoints=[eps],
                      kinds=[Kind.SIGNAL], symbols=[symbol.upper()], recover_from_start=False,
                      recover_since_ns=time.time_ns())  # fmt: skip

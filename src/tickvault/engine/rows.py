@@ -8,6 +8,8 @@ A row describes a time ``T`` and carries when it was computed:
   ts_event < T;
 - ``computed_ns`` (int64): wall time when the worker computed it (its write cycle);
 - ``last_trade_id`` (int64): the trade id of the last trade the row includes;
+- ``ts_recv`` (int64): when that last trade was received (its ``ts_recv``, ns UTC):
+  the model worker's deadline for the row counts from it (docs/ml.md);
 - the intraday set's features (float64), ``FeatureSet().names`` in order;
 - the history features' numbers (float64), ``volume_pattern_similarity`` ...
   ``volatility_regime_score``;
@@ -48,7 +50,8 @@ from tickvault.vault import Vault
 REGIME_CODES = {None: -1, "low": 0, "normal": 1, "high": 2}
 REGIME_LABELS = {code: label for label, code in REGIME_CODES.items()}
 HISTORY_NUMBERS = tuple(n for n in HISTORY_FEATURES if n != "volatility_regime")
-META_COLUMNS = (("T", "int64"), ("computed_ns", "int64"), ("last_trade_id", "int64"))
+META_COLUMNS = (("T", "int64"), ("computed_ns", "int64"), ("last_trade_id", "int64"),
+                ("ts_recv", "int64"))  # fmt: skip
 
 __all__ = ["REGIME_CODES", "FeatureRows", "FeatureSchemaError", "RowSchema"]
 

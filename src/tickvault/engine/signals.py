@@ -8,7 +8,8 @@ the model said by then, as known at K". See ``storage.recordstreams`` for the la
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,29 @@ class SignalStore:
         for symbol, group in by_symbol.items():
             self._rows.append(symbol, np.array([s.to_record() for s in group], SIGNAL_DTYPE))
         return len(signals)
+
+    @translate
+    def append_decided(
+        self, symbol: str, signals: Sequence[Signal], cursor: Mapping[str, Any]
+    ) -> int:
+        """Store ``symbol``'s ``signals`` and set the fields of its cursor hash
+        ``signals:{SYMBOL}:cursor`` in one atomic call (the model worker, docs/ml.md);
+        the server time of the call (ns)."""
+        symbol = check_symbol(symbol)
+        if any(s.symbol != symbol for s in signals):
+            raise QueryError(f"append_decided({symbol!r}) got signals of another symbol")
+        recs = np.array([s.to_record() for s in signals], SIGNAL_DTYPE)
+        return self._rows.append_with_cursor(symbol, recs, cursor)
+
+    @translate
+    def cursor(self, symbol: str) -> dict[str, str]:
+        """The model worker's cursor hash of ``symbol`` (empty: it never decided a row)."""
+        return self._rows.cursor(check_symbol(symbol))
+
+    @translate
+    def delete(self, symbol: str) -> int:
+        """Delete ``symbol``'s signals and the model worker's cursor."""
+        return self._rows.delete(check_symbol(symbol))
 
     @translate
     def signals(

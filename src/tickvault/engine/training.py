@@ -30,11 +30,13 @@ import numpy as np
 import pandas as pd
 
 from tickvault.engine.features import FeatureEngine, parse_duration
-from tickvault.errors import QueryError
+from tickvault.errors import ModelError, QueryError
 from tickvault.features.labels import label_name
 from tickvault.models.evaluation import Dataset, Evaluation, evaluate_walk_forward
 from tickvault.models.labels import NO_LABEL, future_classes, future_move_ticks
+from tickvault.models.manager import ModelSet, encode_regime  # encoding shared with predict
 from tickvault.models.metrics import Costs
+from tickvault.models.registry import FAST, FEATURE_SETS, FULL
 from tickvault.models.splits import Window
 from tickvault.timeutil import TimeLike, format_ns
 from tickvault.vault import Vault
@@ -42,8 +44,6 @@ from tickvault.venue.b3 import B3_TZ
 from tickvault.venue.contracts import Contract, contract
 
 DEFAULT_ESTIMATOR = "lightgbm"
-REGIME_CODES = {"low": -1.0, "normal": 0.0, "high": 1.0}
-"""``volatility_regime`` as a number for the estimators (None: NaN)."""
 
 
 def lightgbm_classifier() -> Any:
@@ -122,7 +122,8 @@ def frame_dataset(
     dead_zone_ticks: int,
     facts: Contract,
 ) -> Dataset:
-    """A ``Dataset`` (all rows, labelled or not) from a ``FeatureEngine.frame``."""
+    """A ``Dataset`` (all rows, labelled or not) from a ``FeatureEngine.frame``
+    (``volatility_regime`` encoded as one-row predictions do: ``models.manager``)."""
     idx = pd.DatetimeIndex(frame.index)
     times = np.asarray(idx.as_unit("ns").asi8, dtype=np.int64)
     local = idx.tz_convert(B3_TZ)
@@ -132,7 +133,7 @@ def frame_dataset(
     for name in feature_names:
         col = frame[name]
         if name == "volatility_regime":
-            cols.append(np.array([REGIME_CODES.get(v, np.nan) for v in col.tolist()]))
+            cols.append(np.array([encode_regime(v) for v in col.tolist()], dtype=np.float64))
         else:
             cols.append(col.to_numpy(dtype=np.float64, na_value=np.nan))
     xs = np.column_stack(cols) if cols else np.empty((len(frame), 0))
@@ -166,6 +167,8 @@ class TrainResult:
     costs: Costs
     contract: Contract
     libraries: dict[str, str] = field(default_factory=dict)
+    feature_set: str = FULL
+    """``"full"`` (every feature) or ``"fast"`` (the intraday set only)."""
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -193,10 +196,14 @@ def train(
     facts: Contract | None = None,
     engine: FeatureEngine | None = None,
     progress: Callable[[int, int], None] | None = None,
+    features: str = FULL,
 ) -> TrainResult:
     """Build the frame, evaluate walk-forward beside the baselines, refit on everything
-    (module docstring)."""
+    (module docstring). ``features="fast"``: the model sees the intraday set only (the
+    coordinator's FAST mode); ``"full"``: every feature."""
     symbol = symbol.strip().upper()
+    if features not in FEATURE_SETS:
+        raise QueryError(f"features must be 'fast' or 'full', got {features!r}")
     make = estimator_factory(estimator)
     fe = engine or FeatureEngine(vault)
     facts = facts or contract(symbol)
@@ -211,7 +218,11 @@ def train(
             f"no training rows for {symbol} from {format_ns(start_ns, B3_TZ)} to "
             f"{format_ns(end_ns, B3_TZ)}: the range holds no session step; widen it"
         )
-    data = frame_dataset(frame, fe.names, h_ns, dead_zone_ticks, facts).labelled()
+    names = fe.feature_set.names if features == FAST else fe.names
+    described = fe.describe()
+    if features == FAST:
+        described = [f for f in described if f.get("kind") == "intraday"]
+    data = frame_dataset(frame, names, h_ns, dead_zone_ticks, facts).labelled()
     if data.y.size == 0 or not bool((data.y != NO_LABEL).any()):
         raise QueryError(
             f"no labelled rows for {symbol} in the range: no trades before T or after "
@@ -226,8 +237,8 @@ def train(
     return TrainResult(
         symbol=symbol, start_ns=start_ns, end_ns=end_ns, horizon=horizon, horizon_ns=h_ns,
         dead_zone_ticks=dead_zone_ticks, estimator=estimator, every=every, evaluation=ev,
-        dataset=data, features=fe.describe(), model=model, costs=costs, contract=facts,
-        libraries=library_versions(),
+        dataset=data, features=described, model=model, costs=costs, contract=facts,
+        libraries=library_versions(), feature_set=features,
     )  # fmt: skip
 
 
@@ -257,6 +268,7 @@ def metadata(result: TrainResult) -> dict[str, object]:
         "estimator": result.estimator,
         "model_class": type(result.model).__name__,
         "features": feature_signature(result.features),
+        "feature_set": result.feature_set,
         "training": {
             "start_ns": result.start_ns,
             "end_ns": result.end_ns,
@@ -291,3 +303,18 @@ def load_model(registry: Any, version: str, engine: FeatureEngine) -> tuple[Any,
     when the engine computes other features or versions than the model was trained on."""
     model, meta = registry.load(version, engine.describe())
     return model, meta
+
+
+def load_promoted(registry: Any, symbol: str, engine: FeatureEngine) -> ModelSet:
+    """Every model promoted for ``symbol`` (full and fast, per regime key), each loaded
+    through ``load_model`` (the feature checks apply). ``ModelError`` when none is
+    promoted, naming the commands that make one."""
+    symbol = symbol.strip().upper()
+    promotions = {k: v for k, v in registry.promotions(symbol).items() if v}
+    if not promotions:
+        raise ModelError(
+            f"no promoted model for {symbol} under {registry.root}: train one (tickvault ml "
+            f"train {symbol} --start ... --end ... [--features fast]) and promote it "
+            "(tickvault ml promote VERSION)"
+        )
+    return ModelSet.promoted(promotions, lambda v: load_model(registry, v, engine))

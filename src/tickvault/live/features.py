@@ -182,6 +182,7 @@ class _Symbol:
         self.previous: dict[dt.date, SessionAggregates] = {}
         self.last_ts = -(2**62)
         self.last_tid = -1
+        self.last_recv = 0
         self.hist: list[float] = list(_HIST_NAN)
         self.regime = _NO_REGIME
         self.hist_minute = -1
@@ -334,9 +335,10 @@ class FeatureWorker:
         )
         trades = trades.take(np.flatnonzero(keep))
         cols = [trades.ts_event.tolist(), trades.trade_id.tolist(), trades.price.tolist(),
-                trades.qty.tolist(), trades.trade_type.tolist()]  # fmt: skip
-        for ts, tid, price, qty, tt in zip(*cols, strict=True):
-            self._trade(sym, ts, tid, price, qty, tt)
+                trades.qty.tolist(), trades.trade_type.tolist(),
+                trades.ts_recv.tolist()]  # fmt: skip
+        for ts, tid, price, qty, tt, recv in zip(*cols, strict=True):
+            self._trade(sym, ts, tid, price, qty, tt, recv)
         if len(trades):  # the book as it stood at the last trade, with its offer list
             with translated():
                 sym.book, _ = self.vault.books._rebuild(sym.symbol, int(trades.ts_event[-1]))
@@ -418,7 +420,7 @@ class FeatureWorker:
 
     def _cycle(self, pending: list[Message], gaps: list[Gap]) -> dict[str, dict[str, Any]]:
         """Compute the rows of the pending messages; per symbol the columns and cursor."""
-        rows: dict[str, list[tuple[int, int, list[float], list[float], int]]] = {}
+        rows: dict[str, list[tuple[int, int, list[float], list[float], int, int]]] = {}
         touched: set[str] = set()
         open_rows: set[str] = set()
         """Symbols whose last trade's row is not emitted yet (more of its ns may come)."""
@@ -443,7 +445,8 @@ class FeatureWorker:
             out = rows.setdefault(sym.symbol, [])
             cols = [records["ts_event"].tolist(), records["trade_id"].tolist(),
                     records["price"].tolist(), records["qty"].tolist(),
-                    records["trade_type"].tolist(), records["flags"].tolist()]  # fmt: skip
+                    records["trade_type"].tolist(), records["flags"].tolist(),
+                    records["ts_recv"].tolist()]  # fmt: skip
             self._trades(sym, out, cols, open_rows)
         result: dict[str, dict[str, Any]] = {}
         for symbol in touched:
@@ -462,10 +465,10 @@ class FeatureWorker:
         builder = sym.builder
         badd = builder.add if builder is not None else None
         lo, hi = (sym.session.open_ns, sym.session.close_ns) if sym.session else (1, 0)
-        last_ts, last_tid = sym.last_ts, sym.last_tid
+        last_ts, last_tid, last_recv = sym.last_ts, sym.last_tid, sym.last_recv
         is_open = sym.symbol in open_rows
         n = 0
-        for ts, tid, price, qty, tt, flags in zip(*cols, strict=True):
+        for ts, tid, price, qty, tt, flags, recv in zip(*cols, strict=True):
             if flags & _CORRECTION:
                 st.skipped_corrections += 1
                 continue
@@ -477,7 +480,7 @@ class FeatureWorker:
                     st.skipped_duplicates += 1
                     continue
             elif is_open:  # a new event time: the previous one's row is complete
-                sym.last_ts, sym.last_tid = last_ts, last_tid
+                sym.last_ts, sym.last_tid, sym.last_recv = last_ts, last_tid, last_recv
                 out.append(self._row(sym))
             if not lo <= ts <= hi:
                 self._enter_session(sym, ts)
@@ -487,10 +490,10 @@ class FeatureWorker:
             add(ts, price, qty, tt)
             if badd is not None:
                 badd(ts, price, qty)
-            last_ts, last_tid = ts, tid
+            last_ts, last_tid, last_recv = ts, tid, recv
             is_open = True
             n += 1
-        sym.last_ts, sym.last_tid = last_ts, last_tid
+        sym.last_ts, sym.last_tid, sym.last_recv = last_ts, last_tid, last_recv
         st.trades += n
         if is_open:
             open_rows.add(sym.symbol)
@@ -503,7 +506,8 @@ class FeatureWorker:
             sym.builder = SessionAggregatesBuilder(sym.symbol, s.date)
             sym.previous = previous_aggregates(self.vault, sym.symbol, s.date, self.params)
 
-    def _trade(self, sym: _Symbol, ts: int, tid: int, price: float, qty: int, tt: int) -> None:
+    def _trade(self, sym: _Symbol, ts: int, tid: int, price: float, qty: int, tt: int,
+               recv: int) -> None:  # fmt: skip
         """One trade of the warm-up (the same updates as the hot loop)."""
         s = sym.session
         if s is None or not s.open_ns <= ts <= s.close_ns:
@@ -511,9 +515,9 @@ class FeatureWorker:
         sym.state.add(ts, price, qty, tt)
         if sym.builder is not None:
             sym.builder.add(ts, price, qty)
-        sym.last_ts, sym.last_tid = ts, tid
+        sym.last_ts, sym.last_tid, sym.last_recv = ts, tid, recv
 
-    def _row(self, sym: _Symbol) -> tuple[int, int, list[float], list[float], int]:
+    def _row(self, sym: _Symbol) -> tuple[int, int, list[float], list[float], int, int]:
         """The row after the last trade handled: T = its ts_event + 1."""
         t = sym.last_ts + 1
         s = sym.session
@@ -529,7 +533,7 @@ class FeatureWorker:
                 sym.regime = REGIME_CODES[f["volatility_regime"]]  # type: ignore[index]
                 sym.hist_minute, sym.hist_t, sym.hist_day = minute, t, s.date
                 self.stats.history_refreshes += 1
-        return (t, sym.last_tid, sym.state.values(), sym.hist, sym.regime)
+        return (t, sym.last_tid, sym.state.values(), sym.hist, sym.regime, sym.last_recv)
 
     def _book(self, sym: _Symbol, records: np.ndarray) -> None:
         sym.book.apply(records)
@@ -546,13 +550,14 @@ class FeatureWorker:
         return c
 
     # ------------------------------------------------------------------ writes
-    def _columns(self, rows: list[tuple[int, int, list[float], list[float], int]],
+    def _columns(self, rows: list[tuple[int, int, list[float], list[float], int, int]],
                  computed: int) -> dict[str, Any]:  # fmt: skip
         n = len(rows)
         values: dict[str, Any] = {
             "T": np.fromiter((r[0] for r in rows), np.int64, n),
             "computed_ns": np.full(n, computed, np.int64),
             "last_trade_id": np.fromiter((r[1] for r in rows), np.int64, n),
+            "ts_recv": np.fromiter((r[5] for r in rows), np.int64, n),
         }
         intraday = np.array([r[2] for r in rows], dtype=np.float64).reshape(n, len(self._names))
         for i, name in enumerate(self._names):

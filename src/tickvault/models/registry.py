@@ -14,13 +14,15 @@ kept in Valkey)::
   features (name, version, kind, from ``FeatureEngine.describe()``, in column
   order), the training window, horizon, dead zone, every, costs, the metrics
   (overall and per fold, model and baselines) and the library versions.
-- **Promotion** is per symbol and regime; the regime key is ``"all"`` until the
-  regime analyzer exists (issue 15, item 3), which will add one key per regime.
-  ``promote`` appends to the regime's list, ``rollback`` drops its last entry
-  (the previous one becomes current again). Exactly one version is current per
-  (symbol, regime).
+- **Promotion** is per symbol and key; the key is the regime (``"all"`` by default,
+  or a label of ``features.regime``) for a full model, ``<regime>/fast`` for a fast
+  one (meta ``feature_set``: ``"full"``, every feature, the default; ``"fast"``, the
+  intraday set only: ``tickvault ml train --features fast``). ``promote`` appends to
+  the key's list, ``rollback`` drops its last entry (the previous one becomes current
+  again). Exactly one version is current per (symbol, key).
 - ``load(version, features)`` refuses a model whose feature names or versions
-  differ from the running engine's, naming each difference.
+  differ from the running engine's, naming each difference (for a fast model, from
+  the engine's intraday features: ``kind`` ``"intraday"``).
 
 Pickles run code when loaded: load only artifacts this registry wrote.
 """
@@ -35,7 +37,7 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from tickvault.errors import ModelError
 
@@ -44,6 +46,23 @@ META = "meta.json"
 PROMOTED = "promoted.json"
 ALL_REGIMES = "all"
 VERSION_LEN = 16
+FAST: Final = "fast"
+FULL: Final = "full"
+FEATURE_SETS = (FAST, FULL)
+
+
+def promotion_key(regime: str, feature_set: str = FULL) -> str:
+    """The promotion key of a model: ``<regime>`` (full) or ``<regime>/fast`` (fast)."""
+    if feature_set not in FEATURE_SETS:
+        raise ModelError(f"feature set must be 'fast' or 'full', got {feature_set!r}")
+    if not regime or "/" in regime:
+        raise ModelError(f"regime {regime!r}: a regime key is a non-empty name without '/'")
+    return regime if feature_set == FULL else f"{regime}/{FAST}"
+
+
+def feature_set_of(meta: Mapping[str, Any]) -> str:
+    """``"fast"`` or ``"full"`` (models without the field are full)."""
+    return str(meta.get("feature_set", FULL))
 
 
 def feature_signature(features: Sequence[Mapping[str, object]]) -> list[dict[str, object]]:
@@ -144,6 +163,8 @@ class Registry:
         ``describe()``), refuses a model trained on other features, naming them."""
         meta = self.show(version)
         if features is not None:
+            if feature_set_of(meta) == FAST:  # a fast model: the intraday set only
+                features = [f for f in features if f.get("kind", "intraday") == "intraday"]
             diff = feature_differences(meta.get("features", []), feature_signature(features))
             if diff:
                 raise ModelError(
@@ -184,9 +205,15 @@ class Registry:
             raise ModelError(f"{p} cannot be read: {exc}; fix or delete it") from None
         return data
 
-    def promoted(self, symbol: str, regime: str = ALL_REGIMES) -> str | None:
-        chain = self.promotions(symbol).get(regime, [])
+    def promoted(
+        self, symbol: str, regime: str = ALL_REGIMES, feature_set: str = FULL
+    ) -> str | None:
+        chain = self.promotions(symbol).get(promotion_key(regime, feature_set), [])
         return chain[-1] if chain else None
+
+    def current(self, symbol: str) -> set[str]:
+        """Every version promoted now under some key of ``symbol``."""
+        return {chain[-1] for chain in self.promotions(symbol).values() if chain}
 
     def _write_promotions(self, symbol: str, data: dict[str, list[str]]) -> None:
         p = self._promoted_path(symbol)
@@ -198,23 +225,29 @@ class Registry:
             raise ModelError(f"cannot write {p}: {exc}") from exc
 
     def promote(self, version: str, regime: str = ALL_REGIMES) -> str:
-        """Make ``version`` the current one of its symbol (and regime); returns the symbol."""
+        """Make ``version`` the current one of its symbol (and regime; a fast model under
+        ``<regime>/fast``); returns the symbol."""
         meta = self.show(version)
         symbol = str(meta["symbol"])
+        key = promotion_key(regime, feature_set_of(meta))
         data = self.promotions(symbol)
-        chain = data.setdefault(regime, [])
+        chain = data.setdefault(key, [])
         if not chain or chain[-1] != version:
             chain.append(version)
         self._write_promotions(symbol, data)
         return symbol
 
-    def rollback(self, symbol: str, regime: str = ALL_REGIMES) -> str | None:
+    def rollback(
+        self, symbol: str, regime: str = ALL_REGIMES, feature_set: str = FULL
+    ) -> str | None:
         """Drop the current promotion; returns the version current again (or None)."""
         data = self.promotions(symbol)
-        chain = data.get(regime, [])
+        key = promotion_key(regime, feature_set)
+        chain = data.get(key, [])
         if not chain:
             raise ModelError(
-                f"no promoted model for {symbol.upper()} (regime {regime}): nothing to roll back"
+                f"no promoted {feature_set} model for {symbol.upper()} (regime {regime}): "
+                "nothing to roll back"
             )
         chain.pop()
         self._write_promotions(symbol, data)

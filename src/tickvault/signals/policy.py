@@ -73,6 +73,18 @@ class SignalPolicy:
         self._last_change: int | None = None
         self._last_ts: int | None = None
 
+    @property
+    def last_change(self) -> int | None:
+        """The time of the last side change (None: never changed)."""
+        return self._last_change
+
+    def restore(self, side: Side, last_change: int | None, last_ts: int | None) -> None:
+        """Go on from a stored state: the side held, when it last changed, the last
+        step's time (a restarted model worker; ``signals.coordinator``)."""
+        self.side = Side(side)
+        self._last_change = last_change
+        self._last_ts = last_ts
+
     def _target(self, strength: float, confidence: float, ts: int) -> Side:
         p = self.params
         cooled = self._last_change is None or ts - self._last_change >= p.cooldown_ns

@@ -15,11 +15,17 @@ or a fill, ``ts_placed`` of an order) in milliseconds, or the stream's top ms wh
 that is later (ids never go back; a late record keeps its own time). Reads page
 with XRANGE from the start's ms and filter by the record's time field.
 
+A writer that must not lose or double a record across a crash stores its position
+with them: ``append_with_cursor`` adds the records and sets fields of the hash
+``<stream key>:cursor`` (``signals:{SYMBOL}:cursor``: the model worker's cursor,
+docs/ml.md) in one script call, so both or neither are stored.
+
 Pure storage: this module takes the raw client and knows only bytes and the dtype.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -45,6 +51,29 @@ for i = 1, #ARGV, 2 do
   local ms = math.max(tonumber(ARGV[i]), top)
   redis.call('XADD', key, tostring(ms) .. '-*', 'r', ARGV[i + 1], 'k', now_ns)
   top = ms
+end
+return now_ns
+"""
+
+_APPEND_WITH_CURSOR = """
+local key, ckey = KEYS[1], KEYS[2]
+local n = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local now_ns = tostring(t[1]) .. string.format('%06d', tonumber(t[2])) .. '000'
+local top = 0
+if n > 0 then
+  local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
+  if #last > 0 then
+    top = tonumber(string.match(last[1][1], '^(%d+)-'))
+  end
+end
+for i = 0, n - 1 do
+  local ms = math.max(tonumber(ARGV[2 + 2 * i]), top)
+  redis.call('XADD', key, tostring(ms) .. '-*', 'r', ARGV[3 + 2 * i], 'k', now_ns)
+  top = ms
+end
+for j = 2 + 2 * n, #ARGV, 2 do
+  redis.call('HSET', ckey, ARGV[j], ARGV[j + 1])
 end
 return now_ns
 """
@@ -81,9 +110,9 @@ class RecordStream:
         self._r = r
         self._key, self.dtype, self.time_field = STREAMS[name]
         self._append = r.register_script(_APPEND)
+        self._append_cursor = r.register_script(_APPEND_WITH_CURSOR)
 
-    def append(self, symbol: str, records: npt.NDArray[np.void]) -> int:
-        """Store ``records`` in one atomic call; the receive time (ns), 0 if none."""
+    def _args(self, records: npt.NDArray[np.void]) -> list[Any]:
         if records.dtype != self.dtype:
             raise ValidationError(
                 f"records must have the layout {self.dtype}, got {records.dtype}", field="dtype"
@@ -91,9 +120,34 @@ class RecordStream:
         args: list[Any] = []
         for rec in records:
             args += [int(rec[self.time_field]) // NS_PER_MS, rec.tobytes()]
+        return args
+
+    def append(self, symbol: str, records: npt.NDArray[np.void]) -> int:
+        """Store ``records`` in one atomic call; the receive time (ns), 0 if none."""
+        args = self._args(records)
         if not args:
             return 0
         return int(self._append(keys=[self._key(symbol)], args=args))
+
+    def cursor_key(self, symbol: str) -> str:
+        return f"{self._key(symbol)}:cursor"
+
+    def append_with_cursor(
+        self, symbol: str, records: npt.NDArray[np.void], cursor: Mapping[str, Any]
+    ) -> int:
+        """Store ``records`` and set the ``cursor`` fields of ``cursor_key(symbol)`` in one
+        atomic call (both or neither); the server time of the call (ns)."""
+        args = self._args(records)
+        fields: list[Any] = []
+        for name, value in cursor.items():
+            fields += [name, "" if value is None else value]
+        keys = [self._key(symbol), self.cursor_key(symbol)]
+        return int(self._append_cursor(keys=keys, args=[len(records), *args, *fields]))
+
+    def cursor(self, symbol: str) -> dict[str, str]:
+        """The fields of ``cursor_key(symbol)`` (empty: never set)."""
+        raw = self._r.hgetall(self.cursor_key(symbol))
+        return {k.decode(): v.decode() for k, v in raw.items()}
 
     def read(
         self, symbol: str, start_ns: int, end_ns: int, known_at_ns: int | None = None
@@ -120,7 +174,8 @@ class RecordStream:
         return arr[keep], k[keep]
 
     def delete(self, symbol: str) -> int:
-        return int(self._r.delete(self._key(symbol)))
+        """Delete the stream and its cursor hash."""
+        return int(self._r.delete(self._key(symbol), self.cursor_key(symbol)))
 
 
 def broker_state_key(symbol: str) -> str:

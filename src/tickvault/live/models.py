@@ -1,0 +1,426 @@
+"""``ModelWorker``: the live model worker (``tickvault ml run``), a process of its own.
+
+One thread. It subscribes to ``feature.SYMBOL`` on ``zmq_features_port`` (the feature
+worker's ``FeaturePublisher``: a header with ``seq`` and the columns), and per symbol:
+
+- **rows in order, none lost**: a row is new when its (T, last_trade_id) is after the
+  worker's position (rows of one symbol come in strictly increasing (T, trade id)). At
+  start, on the first message of a topic, on a seq gap (a lost message, or a restarted
+  feature worker whose seq starts again at 1) and after a second without messages, the
+  rows after the position are read from ``features:{SYMBOL}`` (a row is published only
+  once stored, so the store holds every row a message could carry);
+- **decides** each new row with the symbol's ``signals.coordinator.Decider`` (the
+  promoted models, ``models.manager.ModelSet``; the settings ``signal_deadline_ms``,
+  ``predict_every_ms`` and ``signal_*`` of the policy); what was received together is
+  pending together, so a late row with a newer one behind it is skipped;
+- **stores** the signals in ``signals:{SYMBOL}`` and the cursor in the hash
+  ``signals:{SYMBOL}:cursor`` in one atomic script call, then **publishes** the signals
+  with the project's ``Publisher`` on ``zmq_signals_port`` (topic ``signal.SYMBOL``;
+  sequence numbers, replay service on ``zmq_signals_replay_port``, journal).
+
+The cursor hash (docs/ml.md, "Running models live") is also the worker's status for
+others (the dashboard, the broker): ``T`` (last row decided; the broker's watermark),
+``tid``, ``side``, ``changed``, ``rows``, ``grid``, the counters ``predictions``,
+``signals``, ``fast``, ``history``, ``misses``, ``skipped``, ``off_grid``,
+``no_model``, the running ``p99_fast_ns`` / ``p99_history_ns``, ``models`` (JSON:
+promotion key -> version) and ``updated_ns``. A worker killed at any point and
+restarted restores the decider from it and goes on: no signal lost or doubled.
+
+Every minute it logs per symbol: rows, predictions (fast / history), signals, deadline
+misses, skipped rows and the predict p99.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zmq
+
+from tickvault.config import Settings
+from tickvault.engine.features import FeatureEngine
+from tickvault.engine.parity import day_start_ns
+from tickvault.engine.rows import REGIME_LABELS, FeatureRows
+from tickvault.engine.signals import SignalStore
+from tickvault.engine.training import load_promoted
+from tickvault.errors import QueryError, ServerError, TickvaultError
+from tickvault.live.features import FEATURE_TOPIC, decode_feature_message
+from tickvault.models.manager import ModelSet
+from tickvault.models.registry import Registry
+from tickvault.records.signals import Mode, Signal
+from tickvault.records.validate import check_symbol
+from tickvault.signals.coordinator import CoordinatorParams, Decider
+from tickvault.signals.policy import PolicyParams
+from tickvault.transport.endpoints import Endpoints
+from tickvault.transport.publisher import Publisher
+
+log = logging.getLogger(__name__)
+
+IDLE_CHECK_S = 1.0
+"""Without a message for this long, the store is read for rows the worker missed."""
+LOG_EVERY_S = 60.0
+_STATS = ("predictions", "signals", "fast", "history", "misses", "skipped", "off_grid",
+          "no_model")  # fmt: skip
+
+Row = tuple[dict[str, Any], int, int, int]
+"""(values, T, last_trade_id, ts_recv)."""
+
+
+def signal_endpoints(settings: Settings, host: str | None = None) -> Endpoints:
+    """The model worker's publisher endpoints: signals on ``zmq_signals_port``, replay on
+    ``zmq_signals_replay_port``; the sockets it does not use are private inproc ones (so
+    it never binds the feeder's ports). Subscribers to ``signal.SYMBOL`` use it too."""
+    h = host or settings.zmq_host
+    unused = f"inproc://tickvault-models-{os.getpid()}-{id(settings)}-{time.monotonic_ns()}"
+    return Endpoints(ticks=f"{unused}-ticks", book=f"{unused}-book",
+                     history=f"{unused}-history",
+                     signals=f"tcp://{h}:{settings.zmq_signals_port}",
+                     replay=f"tcp://{h}:{settings.zmq_signals_replay_port}")  # fmt: skip
+
+
+def coordinator_params(settings: Settings) -> CoordinatorParams:
+    return CoordinatorParams(deadline_ns=int(settings.signal_deadline_ms * 1_000_000),
+                             predict_every_ns=settings.predict_every_ms * 1_000_000)  # fmt: skip
+
+
+def policy_params(settings: Settings) -> PolicyParams:
+    return PolicyParams(enter=settings.signal_enter, exit=settings.signal_exit,
+                        min_confidence=settings.signal_min_confidence,
+                        cooldown_ns=int(settings.signal_cooldown_s * 1e9))  # fmt: skip
+
+
+def frame_rows(frame: Any) -> list[Row]:
+    """Rows of a ``FeatureRows.range`` frame (index T, regime as labels)."""
+    if frame.empty:
+        return []
+    recs = frame.reset_index().to_dict("records")
+    return [(r, int(r["T"]), int(r["last_trade_id"]), int(r["ts_recv"])) for r in recs]
+
+
+def message_rows(cols: Mapping[str, np.ndarray]) -> list[Row]:
+    """Rows of a ``FeaturePublisher`` message's columns (regime codes made labels)."""
+    names = list(cols)
+    out: list[Row] = []
+    for vals in zip(*(cols[n].tolist() for n in names), strict=True):
+        r = dict(zip(names, vals, strict=True))
+        r["volatility_regime"] = REGIME_LABELS.get(int(r["volatility_regime"]))
+        out.append((r, int(r["T"]), int(r["last_trade_id"]), int(r["ts_recv"])))
+    return out
+
+
+@dataclass
+class _Symbol:
+    symbol: str
+    decider: Decider
+    models: ModelSet
+    position: tuple[int, int] | None = None
+    """(T, last_trade_id) of the last row decided."""
+    seq: int | None = None
+    """Last feature message seq handled (None: none since start)."""
+
+
+class ModelWorker:
+    """Receive feature rows, decide, store and publish signals (module docstring).
+    ``run()`` blocks until ``stop()``."""
+
+    def __init__(
+        self,
+        vault: Any,
+        symbols: Iterable[str],
+        *,
+        models: Mapping[str, ModelSet] | None = None,
+        features_endpoint: str | None = None,
+        endpoints: Endpoints | None = None,
+        params: CoordinatorParams | None = None,
+        policy: PolicyParams | None = None,
+        publish: bool = True,
+        context: zmq.Context[Any] | None = None,
+    ) -> None:
+        self.vault = vault
+        self.settings: Settings = vault.settings
+        self.symbols = sorted({check_symbol(s) for s in symbols})
+        if not self.symbols:
+            raise QueryError("the model worker needs at least one symbol (--symbols WINZ25,...)")
+        self.params = params or coordinator_params(self.settings)
+        self.policy = policy or policy_params(self.settings)
+        self.rows = FeatureRows(vault)
+        self.store = SignalStore(vault)
+        if models is None:
+            registry = Registry.of_data_dir(self.settings.data_dir)
+            engine = FeatureEngine(vault)
+            models = {s: load_promoted(registry, s, engine) for s in self.symbols}
+        self._syms: dict[str, _Symbol] = {}
+        for s in self.symbols:
+            ms = models.get(s)
+            if ms is None or not len(ms):
+                raise QueryError(f"no models for {s}: promote one (tickvault ml promote VERSION)")
+            self._syms[s] = self._restore(s, ms)
+            self._announce(s, ms)
+        self.error: BaseException | None = None
+        self.ready = threading.Event()
+        """Set once caught up from the store and listening."""
+        self._stop = threading.Event()
+        self._ctx = context or zmq.Context.instance()
+        ep = features_endpoint or (
+            f"tcp://{self.settings.zmq_host}:{self.settings.zmq_features_port}"
+        )
+        self.features_endpoint = ep
+        self._sub = self._ctx.socket(zmq.SUB)
+        self._sub.setsockopt(zmq.LINGER, 0)
+        self._sub.setsockopt(zmq.RCVHWM, 100_000)
+        self._sub.connect(ep)
+        for s in self.symbols:
+            self._sub.setsockopt(zmq.SUBSCRIBE, f"{FEATURE_TOPIC}.{s}".encode("ascii"))
+        self._wake_addr = f"inproc://tickvault-models-wake-{id(self)}"
+        self._wake = self._ctx.socket(zmq.PAIR)
+        self._wake.bind(self._wake_addr)
+        self._wake_out = self._ctx.socket(zmq.PAIR)
+        self._wake_out.connect(self._wake_addr)
+        self._wake_lock = threading.Lock()
+        self.publisher: Publisher | None = None
+        if publish:
+            try:
+                self.publisher = Publisher(
+                    self.settings, endpoints=endpoints or signal_endpoints(self.settings),
+                    context=self._ctx,
+                )  # fmt: skip
+            except BaseException:
+                self._close_sockets()
+                raise
+        self._thread: threading.Thread | None = None
+        self._last_log = time.monotonic()
+        self.invalid = 0
+        """Feature messages refused (another schema, undecodable)."""
+
+    # ------------------------------------------------------------------ set-up
+    def _restore(self, symbol: str, models: ModelSet) -> _Symbol:
+        d = Decider(symbol, models, self.params, self.policy)
+        cursor = self.store.cursor(symbol)
+        sym = _Symbol(symbol, d, models)
+        if cursor.get("T"):
+            d.restore(cursor)
+            for name in _STATS:
+                setattr(d.stats, name, int(cursor.get(name) or 0))
+            sym.position = (int(cursor["T"]), int(cursor.get("tid") or -1))
+            log.info("models: %s resumes after T %s (%s rows decided, side %s)", symbol,
+                     cursor["T"], cursor.get("rows"), cursor.get("side"))  # fmt: skip
+        return sym
+
+    @staticmethod
+    def _announce(symbol: str, models: ModelSet) -> None:
+        log.info("models: %s uses %s", symbol,
+                 ", ".join(f"{k} {v}" for k, v in models.versions().items()))  # fmt: skip
+        if not models.has(Mode.FAST):
+            log.warning(
+                "models: %s has no fast model promoted: HISTORY when the history features are "
+                "ready (even past the deadline), else no prediction; train one with "
+                "tickvault ml train %s --features fast and promote it", symbol, symbol,
+            )  # fmt: skip
+        if not models.has(Mode.HISTORY):
+            log.warning("models: %s has no full model promoted: every prediction is FAST",
+                        symbol)  # fmt: skip
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> ModelWorker:
+        self._thread = threading.Thread(target=self.run, name="tickvault-model-worker",
+                                        daemon=True)  # fmt: skip
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Make ``run()`` return (from any thread or a signal handler)."""
+        self._stop.set()
+        with self._wake_lock:
+            if not self._wake_out.closed:
+                with contextlib.suppress(zmq.ZMQError):
+                    self._wake_out.send(b"stop", zmq.NOBLOCK)
+
+    def close(self) -> None:
+        self.stop()
+        if self._thread is not None:
+            self._thread.join()
+        if self.publisher is not None:
+            self.publisher.close()
+            self.publisher = None
+        self._close_sockets()
+
+    def _close_sockets(self) -> None:
+        self._sub.close(linger=0)
+        with self._wake_lock:
+            self._wake_out.close(linger=0)
+        self._wake.close(linger=0)
+
+    def __enter__(self) -> ModelWorker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def stats(self, symbol: str) -> dict[str, int]:
+        return self._syms[check_symbol(symbol)].decider.stats.as_dict()
+
+    def position(self, symbol: str) -> tuple[int, int] | None:
+        return self._syms[check_symbol(symbol)].position
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> None:
+        """Catch up from the store, then decide on what arrives until ``stop()``."""
+        try:
+            for sym in self._syms.values():
+                self._catch_up(sym)
+            self.ready.set()
+            poller = zmq.Poller()
+            poller.register(self._sub, zmq.POLLIN)
+            poller.register(self._wake, zmq.POLLIN)
+            while not self._stop.is_set():
+                events = dict(poller.poll(int(IDLE_CHECK_S * 1000)))
+                if self._stop.is_set():
+                    break
+                if self._sub in events:
+                    self._handle(self._drain())
+                else:
+                    for sym in self._syms.values():
+                        self._catch_up(sym)
+                self._maybe_log()
+        except TickvaultError as exc:
+            log.error("models: stopped: %s", exc)
+            self.error = exc
+        except BaseException as exc:
+            log.exception("models: stopped")
+            self.error = exc
+        finally:
+            self.ready.set()
+        if self.error is not None:
+            raise self.error
+
+    def _drain(self) -> list[list[bytes]]:
+        """Every message waiting now (what arrived together is pending together)."""
+        out = [self._sub.recv_multipart()]
+        while len(out) < 10_000:
+            try:
+                out.append(self._sub.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                break
+        return out
+
+    def _handle(self, messages: list[list[bytes]]) -> None:
+        todo: dict[str, list[Row]] = {}
+        for frames in messages:
+            try:
+                symbol, header, cols = decode_feature_message(frames)
+            except (ValueError, KeyError, TypeError) as exc:
+                self.invalid += 1
+                log.warning("models: rejected a feature message (%s)", exc)
+                continue
+            sym = self._syms.get(symbol)
+            if sym is None:
+                continue
+            if header.get("schema") != self.rows.schema.hash:
+                self.invalid += 1
+                log.error("models: %s: feature rows of schema %s, this worker reads %s: run "
+                          "the feature worker and the model worker of one version", symbol,
+                          header.get("schema"), self.rows.schema.hash)  # fmt: skip
+                continue
+            seq = int(header["seq"])
+            if sym.seq is None or seq != sym.seq + 1:
+                if sym.seq is not None:
+                    log.info("models: %s: feature message %d after %d: reading the rows "
+                             "between from the store", symbol, seq, sym.seq)  # fmt: skip
+                self._flush(sym, todo.pop(symbol, []))
+                self._catch_up(sym)
+            sym.seq = seq
+            todo.setdefault(symbol, []).extend(message_rows(cols))
+        for symbol, rows in todo.items():
+            self._flush(self._syms[symbol], rows)
+
+    def _catch_up(self, sym: _Symbol) -> None:
+        """Decide on the stored rows after the position (module docstring)."""
+        if sym.position is None:
+            last = self.rows.last(sym.symbol)
+            if last is None:
+                return
+            last_t: int = last.name  # type: ignore[assignment]
+            start = day_start_ns(last_t, self.vault)  # the day in progress
+        else:
+            start = sym.position[0]
+        self._flush(sym, frame_rows(self.rows.range(sym.symbol, start, versions=True)))
+
+    def _flush(self, sym: _Symbol, rows: Sequence[Row]) -> None:
+        """Decide on the new ``rows``, store the signals with the cursor, publish them."""
+        pos = sym.position
+        new = [r for r in rows if pos is None or (r[1], r[2]) > pos]
+        if not new:
+            return
+        decider = sym.decider
+        signals: list[Signal] = []
+        last = len(new) - 1
+        for i, (values, t, _tid, recv) in enumerate(new):
+            d = decider.on_row(values, t, recv, time.time_ns(), newer_pending=i < last)
+            if d.signal is not None:
+                signals.append(d.signal)
+        sym.position = (new[-1][1], new[-1][2])
+        cursor = self._cursor(sym)
+        delay = 0.05
+        while True:
+            try:
+                self.store.append_decided(sym.symbol, signals, cursor)
+                break
+            except ServerError as exc:
+                if self._stop.is_set():
+                    raise
+                log.warning("models: cannot store %s's signals (%s); retrying", sym.symbol, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, self.settings.store_retry_max_s)
+        if self.publisher is not None and signals:
+            self.publisher.publish_signals(sym.symbol, signals)
+
+    def _cursor(self, sym: _Symbol) -> dict[str, Any]:
+        d = sym.decider
+        out: dict[str, Any] = dict(d.state())
+        assert sym.position is not None
+        out["tid"] = sym.position[1]
+        out.update({k: v for k, v in d.stats.as_dict().items() if k in _STATS})
+        out["p99_fast_ns"] = d.p99_ns(Mode.FAST)
+        out["p99_history_ns"] = d.p99_ns(Mode.HISTORY)
+        out["models"] = json.dumps(sym.models.versions())
+        out["updated_ns"] = time.time_ns()
+        return out
+
+    def _maybe_log(self) -> None:
+        now = time.monotonic()
+        if now - self._last_log < LOG_EVERY_S:
+            return
+        self._last_log = now
+        for sym in self._syms.values():
+            log.info("models: %s", status_line(sym.symbol, self._cursor_or_stats(sym)))
+
+    def _cursor_or_stats(self, sym: _Symbol) -> dict[str, Any]:
+        d = sym.decider
+        return {**d.stats.as_dict(), "p99_fast_ns": d.p99_ns(Mode.FAST),
+                "p99_history_ns": d.p99_ns(Mode.HISTORY)}  # fmt: skip
+
+
+def status_line(symbol: str, status: Mapping[str, Any]) -> str:
+    """One line of counts (from a cursor hash or the live stats)."""
+
+    def n(key: str) -> int:
+        return int(status.get(key) or 0)
+
+    return (
+        f"{symbol}: {n('rows'):,} rows, {n('predictions'):,} predictions ({n('fast'):,} fast, "
+        f"{n('history'):,} history), {n('signals'):,} signals, {n('misses'):,} deadline "
+        f"misses, {n('skipped'):,} skipped, predict p99 fast {n('p99_fast_ns') / 1e3:.0f} us "
+        f"history {n('p99_history_ns') / 1e3:.0f} us"
+    )
+
+
+__all__ = ["ModelWorker", "coordinator_params", "policy_params", "signal_endpoints",
+           "status_line"]  # fmt: skip
