@@ -1,6 +1,6 @@
-"""The broker process on the real store: stored signals (SignalStore, and the
-model worker's cursor hash written with a plain HSET: design rule 5's atomic
-signals+cursor append is H1's and not in this branch) and stored trades -> fills
+"""The broker process on the real store: stored signals with the model worker's
+cursor (``SignalStore.append_decided``: signals and cursor in one atomic call, as
+the model worker writes them, design rule 5) and stored trades -> fills
 never at the triggering trade, equal to EventOrder in-process; a restart neither
 doubles nor loses an order or fill; bad settings are a ConfigError."""
 
@@ -26,22 +26,27 @@ SYM = "WINZ25"
 T0 = 1_762_174_800 * S  # 2025-11-03 10:00 (São Paulo)
 
 
-def _session(n: int = 60) -> tuple[list[Trade], list[Signal]]:
+def session(n: int = 60, symbol: str = SYM) -> tuple[list[Trade], list[Signal]]:
+    """``n`` trades 250 ms apart and a signal 1 ns after every 9th (from the 6th)."""
     trades = [Trade(T0 + i * S // 4, 1000 + i, 125_000.0 + 5 * ((i * 7) % 11), 1)
               for i in range(n)]  # fmt: skip
     sides = [Side.LONG, Side.FLAT, Side.SHORT, Side.LONG, Side.FLAT]
-    signals = [Signal(SYM, t.ts_event + 1, t.ts_event + 1, sides[k % len(sides)], 0.1, 0.6,
+    signals = [Signal(symbol, t.ts_event + 1, t.ts_event + 1, sides[k % len(sides)], 0.1, 0.6,
                       60 * S, "m1", Mode.FAST) for k, t in enumerate(trades[5::9])]  # fmt: skip
     return trades, signals
 
 
-def _hset_cursor(vault: Vault, t: int) -> None:
-    vault.client.hset(f"signals:{{{SYM}}}:cursor", mapping={"T": str(t), "side": 0})
+def decide(vault: Vault, signals: list[Signal], t: int, symbol: str = SYM) -> None:
+    """What the model worker stores: ``signals`` and its cursor T = ``t``, atomically."""
+    SignalStore(vault).append_decided(symbol, signals, {"T": str(t), "side": 0})
 
 
-def _expected(vault: Vault, trades: list[Trade], signals: list[Signal]) -> list[Order | Fill]:
-    s = vault.settings
-    ev = EventOrder(PaperBroker(SYM, broker_params(s, SYM)), round(s.paper_latency_ms * 1e6))
+def expected(
+    s: Settings, trades: list[Trade], signals: list[Signal], symbol: str = SYM
+) -> list[Order | Fill]:
+    """EventOrder in-process: the backtest's order of the same trades and signals."""
+    ev = EventOrder(PaperBroker(symbol, broker_params(s, symbol)),
+                    round(s.paper_latency_ms * 1e6))  # fmt: skip
     out: list[Order | Fill] = []
     pending = list(signals)
     for t in trades:
@@ -54,9 +59,9 @@ def _expected(vault: Vault, trades: list[Trade], signals: list[Signal]) -> list[
 def test_broker_worker_fills_equal_event_order_in_process_and_never_the_trigger(
     vault: Vault,
 ) -> None:
-    trades, signals = _session()
+    trades, signals = session()
     vault.write_trades(SYM, trades)
-    want = _expected(vault, trades, signals)
+    want = expected(vault.settings, trades, signals)
     store = ExecutionStore(vault)
     w = BrokerWorker(vault, [SYM], publish=False)
     try:
@@ -64,11 +69,9 @@ def test_broker_worker_fills_equal_event_order_in_process_and_never_the_trigger(
         assert w.step() == 0
         # it decides in two parts; the signals are stored before the cursor moves
         half = len(signals) // 2
-        SignalStore(vault).append(signals[:half])
-        _hset_cursor(vault, signals[half - 1].ts_event)
+        decide(vault, signals[:half], signals[half - 1].ts_event)
         w.step()
-        SignalStore(vault).append(signals[half:])
-        _hset_cursor(vault, trades[-1].ts_event + 1)
+        decide(vault, signals[half:], trades[-1].ts_event + 1)
         w.step()
     finally:
         w.close()
@@ -89,13 +92,12 @@ def test_broker_worker_fills_equal_event_order_in_process_and_never_the_trigger(
 def test_broker_worker_restarted_after_any_step_neither_doubles_nor_loses_anything(
     vault: Vault,
 ) -> None:
-    trades, signals = _session()
+    trades, signals = session()
     vault.write_trades(SYM, trades)
-    want = _expected(vault, trades, signals)
-    SignalStore(vault).append(signals)
+    want = expected(vault.settings, trades, signals)
     store = ExecutionStore(vault)
     for k, sig in enumerate(signals):  # the model advances; a new broker each time
-        _hset_cursor(vault, sig.ts_event if k < len(signals) - 1 else 1 << 61)
+        decide(vault, [sig], sig.ts_event if k < len(signals) - 1 else 1 << 61)
         w = BrokerWorker(vault, [SYM], publish=False)
         try:
             w.step()

@@ -29,7 +29,9 @@
  *   - orders: SendOrder returns int64 ids above 2^32 and fires the order callback
  *     (TConnectorOrderIdentifier; ClOrdIDs CLORD-1, CLORD-2, ...); GetOrderDetails
  *     fills a TConnectorOrderOut in two calls as Nelogica's examples do (the first gives
- *     the string lengths, the second, with buffers of those lengths, the strings).
+ *     the string lengths, the second, with buffers of those lengths, the strings), for
+ *     the order named by its local id or (local id 0 or -1) by its ClOrdID; orders
+ *     outlive DLLFinalize (they are the broker's), so a new session finds them.
  *     A market order goes New (0), then PartiallyFilled (1) with one contract at
  *     TVSTUB_FILL_PRICE (default 128000) when it has more than one, then Filled (2),
  *     the rest 5 points worse; a limit order stays New; a quantity above
@@ -256,6 +258,16 @@ static StubOrder orders[256];
 static StubOrder *find_order(int64_t id) {
     for (int k = 0; k < n_sent; k++)
         if (orders[k].id == id) return &orders[k];
+    return NULL;
+}
+
+/* An order by its identifier: the local id, or (local id 0 or -1) the ClOrdID, as
+   TConnectorOrderIdentifier allows; the ClOrdID outlives the DLL session. */
+static StubOrder *find_order_by(const TConnectorOrderIdentifier *oid) {
+    if (oid->localOrderId > 0) return find_order(oid->localOrderId);
+    if (!oid->clOrderId) return NULL;
+    for (int k = 0; k < n_sent; k++)
+        if (wcscmp(orders[k].clord, oid->clOrderId) == 0) return &orders[k];
     return NULL;
 }
 
@@ -830,7 +842,7 @@ int GetOrderDetails(TConnectorOrderOut *o) {
     if (!o) return NL_INVALID_ARGS;
     if (o->version > 1) return NL_VERSION_NOT_SUPPORTED;
     pthread_mutex_lock(&mu);
-    StubOrder *so = find_order(o->orderId.localOrderId);
+    StubOrder *so = find_order_by(&o->orderId);
     if (!so) {
         pthread_mutex_unlock(&mu);
         return NL_NOT_FOUND;

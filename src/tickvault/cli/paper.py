@@ -93,15 +93,18 @@ def run(ctx: click.Context, symbols: str, live_orders: bool) -> None:
 @click.option("--symbols", help="Symbols (comma-separated; default: every stored one).")
 @click.pass_context
 def status(ctx: click.Context, symbols: str | None) -> None:
-    """Positions, PnL, fills, refused orders and the kill switch, per symbol."""
+    """Positions, PnL, fills, refused orders and the kill switch, per symbol; then
+    routing errors, broker rejections and orders unconfirmed after a restart."""
     from tickvault.engine.orders import ExecutionStore
 
     with open_vault(ctx) as vault:
         store = ExecutionStore(vault)
         wanted = parse_symbols(symbols) if symbols else vault.symbols()
         table = Table("symbol", "routing", "position", "avg price", "realized", "open PnL",
-                      "day PnL", "fees", "fills", "refused", "pending", "kill switch")  # fmt: skip
+                      "day PnL", "fees", "fills", "refused", "pending", "kill switch",
+                      "errors", "rejected", "unconfirmed")  # fmt: skip
         shown = 0
+        notes: list[str] = []
         for sym in wanted or []:
             pos = store.position(sym)
             if not pos:
@@ -112,9 +115,24 @@ def status(ctx: click.Context, symbols: str | None) -> None:
                           f"{float(pos['avg_price']):.2f}", f"{float(pos['realized']):.2f}",
                           f"{float(pos['open_pnl']):.2f}", f"{float(pos['day_pnl']):.2f}",
                           f"{float(pos['fees']):.2f}", str(fills), pos["refused"],
-                          pos["pending"], "ON" if killed else "off")  # fmt: skip
+                          pos["pending"], "ON" if killed else "off",
+                          pos.get("routing_errors", "0"), pos.get("rejected", "0"),
+                          pos.get("unconfirmed", "0"))  # fmt: skip
             shown += 1
+            notes += _notes(sym, (store.state(sym) or {}).get("router", {}))
         if not shown:
             err_console.print("no paper broker state stored (run `tickvault paper run`)")
             return
         console.print(table)
+        for line in notes:
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+def _notes(symbol: str, router: dict[str, Any]) -> list[str]:
+    """One line per routing error, rejection and unconfirmed order (the latest kept)."""
+    out = [f"{symbol}: routing error: {e}" for e in router.get("errors", [])]
+    out += [f"{symbol}: order {oid} rejected by the broker: {text}"
+            for oid, text in router.get("rejections", [])]  # fmt: skip
+    out += [f"{symbol}: order {u['order_id']} UNCONFIRMED: {u['text']}"
+            for u in router.get("unconfirmed", [])]  # fmt: skip
+    return out

@@ -67,16 +67,29 @@ class ExecutionStore:
         items: Sequence[Order | Fill],
         state: dict[str, Any],
         position: dict[str, Any],
+        routing_done: Sequence[int] = (),
     ) -> None:
         """Store ``items`` (one symbol's orders and fills), the broker's ``state`` and
-        its position summary in one transaction (see ``recordstreams.commit_execution``)."""
+        its position summary, and clear the routing entries ``routing_done``, in one
+        transaction (see ``recordstreams.commit_execution``)."""
         orders = [it.to_record() for it in items if isinstance(it, Order)]
         fills = [it.to_record() for it in items if isinstance(it, Fill)]
         rs.commit_execution(
             self.vault.client, check_symbol(symbol), np.array(orders, dtype=ORDER_DTYPE),
             np.array(fills, dtype=FILL_DTYPE), json.dumps(state),
-            {k: str(v) for k, v in position.items()},
+            {k: str(v) for k, v in position.items()}, list(routing_done),
         )  # fmt: skip
+
+    @translate
+    def routing_put(self, symbol: str, order_id: int, entry: dict[str, Any]) -> None:
+        """Write an order's live-routing entry ahead (``broker:{SYMBOL}:routing``)."""
+        rs.routing_put(self.vault.client, check_symbol(symbol), order_id, json.dumps(entry))
+
+    @translate
+    def routing_entries(self, symbol: str) -> dict[int, dict[str, Any]]:
+        """The routing entries not cleared by a commit (left by a kill), by order id."""
+        raw = rs.routing_entries(self.vault.client, check_symbol(symbol))
+        return {k: dict(json.loads(v)) for k, v in raw.items()}
 
     @translate
     def state(self, symbol: str) -> dict[str, Any] | None:

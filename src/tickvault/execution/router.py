@@ -19,10 +19,16 @@ executed.
   sent. Off unless ``order_routing = "profitdll"`` and the explicit confirmation
   (``tickvault paper run --live-orders``) are both given.
 
+Never twice: live routing writes each order ahead ("routing") before ``SendOrder``
+and never re-sends an order after a restart; what happens to an order caught by a
+kill is in ``live.routing``.
+
 Interface (``Router``): ``signal(sig)``, ``trade(ts, trade_id, price, day) ->
-[Order | Fill]`` (orders placed and paper fills), ``drain() -> [Fill]`` (fills that
-came back from outside), ``place_market(qty, ts)``, ``cancel(order_id)``,
-``position``, ``state()`` / ``restore(...)``, ``close()``.
+[Order | Fill]`` (orders placed and paper fills), ``drain() -> [Order | Fill]`` (fills
+that came back from outside, and orders recovered after a restart),
+``place_market(qty, ts)``, ``cancel(order_id)``, ``position``, ``errors`` (why orders
+were not routed), ``unconfirmed`` (orders whose routing is unknown after a restart),
+``state()`` / ``restore(...)``, ``close()``.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ from tickvault.records.orders import Fill, Order, OrderReason
 from tickvault.records.signals import Signal
 
 ROUTINGS = ("paper", "profitdll")
+KEEP = 20
+"""Routing errors and rejections kept in the state (the latest)."""
 
 
 class RoutingError(TickvaultError):
@@ -51,7 +59,13 @@ class Router(ABC):
     def __init__(self, orders: EventOrder) -> None:
         self.orders = orders
         self.errors: list[str] = []
-        """Why orders were not routed (they were never placed)."""
+        """Why orders were not routed (they were never placed); the last ``KEEP``."""
+        self.dirty = False
+        """Changed outside the orders and fills (an error, a rejection): the broker
+        worker commits the state then too, and clears this."""
+        self.unconfirmed: list[dict[str, Any]] = []
+        """Orders whose SendOrder was cut by a kill: never re-sent, to check with the
+        broker (``live.routing``); each {"order_id", "qty", "ts_placed", "text"}."""
 
     @property
     def broker(self) -> PaperBroker:
@@ -86,7 +100,8 @@ class Router(ABC):
             self._route(order)
         except RoutingError as exc:
             self.broker.drop(order.order_id)
-            self.errors.append(str(exc))
+            self.errors = [*self.errors, str(exc)][-KEEP:]
+            self.dirty = True
             return exc
         return None
 
@@ -96,21 +111,25 @@ class Router(ABC):
     @abstractmethod
     def cancel(self, order_id: int) -> None: ...
 
-    def drain(self) -> list[Fill]:
-        """Fills reported from outside since the last call (none for paper)."""
+    def drain(self) -> list[Order | Fill]:
+        """Fills reported from outside since the last call, and orders recovered after
+        a restart (none for paper)."""
         return []
 
     def state(self) -> dict[str, Any]:
         """Everything needed to continue after a restart (JSON-able)."""
         o = self.orders
         return {"broker": self.broker.snapshot(), "queue": o.queue_state(),
-                "last_trade_ts": o.last_trade_ts}  # fmt: skip
+                "last_trade_ts": o.last_trade_ts, "errors": self.errors,
+                "unconfirmed": self.unconfirmed}  # fmt: skip
 
     def restore(self, state: dict[str, Any]) -> None:
         b = PaperBroker.restore(self.broker.symbol, self.broker.params, state["broker"])
         b.simulate_fills = self.broker.simulate_fills
         self.orders = EventOrder(b, self.orders.latency_ns)
         self.orders.restore_queue(state["queue"], state["last_trade_ts"])
+        self.errors = [str(e) for e in state.get("errors", [])]
+        self.unconfirmed = [dict(u) for u in state.get("unconfirmed", [])]
 
     def close(self) -> None:
         return None

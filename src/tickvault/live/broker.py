@@ -18,6 +18,12 @@ Inputs, both read from the store after the worker's own cursor:
   model worker running nothing is applied. A trade stored after the broker passed
   its time (a late trade) is not applied (logged).
 
+Live routing (``live.routing.ProfitDLLRouter``) writes each order ahead in
+``broker:{SYMBOL}:routing`` before ``SendOrder``; the step's commit clears it. At
+start, entries left by a kill are reconciled (by ClOrdID or local id through
+``GetOrderDetails``) or reported as "unconfirmed: check with the broker"; no order is
+ever sent twice (``live.routing``'s docstring says exactly what happens).
+
 Each step's orders and fills are stored with the broker's whole state (account,
 queued signals, cursors, routing maps) and its position summary in one transaction
 (``ExecutionStore.commit``), then published: a kill -9 either loses the step
@@ -49,6 +55,7 @@ from tickvault.errors import ConfigError
 from tickvault.execution.ordering import EventOrder, signal_to_state
 from tickvault.execution.paper import BrokerParams, PaperBroker
 from tickvault.execution.router import PaperRouter, Router
+from tickvault.live.routing import ProfitDLLRouter
 from tickvault.records.orders import Fill, Order
 from tickvault.records.signals import Signal
 from tickvault.timeutil import trading_days
@@ -135,6 +142,9 @@ class BrokerWorker:
                 st.seq = {k: int(v) for k, v in saved.get("seq", {}).items()} or st.seq
                 log.info("broker: %s restored (position %d, last trade %d)", sym,
                          router.position, st.trade_ts)  # fmt: skip
+            if isinstance(router, ProfitDLLRouter):
+                router.journal = lambda oid, e, sym=sym: self.store.routing_put(sym, oid, e)
+                router.reconcile(self.store.routing_entries(sym))
             self.syms[sym] = st
         self._ctx: zmq.Context[Any] | None = None
         self._pub: zmq.Socket[Any] | None = None
@@ -158,11 +168,15 @@ class BrokerWorker:
         if w is not None:
             out += self._apply_trades(st, w)
         out += r.drain()
-        if not out and not new_sigs:
+        done = sorted(r.journaled) if isinstance(r, ProfitDLLRouter) else []
+        if not out and not new_sigs and not done and not r.dirty:
             return 0
         state = {"router": r.state(), "sig_ts": st.sig_ts, "sig_n": st.sig_n,
                  "trade_ts": st.trade_ts, "trade_id": st.trade_id, "seq": st.seq}  # fmt: skip
-        self.store.commit(st.symbol, out, state, self.position(st))
+        self.store.commit(st.symbol, out, state, self.position(st), done)
+        r.dirty = False
+        if isinstance(r, ProfitDLLRouter):
+            r.journaled.clear()
         self._publish(st, out)
         return len(out)
 
@@ -208,7 +222,9 @@ class BrokerWorker:
                 "last_price": "" if b.last_price is None else b.last_price,
                 "killed_day": "" if b.killed_day is None else b.killed_day,
                 "refused": b.refused, "pending": len(b.pending), "routing": st.router.name,
-                "last_trade_ts": st.trade_ts}  # fmt: skip
+                "last_trade_ts": st.trade_ts, "routing_errors": len(st.router.errors),
+                "rejected": len(getattr(st.router, "rejections", ())),
+                "unconfirmed": len(st.router.unconfirmed)}  # fmt: skip
 
     def _publish(self, st: _Symbol, items: list[Order | Fill]) -> None:
         if self._pub is None or st.seq is None:

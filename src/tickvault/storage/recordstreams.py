@@ -193,9 +193,11 @@ def commit_execution(
     fills: npt.NDArray[np.void],
     state: str,
     position: dict[str, str],
+    routing_done: list[int] | None = None,
 ) -> None:
     """Store orders, fills, the broker's state (JSON, hash ``broker:{SYMBOL}:state``
-    field ``state``) and its position summary (hash ``positions:{SYMBOL}``) in one
+    field ``state``) and its position summary (hash ``positions:{SYMBOL}``), and clear
+    the write-ahead entries ``routing_done`` of ``broker:{SYMBOL}:routing``, in one
     MULTI/EXEC transaction: all or nothing, so a kill never splits them."""
     o, f = RecordStream(r, "orders"), RecordStream(r, "fills")
     pipe = r.pipeline(transaction=True)
@@ -208,7 +210,23 @@ def commit_execution(
     pipe.hset(broker_state_key(symbol), "state", state)
     if position:
         pipe.hset(positions_key(symbol), mapping=position)
+    if routing_done:
+        pipe.hdel(routing_key(symbol), *map(str, routing_done))
     pipe.execute()
+
+
+def routing_key(symbol: str) -> str:
+    return f"broker:{{{symbol}}}:routing"
+
+
+def routing_put(r: Any, symbol: str, order_id: int, entry: str) -> None:
+    """Write an order's routing entry ahead (field = the order id, value JSON)."""
+    r.hset(routing_key(symbol), str(order_id), entry)
+
+
+def routing_entries(r: Any, symbol: str) -> dict[int, str]:
+    return {int(k): (v.decode() if isinstance(v, bytes) else str(v))
+            for k, v in r.hgetall(routing_key(symbol)).items()}  # fmt: skip
 
 
 def broker_state(r: Any, symbol: str) -> str | None:

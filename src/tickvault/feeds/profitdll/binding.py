@@ -172,12 +172,16 @@ class ProfitDLL:
         self.call("GetPositionV2", ctypes.byref(pos))
         return pos
 
-    def order_details(self, local_order_id: int) -> OrderDetails:
-        """The state of an order (``GetOrderDetails``, twice: lengths, then strings).
-        Meant for the order-change callback, as Nelogica's examples use it."""
+    def order_details(
+        self, local_order_id: int = -1, *, cl_order_id: str | None = None
+    ) -> OrderDetails:
+        """The state of an order (``GetOrderDetails``, twice: lengths, then strings),
+        named by its local id, or (``local_order_id`` -1) by its ClOrdID, which unlike
+        the local id outlives the DLL session. Meant for the order-change callback, as
+        Nelogica's examples use it, and for reconciling orders after a restart."""
         out = t.TConnectorOrderOut()
         out.version = 0
-        out.order_id = t.TConnectorOrderIdentifier(0, local_order_id, None)
+        out.order_id = t.TConnectorOrderIdentifier(0, local_order_id, cl_order_id)
         self.call("GetOrderDetails", ctypes.byref(out))
         bufs = [ctypes.create_unicode_buffer(max(n, 0) + 1)
                 for n in (out.asset.ticker_length, out.asset.exchange_length,
