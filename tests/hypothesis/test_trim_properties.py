@@ -40,3 +40,32 @@ def test_trim_dry_run_removes_nothing_and_plans_exactly_what_trim_removes(
     for item in plan.items:
         assert item.first_ns is not None and item.last_ns is not None
         assert batch.ts_event.min() <= item.first_ns <= item.last_ns <= batch.ts_event.max()
+
+
+def test_trim_keeps_a_late_block_that_ends_after_the_cutoff(vault: Vault) -> None:
+    """A late block (it starts before the watermark of its write) that sits before the
+    last in-order block older than the cutoff, but ends after the cutoff, stays: the
+    prefix that XTRIM MINID removes ends before it (hypothesis found this: the trim
+    removed such a block whole, trades after the cutoff with it)."""
+    vault.client.flushdb()
+    ms = 1_000_000
+    base = 1_762_336_490_000 * ms
+
+    def write(tid: int, *offsets_ms: int) -> None:
+        n = len(offsets_ms)
+        vault.write_trades("PROP3", {
+            "ts_event": [base + o * ms for o in offsets_ms],
+            "trade_id": list(range(tid, tid + n)), "price": [100.0] * n, "qty": [1] * n,
+        })  # fmt: skip
+
+    write(1, 100, 105, 110)  # in order: the watermark goes to 110 ms
+    write(10, 50, 200)  # late (starts at 50 < 110), ends after the cutoff
+    write(20, 120, 130)  # in order, before the cutoff
+    cutoff = base + 150 * ms
+    before = vault.range("PROP3", cutoff)
+    assert len(before) == 1
+    report = vault.trim("PROP3", now=cutoff + int(vault.settings.retention_days * NS_PER_DAY))
+    pd.testing.assert_frame_equal(vault.range("PROP3", cutoff), before)
+    # the in-order blocks before the cutoff went; the late one stayed whole
+    assert report.trades_removed == 5
+    assert sorted(vault.range("PROP3")["trade_id"].tolist()) == [10, 11]

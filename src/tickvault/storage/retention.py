@@ -121,17 +121,25 @@ def _plan_trim(
     for member in r.zrangebyscore(late, "-inf", f"({cutoff_ms}"):
         eid = split_member(member)[0]
         removed.update((e, f[b"b"]) for e, f in r.xrange(key, eid, eid))
-    # A prefix of the stream, removed with XTRIM MINID. By time: every entry before
-    # the last in-order block that starts before the cutoff holds only older trades.
+    # A prefix of the stream, removed with XTRIM MINID. By time: every in-order entry
+    # before the last in-order block that starts before the cutoff holds only older
+    # trades; a late entry there may not (it starts before the watermark of its write
+    # but can end after the cutoff): such an entry stays, and the prefix ends before
+    # it (older entries after it go one by one, with XDEL).
     prefix_end: bytes | None = None
     keep = reads.in_order_entry_before(key, f"({cutoff_ms}-0")
     if keep is not None:
         eid, block = keep
         entries = [(e, f[b"b"]) for e, f in r.xrange(key, "-", b"(" + eid)]
-        if codec.read_header(block).ts_last < cutoff_ns:
-            entries.append((eid, block))
-        removed.update(entries)
-        prefix_end = entries[-1][0] if entries else None
+        entries.append((eid, block))
+        contiguous = True
+        for e, b in entries:
+            if codec.read_header(b).ts_last < cutoff_ns:
+                removed[e] = b
+                if contiguous:
+                    prefix_end = e
+            else:
+                contiguous = False
     # By size: the oldest blocks beyond stream_maxlen extend the prefix.
     excess = r.xlen(key) - len(removed) - settings.stream_maxlen
     while excess > 0:
