@@ -120,7 +120,8 @@ def _bridge_worker(a: argparse.Namespace) -> None:
         from tickvault.live.bridge import Bridge
         from tickvault.transport.endpoints import Endpoints
 
-        bridge = Bridge(vault, endpoints=[Endpoints(*a.endpoints.split(","))]).start()
+        bridge = Bridge(vault, endpoints=[Endpoints(*a.endpoints.split(","))], report_status=False)
+        bridge.start()
         print("READY", flush=True)
         stored, last_change = 0, time.monotonic()
         while stored < a.trades and time.monotonic() - last_change < _IDLE_END_S + _JOIN_S * 4:

@@ -104,7 +104,10 @@ class Bridge(OutageHandling):
         symbols: Iterable[str] | None = None,
         endpoints: Sequence[Endpoints] | None = None,
         context: zmq.Context[Any] | None = None,
+        report_status: bool = True,
     ):
+        """``report_status``: write ``status:bridge:<host>:<pid>`` twice a second (the
+        dashboard and metrics read it); a benchmark on a user's server turns it off."""
         self.vault = vault
         self.settings = vault.settings
         self.symbols = sorted({check_symbol(s) for s in symbols}) if symbols else None
@@ -137,6 +140,7 @@ class Bridge(OutageHandling):
         self._rate_log = RateLimitedLog(log)
         n = next(_BRIDGES)
         self._status_name = f"bridge:{socket.gethostname()}:{os.getpid()}" + (f":{n}" if n else "")
+        self._report_status_on = report_status
         self._status_at = 0.0
         self._lag_samples = 0
         self._status_last: tuple[float, int, int] = (time.monotonic(), 0, 0)
@@ -376,7 +380,7 @@ class Bridge(OutageHandling):
             self.stats.stored_by_symbol[item.symbol] += len(item.records)
             self.stats.lag_ms.extend((done - recv) / 1e6 for recv in p.recv_ns)
             self._lag_samples += len(p.recv_ns)
-        if time.monotonic() - self._status_at >= _STATUS_EVERY_S:
+        if self._report_status_on and time.monotonic() - self._status_at >= _STATUS_EVERY_S:
             self._report_status()
 
     def _report_status(self) -> None:
