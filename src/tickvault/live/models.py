@@ -48,12 +48,12 @@ import zmq
 from tickvault.config import Settings
 from tickvault.engine.features import FeatureEngine
 from tickvault.engine.parity import day_start_ns
-from tickvault.engine.rows import REGIME_LABELS, FeatureRows
+from tickvault.engine.rows import META_COLUMNS, REGIME_LABELS, FeatureRows
 from tickvault.engine.signals import SignalStore
 from tickvault.engine.training import load_promoted
 from tickvault.errors import QueryError, ServerError, TickvaultError
 from tickvault.live.features import FEATURE_TOPIC, decode_feature_message
-from tickvault.models.manager import ModelSet
+from tickvault.models.manager import ModelSet, RowBlock, RowLayout, encode_regime
 from tickvault.models.registry import Registry
 from tickvault.records.signals import Mode, Signal
 from tickvault.records.validate import check_symbol
@@ -70,8 +70,12 @@ LOG_EVERY_S = 60.0
 _STATS = ("predictions", "signals", "fast", "history", "misses", "skipped", "off_grid",
           "no_model")  # fmt: skip
 
-Row = tuple[dict[str, Any], int, int, int]
+Row = tuple[Mapping[str, Any], int, int, int]
 """(values, T, last_trade_id, ts_recv)."""
+_META = frozenset(name for name, _ in META_COLUMNS)
+_REGIME_LUT = np.array([encode_regime(REGIME_LABELS.get(c)) for c in range(-1, 3)])
+"""Stored ``volatility_regime`` codes -1..2 (``features.stream.REGIME_CODES``) as the
+models' encoding (``models.manager.REGIME_CODES``, NaN: none)."""
 
 
 def signal_endpoints(settings: Settings, host: str | None = None) -> Endpoints:
@@ -105,15 +109,35 @@ def frame_rows(frame: Any) -> list[Row]:
     return [(r, int(r["T"]), int(r["last_trade_id"]), int(r["ts_recv"])) for r in recs]
 
 
+_LAYOUTS: dict[tuple[str, ...], RowLayout] = {}
+
+
+def message_layout(names: Iterable[str]) -> RowLayout:
+    """The ``RowLayout`` of a message's feature columns (every column but the meta ones),
+    one per schema's column names."""
+    key = tuple(names)
+    lay = _LAYOUTS.get(key)
+    if lay is None:
+        lay = _LAYOUTS[key] = RowLayout([n for n in key if n not in _META])
+    return lay
+
+
+def regime_column(codes: np.ndarray) -> np.ndarray:
+    """Stored ``volatility_regime`` codes as the models' encoding (NaN: none or unknown)."""
+    c = np.asarray(codes, dtype=np.int64)
+    ok = (c >= -1) & (c <= 2)
+    return np.where(ok, _REGIME_LUT[np.where(ok, c + 1, 0)], np.nan)
+
+
 def message_rows(cols: Mapping[str, np.ndarray]) -> list[Row]:
-    """Rows of a ``FeaturePublisher`` message's columns (regime codes made labels)."""
-    names = list(cols)
-    out: list[Row] = []
-    for vals in zip(*(cols[n].tolist() for n in names), strict=True):
-        r = dict(zip(names, vals, strict=True))
-        r["volatility_regime"] = REGIME_LABELS.get(int(r["volatility_regime"]))
-        out.append((r, int(r["T"]), int(r["last_trade_id"]), int(r["ts_recv"])))
-    return out
+    """Rows of a ``FeaturePublisher`` message's columns: views of one ``RowBlock`` (no dict
+    per row; the block's matrix is built only when a row of it is predicted on)."""
+    lay = message_layout(cols)
+    block = RowBlock(lay, [regime_column(cols[n]) if j == lay.regime else cols[n]
+                           for j, n in enumerate(lay.names)])  # fmt: skip
+    ts, tids, recvs = cols["T"].tolist(), cols["last_trade_id"].tolist(), cols["ts_recv"].tolist()
+    return [(block.row(i), t, tid, recv) for i, (t, tid, recv) in
+            enumerate(zip(ts, tids, recvs, strict=True))]  # fmt: skip
 
 
 @dataclass

@@ -18,7 +18,13 @@
   training frame (``REGIME_CODES``, used by ``engine.training.frame_dataset`` too).
 - ``predict`` returns ``(p_up, p_down)`` from ``predict_proba``, columns matched by the
   estimator's ``classes_`` to ``models.labels`` (``DOWN``, ``FLAT``, ``UP``); a class
-  the model never saw has probability 0.
+  the model never saw has probability 0. A LightGBM classifier is predicted by its
+  booster directly (``booster_.predict(x, num_threads=1)``: what ``predict_proba``
+  returns, without scikit-learn's input checks, which cost 10-30 times the booster call
+  on one row), on a preallocated float64 input row.
+- A row can also be a ``RowView``: row ``i`` of a ``RowBlock`` (a float64 matrix of
+  columns laid out by a ``RowLayout``, e.g. a feature message's), read without a dict
+  per row; a model's column positions in a layout are computed once per layout.
 - History numbers are **ready** in a row when at least one of them is a number (all
   NaN: the row carries no history refresh: outside a session, or before the first).
 
@@ -28,7 +34,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -49,8 +55,11 @@ REGIME_CODES = {"low": -1.0, "normal": 0.0, "high": 1.0}
 (``engine.training.frame_dataset``) and one-row predictions share it."""
 HISTORY_NUMBERS = tuple(n for n in HISTORY_FEATURES if n != "volatility_regime")
 
-__all__ = ["FAST", "FULL", "REGIME_CODES", "LoadedModel", "ModelSet", "encode_regime",
-           "promotion_key", "row_x"]  # fmt: skip
+_REGIME_OF_CODE = {code: label for label, code in REGIME_CODES.items()}
+F64 = npt.NDArray[np.float64]
+
+__all__ = ["FAST", "FULL", "REGIME_CODES", "LoadedModel", "ModelSet", "RowBlock", "RowLayout",
+           "RowView", "encode_regime", "promotion_key", "row_x"]  # fmt: skip
 
 
 def kind_of_mode(mode: Mode) -> Kind:
@@ -94,6 +103,12 @@ def _float(v: Any) -> float:
 
 def history_ready(row: Mapping[str, Any]) -> bool:
     """True when the row carries history numbers (module docstring)."""
+    if isinstance(row, RowView):
+        lay = row.block.layout
+        if not lay.history:
+            return False
+        values = row.block.matrix[row.i, lay.history]
+        return not bool(np.isnan(values).all())
     for name in HISTORY_NUMBERS:
         try:
             v = row[name]
@@ -116,6 +131,103 @@ def row_regime(row: Mapping[str, Any]) -> str:
     return regime_of(vol if isinstance(vol, str) else None, mom, rv)
 
 
+def lightgbm_booster(estimator: Any) -> Any:
+    """A fitted LightGBM classifier's booster (predicted directly), else None."""
+    if not type(estimator).__module__.startswith("lightgbm."):
+        return None
+    if not hasattr(estimator, "classes_") or callable(getattr(estimator, "objective", None)):
+        return None  # a regressor, or a custom objective (predict_proba's own rules)
+    try:
+        return estimator.booster_
+    except Exception:  # not fitted: predict_proba says so
+        return None
+
+
+class RowLayout:
+    """The columns of a ``RowBlock``: names, name -> position, the positions of the history
+    numbers and of ``volatility_regime``. Make one per schema and reuse it: models cache
+    their column positions per layout object."""
+
+    __slots__ = ("history", "index", "names", "regime")
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = tuple(names)
+        self.index = {n: j for j, n in enumerate(self.names)}
+        if len(self.index) != len(self.names):
+            raise ValidationError(f"row layout: duplicate column names in {self.names}",
+                                  field="columns")  # fmt: skip
+        self.history = [self.index[n] for n in HISTORY_NUMBERS if n in self.index]
+        self.regime = self.index.get("volatility_regime")
+
+    def positions(self, names: Iterable[str]) -> npt.NDArray[np.intp]:
+        """The positions of ``names`` (ValidationError when one is not a column)."""
+        out = []
+        for name in names:
+            j = self.index.get(name)
+            if j is None:
+                raise ValidationError(f"the row has no column {name!r} the model needs",
+                                      field=name)  # fmt: skip
+            out.append(j)
+        return np.asarray(out, dtype=np.intp)
+
+
+class RowBlock:
+    """Rows as float64 columns in a ``RowLayout``'s order, ``volatility_regime`` encoded
+    as the training frame does (``REGIME_CODES``, NaN: none). ``columns``: one array per
+    layout name; the (rows, columns) matrix is built on first use (only when a row of the
+    block is read), once for the block."""
+
+    __slots__ = ("_columns", "_matrix", "layout")
+
+    def __init__(self, layout: RowLayout, columns: Sequence[npt.ArrayLike]) -> None:
+        if len(columns) != len(layout.names):
+            raise ValidationError(f"row block: {len(columns)} columns for the layout's "
+                                  f"{len(layout.names)}", field="columns")  # fmt: skip
+        self.layout = layout
+        self._columns: Sequence[npt.ArrayLike] | None = columns
+        self._matrix: F64 | None = None
+
+    @property
+    def matrix(self) -> F64:
+        if self._matrix is None:
+            assert self._columns is not None
+            cols = [np.asarray(c, dtype=np.float64).reshape(-1) for c in self._columns]
+            n = len(cols[0]) if cols else 0
+            m = np.empty((n, len(cols)), dtype=np.float64)
+            for j, c in enumerate(cols):
+                m[:, j] = c
+            self._matrix, self._columns = m, None
+        return self._matrix
+
+    def row(self, i: int) -> RowView:
+        return RowView(self, i)
+
+
+class RowView(Mapping[str, Any]):
+    """Row ``i`` of a ``RowBlock`` as a mapping (no dict): numbers as floats,
+    ``volatility_regime`` as its label (or None), as ``FeatureRows.range`` gives it."""
+
+    __slots__ = ("block", "i")
+
+    def __init__(self, block: RowBlock, i: int) -> None:
+        self.block = block
+        self.i = i
+
+    def __getitem__(self, name: str) -> Any:
+        lay = self.block.layout
+        j = lay.index[name]
+        v = float(self.block.matrix[self.i, j])
+        if j == lay.regime:
+            return None if math.isnan(v) else _REGIME_OF_CODE.get(v)
+        return v
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.block.layout.names)
+
+    def __len__(self) -> int:
+        return len(self.block.layout.names)
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """A fitted estimator with what predicting needs from its metadata."""
@@ -129,6 +241,17 @@ class LoadedModel:
     meta: Mapping[str, Any] = field(repr=False)
     _up: int | None = field(repr=False, default=None)
     _down: int | None = field(repr=False, default=None)
+    _booster: Any = field(repr=False, default=None, compare=False)
+    """The LightGBM booster predicted directly (None: ``predict_proba``)."""
+    _row: F64 = field(repr=False, default_factory=lambda: np.empty((1, 0)), compare=False)
+    """The preallocated one-row input (one thread predicts with a model at a time)."""
+    _positions: dict[RowLayout, npt.NDArray[np.intp]] = field(
+        repr=False, default_factory=dict, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_booster", lightgbm_booster(self.estimator))
+        object.__setattr__(self, "_row", np.empty((1, len(self.feature_names)), np.float64))
 
     @classmethod
     def of(cls, estimator: Any, meta: Mapping[str, Any], regime: str = ALL_REGIMES) -> LoadedModel:
@@ -154,11 +277,45 @@ class LoadedModel:
                    int(meta.get("horizon_ns", 0)), estimator, meta, up, down)  # fmt: skip
 
     def x(self, row: Mapping[str, Any]) -> npt.NDArray[np.float64]:
-        return row_x(row, self.feature_names)
+        """The model input of one row, shape (1, features): a new array."""
+        return self._fill(row).copy()
+
+    def _fill(self, row: Mapping[str, Any]) -> F64:
+        """The row's input in the preallocated buffer."""
+        buf = self._row
+        if isinstance(row, RowView):
+            block = row.block
+            pos = self._positions.get(block.layout)
+            if pos is None:
+                pos = self._positions[block.layout] = block.layout.positions(self.feature_names)
+            np.take(block.matrix[row.i], pos, out=buf[0])
+            return buf
+        out = buf[0]
+        for j, name in enumerate(self.feature_names):
+            try:
+                v = row[name]
+            except (KeyError, ValueError, IndexError):
+                raise ValidationError(
+                    f"the row has no column {name!r} the model needs", field=name
+                ) from None
+            out[j] = encode_regime(v) if name == "volatility_regime" else _float(v)
+        return buf
+
+    def proba(self, x: F64) -> F64:
+        """Class probabilities of the input rows ``x`` (rows, features), in ``classes_``
+        order: the booster's for LightGBM (``predict_proba``'s numbers), else
+        ``predict_proba``."""
+        booster = self._booster
+        if booster is None:  # its own copy: an estimator may keep what it is given
+            return np.asarray(self.estimator.predict_proba(x.copy()), dtype=np.float64)
+        p = np.asarray(booster.predict(x, num_threads=1), dtype=np.float64)
+        if p.ndim == 1:  # binary: the positive class's, as predict_proba stacks them
+            return np.vstack((1.0 - p, p)).transpose()
+        return p
 
     def predict(self, row: Mapping[str, Any]) -> tuple[float, float]:
         """(p_up, p_down) of one row."""
-        proba = np.asarray(self.estimator.predict_proba(self.x(row)), dtype=np.float64)[0]
+        proba = self.proba(self._fill(row))[0]
         up = float(proba[self._up]) if self._up is not None else 0.0
         down = float(proba[self._down]) if self._down is not None else 0.0
         return min(max(up, 0.0), 1.0), min(max(down, 0.0), 1.0)

@@ -18,6 +18,8 @@ from tickvault.models.manager import (
     REGIME_CODES,
     LoadedModel,
     ModelSet,
+    RowBlock,
+    RowLayout,
     encode_regime,
     history_ready,
     row_regime,
@@ -135,3 +137,84 @@ def test_model_set_loads_the_promoted_version_of_every_key(tmp_path: Path) -> No
         LoadedModel.of(Fixed([0], [1.0]), {**_meta("z"), "feature_set": "half"})
     with pytest.raises(ModelError, match="no predict_proba"):
         LoadedModel.of(object(), _meta("z"))
+
+
+# ---------------------------------------------------------------- the LightGBM booster path
+def _lgbm(n_classes: int) -> Any:
+    from lightgbm import LGBMClassifier
+
+    rng = np.random.default_rng(n_classes)
+    x = rng.normal(size=(600, len(NAMES)))
+    x[rng.random(x.shape) < 0.1] = np.nan
+    y = np.digitize(x[:, 0] + rng.normal(scale=0.5, size=600), [-0.4, 0.4][: n_classes - 1])
+    return LGBMClassifier(n_estimators=25, num_leaves=7, verbose=-1).fit(x, y)
+
+
+_LGBM = {k: _lgbm(k) for k in (2, 3)}
+_ROWS = st.lists(st.one_of(st.floats(-3, 3), st.just(math.nan)), min_size=3, max_size=3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from([2, 3]), _ROWS, st.sampled_from(["low", "normal", "high", None]))
+def test_lightgbm_models_predict_by_the_booster_exactly_what_predict_proba_gives(
+    n_classes: int, values: list[float], regime: str | None
+) -> None:
+    est = _LGBM[n_classes]
+    m = LoadedModel.of(est, _meta(f"lgbm{n_classes}"))
+    assert m._booster is est.booster_  # the booster path, not predict_proba
+    row = dict(zip(NAMES[:3], values, strict=True)) | {"volatility_regime": regime}
+    proba = est.predict_proba(row_x(row, NAMES))[0]
+    classes = est.classes_.tolist()
+    up = proba[classes.index(UP)] if UP in classes else 0.0
+    down = proba[classes.index(DOWN)] if DOWN in classes else 0.0
+    assert m.predict(row) == (float(up), float(down))
+    batch = np.array([row_x(row, NAMES)[0]] * 3)
+    assert np.array_equal(m.proba(batch), est.predict_proba(batch))
+
+
+def test_lightgbm_booster_path_equals_predict_proba_on_many_rows() -> None:
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(2_000, len(NAMES)))
+    x[rng.random(x.shape) < 0.1] = np.nan
+    x[:, 3] = rng.choice([-1.0, 0.0, 1.0, np.nan], size=len(x))  # regime codes
+    for est in _LGBM.values():
+        m = LoadedModel.of(est, _meta("many"))
+        one_row = np.vstack([m.proba(x[i : i + 1]) for i in range(len(x))])
+        assert np.array_equal(one_row, est.predict_proba(x))
+
+
+def test_other_estimators_keep_predict_proba_and_get_their_own_input() -> None:
+    est = Fixed([DOWN, FLAT, UP], [0.1, 0.3, 0.6])
+    m = LoadedModel.of(est, _meta("fixed"))
+    assert m._booster is None
+    m.predict(ROW)
+    m.predict({**ROW, "ret_1min": 7.0})
+    assert est.seen[0][0, 0] == 0.5 and est.seen[1][0, 0] == 7.0  # not one shared buffer
+    assert m.x(ROW) is not m.x(ROW)
+
+
+# ---------------------------------------------------------------- rows without a dict
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_ROWS, min_size=1, max_size=5), st.data())
+def test_a_row_view_gives_what_the_same_row_as_a_dict_gives(
+    rows: list[list[float]], data: st.DataObject
+) -> None:
+    regimes = data.draw(st.lists(st.sampled_from(["low", "normal", "high", None]),
+                                 min_size=len(rows), max_size=len(rows)))  # fmt: skip
+    layout = RowLayout(("extra", *NAMES))
+    cols = [[9.0] * len(rows), *map(list, zip(*rows, strict=True)),
+            [encode_regime(r) for r in regimes]]  # fmt: skip
+    block = RowBlock(layout, cols)
+    est = _LGBM[3]
+    m = LoadedModel.of(est, _meta("view"))
+    for i, (values, regime) in enumerate(zip(rows, regimes, strict=True)):
+        d = {"extra": 9.0, **dict(zip(NAMES[:3], values, strict=True)),
+             "volatility_regime": regime}  # fmt: skip
+        view = block.row(i)
+        assert view["volatility_regime"] == regime and list(view) == list(d)
+        np.testing.assert_array_equal(m.x(view), row_x(d, NAMES))
+        assert history_ready(view) == history_ready(d)
+        assert row_regime(view) == row_regime(d)
+        assert m.predict(view) == m.predict(d)
+    with pytest.raises(ValidationError, match="no column 'vwap'"):
+        LoadedModel.of(est, {**_meta("v"), "features": [{"name": "vwap"}]}).predict(block.row(0))
