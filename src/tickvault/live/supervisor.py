@@ -58,7 +58,7 @@ SUPERVISOR_LOG = "up.log"
 READY_LINE = "SIGINT/SIGTERM stop it"
 """What the bridge and the feature worker print once they run."""
 
-Ready = Literal["ping", "port", "line", "alive"]
+Ready = Literal["ping", "port", "line", "http", "alive"]
 State = Literal["pending", "starting", "ready", "backoff", "stopping", "stopped", "done",
                 "failed"]  # fmt: skip
 
@@ -158,15 +158,17 @@ def process_table(
                   binds=(("zmq_features_port", settings.zmq_features_port),),
                   enabled=bool(symbols), left_out=no_symbols),
         Component("model", ("ml", "run", "--symbols", tickers), start_rank=30, stop_rank=40,
-                  binds=(("zmq_signals_port", settings.zmq_signals_port),),
+                  ready="line", binds=(("zmq_signals_port", settings.zmq_signals_port),),
                   command=("ml", "run"), enabled=opts.models and bool(symbols),
                   left_out="--no-models" if not opts.models else no_symbols),
         Component("broker", ("paper", "run", "--symbols", tickers), start_rank=40,
-                  stop_rank=41, command=("paper", "run"),
+                  stop_rank=41, command=("paper", "run"), ready="line",
+                  binds=(("zmq_orders_port", settings.zmq_orders_port),),
                   enabled=opts.models and bool(symbols),
                   left_out="--no-models: no signals to trade" if not opts.models else no_symbols),
-        Component("dashboard", ("dashboard",), start_rank=50, stop_rank=50,
-                  command=("dashboard",), enabled=opts.dashboard, left_out="--no-dashboard"),
+        Component("dashboard", ("dashboard",), start_rank=50, stop_rank=50, ready="http",
+                  binds=(("dashboard_port", settings.dashboard_port),), command=("dashboard",),
+                  enabled=opts.dashboard, left_out="--no-dashboard"),
     ]  # fmt: skip
     out = []
     for row in rows:
@@ -265,8 +267,22 @@ def on_exit(entry: Entry, code: int | None, now_mono: float, policy: RestartPoli
 
 
 # ---------------------------------------------------------------------- state file and ps
+def dashboard_url(settings: Settings) -> str:
+    """The dashboard's address (``dashboard_host``, ``dashboard_port``); its metrics are
+    at ``<url>metrics``."""
+    host = settings.dashboard_host
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{settings.dashboard_port}/"
+
+
+def _bind_host(settings: Settings, setting: str) -> str:
+    return settings.dashboard_host if setting == "dashboard_port" else settings.zmq_host
+
+
 def state_dict(pid: int, started_ns: int, entries: Sequence[Entry], *, data_dir: Path,
-               left_out: dict[str, str], phase: str) -> dict[str, Any]:  # fmt: skip
+               left_out: dict[str, str], phase: str,
+               dashboard: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """``dashboard``: the dashboard's URL when ``up`` runs one (its metrics under it)."""
     return {
         "pid": pid,
         "started_ns": started_ns,
@@ -274,8 +290,8 @@ def state_dict(pid: int, started_ns: int, entries: Sequence[Entry], *, data_dir:
         "data_dir": str(data_dir),
         "phase": phase,
         "left_out": left_out,
-        "metrics": None,  # issue 16 item 3: the metrics endpoint's address, once there is one
-        "dashboard_url": None,  # issue 16 item 2
+        "dashboard_url": dashboard,
+        "metrics_url": f"{dashboard}metrics" if dashboard else None,
         "components": [
             {
                 "name": e.name,
@@ -384,15 +400,31 @@ def port_accepts(host: str, port: int) -> bool:
         return False
 
 
+def http_answers(url: str) -> bool:
+    """True when an HTTP server answers GET ``url`` (any status: 401 is an answer too)."""
+    import urllib.error
+    import urllib.request
+
+    target = url.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://[::1]:")
+    try:
+        with urllib.request.urlopen(target, timeout=1.0):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def check_ports(settings: Settings, table: Iterable[Component]) -> None:
     """SupervisorError naming the first port (and its setting) another program holds."""
     for c in table:
         if not c.enabled:
             continue
         for setting, port in c.binds:
-            if port_in_use(settings.zmq_host, port):
+            host = _bind_host(settings, setting)
+            if port_in_use(host, port):
                 raise SupervisorError(
-                    f"port {port} on {settings.zmq_host} ({setting}, for the {c.name}) is "
+                    f"port {port} on {host} ({setting}, for the {c.name}) is "
                     f"in use by another program: stop it, or set {setting} "
                     f"(TICKVAULT_{setting.upper()}) to a free port"
                 )
@@ -612,6 +644,8 @@ class Supervisor:
         self._sampler: threading.Thread | None = None
         self._sampling = threading.Event()
         self.log = BoundedLog(self.logs / SUPERVISOR_LOG, self._max_log_bytes())
+        dash = self.entries.get("dashboard")
+        self.dashboard_url = dashboard_url(settings) if dash is not None else None
 
     def _max_log_bytes(self) -> int:
         return int(self.settings.up_log_max_mb * 2**20)
@@ -707,6 +741,8 @@ class Supervisor:
             return isinstance(child, ServerChild) and child.ready()
         if c.ready == "port":
             return port_accepts(self.settings.zmq_host, self.settings.zmq_ticks_port)
+        if c.ready == "http":
+            return http_answers(dashboard_url(self.settings))
         if c.ready == "line" and not (isinstance(child, Child) and child.ready_line.is_set()):
             return False
         if c.progress is not None:
@@ -747,7 +783,7 @@ class Supervisor:
     def write_state(self) -> None:
         write_state(state_path(self.data_dir), state_dict(
             os.getpid(), self.started_ns, list(self.entries.values()), data_dir=self.data_dir,
-            left_out=self.left_out, phase=self.phase,
+            left_out=self.left_out, phase=self.phase, dashboard=self.dashboard_url,
         ))  # fmt: skip
 
     # ------------------------------------------------------------------ figures
