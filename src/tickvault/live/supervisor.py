@@ -9,7 +9,8 @@ apart from the OS part (``Child``, ``ServerChild``, ``Supervisor``).
 - Health: a component is *ready* when it is alive and its readiness check passed: the
   server answers (its run id, a PING), the publisher's ticks port accepts connections,
   the bridge and the feature worker have logged their start line and then stored
-  something (trades stored, feature rows) since they started.
+  something (trades stored, feature rows) since they started; the model worker and the
+  paper broker have logged their start line; the dashboard answers ``GET /``.
 - Restarts: a component that dies is started again after ``up_restart_initial_s``,
   doubling per exit that came at once (within ``up_quick_exit_s`` of its start), up to
   ``up_restart_max_s``; after ``up_give_up_after`` such exits in a row it is not
@@ -25,7 +26,8 @@ apart from the OS part (``Child``, ``ServerChild``, ``Supervisor``).
   holds when stopped), then the feature, model and broker workers, the dashboard, and
   the Valkey server last (only when ``up`` started it).
 - State: ``<data_dir>/run/up.json`` (pids, start times, restarts, states, last exit
-  codes, logs, ports and figures), rewritten about twice a second, read by ``ps``.
+  codes, logs, ports and figures; ``dashboard_url`` and ``metrics_url`` when it runs
+  the dashboard), rewritten about twice a second, read by ``ps``.
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ class Component:
     """(setting, port) it listens on: checked free before ``up`` starts anything."""
     command: tuple[str, ...] = ()
     """The CLI command it needs (``ml run``): absent from this build, it is left out."""
+    env: tuple[tuple[str, str], ...] = ()
+    """Environment variables of its own (over ``up``'s)."""
     enabled: bool = True
     left_out: str = ""
     """Why it is not run (when not enabled)."""
@@ -141,12 +145,16 @@ def process_table(
     # ProfitDLL symbols carry the exchange (WINZ25:F); the workers want the ticker
     tickers = ",".join(s.partition(":")[0] for s in symbols)
     no_symbols = "it needs --symbols (the file feed does not say which symbols it holds)"
+    models = opts.models and bool(symbols) and has_command(("ml", "run"))
+    # The feeder's publisher binds a signals socket too (Endpoints.from_settings); with a
+    # model worker, which publishes the signals on zmq_signals_port, it gets a spare port.
+    pub_env = (("TICKVAULT_ZMQ_SIGNALS_PORT", str(_spare_port())),) if models else ()
     rows = [
         Component("server", (), start_rank=0, stop_rank=100, critical=True, ready="ping",
                   enabled=settings.valkey_url is None,
                   left_out="valkey_url is set: the components use that server"),
         Component("publisher", _feed_argv(opts, symbols), start_rank=90, stop_rank=10,
-                  critical=True, restart="on-failure", ready="port",
+                  critical=True, restart="on-failure", ready="port", env=pub_env,
                   binds=(("zmq_ticks_port", settings.zmq_ticks_port),
                          ("zmq_book_port", settings.zmq_book_port),
                          ("zmq_history_port", settings.zmq_history_port),
@@ -267,6 +275,12 @@ def on_exit(entry: Entry, code: int | None, now_mono: float, policy: RestartPoli
 
 
 # ---------------------------------------------------------------------- state file and ps
+def _spare_port() -> int:
+    from tickvault.transport.endpoints import free_tcp_ports
+
+    return free_tcp_ports(1)[0]
+
+
 def dashboard_url(settings: Settings) -> str:
     """The dashboard's address (``dashboard_host``, ``dashboard_port``); its metrics are
     at ``<url>metrics``."""
@@ -715,7 +729,7 @@ class Supervisor:
                 log = self._logs.get(c.name)
                 if log is None:
                     log = self._logs[c.name] = BoundedLog(Path(e.log), self._max_log_bytes())
-                child = Child(c.argv, self.env, log)
+                child = Child(c.argv, {**self.env, **dict(c.env)}, log)
         except TickvaultError as exc:
             e.state, e.message = "failed", str(exc)
             self.say(f"{c.name} cannot start: {exc}")
