@@ -32,6 +32,21 @@ from tickvault.transport.journal import JournalReader
 
 SYMBOL = "WINSIM"
 COMPONENTS = ("server", "bridge", "features", "publisher")
+EVERY = (*COMPONENTS, "model", "broker", "dashboard")
+UP_GUARD_S = 600.0
+"""Hang guard of the whole system's start: seeding and training a first model first."""
+
+
+def _wait_long(condition: Callable[[], bool], what: str) -> None:
+    import time
+
+    deadline = time.monotonic() + UP_GUARD_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
 BAD = ("features", "run", "--symbols", "bad symbol!")
 """A component that fails at once (exit 2: a malformed symbol)."""
 
@@ -39,13 +54,16 @@ BAD = ("features", "run", "--symbols", "bad symbol!")
 @pytest.fixture
 def env(own_data_dir: Path) -> dict[str, str]:
     ports = free_ports()
-    features, signals = free_tcp_ports(2)
+    features, signals, orders, dashboard = free_tcp_ports(4)
     return {
         **os.environ,
         "TICKVAULT_DATA_DIR": str(own_data_dir),
         **port_env(ports),
         "TICKVAULT_ZMQ_FEATURES_PORT": str(features),
         "TICKVAULT_ZMQ_SIGNALS_PORT": str(signals),
+        "TICKVAULT_ZMQ_ORDERS_PORT": str(orders),
+        "TICKVAULT_DASHBOARD_PORT": str(dashboard),
+        "TICKVAULT_UP_SEED_SESSIONS": "3",  # a first model quickly: 3 seeded sessions
     }
 
 
@@ -84,10 +102,22 @@ def _component(data_dir: Path, name: str) -> dict[str, Any]:
     return next((c for c in _state(data_dir)["components"] if c["name"] == name), {})
 
 
-def _all_ready(data_dir: Path, proc: subprocess.Popen[bytes]) -> bool:
+def _all_ready(data_dir: Path, proc: subprocess.Popen[bytes],
+               names: tuple[str, ...] = COMPONENTS) -> bool:  # fmt: skip
     assert proc.poll() is None, "tickvault up exited"
     states = {c["name"]: c["state"] for c in _state(data_dir)["components"]}
-    return all(states.get(name) == "ready" for name in COMPONENTS)
+    return all(states.get(name) == "ready" for name in names)
+
+
+def _metrics(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=GUARD_S) as r:
+        text = r.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(text) for s in f.samples}  # fmt: skip
 
 
 def _stored(data_dir: Path) -> float:
@@ -122,9 +152,9 @@ def _check_nothing_lost(data_dir: Path, env: dict[str, str]) -> None:
     assert len(published) > 0
     ports = {k.removeprefix("TICKVAULT_").lower(): int(v) for k, v in env.items()
              if k.startswith("TICKVAULT_ZMQ_")}  # fmt: skip
-    with Vault.open(data_dir=data_dir, **ports) as vault:
-        stored = vault.range_columns(SYMBOL)["trade_id"]
-        records = sum(s.trades for s in vault.stats(SYMBOL))
+    with Vault.open(data_dir=data_dir, **ports) as vault:  # the live ones: not the seeded
+        stored = vault.range_columns(SYMBOL, streams=("realtime",))["trade_id"]
+        records = sum(s.trades for s in vault.stats(SYMBOL) if s.stream == "realtime")
         gaps = vault.gaps(SYMBOL)
     assert sorted(stored.tolist()) == sorted(published.tolist())  # every trade published
     assert records == len(published)  # none stored twice
@@ -146,20 +176,26 @@ def test_up_starts_every_component_ps_lists_them_and_sigterm_stops_in_order_losi
     tmp_path: Path,
 ) -> None:  # fmt: skip
     proc = up("--symbols", SYMBOL, "--speed", "20")
-    wait_for(lambda: _all_ready(own_data_dir, proc), "every component to be ready")
-    pids = [c["pid"] for c in _state(own_data_dir)["components"]]
+    _wait_long(lambda: _all_ready(own_data_dir, proc, EVERY), "every component to be ready")
+    state = _state(own_data_dir)
+    pids = [c["pid"] for c in state["components"]]
+    url = f"http://127.0.0.1:{env['TICKVAULT_DASHBOARD_PORT']}/"
+    assert (state["dashboard_url"], state["metrics_url"]) == (url, url + "metrics")
+    assert Registry.of_data_dir(own_data_dir).promoted(SYMBOL) is not None  # the first model
     assert _component(own_data_dir, "server")["ports"]["valkey"] > 0
     ticks = int(env["TICKVAULT_ZMQ_TICKS_PORT"])
     assert _component(own_data_dir, "publisher")["ports"]["zmq_ticks_port"] == ticks
     listed = _tickvault(env, "ps")
     assert listed.returncode == 0, listed.stderr
-    for name in COMPONENTS:
+    for name in EVERY:
         row = next(line for line in listed.stdout.splitlines() if f" {name} " in line)
         assert "ready" in row and str(_component(own_data_dir, name)["pid"]) in row
     assert "stored" in listed.stdout and "rows" in listed.stdout
-    for name in ("model", "broker", "dashboard"):  # not in this build: left out, and why
-        assert f"{name}: `tickvault" in listed.stdout and "does not exist" in listed.stdout
+    assert f"dashboard: {url}" in listed.stdout and f"metrics: {url}metrics" in listed.stdout
     wait_for(lambda: _stored(own_data_dir) > 2_000, "trades to be stored")
+    scraped = _metrics(url + "metrics")
+    assert scraped[("tickvault_process_up", (("name", "model"),))] == 1
+    assert scraped[("tickvault_trades_stored_total", (("symbol", SYMBOL),))] > 0
 
     text = _stop(proc, tmp_path)  # mid-stream: the simulated session goes on for long
 
@@ -169,7 +205,10 @@ def test_up_starts_every_component_ps_lists_them_and_sigterm_stops_in_order_losi
              "stopping server", "server stopped (exit 0)", "up stopped"]  # fmt: skip
     at = [log.find(step) for step in steps]
     assert -1 not in at and at == sorted(at), log
-    assert "left out: model" in text
+    for name in ("model", "broker", "dashboard"):
+        assert f"{name} stopped" in log and f"{name} ready" in log
+    assert f"dashboard: {url} (metrics: {url}metrics)" in text
+    assert "no trained model for WINSIM yet: seeding 3" in text
     assert "published" in (own_data_dir / "logs" / "publisher.log").read_text()
     assert "bridge stopped:" in (own_data_dir / "logs" / "bridge.log").read_text()
     assert "features stopped:" in (own_data_dir / "logs" / "features.log").read_text()

@@ -113,6 +113,8 @@ def up(
     stop_on_signals(stop.set)
     say(f"data directory {data_dir}; state {sv.state_path(data_dir)}; `tickvault ps` lists "
         "the components")  # fmt: skip
+    if supervisor.dashboard_url is not None:
+        say(f"dashboard: {supervisor.dashboard_url} (metrics: {supervisor.dashboard_url}metrics)")
     supervisor.run(stop)
 
 
@@ -143,5 +145,9 @@ def ps(ctx: click.Context, as_json: bool) -> None:
         if row["message"]:
             notes.append(f"{row['name']}: {row['message']}")
     console.print(table)
+    if state.get("dashboard_url"):
+        console.print(f"dashboard: {state['dashboard_url']}", highlight=False, soft_wrap=True)
+    if state.get("metrics_url"):
+        console.print(f"metrics: {state['metrics_url']}", highlight=False, soft_wrap=True)
     for note in notes:
         console.print(note, highlight=False, soft_wrap=True)

@@ -9,7 +9,8 @@ apart from the OS part (``Child``, ``ServerChild``, ``Supervisor``).
 - Health: a component is *ready* when it is alive and its readiness check passed: the
   server answers (its run id, a PING), the publisher's ticks port accepts connections,
   the bridge and the feature worker have logged their start line and then stored
-  something (trades stored, feature rows) since they started.
+  something (trades stored, feature rows) since they started; the model worker and the
+  paper broker have logged their start line; the dashboard answers ``GET /``.
 - Restarts: a component that dies is started again after ``up_restart_initial_s``,
   doubling per exit that came at once (within ``up_quick_exit_s`` of its start), up to
   ``up_restart_max_s``; after ``up_give_up_after`` such exits in a row it is not
@@ -25,7 +26,8 @@ apart from the OS part (``Child``, ``ServerChild``, ``Supervisor``).
   holds when stopped), then the feature, model and broker workers, the dashboard, and
   the Valkey server last (only when ``up`` started it).
 - State: ``<data_dir>/run/up.json`` (pids, start times, restarts, states, last exit
-  codes, logs, ports and figures), rewritten about twice a second, read by ``ps``.
+  codes, logs, ports and figures; ``dashboard_url`` and ``metrics_url`` when it runs
+  the dashboard), rewritten about twice a second, read by ``ps``.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ SUPERVISOR_LOG = "up.log"
 READY_LINE = "SIGINT/SIGTERM stop it"
 """What the bridge and the feature worker print once they run."""
 
-Ready = Literal["ping", "port", "line", "alive"]
+Ready = Literal["ping", "port", "line", "http", "alive"]
 State = Literal["pending", "starting", "ready", "backoff", "stopping", "stopped", "done",
                 "failed"]  # fmt: skip
 
@@ -92,6 +94,8 @@ class Component:
     """(setting, port) it listens on: checked free before ``up`` starts anything."""
     command: tuple[str, ...] = ()
     """The CLI command it needs (``ml run``): absent from this build, it is left out."""
+    env: tuple[tuple[str, str], ...] = ()
+    """Environment variables of its own (over ``up``'s)."""
     enabled: bool = True
     left_out: str = ""
     """Why it is not run (when not enabled)."""
@@ -141,12 +145,16 @@ def process_table(
     # ProfitDLL symbols carry the exchange (WINZ25:F); the workers want the ticker
     tickers = ",".join(s.partition(":")[0] for s in symbols)
     no_symbols = "it needs --symbols (the file feed does not say which symbols it holds)"
+    models = opts.models and bool(symbols) and has_command(("ml", "run"))
+    # The feeder's publisher binds a signals socket too (Endpoints.from_settings); with a
+    # model worker, which publishes the signals on zmq_signals_port, it gets a spare port.
+    pub_env = (("TICKVAULT_ZMQ_SIGNALS_PORT", str(_spare_port())),) if models else ()
     rows = [
         Component("server", (), start_rank=0, stop_rank=100, critical=True, ready="ping",
                   enabled=settings.valkey_url is None,
                   left_out="valkey_url is set: the components use that server"),
         Component("publisher", _feed_argv(opts, symbols), start_rank=90, stop_rank=10,
-                  critical=True, restart="on-failure", ready="port",
+                  critical=True, restart="on-failure", ready="port", env=pub_env,
                   binds=(("zmq_ticks_port", settings.zmq_ticks_port),
                          ("zmq_book_port", settings.zmq_book_port),
                          ("zmq_history_port", settings.zmq_history_port),
@@ -158,15 +166,17 @@ def process_table(
                   binds=(("zmq_features_port", settings.zmq_features_port),),
                   enabled=bool(symbols), left_out=no_symbols),
         Component("model", ("ml", "run", "--symbols", tickers), start_rank=30, stop_rank=40,
-                  binds=(("zmq_signals_port", settings.zmq_signals_port),),
+                  ready="line", binds=(("zmq_signals_port", settings.zmq_signals_port),),
                   command=("ml", "run"), enabled=opts.models and bool(symbols),
                   left_out="--no-models" if not opts.models else no_symbols),
         Component("broker", ("paper", "run", "--symbols", tickers), start_rank=40,
-                  stop_rank=41, command=("paper", "run"),
+                  stop_rank=41, command=("paper", "run"), ready="line",
+                  binds=(("zmq_orders_port", settings.zmq_orders_port),),
                   enabled=opts.models and bool(symbols),
                   left_out="--no-models: no signals to trade" if not opts.models else no_symbols),
-        Component("dashboard", ("dashboard",), start_rank=50, stop_rank=50,
-                  command=("dashboard",), enabled=opts.dashboard, left_out="--no-dashboard"),
+        Component("dashboard", ("dashboard",), start_rank=50, stop_rank=50, ready="http",
+                  binds=(("dashboard_port", settings.dashboard_port),), command=("dashboard",),
+                  enabled=opts.dashboard, left_out="--no-dashboard"),
     ]  # fmt: skip
     out = []
     for row in rows:
@@ -265,8 +275,28 @@ def on_exit(entry: Entry, code: int | None, now_mono: float, policy: RestartPoli
 
 
 # ---------------------------------------------------------------------- state file and ps
+def _spare_port() -> int:
+    from tickvault.transport.endpoints import free_tcp_ports
+
+    return free_tcp_ports(1)[0]
+
+
+def dashboard_url(settings: Settings) -> str:
+    """The dashboard's address (``dashboard_host``, ``dashboard_port``); its metrics are
+    at ``<url>metrics``."""
+    host = settings.dashboard_host
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{settings.dashboard_port}/"
+
+
+def _bind_host(settings: Settings, setting: str) -> str:
+    return settings.dashboard_host if setting == "dashboard_port" else settings.zmq_host
+
+
 def state_dict(pid: int, started_ns: int, entries: Sequence[Entry], *, data_dir: Path,
-               left_out: dict[str, str], phase: str) -> dict[str, Any]:  # fmt: skip
+               left_out: dict[str, str], phase: str,
+               dashboard: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """``dashboard``: the dashboard's URL when ``up`` runs one (its metrics under it)."""
     return {
         "pid": pid,
         "started_ns": started_ns,
@@ -274,8 +304,8 @@ def state_dict(pid: int, started_ns: int, entries: Sequence[Entry], *, data_dir:
         "data_dir": str(data_dir),
         "phase": phase,
         "left_out": left_out,
-        "metrics": None,  # issue 16 item 3: the metrics endpoint's address, once there is one
-        "dashboard_url": None,  # issue 16 item 2
+        "dashboard_url": dashboard,
+        "metrics_url": f"{dashboard}metrics" if dashboard else None,
         "components": [
             {
                 "name": e.name,
@@ -384,15 +414,31 @@ def port_accepts(host: str, port: int) -> bool:
         return False
 
 
+def http_answers(url: str) -> bool:
+    """True when an HTTP server answers GET ``url`` (any status: 401 is an answer too)."""
+    import urllib.error
+    import urllib.request
+
+    target = url.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://[::1]:")
+    try:
+        with urllib.request.urlopen(target, timeout=1.0):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def check_ports(settings: Settings, table: Iterable[Component]) -> None:
     """SupervisorError naming the first port (and its setting) another program holds."""
     for c in table:
         if not c.enabled:
             continue
         for setting, port in c.binds:
-            if port_in_use(settings.zmq_host, port):
+            host = _bind_host(settings, setting)
+            if port_in_use(host, port):
                 raise SupervisorError(
-                    f"port {port} on {settings.zmq_host} ({setting}, for the {c.name}) is "
+                    f"port {port} on {host} ({setting}, for the {c.name}) is "
                     f"in use by another program: stop it, or set {setting} "
                     f"(TICKVAULT_{setting.upper()}) to a free port"
                 )
@@ -612,6 +658,8 @@ class Supervisor:
         self._sampler: threading.Thread | None = None
         self._sampling = threading.Event()
         self.log = BoundedLog(self.logs / SUPERVISOR_LOG, self._max_log_bytes())
+        dash = self.entries.get("dashboard")
+        self.dashboard_url = dashboard_url(settings) if dash is not None else None
 
     def _max_log_bytes(self) -> int:
         return int(self.settings.up_log_max_mb * 2**20)
@@ -681,7 +729,7 @@ class Supervisor:
                 log = self._logs.get(c.name)
                 if log is None:
                     log = self._logs[c.name] = BoundedLog(Path(e.log), self._max_log_bytes())
-                child = Child(c.argv, self.env, log)
+                child = Child(c.argv, {**self.env, **dict(c.env)}, log)
         except TickvaultError as exc:
             e.state, e.message = "failed", str(exc)
             self.say(f"{c.name} cannot start: {exc}")
@@ -707,6 +755,8 @@ class Supervisor:
             return isinstance(child, ServerChild) and child.ready()
         if c.ready == "port":
             return port_accepts(self.settings.zmq_host, self.settings.zmq_ticks_port)
+        if c.ready == "http":
+            return http_answers(dashboard_url(self.settings))
         if c.ready == "line" and not (isinstance(child, Child) and child.ready_line.is_set()):
             return False
         if c.progress is not None:
@@ -747,7 +797,7 @@ class Supervisor:
     def write_state(self) -> None:
         write_state(state_path(self.data_dir), state_dict(
             os.getpid(), self.started_ns, list(self.entries.values()), data_dir=self.data_dir,
-            left_out=self.left_out, phase=self.phase,
+            left_out=self.left_out, phase=self.phase, dashboard=self.dashboard_url,
         ))  # fmt: skip
 
     # ------------------------------------------------------------------ figures

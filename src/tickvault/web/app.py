@@ -12,6 +12,8 @@
   (``Authorization: Bearer <token>``, ``X-Tickvault-Token: <token>`` or ``?token=``);
   otherwise 401 (HTTP) or close code 4401 (websocket). Pages put the token they were
   opened with into their own asset, API and websocket URLs.
+- Metrics: ``/metrics``, Prometheus text format, the whole system's figures read from
+  the store at each scrape (``web.metrics``); the same token rule as every request.
 - Static assets (lightweight-charts with its license, the page script and style) are
   package data under ``web/static``: nothing is fetched from the internet.
 """
@@ -33,12 +35,14 @@ import orjson
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tickvault.errors import TickvaultError
 from tickvault.records.validate import check_symbol
 from tickvault.timeutil import to_ns
 from tickvault.vault import Vault
 from tickvault.web.data import DashboardData, MarketFeed
+from tickvault.web.metrics import registry_of
 
 log = logging.getLogger(__name__)
 
@@ -247,6 +251,13 @@ def create_app(vault: Vault, *, token: str | None = None, poll_ms: float | None 
         k = known(known_at)
         sym = check_symbol(symbol)
         return json_response(await asyncio.to_thread(data.history, sym, sessions, k))
+
+    metrics_registry = registry_of(data)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        body = await asyncio.to_thread(generate_latest, metrics_registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:

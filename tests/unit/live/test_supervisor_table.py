@@ -135,7 +135,19 @@ def test_ps_rows_show_uptime_restarts_figures_and_the_left_out(tmp_path: Path) -
                        "restarts": "2", "last exit": "-", "figures": "stored 1,234, trades 57/s",
                        "log": "x.log", "message": ""}  # fmt: skip
     assert rows[1]["name"] == "model" and rows[1]["state"] == "left out"
-    assert state["metrics"] is None and state["dashboard_url"] is None  # the later slots
+    assert state["metrics_url"] is None and state["dashboard_url"] is None  # no dashboard
+
+
+def test_state_with_a_dashboard_holds_its_url_and_the_metrics_url(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, dashboard_port=18123)
+    url = sv.dashboard_url(settings)
+    state = sv.state_dict(7, 0, [], data_dir=tmp_path, left_out={}, phase="running",
+                          dashboard=url)  # fmt: skip
+    assert state["dashboard_url"] == "http://127.0.0.1:18123/"
+    assert state["metrics_url"] == "http://127.0.0.1:18123/metrics"
+    assert sv.dashboard_url(Settings(data_dir=tmp_path, dashboard_host="::1")).startswith(
+        "http://[::1]:"
+    )
 
 
 def test_a_bounded_log_moves_to_dot_1_past_its_size(tmp_path: Path) -> None:
@@ -146,3 +158,32 @@ def test_a_bounded_log_moves_to_dot_1_past_its_size(tmp_path: Path) -> None:
     assert (tmp_path / "x.log").stat().st_size <= 100
     assert (tmp_path / "x.log.1").stat().st_size <= 100
     assert (tmp_path / "x.log").read_text().endswith("line 029\n")
+
+
+def test_check_ports_with_the_dashboard_port_held_names_dashboard_port(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        settings = Settings(data_dir=tmp_path, dashboard_port=port)
+        table = sv.process_table(settings, sv.UpOptions(), lambda path: True)
+        with pytest.raises(SupervisorError, match="dashboard_port"):
+            sv.check_ports(settings, [c for c in table if c.name == "dashboard"])
+
+
+def test_http_answers_is_true_for_a_listening_http_server_and_false_for_none() -> None:
+    import http.server
+    import threading
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:  # the base handler answers 501 to GET: an answer all the same
+        assert sv.http_answers(f"http://127.0.0.1:{port}/")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not sv.http_answers(f"http://127.0.0.1:{port}/")
