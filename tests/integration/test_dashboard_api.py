@@ -106,15 +106,17 @@ def test_pipeline_shows_the_processes_of_up_json_when_present(vault, seeded, tmp
     run = tmp_path / "run"
     run.mkdir()
     state = {"pid": os.getpid(), "components": [
-        {"name": "bridge", "state": "running", "pid": 11, "started_ns": time.time_ns(),
+        {"name": "bridge", "state": "ready", "pid": 11, "started_ns": time.time_ns(),
          "restarts": 2, "message": ""},
+        {"name": "features", "state": "starting", "pid": 12, "started_ns": time.time_ns(),
+         "restarts": 0, "message": ""},
         {"name": "model", "state": "backoff", "pid": None, "started_ns": 0, "restarts": 1,
          "message": "exit 1 after 0.1 s; restart 2 in 1.0 s"}]}  # fmt: skip
     (run / "up.json").write_text(json.dumps(state))
     with TestClient(create_app(vault, data_dir=tmp_path)) as c:
         p = c.get("/api/pipeline").json()
     assert [(x["name"], x["up"], x["restarts"]) for x in p["processes"]] == [
-        ("bridge", True, 2), ("model", False, 1)]  # fmt: skip
+        ("bridge", True, 2), ("features", True, 0), ("model", False, 1)]  # fmt: skip
 
 
 def test_websocket_market_gets_a_snapshot_then_deltas_as_trades_and_signals_arrive(

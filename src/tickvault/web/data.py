@@ -188,7 +188,7 @@ class DashboardData:
         if up is not None:
             for c in up.get("components", []):
                 started = int(c.get("started_ns") or 0)
-                running = c.get("state") == "running"
+                running = c.get("state") in ("starting", "ready", "running")  # up.json states
                 processes.append({
                     "name": c.get("name"), "state": c.get("state"), "up": running,
                     "pid": c.get("pid"), "restarts": int(c.get("restarts") or 0),
