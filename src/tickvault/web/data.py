@@ -37,6 +37,8 @@ from tickvault.venue.contracts import contract
 from tickvault.web import views
 
 FAR_NS = 2**62
+UP_STATES = ("starting", "ready", "running")
+"""States of a component in up.json that mean its process is alive."""
 BARS_1M_NS = views.MAX_BARS_1M * MINUTE_NS
 BARS_1S_NS = views.MAX_BARS_1S * NS_PER_S
 METRICS_EVERY_S = 0.25
@@ -188,7 +190,7 @@ class DashboardData:
         if up is not None:
             for c in up.get("components", []):
                 started = int(c.get("started_ns") or 0)
-                running = c.get("state") in ("starting", "ready", "running")  # up.json states
+                running = c.get("state") in UP_STATES
                 processes.append({
                     "name": c.get("name"), "state": c.get("state"), "up": running,
                     "pid": c.get("pid"), "restarts": int(c.get("restarts") or 0),

@@ -22,7 +22,7 @@ from tickvault.errors import TickvaultError
 from tickvault.records.signals import Mode
 from tickvault.timeutil import NS_PER_S, now_ns
 from tickvault.web import views
-from tickvault.web.data import FAR_NS, DashboardData
+from tickvault.web.data import FAR_NS, UP_STATES, DashboardData
 
 
 def _num(fields: dict[str, str], key: str) -> float | None:
@@ -265,7 +265,7 @@ class StoreCollector(Collector):
         )
         for c in (state or {}).get("components", []):
             name = str(c.get("name"))
-            running = c.get("state") in ("starting", "ready", "running")
+            running = c.get("state") in UP_STATES
             up.add_metric([name], 1.0 if running else 0.0)
             ready.add_metric([name], 1.0 if c.get("state") == "ready" else 0.0)
             restarts.add_metric([name], float(c.get("restarts") or 0))
