@@ -197,3 +197,25 @@ def test_cli_dashboard_on_all_addresses_without_token_refuses_in_one_line(tmp_pa
                                 env={"TICKVAULT_DATA_DIR": str(tmp_path)})  # fmt: skip
     assert result.exit_code == 2
     assert "dashboard_token" in result.output and "Traceback" not in result.output
+
+
+def test_market_feed_sends_throttled_panels_later_even_when_nothing_else_changes(
+    vault, seeded, tmp_path
+) -> None:
+    """Trades arriving just after a panels update leave the 5-minute metrics due; the
+    next check sends them although no further trade came (they were left stale)."""
+    from tickvault.web.data import DashboardData, MarketFeed
+
+    feed = MarketFeed(DashboardData(vault, data_dir=tmp_path), SYMBOL)
+    before = feed.snapshot()["metrics"]["trades"]  # panels just sent: the next are throttled
+    new = seeded.take(np.arange(len(seeded) - 3, len(seeded))).to_structured()
+    new["ts_event"] += 10**9
+    new["trade_id"] += 10_000
+    vault.write_trades(SYMBOL, new)
+    first = feed.delta()
+    assert first is not None and "bars_1s" in first and "metrics" not in first
+    feed.metrics_at -= 1.0  # as if the throttle interval had passed, with no new data
+    later = feed.delta()
+    assert later is not None and later["metrics"]["trades"] != before
+    assert later["position"]["fills"] == 8
+    assert feed.delta() is None  # nothing changed and nothing due

@@ -225,10 +225,13 @@ def test_feeder_end_to_end_through_zeromq_into_the_store(
 
     # state 6 surfaced as a warning; credentials nowhere
     # the feeder starts in the fixture: its first records belong to the setup phase
+    # (logged from the feeder's callback and gap-fill threads: wait for them to land)
+    def warned(text: str) -> bool:
+        records = caplog.get_records("setup") + caplog.records
+        return any(text in r.getMessage() for r in records if r.levelno == logging.WARNING)
+
+    wait_for(lambda: warned("partially connected") and warned("trade 990"), "the warnings")
     records = caplog.get_records("setup") + caplog.records
-    warnings = [r for r in records if r.levelno == logging.WARNING]
-    assert any("partially connected" in r.getMessage() for r in warnings)
-    assert any("trade 990" in r.getMessage() for r in warnings)
     assert {0: 0, 2: 4, 3: 0, 1: 5}.items() <= f.states.items()
     assert f.status() == {
         "login": "logged in",

@@ -354,6 +354,11 @@ class MarketFeed:
         self.fill_ns = -1
         self.feature_T: Any = None
         self.metrics_at = 0.0
+        self.fills: list[Fill] = []
+        """The symbol's paper fills so far (read once whole, then only the new ones)."""
+        self.panels_due = False
+        """A change came while the panels were throttled: send them on a later call
+        even if nothing else changed by then (else they would stay stale)."""
 
     def snapshot(self) -> dict[str, Any]:
         page = self.data.market(self.symbol)
@@ -361,6 +366,8 @@ class MarketFeed:
         marks = page["markers"]
         self.signal_ns = max((m["ts_ns"] for m in marks if m["kind"] == "signal"), default=-1)
         self.fill_ns = max((m["ts_ns"] for m in marks if m["kind"] == "fill"), default=-1)
+        self.fills = self.data._fills(self.symbol, None)
+        self.fill_ns = max([self.fill_ns] + [f.ts_event for f in self.fills])
         self.feature_T = page["features"]["T_ns"]
         self.metrics_at = time.monotonic()
         return page
@@ -369,10 +376,13 @@ class MarketFeed:
         d = self.data
         last = d.last_trade(self.symbol)
         sig = d.signals.signals(self.symbol, self.signal_ns + 1, FAR_NS)
-        fills = d._fills(self.symbol, None)
-        new_fills = [f for f in fills if f.ts_event > self.fill_ns]
+        new_fills = d.execution.fills(self.symbol, self.fill_ns + 1, FAR_NS)
+        self.fills.extend(new_fills)
+        fills = self.fills
         row = d.rows.cursor(self.symbol).get("T")
-        if last == self.last and not sig and not new_fills and row == self.feature_T:
+        changed = last != self.last or bool(sig) or bool(new_fills) or row != self.feature_T
+        panels_now = time.monotonic() - self.metrics_at >= METRICS_EVERY_S
+        if not changed and not (self.panels_due and panels_now):
             return None
         out: dict[str, Any] = {"symbol": self.symbol, "delta": True}
         if last is not None and last != self.last:
@@ -391,7 +401,9 @@ class MarketFeed:
             self.fill_ns = max([self.fill_ns] + [f.ts_event for f in new_fills])
         self.last = last
         self.feature_T = row
-        if time.monotonic() - self.metrics_at >= METRICS_EVERY_S or markers:
+        self.panels_due = True
+        if panels_now or markers:
+            self.panels_due = False
             self.metrics_at = time.monotonic()
             end = (last[0] + 1) if last else 0
             cols5 = d._trades(self.symbol, end - views.METRICS_WINDOW_NS, FAR_NS, None)
