@@ -13,7 +13,8 @@ user's):
    paced simulated trades (``Publisher.publish_trade`` per trade, as a feed callback),
    the feature worker (``tickvault features run``), the model worker (``tickvault ml
    run``, the deadline ``signal_deadline_ms``) and this process subscribing to
-   ``signal.SYMBOL``. Each trade has ``ts_recv`` = the wall clock at its publish call and
+   ``signal.SYMBOL`` (with the workers' 0.5 ms GIL switch interval,
+   ``live.bridge.tune_for_latency``). Each trade has ``ts_recv`` = the wall clock at its publish call and
    ``ts_event`` = that same clock plus a constant offset that puts the run inside a B3
    session (DAY at 10:30 exchange time): the history features exist only inside a
    session, and the run must not depend on the hour it is started at. The latency of a
@@ -24,7 +25,10 @@ user's):
    say so. Two paces: a realistic WIN pace (alternating seconds of 1k and 5k trades/s)
    and a flat ``fast_rate`` (50k trades/s). Per pace: p50/p99/max of the signals'
    latencies, their count, the modes, and the worker's deadline misses and skipped
-   rows (from its status, the cursor hash ``signals:{SYMBOL}:cursor``).
+   rows (from its status, the cursor hash ``signals:{SYMBOL}:cursor``), and the
+   latency split into its stages (the model worker's trace file, ``TRACE_ENV`` in
+   ``live.models``: row computed, received by the model worker, decided, stored,
+   handed to the publisher, received here).
 3. **The original design**, on the same store after the live runs (the paced trades
    stored as its bridge would have): per request a range query of the last 120 minutes
    and of the previous sessions into DataFrames, the pandas features
@@ -280,6 +284,7 @@ def _phase(
     rates: list[int],
     out: Path,
     offset: int,
+    trace_path: Path,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """One pace: publish, wait until the model worker has decided the last row, measure."""
     from tickvault.engine.signals import SignalStore
@@ -307,14 +312,20 @@ def _phase(
     modes = {"fast": sum(m == int(Mode.FAST) for _, _, m in mine),
              "history": sum(m == int(Mode.HISTORY) for _, _, m in mine)}  # fmt: skip
     status = {k: after[k] - before[k] for k in _STATUS}
-    # where the time goes: the feature worker computes a row at computed_ns (its write
-    # cycle), then stores and publishes it; the rest is the model worker and delivery
-    from tickvault.engine.rows import FeatureRows
-
-    frame = FeatureRows(vault).range(SYMBOL, lo, hi + 1)
-    computed = dict(zip(frame.index.tolist(), frame["computed_ns"].tolist(), strict=True))
-    split = [(computed[t] - (t - 1 - offset), recv - computed[t]) for recv, t, _ in mine
-             if t in computed]  # fmt: skip
+    # where the time goes: the trade's publish call (its ts_recv), the row computed by the
+    # feature worker (computed_ns, before its write), the feature message received by the
+    # model worker, the signal decided, its flush stored, handed to the signal publisher,
+    # received here (the model worker's trace file, TV_BENCH_MODELS_TRACE)
+    stages: dict[str, list[int]] = {k: [] for k in _STAGES}
+    trace = _read_trace(trace_path)
+    for recv, t, _ in mine:
+        row = trace.get(t)
+        if row is None:
+            continue
+        computed, received, decided, stored, handed = row
+        points = [t - 1 - offset, computed, received, decided, stored, handed, recv]
+        for name, a, b in zip(_STAGES, points, points[1:], strict=False):
+            stages[name].append(b - a)
     seconds = (sent["t_end"] - sent["t_start"]) / 1e9
     result = {
         "trades": sent["trades"],
@@ -323,13 +334,28 @@ def _phase(
         "latency_ms": _stats_ms(lat),
         "signals": len(mine),
         "signal_modes": modes,
-        "stages_ms": {
-            "to_row_computed": _stats_ms([a for a, _ in split]),
-            "row_computed_to_signal_received": _stats_ms([b for _, b in split]),
-        },
+        "stages_ms": {k: _stats_ms(v) for k, v in stages.items()},
         "worker": status,
     }
     return result, np.load(out)
+
+
+TRACE_FILE = "model-trace.txt"
+_STAGES = ("publish_to_row_computed", "row_computed_to_model_received",
+           "model_received_to_decided", "decided_to_stored", "stored_to_published",
+           "published_to_received")  # fmt: skip
+"""The stages of one signal's latency (``_phase``)."""
+
+
+def _read_trace(path: Path) -> dict[int, tuple[int, ...]]:
+    """The model worker's trace lines by T (the first line of a T)."""
+    out: dict[int, tuple[int, ...]] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 6:
+                out.setdefault(int(parts[0]), tuple(int(x) for x in parts[1:]))
+    return out
 
 
 def _original_request(vault: Vault, t: int, model: Any) -> int:
@@ -433,7 +459,7 @@ def run_signals_bench(
         "target_p99_ms": TARGET_P99_MS,
     }
     with bench_vault(settings) as sv:
-        from tickvault.live.models import signal_endpoints
+        from tickvault.live.models import TRACE_ENV, signal_endpoints
         from tickvault.live.seed import seed_sessions
         from tickvault.transport.subscriber import Subscriber
         from tickvault.transport.wire import Kind
@@ -451,6 +477,7 @@ def run_signals_bench(
                if n != "pub_signals"},
             "TICKVAULT_SIGNAL_DEADLINE_MS": str(base.signal_deadline_ms),
             "TICKVAULT_PREDICT_EVERY_MS": "0",
+            TRACE_ENV: str(sv.settings.data_dir / TRACE_FILE),
             **POLICY_ENV,
         }  # fmt: skip
         endpoints = ",".join(f"tcp://127.0.0.1:{ports[n]}" for n in
@@ -460,6 +487,11 @@ def run_signals_bench(
             "model worker": ["tickvault.cli.main", "ml", "run", "--symbols", SYMBOL],
         }
         collector = _Collector()
+        # this process is the signals' subscriber: tuned as a latency-critical one should
+        # be (the GIL switch interval; the workers run with it too)
+        from tickvault.live.bridge import tune_for_latency
+
+        tune_for_latency()
         sub = Subscriber(sv.settings, handler=collector, endpoints=[signal_endpoints(sv.settings)],
                          kinds=[Kind.SIGNAL], symbols=[SYMBOL], recover_from_start=False,
                          recover_since_ns=time.time_ns()).start()  # fmt: skip
@@ -480,14 +512,15 @@ def run_signals_bench(
                     offset = int(json.loads(line)["offset"])
                     say("warm-up: 1 s at 200 trades/s through the workers")
                     _, warm = _phase(sv, pub, procs, collector, [200], data / "warm.npy",
-                                     offset)  # fmt: skip
+                                     offset, data / TRACE_FILE)  # fmt: skip
                     trades.append(warm)
                     for name, label in (("realistic", "realistic WIN pace (1k/5k trades/s "
                                          "seconds alternating)"),
                                         ("fast", f"{fast_rate:,} trades/s")):  # fmt: skip
                         say(f"tick -> signal: {len(rates[name])} s at {label}")
                         figures, arr = _phase(sv, pub, procs, collector, rates[name],
-                                              data / f"{name}.npy", offset)  # fmt: skip
+                                              data / f"{name}.npy", offset,
+                                              data / TRACE_FILE)  # fmt: skip
                         result[name] = figures
                         trades.append(arr)
                 finally:

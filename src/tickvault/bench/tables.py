@@ -190,13 +190,11 @@ def signals_table(result: Any) -> list[RenderableType]:
             f"{w['predictions']:,}, {w['misses']:,}, {w['skipped']:,} of {w['rows']:,} rows",
             "", "", "",
         )  # fmt: skip
-        a, b = (
-            ph["stages_ms"]["to_row_computed"],
-            ph["stages_ms"]["row_computed_to_signal_received"],
-        )
+        st = ph["stages_ms"]
         table.add_row(
-            "  of which: publish -> feature row computed; -> signal received (p50 / p99)",
-            f"{a['p50']} / {a['p99']} ms; {b['p50']} / {b['p99']} ms", "", "", "",
+            "  of which (p50 / p99 ms): publish -> row computed -> model received -> "
+            "decided -> stored -> published -> received",
+            " | ".join(f"{st[k]['p50']}/{st[k]['p99']}" for k in st), "", "", "",
         )  # fmt: skip
     pred = result["predict_us"]
     for kind in ("full", "fast"):

@@ -26,7 +26,8 @@ a backtest runs too), which does:
 
 The cycle's rows are then written to ``features:{SYMBOL}`` (one columnar block per
 symbol, ``engine.rows``) together with the worker's cursor, in one atomic script
-call, and only then published on ZeroMQ (``FeaturePublisher``). The cursor holds, per
+call, just after they are published on ZeroMQ (``FeaturePublisher``; the next cycle
+starts only once they are stored, see ``_write``). The cursor holds, per
 (publisher, topic), the last sequence number handled and the last trade's
 (ts_event, trade_id). A worker killed at any point and restarted warms up from the
 store (the session's live trades up to the cursor, so the intraday windows and the
@@ -82,8 +83,9 @@ class FeaturePublisher:
     hash, "seq": n, "rows": n, "columns": [[name, dtype], ...]}`` (``seq`` counts the
     messages of the topic from 1 in this worker's life); and the columns, each ``rows``
     little-endian values of its dtype, one after the other in the header's order (the
-    row layout of ``engine.rows``, uncompressed). A row is published only once stored,
-    so a subscriber that missed messages reads them from ``features:{SYMBOL}``.
+    row layout of ``engine.rows``, uncompressed). A message is published just before
+    its rows are stored and the next one only after they are, so a subscriber that
+    missed messages reads them from ``features:{SYMBOL}``.
     """
 
     def __init__(self, endpoint: str, context: zmq.Context[Any] | None = None) -> None:
@@ -443,8 +445,20 @@ class FeatureWorker:
         return values
 
     def _write(self, out: dict[str, dict[str, Any]]) -> None:
+        """Publish the cycle's rows, then store them with the cursor. Publishing first
+        takes the store's round trip off the path to the model worker; the next cycle
+        starts only once these rows are stored, so a subscriber that sees a sequence
+        gap (or a worker restart) finds every row before the message it holds in
+        ``features:{SYMBOL}``. A row published but not stored (a kill in between) is
+        recomputed from the cursor by the next run, the same row (same T, trades and
+        values), and stored then."""
         computed = time.time_ns()
         blocks = {s: self._columns(o["rows"], computed) for s, o in out.items()}
+        if self.publisher is not None:
+            for symbol, o in out.items():
+                if o["rows"]:
+                    self.publisher.publish(symbol, self.rows.schema.hash,
+                                           self.rows.schema.columns, blocks[symbol])  # fmt: skip
         delay = 0.05
         for symbol, o in out.items():
             while True:
@@ -467,9 +481,6 @@ class FeatureWorker:
             self.stats.rows += n
             self.stats.writes += 1
             self.stats.rows_by_symbol[symbol] = self.stats.rows_by_symbol.get(symbol, 0) + n
-            if self.publisher is not None and n:
-                self.publisher.publish(symbol, self.rows.schema.hash, self.rows.schema.columns,
-                                       blocks[symbol])  # fmt: skip
 
 
 __all__ = ["FeaturePublisher", "FeatureWorker", "WorkerStats", "book_top", "decode_feature_message"]

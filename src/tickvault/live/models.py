@@ -7,8 +7,10 @@ worker's ``FeaturePublisher``: a header with ``seq`` and the columns), and per s
   worker's position (rows of one symbol come in strictly increasing (T, trade id)). At
   start, on the first message of a topic, on a seq gap (a lost message, or a restarted
   feature worker whose seq starts again at 1) and after a second without messages, the
-  rows after the position are read from ``features:{SYMBOL}`` (a row is published only
-  once stored, so the store holds every row a message could carry);
+  rows after the position are read from ``features:{SYMBOL}`` (the feature worker
+  publishes a message just before storing its rows and the next one only after, so the
+  store holds every row of a missed message; the rows of the message in hand may not
+  be stored yet and are decided from the message);
 - **decides** each new row with the symbol's ``signals.coordinator.Decider`` (the
   promoted models, ``models.manager.ModelSet``; the settings ``signal_deadline_ms``,
   ``predict_every_ms`` and ``signal_*`` of the policy); what was received together is
@@ -40,6 +42,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -64,6 +67,10 @@ from tickvault.transport.publisher import Publisher
 
 log = logging.getLogger(__name__)
 
+TRACE_ENV = "TV_BENCH_MODELS_TRACE"
+"""A benchmark hook (``bench signals``): a file path. The worker then appends, per signal,
+one line of six integers: T, the row's computed_ns, when its message was received, when
+it was decided, when its flush was stored, when it was handed to the publisher (wall ns)."""
 IDLE_CHECK_S = 1.0
 """Without a message for this long, the store is read for rows the worker missed."""
 LOG_EVERY_S = 60.0
@@ -146,7 +153,7 @@ class _Symbol:
     decider: Decider
     models: ModelSet
     position: tuple[int, int] | None = None
-    """(T, last_trade_id) of the last row decided."""
+    """(T, last_trade_id) of the last row decided and stored (set once its flush is)."""
     seq: int | None = None
     """Last feature message seq handled (None: none since start)."""
 
@@ -209,6 +216,7 @@ class ModelWorker:
         self._wake_out = self._ctx.socket(zmq.PAIR)
         self._wake_out.connect(self._wake_addr)
         self._wake_lock = threading.Lock()
+        self._received = 0
         self.publisher: Publisher | None = None
         if publish:
             try:
@@ -223,6 +231,9 @@ class ModelWorker:
         self._last_log = time.monotonic()
         self.invalid = 0
         """Feature messages refused (another schema, undecodable)."""
+        self._trace_path = os.environ.get(TRACE_ENV) or None
+        self._trace_file = Path(self._trace_path).open("a") if self._trace_path else None  # noqa: SIM115
+        self._computed: dict[int, int] = {}
 
     # ------------------------------------------------------------------ set-up
     def _restore(self, symbol: str, models: ModelSet) -> _Symbol:
@@ -322,6 +333,8 @@ class ModelWorker:
             self.error = exc
         finally:
             self.ready.set()
+            if self._trace_file is not None:
+                self._trace_file.close()
         if self.error is not None:
             raise self.error
 
@@ -336,6 +349,7 @@ class ModelWorker:
         return out
 
     def _handle(self, messages: list[list[bytes]]) -> None:
+        self._received = time.time_ns()
         todo: dict[str, list[Row]] = {}
         for frames in messages:
             try:
@@ -362,6 +376,11 @@ class ModelWorker:
                 self._catch_up(sym)
             sym.seq = seq
             todo.setdefault(symbol, []).extend(message_rows(cols))
+            if self._trace_path is not None:
+                self._computed.update(zip(cols["T"].tolist(), cols["computed_ns"].tolist(),
+                                          strict=True))  # fmt: skip
+                if len(self._computed) > 100_000:
+                    self._computed.clear()
         for symbol, rows in todo.items():
             self._flush(self._syms[symbol], rows)
 
@@ -386,12 +405,16 @@ class ModelWorker:
         decider = sym.decider
         signals: list[Signal] = []
         last = len(new) - 1
+        trace = self._trace_path is not None
+        decided: list[tuple[int, int]] = []
         for i, (values, t, _tid, recv) in enumerate(new):
             d = decider.on_row(values, t, recv, time.time_ns(), newer_pending=i < last)
             if d.signal is not None:
                 signals.append(d.signal)
-        sym.position = (new[-1][1], new[-1][2])
-        cursor = self._cursor(sym)
+                if trace:
+                    decided.append((i, time.time_ns()))
+        position = (new[-1][1], new[-1][2])
+        cursor = self._cursor(sym, position)
         delay = 0.05
         while True:
             try:
@@ -403,14 +426,22 @@ class ModelWorker:
                 log.warning("models: cannot store %s's signals (%s); retrying", sym.symbol, exc)
                 time.sleep(delay)
                 delay = min(delay * 2, self.settings.store_retry_max_s)
+        sym.position = position
+        stored = time.time_ns()
         if self.publisher is not None and signals:
             self.publisher.publish_signals(sym.symbol, signals)
+        if self._trace_file is not None and decided:
+            handed = time.time_ns()
+            for i, at in decided:
+                computed = self._computed.pop(new[i][1], 0)
+                self._trace_file.write(f"{new[i][1]} {computed} {self._received} {at} {stored} "
+                                       f"{handed}\n")  # fmt: skip
+            self._trace_file.flush()
 
-    def _cursor(self, sym: _Symbol) -> dict[str, Any]:
+    def _cursor(self, sym: _Symbol, position: tuple[int, int]) -> dict[str, Any]:
         d = sym.decider
         out: dict[str, Any] = dict(d.state())
-        assert sym.position is not None
-        out["tid"] = sym.position[1]
+        out["tid"] = position[1]
         out.update({k: v for k, v in d.stats.as_dict().items() if k in _STATS})
         out["p99_fast_ns"] = d.p99_ns(Mode.FAST)
         out["p99_history_ns"] = d.p99_ns(Mode.HISTORY)
