@@ -146,7 +146,7 @@ class _Symbol:
     decider: Decider
     models: ModelSet
     position: tuple[int, int] | None = None
-    """(T, last_trade_id) of the last row decided."""
+    """(T, last_trade_id) of the last row decided and stored (set once its flush is)."""
     seq: int | None = None
     """Last feature message seq handled (None: none since start)."""
 
@@ -390,8 +390,8 @@ class ModelWorker:
             d = decider.on_row(values, t, recv, time.time_ns(), newer_pending=i < last)
             if d.signal is not None:
                 signals.append(d.signal)
-        sym.position = (new[-1][1], new[-1][2])
-        cursor = self._cursor(sym)
+        position = (new[-1][1], new[-1][2])
+        cursor = self._cursor(sym, position)
         delay = 0.05
         while True:
             try:
@@ -403,14 +403,14 @@ class ModelWorker:
                 log.warning("models: cannot store %s's signals (%s); retrying", sym.symbol, exc)
                 time.sleep(delay)
                 delay = min(delay * 2, self.settings.store_retry_max_s)
+        sym.position = position
         if self.publisher is not None and signals:
             self.publisher.publish_signals(sym.symbol, signals)
 
-    def _cursor(self, sym: _Symbol) -> dict[str, Any]:
+    def _cursor(self, sym: _Symbol, position: tuple[int, int]) -> dict[str, Any]:
         d = sym.decider
         out: dict[str, Any] = dict(d.state())
-        assert sym.position is not None
-        out["tid"] = sym.position[1]
+        out["tid"] = position[1]
         out.update({k: v for k, v in d.stats.as_dict().items() if k in _STATS})
         out["p99_fast_ns"] = d.p99_ns(Mode.FAST)
         out["p99_history_ns"] = d.p99_ns(Mode.HISTORY)
