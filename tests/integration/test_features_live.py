@@ -67,6 +67,8 @@ def test_worker_rows_equal_the_recomputation_from_the_store(
     try:
         wait_for(worker.ready.is_set, "the worker to warm up")
         pipe = Pipeline(vault, _feeder(symbols=SYMBOLS), endpoints=endpoints)
+        # the feed is short: start it once the feature worker is connected
+        wait_for(lambda: pipe.publisher.subscribers() >= 1, "the feature worker to connect")
         pipe.start()
         wait_for(lambda: not pipe.feed.running, "the feed to end")
         assert pipe.stop()

@@ -124,6 +124,8 @@ def test_model_worker_on_a_simulated_session_stores_and_publishes_the_backtest_s
         sub.start()
         wait_for(lambda: features.ready.is_set() and models.ready.is_set(), "the workers")
         pipe = Pipeline(vault, _feeder(), endpoints=endpoints)
+        # the feed is short: start it once the feature worker is connected
+        wait_for(lambda: pipe.publisher.subscribers() >= 1, "the feature worker to connect")
         pipe.start()
         wait_for(lambda: not pipe.feed.running, "the feed to end")
         assert pipe.stop()

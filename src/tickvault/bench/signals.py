@@ -14,7 +14,8 @@ user's):
    the feature worker (``tickvault features run``), the model worker (``tickvault ml
    run``, the deadline ``signal_deadline_ms``) and this process subscribing to
    ``signal.SYMBOL`` (with the workers' 0.5 ms GIL switch interval,
-   ``live.bridge.tune_for_latency``). Each trade has ``ts_recv`` = the wall clock at its publish call and
+   ``live.bridge.tune_for_latency``). Each trade has ``ts_recv`` = the wall clock at its
+   publish call and
    ``ts_event`` = that same clock plus a constant offset that puts the run inside a B3
    session (DAY at 10:30 exchange time): the history features exist only inside a
    session, and the run must not depend on the hour it is started at. The latency of a

@@ -129,6 +129,14 @@ class ReplayService:
         finally:
             ctrl.close(linger=0)
 
+    def subscribers(self) -> int:
+        """Subscribers heard from recently on the replay socket (each says hello every
+        few seconds once running): a test or a tool can wait for its subscribers before
+        it publishes a short burst, which a subscriber still connecting would otherwise
+        only know of from the replay buffer."""
+        since = time.monotonic() - _PEER_FORGET_S
+        return sum(1 for heard, _ in list(self._peers.values()) if heard >= since)
+
     def _waiting_peers(self) -> list[bytes]:
         """Subscribers heard from recently that have not confirmed the end of stream."""
         since = time.monotonic() - _PEER_FORGET_S
