@@ -161,24 +161,16 @@ def features_table(result: Any) -> list[RenderableType]:
     return shown
 
 
-def signals_table(result: Any) -> list[RenderableType]:
-    """The table of ``tickvault bench signals``."""
-    shown: list[RenderableType] = []
-    table = Table(
-        title=f"bench signals: {result['symbol']}, models trained on {result['sessions']} "
-        f"simulated sessions ({result['estimator']}), deadline {result['deadline_ms']:g} ms"
-    )
-    for col in ("", "tickvault", "original design", "ratio", "target"):
-        table.add_column(col, justify="right")
-    orig = result["original_design"]["request_ms"]
+def _signals_rows(table: Table, layout: str, figures: Any, orig: Any, result: Any) -> None:
+    """The rows of one worker layout in the table of ``tickvault bench signals``."""
     for name, label, target in (
         ("realistic", "realistic WIN pace (1k/5k trades/s)", "p99 <= 2 ms"),
         ("fast", "fast pace", ""),
     ):
-        ph = result[name]
+        ph = figures[name]
         lat, w, modes = ph["latency_ms"], ph["worker"], ph["signal_modes"]
         table.add_row(
-            f"tick -> signal, {label}: {ph['trades_per_s']:,} trades/s (p50 / p99 / max)",
+            f"tick -> signal, {layout}, {label}: {ph['trades_per_s']:,} trades/s (p50 / p99 / max)",
             f"{lat['p50']} / {lat['p99']} / {lat['max']} ms",
             f"{orig['p50']} / {orig['p99']} ms per request" if name == "realistic" else "",
             f"{result['ratio']['p50']}x (p50)" if name == "realistic" else "",
@@ -196,6 +188,24 @@ def signals_table(result: Any) -> list[RenderableType]:
             "decided -> stored -> published -> received",
             " | ".join(f"{st[k]['p50']}/{st[k]['p99']}" for k in st), "", "", "",
         )  # fmt: skip
+
+
+def signals_table(result: Any) -> list[RenderableType]:
+    """The table of ``tickvault bench signals``."""
+    shown: list[RenderableType] = []
+    table = Table(
+        title=f"bench signals: {result['symbol']}, models trained on {result['sessions']} "
+        f"simulated sessions ({result['estimator']}), deadline {result['deadline_ms']:g} ms"
+    )
+    for col in ("", "tickvault", "original design", "ratio", "target"):
+        table.add_column(col, justify="right")
+    orig = result["original_design"]["request_ms"]
+    for layout, figures in (
+        ("feature and model workers", result),
+        ("inline (features run --models)", result.get("inline")),
+    ):
+        if figures:
+            _signals_rows(table, layout, figures, orig, result)
     pred = result["predict_us"]
     for kind in ("full", "fast"):
         p = pred[kind]

@@ -22,6 +22,15 @@ from tickvault.cli.output import console, err_console
 @click.option("--seed-trades-per-day", type=POSITIVE, help="Trades per seeded session.")
 @click.option("--connect", "host", help="Publisher host (default: zmq_host).")
 @click.option("--reset", is_flag=True, help="Delete the symbols' stored rows and cursor first.")
+@click.option(
+    "--models",
+    "inline_models",
+    is_flag=True,
+    help="Also run the model worker in this process (inline): each cycle's rows are "
+    "decided before they are stored, and signals go out on zmq_signals_port as with "
+    "tickvault ml run (which must then not run for these symbols). One hop and one "
+    "store round trip less from tick to signal.",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -30,10 +39,12 @@ def run(
     seed_trades_per_day: int | None,
     host: str | None,
     reset: bool,
+    inline_models: bool,
 ) -> None:
     """Compute features live from the trade and book topics, store them in
     features:{SYMBOL} and publish them on zmq_features_port, until SIGINT/SIGTERM
-    (then flush). Restarted, it continues from its cursor."""
+    (then flush). Restarted, it continues from its cursor. With --models, the model
+    worker runs inline (see the option)."""
     import datetime as dt
     import logging
     import threading
@@ -74,7 +85,18 @@ def run(
                     highlight=False,
                 )
         eps = Endpoints.from_settings(vault.settings, host)
-        worker = FeatureWorker(vault, wanted, endpoints=[eps])
+        models = None
+        if inline_models:
+            from tickvault.live.models import ModelWorker, status_line
+
+            models = ModelWorker(vault, wanted, inline=True)
+        try:
+            worker = FeatureWorker(vault, wanted, endpoints=[eps],
+                                   on_rows=models.on_columns if models else None)  # fmt: skip
+        except BaseException:
+            if models is not None:
+                models.close()
+            raise
         workers.append(worker)
         if stopped.is_set():
             worker.stop()
@@ -85,11 +107,20 @@ def run(
             highlight=False,
         )
         try:
+            if models is not None:
+                models.start_inline()
+                err_console.print(f"models inline: signals on {vault.settings.zmq_signals_port}",
+                                  highlight=False)  # fmt: skip
             worker.run()
         finally:
             worker.subscriber.close()
             if worker.publisher is not None:
                 worker.publisher.close()
+            if models is not None:
+                models.close()
+                for s in wanted:
+                    err_console.print(f"models stopped: {status_line(s, models.stats(s))}",
+                                      highlight=False)  # fmt: skip
         st = worker.stats
         err_console.print(
             f"features stopped: {st.trades:,} trades, {st.rows:,} rows in {st.writes:,} writes; "

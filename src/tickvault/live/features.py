@@ -43,7 +43,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,9 +170,14 @@ class FeatureWorker:
         params: HistoryParams | None = None,
         publish_endpoint: str | None = None,
         publish: bool = True,
+        on_rows: Callable[[str, dict[str, Any]], None] | None = None,
         context: zmq.Context[Any] | None = None,
     ) -> None:
         self.vault = vault
+        self.on_rows = on_rows
+        """Called in the compute thread with each cycle's rows of a symbol (the columns
+        of its feature message) after they are published and before they are stored:
+        the inline model worker (``ModelWorker.on_columns``, ``features run --models``)."""
         self.settings = vault.settings
         self.symbols = sorted({check_symbol(s) for s in symbols})
         if not self.symbols:
@@ -459,6 +464,10 @@ class FeatureWorker:
                 if o["rows"]:
                     self.publisher.publish(symbol, self.rows.schema.hash,
                                            self.rows.schema.columns, blocks[symbol])  # fmt: skip
+        if self.on_rows is not None:
+            for symbol, o in out.items():
+                if o["rows"]:
+                    self.on_rows(symbol, blocks[symbol])
         delay = 0.05
         for symbol, o in out.items():
             while True:
@@ -478,8 +487,7 @@ class FeatureWorker:
                     time.sleep(delay)
                     delay = min(delay * 2, self.settings.store_retry_max_s)
             n = len(o["rows"])
-            self.stats.rows += n
-            self.stats.writes += 1
+            self.stats.writes += 1  # (stats.rows: counted by the streams as they emit)
             self.stats.rows_by_symbol[symbol] = self.stats.rows_by_symbol.get(symbol, 0) + n
 
 

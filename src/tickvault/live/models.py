@@ -173,10 +173,15 @@ class ModelWorker:
         params: CoordinatorParams | None = None,
         policy: PolicyParams | None = None,
         publish: bool = True,
+        inline: bool = False,
         context: zmq.Context[Any] | None = None,
     ) -> None:
         self.vault = vault
         self.settings: Settings = vault.settings
+        self.inline = inline
+        """Inline: no socket of its own for the rows; the feature worker of the same
+        process hands each cycle's rows to ``on_columns`` (``tickvault features run
+        --models``; module docstring, "Inline")."""
         self.symbols = sorted({check_symbol(s) for s in symbols})
         if not self.symbols:
             raise QueryError("the model worker needs at least one symbol (--symbols WINZ25,...)")
@@ -207,9 +212,10 @@ class ModelWorker:
         self._sub = self._ctx.socket(zmq.SUB)
         self._sub.setsockopt(zmq.LINGER, 0)
         self._sub.setsockopt(zmq.RCVHWM, 100_000)
-        self._sub.connect(ep)
-        for s in self.symbols:
-            self._sub.setsockopt(zmq.SUBSCRIBE, f"{FEATURE_TOPIC}.{s}".encode("ascii"))
+        if not inline:
+            self._sub.connect(ep)
+            for s in self.symbols:
+                self._sub.setsockopt(zmq.SUBSCRIBE, f"{FEATURE_TOPIC}.{s}".encode("ascii"))
         self._wake_addr = f"inproc://tickvault-models-wake-{id(self)}"
         self._wake = self._ctx.socket(zmq.PAIR)
         self._wake.bind(self._wake_addr)
@@ -305,9 +311,39 @@ class ModelWorker:
     def position(self, symbol: str) -> tuple[int, int] | None:
         return self._syms[check_symbol(symbol)].position
 
+    # ------------------------------------------------------------------ inline
+    def start_inline(self) -> ModelWorker:
+        """Inline mode: catch up from the store (the rows stored while no worker ran);
+        then the feature worker calls ``on_columns`` with each cycle's rows."""
+        if not self.inline:
+            raise QueryError("start_inline() is for a model worker made with inline=True")
+        for sym in self._syms.values():
+            self._catch_up(sym)
+        self.ready.set()
+        return self
+
+    def on_columns(self, symbol: str, cols: Mapping[str, np.ndarray]) -> None:
+        """Inline mode: decide on a feature-worker cycle's rows of ``symbol`` (the columns
+        of a feature message), store the signals with the cursor, publish them. Called
+        in the feature worker's compute thread before it stores the rows, so a kill in
+        between leaves rows decided but not stored: the feature worker recomputes them
+        from its cursor, and they are behind this worker's position (not decided twice)."""
+        sym = self._syms.get(symbol)
+        if sym is None or not len(cols["T"]):
+            return
+        if self._trace_path is not None:
+            self._received = time.time_ns()
+            self._computed.update(zip(cols["T"].tolist(), cols["computed_ns"].tolist(),
+                                      strict=True))  # fmt: skip
+        self._flush(sym, message_rows(cols))
+        self._maybe_log()
+
     # ------------------------------------------------------------------ the loop
     def run(self) -> None:
         """Catch up from the store, then decide on what arrives until ``stop()``."""
+        if self.inline:
+            raise QueryError("an inline model worker has no loop: the feature worker calls "
+                             "on_columns (start_inline)")
         try:
             for sym in self._syms.values():
                 self._catch_up(sym)
