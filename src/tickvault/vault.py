@@ -85,7 +85,7 @@ class Vault:
         no other tickvault process is connected to it."""
         if not self._closed:
             self._closed = True
-            lifecycle.close(self._conn, self.settings.data_dir)
+            lifecycle.close(self._conn, self.settings.data_dir, self.settings)
 
     def with_settings(self, **changes: Any) -> Vault:
         """A view of this store with other settings (block size, codec, retention...),
