@@ -182,7 +182,7 @@ def test_feature_rows_under_curve_reach_an_allowed_subscriber_and_no_plain_one(
             return bool(got)
 
         wait_for(arrived, "a feature row on the CURVE subscriber")
-        symbol, header, cols = decode_feature_message(got[:3])
+        symbol, _header, cols = decode_feature_message(got[:3])
         assert symbol == SYMBOL and cols["T"].tolist() == values["T"].tolist()
         pub.publish(SYMBOL, "schema", [("T", "int64")], values)
         assert secured.poll(int(GUARD_S * 1000))  # the secured one gets it ...
