@@ -126,6 +126,12 @@ def _probe(url: str, timeout_s: float, **options: Any) -> None:
             f"Valkey at {hide_password(url)} refused the credentials ({exc}): " + _CREDENTIALS_HINT
         ) from None
     except valkey.TimeoutError:
+        if _is_tls(url):  # a plain server waits for the end of a "command" that never comes
+            raise ServerUnreachable(
+                f"the TLS handshake with {hide_password(url)} did not complete within "
+                f"{timeout_s:g} s: the server may not speak TLS (use valkey:// for a plain "
+                "server), or nothing that speaks TLS listens there"
+            ) from None
         raise _not_valkey(
             url, f"it accepted a connection but did not answer within {timeout_s:g} s"
         ) from None
