@@ -142,7 +142,7 @@ class Settings(BaseModel):
     """Public key subscribers present: z85 text or the path of ``client.key``."""
     zmq_curve_client_secret_key: SecretStr | None = None
     """Secret key of the subscribers: z85 text or the path of ``client.key_secret``."""
-    zmq_curve_allowed_clients: list[str] = Field(default_factory=list)
+    zmq_curve_allowed_clients: list[str] = []
     """Client public keys the publishers accept: z85 texts, key files or directories of
     ``*.key`` files (a list, or one text separated by commas). Empty: the client key of
     ``zmq_curve_client_public_key`` only. Any other client receives nothing, and the
