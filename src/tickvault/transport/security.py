@@ -101,13 +101,21 @@ def _from_file(path: Path, setting: str, *, secret: bool) -> bytes:
     return secret_key
 
 
+def _path(text: str) -> Path:
+    """``text`` as a path, ``~`` expanded when it names a user that exists."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # ~name of no user
+        return Path(text)
+
+
 def load_key(setting: str, value: str | SecretStr, *, secret: bool = False) -> bytes:
     """A key (z85 bytes) from a setting's value: its z85 text or a key file's path."""
     text = value.get_secret_value() if isinstance(value, SecretStr) else value
     text = text.strip()
     if is_z85_key(text):
         return text.encode("ascii")
-    path = Path(text).expanduser()
+    path = _path(text)
     # a secret value is named only when it is clearly a path (never a mistyped key)
     shown = f"{path}" if (not secret or os.sep in text or text.endswith(".key_secret")) else None
     if not path.is_file():
@@ -122,7 +130,7 @@ def load_key(setting: str, value: str | SecretStr, *, secret: bool = False) -> b
 def _allowed(settings: Settings, client_public: bytes | None) -> frozenset[bytes]:
     keys: set[bytes] = set()
     for entry in settings.zmq_curve_allowed_clients:
-        path = Path(entry).expanduser()
+        path = _path(entry)
         if not is_z85_key(entry) and path.is_dir():
             try:
                 found = zmq.auth.load_certificates(path)
