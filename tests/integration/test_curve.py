@@ -203,3 +203,29 @@ def test_a_publisher_with_bad_key_settings_is_a_config_error_and_binds_nothing(
     keys["zmq_curve_server_secret_key"].chmod(0o600)
     with Publisher(settings, endpoints=endpoints):  # the ports were left free
         pass
+
+
+def test_tickvault_tail_under_curve_prints_the_trades_of_a_curve_publisher(
+    tmp_path: Path, keys: dict[str, Path]
+) -> None:
+    import os
+
+    from tests.integration.test_live import free_ports, port_env
+    from tests.integration.test_tail import read_until, stop, tail_process
+
+    ports = free_ports()
+    settings = curve_settings(tmp_path, keys, **{f"zmq_{n}_port": p for n, p in ports.items()})
+    env = {**os.environ, **port_env(ports), "TICKVAULT_DATA_DIR": str(tmp_path / "data"),
+           "TICKVAULT_ZMQ_CURVE": "true",
+           **{f"TICKVAULT_{k.upper()}": str(v) for k, v in keys.items()}}  # fmt: skip
+    with Publisher(settings) as pub:
+        proc = tail_process(env, SYMBOL)
+        try:
+            assert proc.stdout is not None and proc.stderr is not None
+            read_until(proc.stderr, "waiting for", [])
+            lines: list[str] = []
+            publish(pub, 1, 3)
+            read_until(proc.stdout, f"{SYMBOL}  #3", lines)  # the trade lines, over CURVE
+        finally:
+            assert stop(proc) == 0
+    assert any(f"{SYMBOL}  #1" in line for line in lines)
