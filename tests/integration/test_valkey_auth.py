@@ -110,3 +110,96 @@ def test_a_password_in_the_environment_reaches_the_settings_and_no_repr() -> Non
     for text in (repr(s), str(s)):
         assert PASSWORD not in text
     assert os.environ.get("TICKVAULT_VALKEY_PASSWORD") is None
+
+
+class TlsTerminator:
+    """A TLS endpoint in front of the embedded server (what stunnel or a TLS-enabled
+    server gives): each accepted TLS connection is relayed to the plain server."""
+
+    def __init__(self, cert: Path, key: Path, upstream: tuple[str, int]) -> None:
+        import socket
+        import ssl
+        import threading
+
+        self._ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._ctx.load_cert_chain(cert, key)
+        self._upstream = upstream
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._accept = threading.Thread(target=self._serve, daemon=True)
+        self._accept.start()
+
+    def _serve(self) -> None:
+        import contextlib
+        import socket
+        import ssl
+        import threading
+
+        while not self._stop.is_set():
+            try:
+                raw, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                tls = self._ctx.wrap_socket(raw, server_side=True)
+            except (ssl.SSLError, OSError):
+                raw.close()  # a client that does not finish the handshake
+                continue
+            plain = socket.create_connection(self._upstream)
+
+            def pump(src: socket.socket, dst: socket.socket) -> None:
+                with contextlib.suppress(OSError):
+                    while data := src.recv(65536):
+                        dst.sendall(data)
+                for s in (src, dst):
+                    with contextlib.suppress(OSError):
+                        s.close()
+
+            for a, b in ((tls, plain), (plain, tls)):
+                t = threading.Thread(target=pump, args=(a, b), daemon=True)
+                t.start()
+                self._threads.append(t)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+
+
+def _self_signed(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True)  # fmt: skip
+    return cert, key
+
+
+def test_a_valkeys_url_with_the_ca_connects_over_tls_and_a_wrong_ca_is_refused(
+    own_data_dir: Path, tmp_path: Path
+) -> None:
+    cert, key = _self_signed(tmp_path, "server")
+    other_ca, _ = _self_signed(tmp_path, "other")
+    trades = sim_trades(1_000)
+    with Vault.open(settings=Settings(data_dir=own_data_dir, valkey_password=PASSWORD)) as owner:
+        port = int(owner.url.rsplit(":", 1)[1].split("/")[0])
+        proxy = TlsTerminator(cert, key, ("127.0.0.1", port))
+        try:
+            url = f"valkeys://127.0.0.1:{proxy.port}/0"
+            tls = Settings(valkey_url=url, valkey_tls_ca=cert, valkey_password=PASSWORD,
+                           valkey_username="tickvault")  # fmt: skip
+            with Vault.open(settings=tls) as vault:
+                vault.write_trades("WINZ25", trades)
+                stored = vault.range_columns("WINZ25")["trade_id"]
+            assert sorted(stored.tolist()) == sorted(trades.to_structured()["trade_id"].tolist())
+            wrong = tls.model_copy(update={"valkey_tls_ca": other_ca})
+            with pytest.raises(ServerUnreachable, match="not signed by valkey_tls_ca") as err:
+                Vault.open(settings=wrong)
+            assert PASSWORD not in str(err.value)
+        finally:
+            proxy.close()
