@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from tickvault.config import Settings, load_settings
+from tickvault.config import Settings, hide_password, load_settings
 from tickvault.errors import QueryError
 from tickvault.records.book import BookView
 from tickvault.records.events import Gap
@@ -100,6 +100,12 @@ class Vault:
 
     @property
     def url(self) -> str:
+        """The server's URL as shown to people: a password in it is ``***``."""
+        return hide_password(self._conn.url)
+
+    @property
+    def connection_url(self) -> str:
+        """The server's URL with any credentials in it: to connect, never to show."""
         return self._conn.url
 
     @property

@@ -203,3 +203,22 @@ def test_a_valkeys_url_with_the_ca_connects_over_tls_and_a_wrong_ca_is_refused(
             assert PASSWORD not in str(err.value)
         finally:
             proxy.close()
+
+
+def test_a_password_in_the_url_is_hidden_in_what_commands_print(own_data_dir: Path) -> None:
+    import sys
+
+    secured = Settings(data_dir=own_data_dir, valkey_password=PASSWORD, valkey_username="app")
+    with Vault.open(settings=secured) as owner:
+        port = owner.url.rsplit(":", 1)[1].split("/")[0]
+        url = f"valkey://app:{PASSWORD}@127.0.0.1:{port}/0"
+        with Vault.open(settings=Settings(valkey_url=url)) as vault:
+            assert vault.url == f"valkey://app:***@127.0.0.1:{port}/0"
+            assert vault.connection_url == url
+        env = {**os.environ, "TICKVAULT_VALKEY_URL": url, "COLUMNS": "200"}
+        shown = subprocess.run([sys.executable, "-m", "tickvault.cli.main", "status"],
+                               env=env, capture_output=True, text=True, timeout=120,
+                               check=False)  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        assert f"app:***@127.0.0.1:{port}" in shown.stdout
+        assert PASSWORD not in shown.stdout + shown.stderr
