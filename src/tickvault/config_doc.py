@@ -68,7 +68,10 @@ def _type_text(field: FieldInfo) -> str:
     else:
         names = {str: "text", int: "integer", float: "number", bool: "true or false",
                  Path: "path", SecretStr: "secret text"}  # fmt: skip
-        text = names.get(base, getattr(base, "__name__", str(base)))
+        if typing.get_origin(base) is list:
+            text = "list of text"
+        else:
+            text = names.get(base, getattr(base, "__name__", str(base)))
     bounds = []
     for m in field.metadata:
         for attr, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
@@ -83,6 +86,8 @@ def toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     return json.dumps(str(value), ensure_ascii=False)  # a TOML basic string
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from tickvault.config import Settings, load_settings
+from tickvault.config import Settings, hide_password, load_settings
 from tickvault.errors import QueryError
 from tickvault.records.book import BookView
 from tickvault.records.events import Gap
@@ -85,7 +85,7 @@ class Vault:
         no other tickvault process is connected to it."""
         if not self._closed:
             self._closed = True
-            lifecycle.close(self._conn, self.settings.data_dir)
+            lifecycle.close(self._conn, self.settings.data_dir, self.settings)
 
     def with_settings(self, **changes: Any) -> Vault:
         """A view of this store with other settings (block size, codec, retention...),
@@ -100,6 +100,12 @@ class Vault:
 
     @property
     def url(self) -> str:
+        """The server's URL as shown to people: a password in it is ``***``."""
+        return hide_password(self._conn.url)
+
+    @property
+    def connection_url(self) -> str:
+        """The server's URL with any credentials in it: to connect, never to show."""
         return self._conn.url
 
     @property

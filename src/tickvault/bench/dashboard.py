@@ -49,7 +49,7 @@ def _dashboard(vault: Vault) -> Iterator[int]:
     with tempfile.TemporaryDirectory(prefix="tickvault-bench-dash-") as data_dir:
         env = {
             **os.environ,
-            "TICKVAULT_VALKEY_URL": vault.url,
+            "TICKVAULT_VALKEY_URL": vault.connection_url,
             "TICKVAULT_DATA_DIR": data_dir,
             "TICKVAULT_DASHBOARD_PORT": str(port),
             "TICKVAULT_DASHBOARD_HOST": "127.0.0.1",

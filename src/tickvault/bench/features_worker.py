@@ -77,7 +77,7 @@ def bench_features_worker(
         env = {
             **os.environ,
             "TICKVAULT_DATA_DIR": str(vault.settings.data_dir),
-            "TICKVAULT_VALKEY_URL": vault.url,
+            "TICKVAULT_VALKEY_URL": vault.connection_url,
             "TICKVAULT_ZMQ_FEATURES_PORT": str(features_port),
             **{f"TICKVAULT_ZMQ_{k.upper()}_PORT": str(v) for k, v in ports.items()},
         }

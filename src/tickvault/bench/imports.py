@@ -111,7 +111,7 @@ def run_import_bench(
         _clear(vault)
         seed_n = min(seed_trades, n_trades)
         say(f"original design: importing {seed_n:,} rows, one XADD each")
-        plain: Any = valkey.Valkey.from_url(vault.url)
+        plain: Any = valkey.Valkey.from_url(vault.connection_url)
         t0 = time.perf_counter()
         seed_stored = _seed_import(plain, path, seed_n)
         seed_s = time.perf_counter() - t0

@@ -165,7 +165,7 @@ def _spawn(vault: Vault, role: str, design: str, **kw: Any) -> subprocess.Popen[
     for k, v in kw.items():
         args += [f"--{k}", str(v)]
     # The benchmark's server, never the user's: the URL overrides any configured one.
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TICKVAULT_VALKEY_URL": vault.url}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TICKVAULT_VALKEY_URL": vault.connection_url}
     return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                             env=env)  # fmt: skip
 

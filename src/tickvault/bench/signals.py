@@ -527,7 +527,7 @@ def run_signals_bench(
             **os.environ,
             "PYTHONUNBUFFERED": "1",
             "TICKVAULT_DATA_DIR": str(sv.settings.data_dir),
-            "TICKVAULT_VALKEY_URL": sv.url,
+            "TICKVAULT_VALKEY_URL": sv.connection_url,
             **{f"TICKVAULT_ZMQ_{n.upper()}_PORT": str(p) for n, p in ports.items()
                if n != "pub_signals"},
             "TICKVAULT_SIGNAL_DEADLINE_MS": str(base.signal_deadline_ms),

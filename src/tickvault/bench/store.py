@@ -64,7 +64,7 @@ def _best_of(repeats: int, fn: Callable[[], Any]) -> tuple[float, Any]:
 
 def _plain_client(vault: Vault) -> Any:
     """A default valkey-py client, as the original design used."""
-    return valkey.Valkey.from_url(vault.url)
+    return valkey.Valkey.from_url(vault.connection_url)
 
 
 def _seed_write(r: Any, batch: TradeBatch) -> None:

@@ -16,6 +16,7 @@ from tickvault.cli.dashboard import dashboard
 from tickvault.cli.features import features
 from tickvault.cli.ingest import backfill, import_cmd
 from tickvault.cli.inspect import gaps, quarantine
+from tickvault.cli.keys import keys
 from tickvault.cli.live import bridge, demo, feed, publish, replay, tail
 from tickvault.cli.ml import ml
 from tickvault.cli.ml_lookahead import lookahead_cmd
@@ -67,6 +68,7 @@ cli.add_command(ml)
 ml.add_command(ml_run)
 cli.add_command(backtest_cmd)
 cli.add_command(dashboard)
+cli.add_command(keys)  # issue 17: ZeroMQ CURVE
 bench.add_command(bench_backtest)
 ml.add_command(lookahead_cmd)
 for command in (up, ps):  # issue 16: the supervisor

@@ -38,7 +38,9 @@ def server_start(ctx: click.Context) -> None:
     """Start the embedded server (or report the one already running)."""
     settings = settings_of(ctx)
     _note_external(settings)
-    info, started = embedded.ensure_server(settings.data_dir, settings.valkey_server_binary)
+    info, started = embedded.ensure_server(
+        settings.data_dir, settings.valkey_server_binary, auth=embedded.server_auth(settings)
+    )
     verb = "started" if started else "already running"
     console.print(
         f"{verb}: {info.url} (pid {info.pid}, data {info.data_dir}); it keeps running until "
@@ -51,7 +53,7 @@ def server_start(ctx: click.Context) -> None:
 def server_stop(ctx: click.Context) -> None:
     """Stop the embedded server cleanly (the AOF is flushed)."""
     settings = settings_of(ctx)
-    if embedded.stop_server(settings.data_dir):
+    if embedded.stop_server(settings.data_dir, embedded.server_auth(settings)):
         console.print(f"stopped the server of {settings.data_dir}")
     else:
         console.print(f"no server was running for {settings.data_dir}")
@@ -63,7 +65,7 @@ def server_status(ctx: click.Context) -> None:
     """Say whether the embedded server runs, and where."""
     settings = settings_of(ctx)
     _note_external(settings)
-    info = embedded.read_state(settings.data_dir.resolve())
+    info = embedded.read_state(settings.data_dir.resolve(), embedded.server_auth(settings))
     if info is None:
         console.print(f"not running (data directory {settings.data_dir})")
         sys.exit(1)

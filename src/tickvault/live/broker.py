@@ -59,6 +59,7 @@ from tickvault.live.routing import ProfitDLLRouter
 from tickvault.records.orders import Fill, Order
 from tickvault.records.signals import Signal
 from tickvault.timeutil import trading_days
+from tickvault.transport.security import ZapLease, secure_server
 from tickvault.vault import Vault
 from tickvault.venue.contracts import contract
 
@@ -148,9 +149,16 @@ class BrokerWorker:
             self.syms[sym] = st
         self._ctx: zmq.Context[Any] | None = None
         self._pub: zmq.Socket[Any] | None = None
+        self._lease: ZapLease | None = None
         if publish:
             self._ctx = zmq.Context()
             self._pub = self._ctx.socket(zmq.PUB)
+            try:
+                self._lease = secure_server(self._pub, s)  # CURVE (zmq_curve) before the bind
+            except BaseException:
+                self._pub.close(linger=0)
+                self._ctx.term()
+                raise
             self._pub.bind(f"tcp://{s.zmq_host}:{s.zmq_orders_port}")
 
     # ------------------------------------------------------------------ loop
@@ -249,6 +257,8 @@ class BrokerWorker:
             st.router.close()
         if self._pub is not None:
             self._pub.close(linger=0)
+        if self._lease is not None:
+            self._lease.release()  # stops the ZAP thread, so the context can end
         if self._ctx is not None:
             self._ctx.term()
 

@@ -51,14 +51,16 @@ import numpy as np
 import orjson
 import zmq
 
+from tickvault.config import Settings
 from tickvault.engine.parity import day_start_ns, live_trades, previous_aggregates
 from tickvault.engine.rows import HISTORY_NUMBERS, FeatureRows
-from tickvault.errors import QueryError, ServerError, TickvaultError
+from tickvault.errors import ConfigError, QueryError, ServerError, TickvaultError
 from tickvault.features import FeatureSet, HistoryParams
 from tickvault.features.stream import FeatureStream, Row, StreamStats, book_top
 from tickvault.records.validate import check_symbol
 from tickvault.storage.connection import translated
 from tickvault.transport.endpoints import Endpoints
+from tickvault.transport.security import ZapLease, secure_server
 from tickvault.transport.subscriber import Gap, Subscriber
 from tickvault.transport.wire import Kind, Message, WireError
 from tickvault.vault import Vault
@@ -88,15 +90,29 @@ class FeaturePublisher:
     missed messages reads them from ``features:{SYMBOL}``.
     """
 
-    def __init__(self, endpoint: str, context: zmq.Context[Any] | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        context: zmq.Context[Any] | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        """``settings``: for CURVE (``zmq_curve``); None: a plain socket."""
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.PUB)
         self._sock.setsockopt(zmq.LINGER, 500)
         self._sock.setsockopt(zmq.SNDHWM, 10_000)
+        self._lease: ZapLease | None = None
         try:
+            if settings is not None:
+                self._lease = secure_server(self._sock, settings)
             self._sock.bind(endpoint)
+        except ConfigError:
+            self._sock.close(linger=0)
+            raise
         except zmq.ZMQError as exc:
             self._sock.close(linger=0)
+            if self._lease is not None:
+                self._lease.release()
             raise QueryError(
                 f"cannot publish feature rows on {endpoint}: {exc} (another worker running? "
                 "set zmq_features_port)"
@@ -122,6 +138,8 @@ class FeaturePublisher:
 
     def close(self) -> None:
         self._sock.close()
+        if self._lease is not None:
+            self._lease.release()
 
 
 def decode_feature_message(frames: list[bytes]) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -209,7 +227,7 @@ class FeatureWorker:
                 publish_endpoint
                 or f"tcp://{self.settings.zmq_host}:{self.settings.zmq_features_port}"
             )
-            self.publisher = FeaturePublisher(ep, context)
+            self.publisher = FeaturePublisher(ep, context, self.settings)
         try:
             self.subscriber = Subscriber(
                 self.settings,

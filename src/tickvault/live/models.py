@@ -64,6 +64,7 @@ from tickvault.signals.coordinator import CoordinatorParams, Decider
 from tickvault.signals.policy import PolicyParams
 from tickvault.transport.endpoints import Endpoints
 from tickvault.transport.publisher import Publisher
+from tickvault.transport.security import secure_client
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +214,11 @@ class ModelWorker:
         self._sub.setsockopt(zmq.LINGER, 0)
         self._sub.setsockopt(zmq.RCVHWM, 100_000)
         if not inline:
+            try:
+                secure_client(self._sub, self.settings)  # CURVE (zmq_curve) before the connect
+            except BaseException:
+                self._sub.close(linger=0)
+                raise
             self._sub.connect(ep)
             for s in self.symbols:
                 self._sub.setsockopt(zmq.SUBSCRIBE, f"{FEATURE_TOPIC}.{s}".encode("ascii"))

@@ -552,12 +552,13 @@ class ServerChild:
     """The embedded Valkey server (started detached by ``storage.server``)."""
 
     def __init__(self, settings: Settings):
-        from tickvault.storage.server import ensure_server
+        from tickvault.storage.server import ensure_server, server_auth
 
         self.data_dir = settings.data_dir.resolve()
+        self.auth = server_auth(settings)
         info, self.started_here = ensure_server(
             self.data_dir, settings.valkey_server_binary,
-            idle_stop_s=settings.embedded_idle_stop_s or None,
+            idle_stop_s=settings.embedded_idle_stop_s or None, auth=self.auth,
         )  # fmt: skip
         self.pid = info.pid
         self.port = info.port
@@ -580,14 +581,14 @@ class ServerChild:
     def ready(self) -> bool:
         from tickvault.storage.server import read_state as server_state
 
-        return server_state(self.data_dir) is not None
+        return server_state(self.data_dir, self.auth) is not None
 
     def terminate(self) -> None:
         """A clean shutdown (the AOF flushed); ``stop_server`` waits for the exit."""
         from tickvault.storage.server import stop_server
 
         if self.started_here:
-            stop_server(self.data_dir)
+            stop_server(self.data_dir, self.auth)
             self._stopped = True
 
     def wait(self, timeout_s: float) -> int | None:

@@ -12,7 +12,7 @@ import valkey
 
 from tickvault.config import Settings, hide_password
 from tickvault.errors import ServerError, ServerUnreachable
-from tickvault.storage.server import ServerInfo, ensure_server
+from tickvault.storage.server import ServerInfo, ensure_server, server_auth
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -64,27 +64,79 @@ def _not_valkey(url: str, what: str) -> ServerError:
     )
 
 
-def _probe(url: str, timeout_s: float) -> None:
+def _is_tls(url: str) -> bool:
+    return url.startswith(("valkeys://", "rediss://"))
+
+
+def client_options(settings: Settings, url: str, embedded: bool) -> dict[str, Any]:
+    """valkey-py keyword arguments for ``url``: the credentials of the settings (those
+    in the URL win) and, for a ``valkeys://`` URL, the TLS files."""
+    opts: dict[str, Any] = {}
+    if embedded:
+        auth = server_auth(settings)
+        if auth is not None:
+            opts.update(auth.client_kwargs())
+        return opts
+    if settings.valkey_password is not None:
+        opts["password"] = settings.valkey_password.get_secret_value()
+    if settings.valkey_username is not None:
+        opts["username"] = settings.valkey_username
+    if _is_tls(url):
+        for key, value in (("ssl_ca_certs", settings.valkey_tls_ca),
+                           ("ssl_certfile", settings.valkey_tls_cert),
+                           ("ssl_keyfile", settings.valkey_tls_key)):  # fmt: skip
+            if value is not None:
+                if not value.is_file():
+                    raise ServerUnreachable(
+                        f"the TLS file {value} does not exist: fix valkey_tls_ca, "
+                        "valkey_tls_cert or valkey_tls_key"
+                    )
+                opts[key] = str(value)
+    return opts
+
+
+_CREDENTIALS_HINT = (
+    "set valkey_password (TICKVAULT_VALKEY_PASSWORD) and, for a user other than the "
+    "default one, valkey_username; or put them in the URL, valkey://user:password@host:port/db"
+)
+
+
+def _unreachable(url: str, exc: BaseException) -> ServerUnreachable:
+    if _is_tls(url) and ("SSL" in str(exc) or "TLS" in str(exc)):
+        return ServerUnreachable(
+            f"the TLS handshake with {hide_password(url)} failed ({exc}): the server may not "
+            "speak TLS (use valkey:// for a plain server), or its certificate is not signed by "
+            "valkey_tls_ca"
+        )
+    return ServerUnreachable(_check_hint(url) + f" ({exc})")
+
+
+def _probe(url: str, timeout_s: float, **options: Any) -> None:
     """PING ``url`` on a short-lived connection whose every read has a timeout, so a
     service that is not Valkey (an HTTP server, one that never answers) fails here with
     a clear error instead of hanging or surfacing a protocol error later."""
     probe: Any = valkey.Valkey.from_url(
-        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, **options
     )
     try:
         if probe.ping() is not True:
             raise _not_valkey(url, "it did not answer PING with PONG")
     except valkey.AuthenticationError as exc:
         raise ServerUnreachable(
-            f"Valkey at {hide_password(url)} refused the credentials ({exc}): put the right "
-            "user and password in the URL, valkey://user:password@host:port/db"
+            f"Valkey at {hide_password(url)} refused the credentials ({exc}): " + _CREDENTIALS_HINT
         ) from None
     except valkey.TimeoutError:
+        if _is_tls(url):  # a plain server waits for the end of a "command" that never comes
+            raise ServerUnreachable(
+                f"the TLS handshake with {hide_password(url)} did not complete within "
+                f"{timeout_s:g} s: the server may not speak TLS (use valkey:// for a plain "
+                "server), or nothing that speaks TLS listens there"
+            ) from None
         raise _not_valkey(
             url, f"it accepted a connection but did not answer within {timeout_s:g} s"
         ) from None
     except (valkey.ConnectionError, OSError) as exc:
-        raise ServerUnreachable(_check_hint(url) + f" ({exc})") from None
+        raise _unreachable(url, exc) from None
     except valkey.InvalidResponse as exc:
         raise _not_valkey(url, f"its answer is not in the Valkey protocol: {exc}") from None
     except valkey.ResponseError as exc:
@@ -105,15 +157,18 @@ def connect(settings: Settings, url: str | None = None) -> Connection:
             settings.data_dir,
             settings.valkey_server_binary,
             idle_stop_s=settings.embedded_idle_stop_s,
+            auth=server_auth(settings),
         )
         target = embedded.url
+    options = client_options(settings, target, embedded is not None)
     try:
-        _probe(target, settings.connect_timeout_s)
+        _probe(target, settings.connect_timeout_s, **options)
         client = valkey.Valkey.from_url(
             target,
             socket_connect_timeout=settings.connect_timeout_s,
             health_check_interval=30,
             client_name=f"tickvault-{os.getpid()}",
+            **options,
         )
         _use_chunking_packer(client)
         client.ping()
@@ -121,10 +176,11 @@ def connect(settings: Settings, url: str | None = None) -> Connection:
         raise ServerUnreachable(f"bad Valkey URL {hide_password(target)}: {exc}") from None
     except valkey.AuthenticationError as exc:
         raise ServerUnreachable(
-            f"Valkey at {hide_password(target)} refused the credentials: {exc}"
+            f"Valkey at {hide_password(target)} refused the credentials ({exc}): "
+            + _CREDENTIALS_HINT
         ) from None
     except (valkey.ConnectionError, valkey.TimeoutError, OSError) as exc:
-        raise ServerUnreachable(_check_hint(target) + f" ({exc})") from None
+        raise _unreachable(target, exc) from None
     except valkey.ValkeyError as exc:
         raise _not_valkey(target, str(exc)) from None
     return Connection(client=client, url=target, embedded=embedded, started_here=started)

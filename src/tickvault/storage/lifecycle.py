@@ -14,7 +14,7 @@ import valkey
 
 from tickvault.config import Settings
 from tickvault.storage.connection import Connection, other_tickvault_clients
-from tickvault.storage.server import kept_running, stop_server
+from tickvault.storage.server import kept_running, server_auth, stop_server
 
 
 def merged(settings: Settings, changes: Mapping[str, Any]) -> Settings:
@@ -28,7 +28,7 @@ def shared(conn: Connection) -> Connection:
     return dataclasses.replace(conn, started_here=False)
 
 
-def close(conn: Connection, data_dir: Path) -> None:
+def close(conn: Connection, data_dir: Path, settings: Settings | None = None) -> None:
     """Close the connection; stop the embedded server if this process started it and no
     other tickvault process is connected to it."""
     client: Any = conn.client
@@ -39,7 +39,7 @@ def close(conn: Connection, data_dir: Path) -> None:
                 others = other_tickvault_clients(client)
             if others == 0:
                 client.close()
-                stop_server(data_dir)
+                stop_server(data_dir, server_auth(settings) if settings is not None else None)
                 return
     finally:
         client.close()

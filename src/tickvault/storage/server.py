@@ -23,11 +23,19 @@ starts a server that keeps running until ``tickvault server stop`` (the file
 
 The server runs with AOF persistence (appendfsync everysec), no RDB
 snapshots, and ``maxmemory-policy noeviction``: market data is never evicted.
+
+With a password (``valkey_password``) the server starts with an ACL file
+``data_dir/tickvault-users.acl`` (mode 0600, the password only as its SHA-256):
+the user ``valkey_username`` (default ``tickvault``) with every right, and the
+default user disabled, so a client without the password is refused. The
+password never appears on a command line: the server gets the file's path, the
+idle watchdog the credentials in its environment.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -36,15 +44,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import valkey
 
-from tickvault.errors import EmbeddedServerError
+from tickvault.config import Settings
+from tickvault.errors import ConfigError, EmbeddedServerError
 
+ACL_FILE = "tickvault-users.acl"
+DEFAULT_ACL_USER = "tickvault"
 STATE_FILE = "tickvault-server.json"
 PORT_FILE = "tickvault-port"
 KEEP_FILE = "tickvault-keep"
@@ -75,6 +86,51 @@ class ServerInfo:
     @property
     def url(self) -> str:
         return f"valkey://{self.host}:{self.port}/0"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerAuth:
+    """The ACL user of the embedded server and its password (hidden from ``repr``)."""
+
+    username: str
+    password: str = field(repr=False)
+
+    def client_kwargs(self) -> dict[str, Any]:
+        return {"username": self.username, "password": self.password}
+
+
+def server_auth(settings: Settings) -> ServerAuth | None:
+    """The embedded server's credentials in ``settings``; None without a password."""
+    if settings.valkey_password is None:
+        return None
+    user = settings.valkey_username or DEFAULT_ACL_USER
+    if not user or any(c.isspace() for c in user):
+        raise ConfigError(f"valkey_username {user!r}: an ACL user name has no spaces")
+    return ServerAuth(user, settings.valkey_password.get_secret_value())
+
+
+class _CredentialsRefused(Exception):
+    """A server answered but refused the credentials given (or their absence)."""
+
+
+def _write_acl(data_dir: Path, auth: ServerAuth | None) -> Path | None:
+    """The ACL file for ``auth`` (mode 0600; the password as its SHA-256), or None (and
+    no file) without credentials."""
+    path = data_dir / ACL_FILE
+    if auth is None:
+        path.unlink(missing_ok=True)
+        return None
+    digest = hashlib.sha256(auth.password.encode("utf-8")).hexdigest()
+    lines = [f"user {auth.username} on #{digest} ~* &* +@all"]
+    if auth.username != "default":
+        lines.insert(0, "user default off")
+    tmp = data_dir / (ACL_FILE + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    tmp.replace(path)
+    return path
 
 
 def server_binary(configured: Path | None = None) -> Path:
@@ -137,19 +193,45 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _client(host: str, port: int, timeout_s: float = 1.0) -> valkey.Valkey:
+def _client(
+    host: str, port: int, timeout_s: float = 1.0, auth: ServerAuth | None = None
+) -> valkey.Valkey:
+    creds: dict[str, Any] = auth.client_kwargs() if auth is not None else {}
     return valkey.Valkey(
-        host=host, port=port, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
-    )
+        host=host, port=port, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+        **creds,
+    )  # fmt: skip
 
 
-def _run_id(host: str, port: int) -> str | None:
+def _run_id(host: str, port: int, auth: ServerAuth | None = None) -> str | None:
     try:
-        with contextlib.closing(_client(host, port)) as c:
+        with contextlib.closing(_client(host, port, auth=auth)) as c:
             info: dict[str, Any] = c.info("server")  # type: ignore[assignment]
             return str(info["run_id"])
+    except valkey.AuthenticationError:
+        raise _CredentialsRefused from None
+    except valkey.ResponseError as exc:
+        if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
+            raise _CredentialsRefused from None
+        return None
     except (valkey.ValkeyError, OSError, KeyError):
         return None
+
+
+def _refused(info: ServerInfo, auth: ServerAuth | None) -> EmbeddedServerError:
+    where = f"the embedded Valkey server of {info.data_dir} (pid {info.pid})"
+    if auth is None:
+        return EmbeddedServerError(
+            f"{where} requires a password and none is set: set valkey_password "
+            "(TICKVAULT_VALKEY_PASSWORD or the config file), and valkey_username if its user "
+            f"is not {DEFAULT_ACL_USER!r}, to the ones it was started with"
+        )
+    return EmbeddedServerError(
+        f"{where} refuses the user {auth.username!r} with the password set: it was started "
+        "with other credentials (or none). Set valkey_password and valkey_username to the "
+        f"ones it was started with, or stop it (`tickvault server stop`, or kill {info.pid}) "
+        "so that it starts again with these"
+    )
 
 
 @contextlib.contextmanager
@@ -164,8 +246,8 @@ def _locked(data_dir: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def read_state(data_dir: Path) -> ServerInfo | None:
-    """The server recorded for ``data_dir`` if it is alive and is that server, else None."""
+def _recorded(data_dir: Path) -> ServerInfo | None:
+    """The server the state file of ``data_dir`` names, if its process is alive."""
     path = data_dir / STATE_FILE
     try:
         info = ServerInfo(**json.loads(path.read_text()))
@@ -173,9 +255,20 @@ def read_state(data_dir: Path) -> ServerInfo | None:
         return None
     except (ValueError, TypeError):
         return None  # unreadable: treated as stale
-    if not _pid_alive(info.pid):
+    return info if _pid_alive(info.pid) else None
+
+
+def read_state(data_dir: Path, auth: ServerAuth | None = None) -> ServerInfo | None:
+    """The server recorded for ``data_dir`` if it is alive and is that server, else None.
+    A server there that refuses ``auth`` is an EmbeddedServerError saying what to set."""
+    info = _recorded(data_dir)
+    if info is None:
         return None
-    if _run_id(info.host, info.port) != info.run_id:
+    try:
+        run_id = _run_id(info.host, info.port, auth)
+    except _CredentialsRefused:
+        raise _refused(info, auth) from None
+    if run_id != info.run_id:
         return None
     return info
 
@@ -187,9 +280,10 @@ def rotate_log(log: Path, max_bytes: int = LOG_MAX_BYTES) -> None:
             log.replace(log.with_name(log.name + ".1"))
 
 
-def _start(data_dir: Path, binary: Path) -> ServerInfo:
+def _start(data_dir: Path, binary: Path, auth: ServerAuth | None = None) -> ServerInfo:
     log = data_dir / LOG_FILE
     rotate_log(log)
+    acl = _write_acl(data_dir, auth)
     last_error = ""
     preferred = remembered_port(data_dir)
     for attempt in range(3):  # a port taken between choosing and binding: try another
@@ -220,6 +314,7 @@ def _start(data_dir: Path, binary: Path) -> ServerInfo:
             LOG_LEVEL,
             "--protected-mode",
             "yes",
+            *(("--aclfile", str(acl)) if acl is not None else ()),
         ]
         try:
             proc = _spawn_detached(args, data_dir)
@@ -230,9 +325,12 @@ def _start(data_dir: Path, binary: Path) -> ServerInfo:
             if proc.poll() is not None:
                 last_error = _log_tail(log)
                 break
-            run_id = _run_id("127.0.0.1", port)
+            try:
+                run_id = _run_id("127.0.0.1", port, auth)
+            except _CredentialsRefused:  # another server took the port (ours knows auth)
+                run_id = None
             if run_id is not None:
-                with contextlib.closing(_client("127.0.0.1", port, 30.0)) as c:
+                with contextlib.closing(_client("127.0.0.1", port, 30.0, auth)) as c:
                     _wait_loaded(c)
                 return ServerInfo(
                     pid=proc.pid,
@@ -279,13 +377,18 @@ def _log_tail(log: Path, lines: int = 8) -> str:
 
 
 def ensure_server(
-    data_dir: Path, binary: Path | None = None, *, idle_stop_s: float | None = None
+    data_dir: Path,
+    binary: Path | None = None,
+    *,
+    idle_stop_s: float | None = None,
+    auth: ServerAuth | None = None,
 ) -> tuple[ServerInfo, bool]:
     """The server of ``data_dir``, started if needed. Returns (info, started_here).
 
     ``idle_stop_s``: a server started here stops by itself after this many seconds
     without clients (None or 0: it runs until ``stop_server``, and a server already
-    running is made to keep running too).
+    running is made to keep running too). ``auth``: the ACL user a server started here
+    requires (``server_auth(settings)``); a running one must accept it.
     """
     data_dir = data_dir.resolve()
     try:
@@ -297,14 +400,14 @@ def ensure_server(
         ) from exc
     keep = not idle_stop_s
     with _locked(data_dir), _signals_held():
-        info = read_state(data_dir)
+        info = read_state(data_dir, auth)
         if info is not None:
             if keep:
                 (data_dir / KEEP_FILE).touch()
             return info, False
         (data_dir / STATE_FILE).unlink(missing_ok=True)  # stale
         (data_dir / KEEP_FILE).unlink(missing_ok=True)
-        info = _start(data_dir, server_binary(binary))
+        info = _start(data_dir, server_binary(binary), auth)
         tmp = data_dir / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(asdict(info), indent=2))
         tmp.replace(data_dir / STATE_FILE)
@@ -313,7 +416,7 @@ def ensure_server(
             (data_dir / KEEP_FILE).touch()
         else:
             assert idle_stop_s is not None
-            _start_watchdog(data_dir, info, idle_stop_s)
+            _start_watchdog(data_dir, info, idle_stop_s, auth)
         return info, True
 
 
@@ -339,7 +442,9 @@ def kept_running(data_dir: Path) -> bool:
     return (data_dir.resolve() / KEEP_FILE).exists()
 
 
-def _spawn_detached(args: list[str], cwd: Path) -> subprocess.Popen[bytes]:
+def _spawn_detached(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """A process in a session of its own (it outlives the one that started it), with
     no inherited standard streams."""
     return subprocess.Popen(
@@ -349,15 +454,33 @@ def _spawn_detached(args: list[str], cwd: Path) -> subprocess.Popen[bytes]:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
         cwd=cwd,
+        env=env,
     )
 
 
-def _start_watchdog(data_dir: Path, info: ServerInfo, idle_stop_s: float) -> None:
+AUTH_ENV = ("TICKVAULT_VALKEY_USERNAME", "TICKVAULT_VALKEY_PASSWORD")
+"""Where the watchdog finds the credentials (its environment, never its argv)."""
+
+
+def auth_from_env(environ: Mapping[str, str]) -> ServerAuth | None:
+    """The credentials the watchdog was given in its environment."""
+    password = environ.get(AUTH_ENV[1])
+    if not password:
+        return None
+    return ServerAuth(environ.get(AUTH_ENV[0]) or DEFAULT_ACL_USER, password)
+
+
+def _start_watchdog(
+    data_dir: Path, info: ServerInfo, idle_stop_s: float, auth: ServerAuth | None = None
+) -> None:
     """A detached process that stops the server once it has had no client for a while."""
     args = [sys.executable, "-m", "tickvault.storage.watchdog", str(data_dir), info.run_id,
             str(idle_stop_s)]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in AUTH_ENV}
+    if auth is not None:
+        env.update(zip(AUTH_ENV, (auth.username, auth.password), strict=True))
     try:
-        proc = _spawn_detached(args, data_dir)
+        proc = _spawn_detached(args, data_dir, env)
         (data_dir / WATCHDOG_FILE).write_text(f"{proc.pid}\n")
     except OSError as exc:  # the server runs on; it just will not stop by itself
         (data_dir / KEEP_FILE).touch()
@@ -369,21 +492,32 @@ def _note(data_dir: Path, text: str) -> None:
         fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {text}\n")
 
 
-def stop_server(data_dir: Path) -> bool:
-    """Stop the server of ``data_dir`` cleanly (AOF flushed). False if none was running."""
+def stop_server(data_dir: Path, auth: ServerAuth | None = None) -> bool:
+    """Stop the server of ``data_dir`` cleanly (AOF flushed). False if none was running.
+    A server that refuses ``auth`` (started with a password not given here) is stopped
+    with SIGTERM, which flushes the AOF too."""
     data_dir = data_dir.resolve()
     if not data_dir.is_dir():
         return False
     with _locked(data_dir):
-        info = read_state(data_dir)
+        refused = False
+        try:
+            info = read_state(data_dir, auth)
+        except EmbeddedServerError:
+            info, refused = _recorded(data_dir), True
         (data_dir / STATE_FILE).unlink(missing_ok=True)
         (data_dir / KEEP_FILE).unlink(missing_ok=True)
         _stop_watchdog(data_dir)
         if info is None:
             return False
         try:
-            with contextlib.closing(_client(info.host, info.port, 30.0)) as c:
-                c.shutdown(nosave=False)
+            if refused:
+                os.kill(info.pid, signal.SIGTERM)
+            else:
+                with contextlib.closing(_client(info.host, info.port, 30.0, auth)) as c:
+                    c.shutdown(nosave=False)
+        except valkey.AuthenticationError:
+            os.kill(info.pid, signal.SIGTERM)
         except (valkey.ConnectionError, valkey.TimeoutError):
             pass  # the server closes the connection as it exits
         except valkey.ValkeyError:

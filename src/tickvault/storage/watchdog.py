@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,7 +25,15 @@ from typing import Any
 
 import valkey
 
-from tickvault.storage.server import KEEP_FILE, STATE_FILE, read_state, stop_server
+from tickvault.errors import TickvaultError
+from tickvault.storage.server import (
+    KEEP_FILE,
+    STATE_FILE,
+    ServerAuth,
+    auth_from_env,
+    read_state,
+    stop_server,
+)
 
 POLL_S = 1.0
 
@@ -43,17 +52,21 @@ def _recorded_run_id(data_dir: Path) -> str | None:
         return None
 
 
-def watch(data_dir: Path, run_id: str, idle_stop_s: float) -> str:
+def watch(data_dir: Path, run_id: str, idle_stop_s: float, auth: ServerAuth | None = None) -> str:
     """Watch until the server stops or is stopped; returns why the watch ended.
 
     One connection for the whole watch (a watchdog must not add to the server's
     connection count every second)."""
     idle_since = time.monotonic()
-    info = read_state(data_dir)
+    try:
+        info = read_state(data_dir, auth)
+    except TickvaultError:
+        return "server refuses the watchdog's credentials"
     if info is None or info.run_id != run_id:
         return "server gone"
+    creds: dict[str, Any] = auth.client_kwargs() if auth is not None else {}
     client: Any = valkey.Valkey(host=info.host, port=info.port, socket_timeout=5,
-                                client_name="tvwatchdog")  # fmt: skip
+                                client_name="tvwatchdog", **creds)  # fmt: skip
     try:
         while True:
             time.sleep(POLL_S)
@@ -76,7 +89,7 @@ def watch(data_dir: Path, run_id: str, idle_stop_s: float) -> str:
                     continue
                 client.close()
                 if not (data_dir / KEEP_FILE).exists():
-                    stop_server(data_dir)
+                    stop_server(data_dir, auth)
                 return "stopped after idling"
     finally:
         with contextlib.suppress(Exception):
@@ -86,7 +99,7 @@ def watch(data_dir: Path, run_id: str, idle_stop_s: float) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     data_dir, run_id, idle = Path(args[0]), args[1], float(args[2])
-    watch(data_dir, run_id, idle)
+    watch(data_dir, run_id, idle, auth_from_env(os.environ))
 
 
 if __name__ == "__main__":

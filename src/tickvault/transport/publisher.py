@@ -52,6 +52,7 @@ from tickvault.transport.endpoints import Endpoints, endpoint_name
 from tickvault.transport.journal import JournalReader, JournalWriter
 from tickvault.transport.replay import ReplayBuffer
 from tickvault.transport.replay_service import ReplayService, TopicState
+from tickvault.transport.security import ZapLease, secure_server
 from tickvault.transport.wire import Kind
 
 log = logging.getLogger(__name__)
@@ -102,18 +103,24 @@ class Publisher(ReplayService):
         self._ctx = context or zmq.Context.instance()
         self._max_batch = self.settings.zmq_max_batch
         self._sockets: dict[str, zmq.Socket[bytes]] = {}
+        self._leases: list[ZapLease] = []
         try:
             for name, ep in self.endpoints.data().items():
                 sock = self._ctx.socket(zmq.PUB)
+                self._sockets[name] = sock
                 sock.setsockopt(zmq.SNDHWM, self.settings.zmq_hwm)
                 sock.setsockopt(zmq.LINGER, 2000)
+                self._secure(sock)
                 sock.bind(ep)
-                self._sockets[name] = sock
             self._router = self._ctx.socket(zmq.ROUTER)
             self._router.setsockopt(zmq.LINGER, 0)
             # sending to a subscriber whose connection is gone fails (EHOSTUNREACH)
             self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            self._secure(self._router)
             self._router.bind(self.endpoints.replay)
+        except ConfigError:
+            self._close_sockets()
+            raise
         except zmq.ZMQError as exc:
             self._close_sockets()
             raise ConfigError(
@@ -379,12 +386,20 @@ class Publisher(ReplayService):
                 reader.close()
         self._close_sockets()
 
+    def _secure(self, sock: zmq.Socket[bytes]) -> None:
+        """CURVE server (when ``zmq_curve``): before the bind."""
+        lease = secure_server(sock, self.settings)
+        if lease is not None:
+            self._leases.append(lease)
+
     def _close_sockets(self) -> None:
         for sock in self._sockets.values():
             sock.close()
         router = getattr(self, "_router", None)
         if router is not None:
             router.close()
+        for lease in self._leases:
+            lease.release()
 
     def __enter__(self) -> Publisher:
         return self

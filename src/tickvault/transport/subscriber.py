@@ -43,6 +43,7 @@ from tickvault.transport import wire
 from tickvault.transport.endpoints import Endpoints, endpoint_name
 from tickvault.transport.handlers import Handler, SinkHandler
 from tickvault.transport.journal import JournalReader
+from tickvault.transport.security import curve_keys, secure_client
 from tickvault.transport.sequencer import (
     Ack,
     Action,
@@ -127,16 +128,19 @@ class Subscriber:
         )
         self.stats: SubscriberStats = self._seq.stats
         self._links: list[_Link] = []
+        curve_keys(self.settings, server=False)  # a bad key: a ConfigError before any socket
         for eps in endpoints or [Endpoints.from_settings(self.settings)]:
             sub = self._ctx.socket(zmq.SUB)
             sub.setsockopt(zmq.RCVHWM, self.settings.zmq_hwm)
             sub.setsockopt(zmq.LINGER, 0)
+            secure_client(sub, self.settings)
             for name in sorted({endpoint_name(k) for k in kinds}):
                 sub.connect(eps.data()[name])
             for prefix in self._prefixes:
                 sub.setsockopt(zmq.SUBSCRIBE, prefix.encode("ascii"))
             dealer = self._ctx.socket(zmq.DEALER)
             dealer.setsockopt(zmq.LINGER, 0)
+            secure_client(dealer, self.settings)
             dealer.connect(eps.replay)
             self._links.append(_Link(sub, dealer))
         self._ctrl_addr = f"inproc://tickvault-sub-{id(self)}"
