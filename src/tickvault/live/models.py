@@ -348,8 +348,10 @@ class ModelWorker:
     def run(self) -> None:
         """Catch up from the store, then decide on what arrives until ``stop()``."""
         if self.inline:
-            raise QueryError("an inline model worker has no loop: the feature worker calls "
-                             "on_columns (start_inline)")
+            raise QueryError(
+                "an inline model worker has no loop: the feature worker calls "
+                "on_columns (start_inline)"
+            )
         try:
             for sym in self._syms.values():
                 self._catch_up(sym)
