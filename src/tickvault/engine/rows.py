@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -117,6 +117,22 @@ class FeatureRows:
         """Append one block of rows (the arrays of every column) and move the cursor."""
         return self._store.append(check_symbol(symbol), self.schema.hash, self.schema.columns,
                                   values, t_column="T", cursor=cursor)  # fmt: skip
+
+    def append_queued(
+        self,
+        pipe: Any,
+        symbol: str,
+        values: Mapping[str, npt.NDArray[Any]],
+        cursor: Mapping[str, Any],
+    ) -> Callable[[Any], str]:
+        """``append`` queued on the valkey-py pipeline ``pipe`` (one round trip with the
+        other writes queued there); returns the check of its reply (the entry id, or
+        FeatureSchemaError as ``append`` raises it)."""
+        symbol = check_symbol(symbol)
+        schema = self.schema.hash
+        self._store.append(symbol, schema, self.schema.columns, values, t_column="T",
+                           cursor=cursor, client=pipe)  # fmt: skip
+        return lambda reply: self._store.check_reply(symbol, schema, reply)
 
     @translate
     def cursor(self, symbol: str) -> dict[str, str]:

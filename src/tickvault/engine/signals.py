@@ -56,6 +56,17 @@ class SignalStore:
         recs = np.array([s.to_record() for s in signals], SIGNAL_DTYPE)
         return self._rows.append_with_cursor(symbol, recs, cursor)
 
+    def append_decided_queued(
+        self, pipe: Any, symbol: str, signals: Sequence[Signal], cursor: Mapping[str, Any]
+    ) -> None:
+        """``append_decided`` queued on the valkey-py pipeline ``pipe`` (the inline model
+        worker: in one transaction with the feature rows it decided)."""
+        symbol = check_symbol(symbol)
+        if any(s.symbol != symbol for s in signals):
+            raise QueryError(f"append_decided({symbol!r}) got signals of another symbol")
+        recs = np.array([s.to_record() for s in signals], SIGNAL_DTYPE)
+        self._rows.append_with_cursor(symbol, recs, cursor, client=pipe)
+
     @translate
     def cursor(self, symbol: str) -> dict[str, str]:
         """The model worker's cursor hash of ``symbol`` (empty: it never decided a row)."""

@@ -45,7 +45,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
@@ -165,6 +165,18 @@ class WorkerStats(StreamStats):
     rows_by_symbol: dict[str, int] = field(default_factory=dict)
 
 
+class InlineDecisions(Protocol):
+    """What the inline model worker returns for a cycle's rows (``live.models.Decided``)."""
+
+    def queue(self, pipe: Any) -> None:
+        """Queue its writes on the pipeline that stores the rows."""
+        ...
+
+    def stored(self) -> None:
+        """Called once the rows and its writes are stored (it publishes its signals)."""
+        ...
+
+
 class _Symbol:
     """One symbol: its stream (the compute) and the sequence numbers handled."""
 
@@ -188,14 +200,15 @@ class FeatureWorker:
         params: HistoryParams | None = None,
         publish_endpoint: str | None = None,
         publish: bool = True,
-        on_rows: Callable[[str, dict[str, Any]], None] | None = None,
+        on_rows: Callable[[str, dict[str, Any]], InlineDecisions | None] | None = None,
         context: zmq.Context[Any] | None = None,
     ) -> None:
         self.vault = vault
         self.on_rows = on_rows
         """Called in the compute thread with each cycle's rows of a symbol (the columns
         of its feature message) after they are published and before they are stored:
-        the inline model worker (``ModelWorker.on_columns``, ``features run --models``)."""
+        the inline model worker (``ModelWorker.on_columns``, ``features run --models``),
+        whose decisions are then stored in one transaction with the rows."""
         self.settings = vault.settings
         self.symbols = sorted({check_symbol(s) for s in symbols})
         if not self.symbols:
@@ -482,15 +495,20 @@ class FeatureWorker:
                 if o["rows"]:
                     self.publisher.publish(symbol, self.rows.schema.hash,
                                            self.rows.schema.columns, blocks[symbol])  # fmt: skip
+        decided: dict[str, InlineDecisions | None] = {}
         if self.on_rows is not None:
             for symbol, o in out.items():
                 if o["rows"]:
-                    self.on_rows(symbol, blocks[symbol])
+                    decided[symbol] = self.on_rows(symbol, blocks[symbol])
         delay = 0.05
         for symbol, o in out.items():
+            pending = decided.get(symbol)
             while True:
                 try:
-                    self.rows.append(symbol, blocks[symbol], o["cursor"])
+                    if pending is None:
+                        self.rows.append(symbol, blocks[symbol], o["cursor"])
+                    else:
+                        self._append_with(symbol, blocks[symbol], o["cursor"], pending)
                     break
                 except ServerError as exc:
                     self.stats.write_errors += 1
@@ -504,9 +522,29 @@ class FeatureWorker:
                     log.warning("features: cannot write rows (%s); retrying", exc)
                     time.sleep(delay)
                     delay = min(delay * 2, self.settings.store_retry_max_s)
+            if pending is not None:
+                pending.stored()
             n = len(o["rows"])
             self.stats.writes += 1  # (stats.rows: counted by the streams as they emit)
             self.stats.rows_by_symbol[symbol] = self.stats.rows_by_symbol.get(symbol, 0) + n
 
+    def _append_with(self, symbol: str, block: dict[str, Any], cursor: dict[str, Any],
+                     pending: InlineDecisions) -> None:  # fmt: skip
+        """The rows and the inline model worker's decisions on them in one transaction
+        (MULTI/EXEC, one round trip; the keys share the symbol's hash tag)."""
+        with translated():
+            pipe = self.vault.client.pipeline(transaction=True)
+            check = self.rows.append_queued(pipe, symbol, block, cursor)
+            pending.queue(pipe)
+            replies = pipe.execute()
+            check(replies[0])
 
-__all__ = ["FeaturePublisher", "FeatureWorker", "WorkerStats", "book_top", "decode_feature_message"]
+
+__all__ = [
+    "FeaturePublisher",
+    "FeatureWorker",
+    "InlineDecisions",
+    "WorkerStats",
+    "book_top",
+    "decode_feature_message",
+]

@@ -159,6 +159,28 @@ class _Symbol:
     """Last feature message seq handled (None: none since start)."""
 
 
+@dataclass
+class Decided:
+    """The decisions on one flush of rows, to store (signals and the cursor) and then
+    publish (``stored``)."""
+
+    worker: ModelWorker
+    sym: _Symbol
+    signals: list[Signal]
+    position: tuple[int, int]
+    cursor: dict[str, Any]
+    decided: list[tuple[int, int]]
+    """Trace (``TRACE_ENV``): (T, decided at) per signal."""
+
+    def queue(self, pipe: Any) -> None:
+        """Queue the store of the signals and cursor on a valkey-py pipeline."""
+        self.worker.store.append_decided_queued(pipe, self.sym.symbol, self.signals,
+                                                self.cursor)  # fmt: skip
+
+    def stored(self) -> None:
+        self.worker._stored(self)
+
+
 class ModelWorker:
     """Receive feature rows, decide, store and publish signals (module docstring).
     ``run()`` blocks until ``stop()``."""
@@ -328,21 +350,20 @@ class ModelWorker:
         self.ready.set()
         return self
 
-    def on_columns(self, symbol: str, cols: Mapping[str, np.ndarray]) -> None:
+    def on_columns(self, symbol: str, cols: Mapping[str, np.ndarray]) -> Decided | None:
         """Inline mode: decide on a feature-worker cycle's rows of ``symbol`` (the columns
-        of a feature message), store the signals with the cursor, publish them. Called
-        in the feature worker's compute thread before it stores the rows, so a kill in
-        between leaves rows decided but not stored: the feature worker recomputes them
-        from its cursor, and they are behind this worker's position (not decided twice)."""
+        of a feature message). The feature worker queues the result (``Decided.queue``)
+        in the same transaction as the rows, so rows and the decisions on them are
+        stored together or not at all; then ``Decided.stored()`` publishes the signals."""
         sym = self._syms.get(symbol)
         if sym is None or not len(cols["T"]):
-            return
+            return None
         if self._trace_path is not None:
             self._received = time.time_ns()
             self._computed.update(zip(cols["T"].tolist(), cols["computed_ns"].tolist(),
                                       strict=True))  # fmt: skip
-        self._flush(sym, message_rows(cols))
         self._maybe_log()
+        return self._decide(sym, message_rows(cols))
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> None:
@@ -442,27 +463,13 @@ class ModelWorker:
 
     def _flush(self, sym: _Symbol, rows: Sequence[Row]) -> None:
         """Decide on the new ``rows``, store the signals with the cursor, publish them."""
-        pos = sym.position
-        new = [r for r in rows if pos is None or (r[1], r[2]) > pos]
-        if not new:
+        pending = self._decide(sym, rows)
+        if pending is None:
             return
-        decider = sym.decider
-        signals: list[Signal] = []
-        last = len(new) - 1
-        trace = self._trace_path is not None
-        decided: list[tuple[int, int]] = []
-        for i, (values, t, _tid, recv) in enumerate(new):
-            d = decider.on_row(values, t, recv, time.time_ns(), newer_pending=i < last)
-            if d.signal is not None:
-                signals.append(d.signal)
-                if trace:
-                    decided.append((i, time.time_ns()))
-        position = (new[-1][1], new[-1][2])
-        cursor = self._cursor(sym, position)
         delay = 0.05
         while True:
             try:
-                self.store.append_decided(sym.symbol, signals, cursor)
+                self.store.append_decided(sym.symbol, pending.signals, pending.cursor)
                 break
             except ServerError as exc:
                 if self._stop.is_set():
@@ -470,15 +477,39 @@ class ModelWorker:
                 log.warning("models: cannot store %s's signals (%s); retrying", sym.symbol, exc)
                 time.sleep(delay)
                 delay = min(delay * 2, self.settings.store_retry_max_s)
-        sym.position = position
+        pending.stored()
+
+    def _decide(self, sym: _Symbol, rows: Sequence[Row]) -> Decided | None:
+        """Decide on the rows after the position (None: none is new); what to store."""
+        pos = sym.position
+        new = [r for r in rows if pos is None or (r[1], r[2]) > pos]
+        if not new:
+            return None
+        decider = sym.decider
+        signals: list[Signal] = []
+        trace = self._trace_path is not None
+        decided: list[tuple[int, int]] = []
+        last = len(new) - 1
+        for i, (values, t, _tid, recv) in enumerate(new):
+            d = decider.on_row(values, t, recv, time.time_ns(), newer_pending=i < last)
+            if d.signal is not None:
+                signals.append(d.signal)
+                if trace:
+                    decided.append((new[i][1], time.time_ns()))
+        position = (new[-1][1], new[-1][2])
+        return Decided(self, sym, signals, position, self._cursor(sym, position), decided)
+
+    def _stored(self, p: Decided) -> None:
+        """After ``p`` is stored: move the position, publish the signals (and trace)."""
+        p.sym.position = p.position
         stored = time.time_ns()
-        if self.publisher is not None and signals:
-            self.publisher.publish_signals(sym.symbol, signals)
-        if self._trace_file is not None and decided:
+        if self.publisher is not None and p.signals:
+            self.publisher.publish_signals(p.sym.symbol, p.signals)
+        if self._trace_file is not None and p.decided:
             handed = time.time_ns()
-            for i, at in decided:
-                computed = self._computed.pop(new[i][1], 0)
-                self._trace_file.write(f"{new[i][1]} {computed} {self._received} {at} {stored} "
+            for t, at in p.decided:
+                computed = self._computed.pop(t, 0)
+                self._trace_file.write(f"{t} {computed} {self._received} {at} {stored} "
                                        f"{handed}\n")  # fmt: skip
             self._trace_file.flush()
 

@@ -124,8 +124,11 @@ class FeatureRowStore:
         *,
         t_column: str,
         cursor: Mapping[str, str | int],
+        client: Any = None,
     ) -> str:
-        """Append one block (may be empty: then only the cursor moves); the entry id."""
+        """Append one block (may be empty: then only the cursor moves); the entry id.
+        With ``client`` a valkey-py pipeline the call is only queued on it: pass its
+        reply to ``check_reply`` after the pipeline ran."""
         n, block = encode_block(columns, values)
         t = np.asarray(values[t_column], dtype=np.int64)
         t0, t1 = (int(t[0]), int(t[-1])) if n else (0, 0)
@@ -134,7 +137,14 @@ class FeatureRowStore:
         for name, value in cursor.items():
             args += [name, str(value)]
         keys = [rows_key(symbol), rows_meta_key(symbol), rows_cursor_key(symbol)]
-        reply = self._append(keys=keys, args=args)
+        reply = self._append(keys=keys, args=args, client=client)
+        if client is not None:
+            return ""
+        return self.check_reply(symbol, schema, reply)
+
+    @staticmethod
+    def check_reply(symbol: str, schema: str, reply: Any) -> str:
+        """The entry id of an ``append``'s reply (FeatureSchemaError: refused)."""
         status, detail = reply[0].decode(), reply[1]
         if status == "schema":
             raise FeatureSchemaError(

@@ -133,16 +133,24 @@ class RecordStream:
         return f"{self._key(symbol)}:cursor"
 
     def append_with_cursor(
-        self, symbol: str, records: npt.NDArray[np.void], cursor: Mapping[str, Any]
+        self,
+        symbol: str,
+        records: npt.NDArray[np.void],
+        cursor: Mapping[str, Any],
+        client: Any = None,
     ) -> int:
         """Store ``records`` and set the ``cursor`` fields of ``cursor_key(symbol)`` in one
-        atomic call (both or neither); the server time of the call (ns)."""
+        atomic call (both or neither); the server time of the call (ns). With ``client``
+        a valkey-py pipeline, the call is only queued on it (the reply comes with the
+        pipeline's)."""
         args = self._args(records)
         fields: list[Any] = []
         for name, value in cursor.items():
             fields += [name, "" if value is None else value]
         keys = [self._key(symbol), self.cursor_key(symbol)]
-        return int(self._append_cursor(keys=keys, args=[len(records), *args, *fields]))
+        reply = self._append_cursor(keys=keys, args=[len(records), *args, *fields],
+                                    client=client)  # fmt: skip
+        return 0 if client is not None else int(reply)
 
     def cursor(self, symbol: str) -> dict[str, str]:
         """The fields of ``cursor_key(symbol)`` (empty: never set)."""
