@@ -28,6 +28,12 @@ others (the dashboard, the broker): ``T`` (last row decided; the broker's waterm
 promotion key -> version) and ``updated_ns``. A worker killed at any point and
 restarted restores the decider from it and goes on: no signal lost or doubled.
 
+**Inline** (``inline=True``, ``tickvault features run --models``): no socket for the
+rows and no loop; the feature worker of the same process calls ``on_columns`` with each
+cycle's rows before storing them and stores the returned ``Decided`` (signals and
+cursor) in the same MULTI/EXEC as the rows, then calls ``Decided.stored()``, which
+publishes the signals. ``start_inline`` catches up from the store first.
+
 Every minute it logs per symbol: rows, predictions (fast / history), signals, deadline
 misses, skipped rows and the predict p99.
 """
