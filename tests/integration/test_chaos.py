@@ -10,9 +10,16 @@ import sys
 
 from tickvault.bench.chaos import EXPECTED_LOSS, SCENARIOS, fuzz_available
 
-CI_SCENARIOS = ("no fault", "kill -9 bridge", "kill -9 valkey", "SIGSTOP bridge",
-                "kill -9 feature worker", "kill -9 model worker",
-                "kill -9 bridge + valkey")  # fmt: skip
+CI_SCENARIOS = (
+    "no fault",
+    "kill -9 publisher",
+    "kill -9 bridge",
+    "kill -9 valkey",
+    "SIGSTOP bridge",
+    "kill -9 feature worker",
+    "kill -9 model worker",
+    "kill -9 bridge + valkey",
+)
 
 
 def test_chaos_at_ci_size_loses_nothing_and_stores_nothing_twice() -> None:
