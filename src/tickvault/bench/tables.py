@@ -234,3 +234,45 @@ def signals_table(result: Any) -> list[RenderableType]:
         f"{result['load_average_end']} at the end"
     )
     return shown
+
+
+def chaos_table(result: Any) -> list[RenderableType]:
+    """The table of ``tickvault chaos``: one row per scenario (``bench.chaos``)."""
+    load = result.get("load_average_start") or []
+    title = (
+        f"chaos: {result['trades']:,} trades, one part per scenario "
+        f"({result['seconds']} s in all; load {', '.join(map(str, load)) or 'n/a'})"
+    )
+    table = Table(title=title)
+    for col in ("scenario", "sent", "stored", "lost", "duplicated", "gap markers",
+                "checksum", "feature rows lost/doubled", "signals lost/doubled",
+                "time to recover", "fault at", ""):  # fmt: skip
+        table.add_column(col, justify="left" if col in ("scenario", "") else "right")
+    notes: list[str] = []
+    for row in result["rows"]:
+        t, r, s = row["trades"], row["rows"], row["signals"]
+        rows_cell = f"{r['lost']}/{r['doubled'] + r['wrong']}" if r else "-"
+        if s:
+            decided = s["decided"] - s["versions"]
+            sig_cell = f"{max(-decided, 0)}/{max(decided, 0) + s['doubled'] + s['orphan']}"
+        else:
+            sig_cell = "-"
+        verdict = "[green]ok[/]" if row["ok"] else "[red]FAILED[/]"
+        if row["expected_loss"] and t["lost"]:
+            verdict = "[yellow]documented loss[/]" if row["ok"] else verdict
+        recover = f"{row['recover_s']:.1f} s" if row["recover_s"] is not None else "not settled"
+        table.add_row(
+            row["scenario"], f"{t['sent']:,}", f"{t['stored']:,}", f"{t['lost']:,}",
+            f"{t['duplicated']:,}", f"{t['gap_markers']:,}",
+            "ok" if t["checksum_ok"] else "differs", rows_cell, sig_cell, recover,
+            row["fault_at"] or "-", verdict,
+        )  # fmt: skip
+        notes += [f"{row['scenario']}: {n}" for n in row["notes"]]
+    shown: list[RenderableType] = [table]
+    if result.get("fuzz") is not None:
+        fz = result["fuzz"]
+        notes.append("fuzz: " + (fz["note"] if not fz.get("available") else
+                                 ", ".join(f"{k} {v}" for k, v in fz.items()
+                                           if k != "available")))  # fmt: skip
+    shown += notes
+    return shown

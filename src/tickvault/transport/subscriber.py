@@ -325,7 +325,35 @@ class Subscriber:
         except WireError as exc:
             self._run(self._seq.reject(frames, exc))
             return
+        if self._seq.track(msg.publisher, msg.topic) is None:
+            self._take_predecessor_tail(link, msg)
         self._run(self._seq.accept(link, msg, time.monotonic_ns()))
+
+    def _take_predecessor_tail(self, link: int, msg: wire.Message) -> None:
+        """A new publisher on a link where another one's topic has no END: the other one
+        is gone (the new one binds its endpoint), maybe killed with messages this side
+        never received. Its journal on this host supplies them now, before the new
+        publisher's first message, so a reader that moves forward only (the feature
+        worker) is not handed the old tail after the newer trades."""
+        for track in self._seq.tracks():
+            if (track.link != link or track.topic != msg.topic or track.end_seq
+                    or track.publisher == msg.publisher):  # fmt: skip
+                continue
+            reader = self._reader(track.publisher)
+            if reader is None:
+                continue
+            last = reader.topics().get(track.topic, 0)
+            if last < track.next:
+                continue
+            log.warning("subscriber: %s of publisher %016x ended without END at seq %d and a "
+                        "new publisher took its place; its journal has up to %d: taken first",
+                        track.topic, track.publisher, track.next - 1, last)  # fmt: skip
+            self._seq.journal_has(track, last)
+            while track.next <= last:  # each read takes a bounded part; stop when stuck
+                before = track.next
+                self._read_journal(track)
+                if track.next <= before:
+                    break
 
     def _on_dealer(self, link: int, frames: list[bytes]) -> None:
         now = time.monotonic_ns()
