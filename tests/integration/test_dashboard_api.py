@@ -112,12 +112,16 @@ def test_pipeline_shows_the_processes_of_up_json_when_present(vault, seeded, tmp
         {"name": "features", "state": "starting", "pid": 12, "started_ns": time.time_ns(),
          "restarts": 0, "message": ""},
         {"name": "model", "state": "backoff", "pid": None, "started_ns": 0, "restarts": 1,
-         "message": "exit 1 after 0.1 s; restart 2 in 1.0 s"}]}  # fmt: skip
+         "message": "exit 1 after 0.1 s; restart 2 in 1.0 s"},
+        {"name": "train", "state": "running", "pid": 13, "started_ns": time.time_ns(),
+         "restarts": 0, "message": "WINSIM: training a first fast model"}]}  # fmt: skip
     (run / "up.json").write_text(json.dumps(state))
     with TestClient(create_app(vault, data_dir=tmp_path)) as c:
         p = c.get("/api/pipeline").json()
     assert [(x["name"], x["up"], x["restarts"]) for x in p["processes"]] == [
-        ("bridge", True, 2), ("features", True, 0), ("model", False, 1)]  # fmt: skip
+        ("bridge", True, 2), ("features", True, 0), ("model", False, 1),
+        ("train", True, 0)]  # fmt: skip
+    assert "training a first fast model" in p["processes"][-1]["message"]
 
 
 def test_pipeline_and_metrics_show_the_replay_buffer_fill_a_real_publisher_reports(

@@ -350,7 +350,8 @@ def test_a_component_failing_at_once_backs_off_then_is_given_up_with_a_clear_mes
 
 
 # ---------------------------------------------------------------------- first models
-SIGNAL_OFTEN = {"TICKVAULT_SIGNAL_ENTER": "0.01", "TICKVAULT_SIGNAL_MIN_CONFIDENCE": "0",
+SIGNAL_OFTEN = {"TICKVAULT_SIGNAL_ENTER": "0.01", "TICKVAULT_SIGNAL_EXIT": "0",
+                "TICKVAULT_SIGNAL_MIN_CONFIDENCE": "0",
                 "TICKVAULT_SIGNAL_COOLDOWN_S": "0"}  # fmt: skip
 """A policy that turns nearly every change of the model's lean into a signal."""
 
