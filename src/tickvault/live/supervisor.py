@@ -752,6 +752,8 @@ class Supervisor:
                 self._wait_subscribers(stop)
             if e.component.waits == "seed":
                 self._wait_seed(stop)
+            if stop.is_set():  # stopped while waiting
+                return
             if e.component.waits == "models" and not self._models_ready(e):
                 continue  # started by _watch once they are promoted
             self._start(e)
