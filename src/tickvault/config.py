@@ -279,9 +279,13 @@ class Settings(BaseModel):
     up_log_max_mb: float = Field(10.0, gt=0)
     """Each component's log ``<data_dir>/logs/<name>.log`` is moved to ``<name>.log.1``
     when it grows past this size, so one component keeps at most about twice that."""
-    up_seed_sessions: int = Field(20, ge=2)
-    """With no trained model yet, ``tickvault up`` seeds this many simulated past
-    sessions per symbol and trains a first model on them before the model worker starts."""
+    up_seed_sessions: int = Field(8, ge=2)
+    """With no promoted model yet, ``tickvault up`` (simulator feed) seeds this many
+    simulated past sessions per symbol, before the session the feed plays, and trains
+    first models on them in the background: a fast one on the latest 2 (the model worker
+    starts with it), then a full one on all of them. The history features need earlier
+    sessions (the previous one; five for the momentum percentile and the volatility
+    regime), so fewer than 6 leaves the full model without some of them."""
 
     # dashboard (issue 16)
     dashboard_host: str = "127.0.0.1"

@@ -17,6 +17,7 @@ from tests.dashboard_seed import SYMBOL, seed
 from tickvault import TradeBatch, Vault
 from tickvault.engine.signals import SignalStore
 from tickvault.live.bridge import Bridge
+from tickvault.live.pubstatus import PublisherStatus
 from tickvault.records.signals import Mode, Side, Signal
 from tickvault.transport.endpoints import Endpoints
 from tickvault.transport.publisher import Publisher
@@ -76,6 +77,7 @@ def test_market_live_values_change_as_trades_arrive_through_publisher_and_bridge
     before = p.locator("#metric-trades").inner_text()
     with Publisher(vault.settings, endpoints=endpoints) as pub:
         bridge = Bridge(vault, endpoints=[endpoints]).start()
+        reporter = PublisherStatus(pub, vault.settings, vault=vault).start()
         try:
             pub.publish_trades(SYMBOL, later_trades(seeded, 5, 131_000.0))
             expect(p.locator("#last-price"), "^131,000$")
@@ -90,10 +92,14 @@ def test_market_live_values_change_as_trades_arrive_through_publisher_and_bridge
                 other.page.goto(f"{served.url}/pipeline")
                 expect(other.page.locator("#processes"), "bridge:")
                 expect(other.page.locator("#p-lag99"), r"ms$")
+                # and the publisher's replay-buffer fill, per topic
+                expect(other.page.locator("#replay-buffers"), rf"{reporter.name}.*\d %")
+                expect(other.page.locator("#replay-topics"), f"trade.{SYMBOL}")
                 assert other.errors == []
             finally:
                 other.close()
         finally:
+            reporter.close()
             bridge.close()
     assert page.errors == []
 

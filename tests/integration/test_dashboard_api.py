@@ -18,6 +18,7 @@ from tickvault.cli.main import cli
 from tickvault.engine.signals import SignalStore
 from tickvault.records.signals import Mode, Side, Signal
 from tickvault.records.trades import TradeType
+from tickvault.transport.publisher import Publisher
 from tickvault.web.app import create_app
 
 TOKEN = "t0ken-for-tests"
@@ -111,12 +112,61 @@ def test_pipeline_shows_the_processes_of_up_json_when_present(vault, seeded, tmp
         {"name": "features", "state": "starting", "pid": 12, "started_ns": time.time_ns(),
          "restarts": 0, "message": ""},
         {"name": "model", "state": "backoff", "pid": None, "started_ns": 0, "restarts": 1,
-         "message": "exit 1 after 0.1 s; restart 2 in 1.0 s"}]}  # fmt: skip
+         "message": "exit 1 after 0.1 s; restart 2 in 1.0 s"},
+        {"name": "train", "state": "running", "pid": 13, "started_ns": time.time_ns(),
+         "restarts": 0, "message": "WINSIM: training a first fast model"}]}  # fmt: skip
     (run / "up.json").write_text(json.dumps(state))
     with TestClient(create_app(vault, data_dir=tmp_path)) as c:
         p = c.get("/api/pipeline").json()
     assert [(x["name"], x["up"], x["restarts"]) for x in p["processes"]] == [
-        ("bridge", True, 2), ("features", True, 0), ("model", False, 1)]  # fmt: skip
+        ("bridge", True, 2), ("features", True, 0), ("model", False, 1),
+        ("train", True, 0)]  # fmt: skip
+    assert "training a first fast model" in p["processes"][-1]["message"]
+
+
+def test_pipeline_and_metrics_show_the_replay_buffer_fill_a_real_publisher_reports(
+    vault, seeded, endpoints, tmp_path
+) -> None:
+    import time
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tickvault.live.pubstatus import PublisherStatus
+
+    small = vault.with_settings(zmq_replay_buffer_mb=0.05)  # about 52 KB: the oldest go
+    vault.put_status("publisher:gone:1", {"updated_ns": time.time_ns() - 60 * 10**9,
+                                          "replay_bytes": 5, "replay_max_bytes": 10})  # fmt: skip
+    with Publisher(small.settings, endpoints=endpoints) as pub:
+        for i in range(20):
+            pub.publish_trades(SYMBOL, seeded.take(np.arange(100 * i, 100 * (i + 1))))
+            assert pub.flush(30)  # one message per batch
+        fill = pub.replay_fill()
+        reporter = PublisherStatus(pub, small.settings, vault=vault)
+        reporter.report()
+    assert reporter.reports == 1 and fill.evicted > 0 and fill.messages > 0
+    with TestClient(create_app(vault, data_dir=tmp_path)) as c:
+        p = c.get("/api/pipeline").json()
+        text = c.get("/metrics").text
+    fresh, gone = p["replay_buffers"]  # newest first
+    assert fresh["name"] == reporter.name and not fresh["stale"] and gone["stale"]
+    assert (fresh["replay_bytes"], fresh["replay_max_bytes"]) == (fill.bytes, fill.max_bytes)
+    assert fresh["fill"] == pytest.approx(fill.bytes / fill.max_bytes)
+    assert (fresh["replay_messages"], fresh["replay_evicted"]) == (fill.messages, fill.evicted)
+    topic = f"trade.{SYMBOL}"
+    assert (fresh["oldest_topic"], fresh["oldest_seq"]) == (topic, fill.evicted + 1)
+    assert fresh["topics"] == [{"topic": topic, "messages": fill.messages, "bytes": fill.bytes,
+                                "first_seq": fill.evicted + 1, "last_seq": 20}]  # fmt: skip
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(text) for s in f.samples}  # fmt: skip
+    me, old = (("publisher", reporter.name),), (("publisher", "publisher:gone:1"),)
+    assert samples[("tickvault_publisher_up", me)] == 1
+    assert samples[("tickvault_publisher_up", old)] == 0
+    assert samples[("tickvault_publisher_replay_buffer_bytes", me)] == fill.bytes
+    assert samples[("tickvault_publisher_replay_buffer_max_bytes", me)] == fill.max_bytes
+    assert samples[("tickvault_publisher_replay_buffer_messages", me)] == fill.messages
+    assert samples[("tickvault_publisher_replay_evicted_messages_total", me)] == fill.evicted
+    oldest = (("publisher", reporter.name), ("topic", topic))
+    assert samples[("tickvault_publisher_replay_oldest_seq", oldest)] == fill.evicted + 1
 
 
 def test_websocket_market_gets_a_snapshot_then_deltas_as_trades_and_signals_arrive(

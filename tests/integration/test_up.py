@@ -181,7 +181,7 @@ def test_up_starts_every_component_ps_lists_them_and_sigterm_stops_in_order_losi
     pids = [c["pid"] for c in state["components"]]
     url = f"http://127.0.0.1:{env['TICKVAULT_DASHBOARD_PORT']}/"
     assert (state["dashboard_url"], state["metrics_url"]) == (url, url + "metrics")
-    assert Registry.of_data_dir(own_data_dir).promoted(SYMBOL) is not None  # the first model
+    assert Registry.of_data_dir(own_data_dir).promoted(SYMBOL, feature_set="fast")  # first one
     assert _component(own_data_dir, "server")["ports"]["valkey"] > 0
     ticks = int(env["TICKVAULT_ZMQ_TICKS_PORT"])
     assert _component(own_data_dir, "publisher")["ports"]["zmq_ticks_port"] == ticks
@@ -208,7 +208,7 @@ def test_up_starts_every_component_ps_lists_them_and_sigterm_stops_in_order_losi
     for name in ("model", "broker", "dashboard"):
         assert f"{name} stopped" in log and f"{name} ready" in log
     assert f"dashboard: {url} (metrics: {url}metrics)" in text
-    assert "no trained model for WINSIM yet: seeding 3" in text
+    assert "training first models on the 3 seeded simulated sessions before" in text
     assert "published" in (own_data_dir / "logs" / "publisher.log").read_text()
     assert "bridge stopped:" in (own_data_dir / "logs" / "bridge.log").read_text()
     assert "features stopped:" in (own_data_dir / "logs" / "features.log").read_text()
@@ -349,18 +349,135 @@ def test_a_component_failing_at_once_backs_off_then_is_given_up_with_a_clear_mes
     assert any(c["name"] == "features" for c in state["components"])
 
 
-# ---------------------------------------------------------------------- a first model
-def test_train_first_models_seeds_history_trains_and_promotes_once(
-    own_data_dir: Path, env: dict[str, str]
+# ---------------------------------------------------------------------- first models
+SIGNAL_OFTEN = {"TICKVAULT_SIGNAL_ENTER": "0.01", "TICKVAULT_SIGNAL_EXIT": "0",
+                "TICKVAULT_SIGNAL_MIN_CONFIDENCE": "0",
+                "TICKVAULT_SIGNAL_COOLDOWN_S": "0"}  # fmt: skip
+"""A policy that turns nearly every change of the model's lean into a signal."""
+
+
+def _signals(data_dir: Path, env: dict[str, str]) -> list[Any]:
+    from tickvault.engine.signals import SignalStore
+
+    ports = {k.removeprefix("TICKVAULT_").lower(): int(v) for k, v in env.items()
+             if k.startswith("TICKVAULT_ZMQ_")}  # fmt: skip
+    with Vault.open(data_dir=data_dir, **ports) as vault:
+        return SignalStore(vault).signals(SYMBOL, 0, 2**62)
+
+
+def _history_row(data_dir: Path) -> bool:
+    """The latest stored feature row carries history numbers."""
+    from tickvault.engine.rows import FeatureRows
+    from tickvault.models.manager import history_ready
+
+    with Vault.open(data_dir=data_dir) as vault:
+        row = FeatureRows(vault).last(SYMBOL)
+    return row is not None and history_ready(row.to_dict())
+
+
+def _cursor_models(data_dir: Path) -> dict[str, str]:
+    from tickvault.engine.signals import SignalStore
+
+    with Vault.open(data_dir=data_dir) as vault:
+        raw = SignalStore(vault).cursor(SYMBOL).get("models")
+    return json.loads(raw) if raw else {}
+
+
+def test_up_on_an_empty_data_dir_trains_a_fast_then_a_full_model_while_signals_flow(
+    up: Callable[..., subprocess.Popen[bytes]], own_data_dir: Path, env: dict[str, str],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    env.update(SIGNAL_OFTEN)
+    proc = up("--symbols", SYMBOL, "--speed", "20", "--no-dashboard")
+
+    def training_while_the_model_worker_waits() -> bool:
+        assert proc.poll() is None, (tmp_path / "up.out").read_text()
+        train, model = _component(own_data_dir, "train"), _component(own_data_dir, "model")
+        waits = "waiting for the first models of WINSIM (see train)"
+        return (train.get("state"), model.get("state"), model.get("message")) == (
+            "running", "pending", waits)  # fmt: skip
+
+    _wait_long(training_while_the_model_worker_waits, "the first models to train")
+    _wait_long(lambda: _all_ready(own_data_dir, proc, (*COMPONENTS, "model")),
+               "the model worker to start on the fast model")  # fmt: skip
+    registry = Registry.of_data_dir(own_data_dir)
+    fast = registry.promoted(SYMBOL, feature_set="fast")
+    assert fast is not None
+    _wait_long(lambda: any(s.mode.name == "FAST" for s in _signals(own_data_dir, env)),
+               "signals of the fast model")  # fmt: skip
+
+    _wait_long(lambda: _component(own_data_dir, "train").get("state") == "done",
+               "the full model to be trained")  # fmt: skip
+    full = registry.promoted(SYMBOL)
+    assert full is not None and registry.promoted(SYMBOL, feature_set="fast") == fast
+    _wait_long(lambda: _cursor_models(own_data_dir) == {"all": full, "all/fast": fast},
+               "the model worker to load both models")  # fmt: skip
+    after = len(_signals(own_data_dir, env))
+    _wait_long(lambda: len(_signals(own_data_dir, env)) > after,
+               "signals with both models loaded")  # fmt: skip
+    assert _history_row(own_data_dir)  # the seeded sessions give the live rows history
+    listed = _tickvault(env, "ps").stdout
+    assert any(" train " in line and "done" in line for line in listed.splitlines()), listed
+
+    text = _stop(proc, tmp_path)
+    assert "training first models on the 3 seeded simulated sessions before" in text
+    assert "model: newly promoted models: restarting it to load them" in text
+    assert "train finished (exit 0)" in text
+    log = (own_data_dir / "logs" / "train.log").read_text()
+    order = [log.index(f"promoted the first {kind} model") for kind in ("fast", "full")]
+    assert order == sorted(order), log
+    assert text.index("started features") > text.index("WINSIM: seeded 3 simulated past")
+
+
+def test_train_first_models_trains_fast_then_full_on_the_seeded_sessions_once(
+    own_data_dir: Path,
 ) -> None:
+    import datetime as dt
+
+    from tickvault.live.firstmodels import FAST_SESSIONS, train_first_models
+
     settings = Settings(data_dir=own_data_dir)
     said: list[str] = []
-    log = sv.BoundedLog(own_data_dir / "logs" / "train.log", 1 << 20)
-    done = sv.train_first_models(settings, ["WINSIM"], env=env, log=log, say=said.append,
-                                 sessions=5, trades_per_day=4_000)  # fmt: skip
-    assert list(done) == ["WINSIM"]
-    assert Registry.of_data_dir(own_data_dir).promoted("WINSIM") == done["WINSIM"]
-    assert "no trained model for WINSIM yet: seeding 5" in said[0]
-    assert f"promoted model {done['WINSIM']}" in said[-1]
-    again = sv.train_first_models(settings, ["WINSIM"], env=env, log=log, say=said.append)
-    assert again == {}  # a promoted model exists: nothing seeded or trained again
+    before = dt.date(2025, 11, 28)
+    seeded = sv.seed_first_sessions(settings, ["WINSIM"], before=before, say=said.append,
+                                    sessions=4, trades_per_day=4_000)  # fmt: skip
+    assert seeded["WINSIM"] > 0 and "WINSIM: seeded 4 simulated past sessions" in said[0]
+    assert sv.seed_first_sessions(
+        settings, ["WINSIM"], before=before, say=said.append, sessions=4
+    ) == {"WINSIM": 0}  # held already: none again
+    with Vault.open(settings=settings) as vault:
+        done = train_first_models(vault, ["WINSIM"], before=before, sessions=4,
+                                  say=said.append)  # fmt: skip
+        registry = Registry.of_data_dir(own_data_dir)
+        assert done == {"WINSIM": {"fast": registry.promoted("WINSIM", feature_set="fast"),
+                                   "full": registry.promoted("WINSIM")}}  # fmt: skip
+        fast, full = (registry.show(done["WINSIM"][k]) for k in ("fast", "full"))
+        assert fast["feature_set"] == "fast" and full["feature_set"] == "full"
+        assert len(fast["training"]["sessions"]) == FAST_SESSIONS
+        assert len(full["training"]["sessions"]) == 4
+        assert fast["training"]["sessions"] == full["training"]["sessions"][-FAST_SESSIONS:]
+        assert max(full["training"]["sessions"]) < before.isoformat()
+        assert sv.untrained_symbols(settings, ["WINSIM", "WDOSIM"]) == ["WDOSIM"]
+        again = train_first_models(vault, ["WINSIM"], before=before, sessions=4,
+                                   say=said.append)  # fmt: skip
+    assert again == {}  # both kinds promoted: nothing trained again
+    trained = [line for line in said if "promoted the first" in line]
+    assert [line.split()[4] for line in trained] == ["fast", "full"]
+
+
+def test_first_session_is_the_one_the_simulator_plays() -> None:
+    import datetime as dt
+
+    from tickvault.venue.b3 import B3_TZ
+
+    settings = Settings()
+    opts = sv.UpOptions(speed="1")
+    # Tuesday 2025-12-02 03:00 local, before the open: the latest session started (Monday)
+    night = dt.datetime(2025, 12, 2, 3, 0, tzinfo=B3_TZ)
+    assert sv.first_session(opts, settings, night) == dt.date(2025, 12, 1)
+    noon = dt.datetime(2025, 12, 2, 12, 0, tzinfo=B3_TZ)  # in session: today's, from now
+    assert sv.first_session(opts, settings, noon) == dt.date(2025, 12, 2)
+    fast = sv.UpOptions(speed="20")  # faster than real time: the latest completed session
+    assert sv.first_session(fast, settings, noon) == dt.date(2025, 12, 1)
+    file_feed = sv.UpOptions(feed="file", files=(Path("t.txt"),))
+    assert sv.first_session(file_feed, settings, noon) == dt.date(2025, 12, 2)

@@ -277,9 +277,10 @@ def feed_profitdll(
 def _run_feeder(feeder: Any, settings: Settings) -> None:
     """Publish ``feeder`` until it ends, fails or a signal stops it."""
     from tickvault.live.pipeline import FeedRunner
+    from tickvault.live.pubstatus import PublisherStatus
     from tickvault.transport.publisher import Publisher
 
-    with Publisher(settings) as publisher:
+    with Publisher(settings) as publisher, PublisherStatus(publisher, settings).start():
         runner = FeedRunner(feeder, publisher)
         stop_on_signals(runner.stop_event.set)
         err_console.print(

@@ -216,3 +216,41 @@ def rollback(ctx: click.Context, symbol: str, regime: str, feature_set: str) -> 
     current = _registry(ctx).rollback(symbol, regime, feature_set)
     console.print(f"{symbol.upper()}: promoted now {current or 'none'} (regime {regime}, "
                   f"{feature_set} features)")  # fmt: skip
+
+
+@ml.command("first-models")
+@click.option("--symbols", required=True, help="Symbols (comma-separated).")
+@click.option(
+    "--sessions",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Sessions to train on, those before --before (default: up_seed_sessions).",
+)
+@click.option(
+    "--before", default=None, help="Train on the sessions before this date (default today)."
+)
+@click.pass_context
+def first_models(
+    ctx: click.Context, symbols: str, sessions: int | None, before: str | None
+) -> None:
+    """Train and promote the first models of SYMBOLS that have none of a kind: the fast
+    ones first (intraday features, the latest 2 sessions), then the full ones (every
+    feature, every session). What `tickvault up` runs with no promoted model yet."""
+    from tickvault.cli.common import parse_symbols
+    from tickvault.live.firstmodels import train_first_models
+
+    settings = settings_of(ctx)
+    try:
+        day = dt.date.fromisoformat(before) if before else dt.datetime.now(settings.tz).date()
+    except ValueError:
+        raise click.BadParameter(f"{before!r}: use YYYY-MM-DD", param_hint="--before") from None
+    wanted = parse_symbols(symbols) or []
+
+    def say(text: str) -> None:
+        err_console.print(f"first models: {text}", highlight=False, soft_wrap=True)
+
+    with open_vault(ctx) as vault:
+        n = sessions or settings.up_seed_sessions
+        done = train_first_models(vault, wanted, before=day, sessions=n, say=say)
+    if not done:
+        say(f"every one of {', '.join(wanted)} has a promoted fast and full model already")

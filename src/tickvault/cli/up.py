@@ -13,7 +13,7 @@ from rich.table import Table
 
 from tickvault.cli.common import parse_symbols, settings_of, stop_on_signals
 from tickvault.cli.output import console, err_console
-from tickvault.errors import SupervisorError, TickvaultError
+from tickvault.errors import SupervisorError
 
 
 def _has_command(ctx: click.Context, path: Sequence[str]) -> bool:
@@ -81,7 +81,11 @@ def up(
         models=not no_models,
         dashboard=not no_dashboard,
     )
-    table = sv.process_table(settings, opts, lambda path: _has_command(ctx, path))
+    symbols_of_run = [s.partition(":")[0] for s in sv.up_symbols(opts)]
+    untrained = sv.untrained_symbols(settings, symbols_of_run) if opts.models else []
+    before = sv.first_session(opts, settings)
+    table = sv.process_table(settings, opts, lambda path: _has_command(ctx, path),
+                             untrained=untrained, before=before)  # fmt: skip
     sv.check_ports(settings, table)
     env = {**os.environ, "TICKVAULT_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
     if ctx.obj.get("config_path") is not None:
@@ -92,24 +96,24 @@ def up(
                           soft_wrap=True)  # fmt: skip
 
     for c in table:
-        if not c.enabled:
+        if not c.enabled and c.name != "train":
             say(f"left out: {c.name} ({c.left_out})")
-    symbols_of_run = [s.partition(":")[0] for s in sv.up_symbols(opts)]
+    training = any(c.name == "train" and c.enabled for c in table)
+    seeding = training and opts.feed == "sim"  # simulated history under simulated symbols only
 
-    def first_models(stop: threading.Event) -> None:
-        log = sv.BoundedLog(
-            sv.logs_dir(data_dir) / "train.log", int(settings.up_log_max_mb * 2**20)
-        )
-        try:
-            sv.train_first_models(settings, symbols_of_run, env=env, say=say, stop=stop, log=log)
-        except TickvaultError as exc:  # the model worker then says what it lacks
-            say(f"could not train a first model: {exc}")
-        finally:
-            log.close()
+    def seed(stop: threading.Event) -> None:
+        sv.seed_first_sessions(settings, untrained, before=before, say=say, stop=stop)
 
+    if training:
+        where = "seeded simulated" if seeding else "stored"
+        say(f"no promoted fast and full model for {', '.join(untrained)} yet: training first "
+            f"models on the {settings.up_seed_sessions} {where} sessions before {before} "
+            "(once; later runs use them), in the background (`train` in tickvault ps, log "
+            f"{sv.logs_dir(data_dir) / 'train.log'}); the model worker starts once the fast "
+            "ones are promoted, and loads the full ones when they are")  # fmt: skip
     stop = threading.Event()
     supervisor = sv.Supervisor(settings, table, env=env, say=say, symbols=symbols_of_run,
-                               before_workers=first_models)  # fmt: skip
+                               seed=seed if seeding else None)  # fmt: skip
     stop_on_signals(stop.set)
     say(f"data directory {data_dir}; state {sv.state_path(data_dir)}; `tickvault ps` lists "
         "the components")  # fmt: skip

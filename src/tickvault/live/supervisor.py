@@ -60,9 +60,12 @@ SUPERVISOR_LOG = "up.log"
 READY_LINE = "SIGINT/SIGTERM stop it"
 """What the bridge and the feature worker print once they run."""
 
-Ready = Literal["ping", "port", "line", "http", "alive"]
-State = Literal["pending", "starting", "ready", "backoff", "stopping", "stopped", "done",
-                "failed"]  # fmt: skip
+Ready = Literal["ping", "port", "line", "http", "alive", "exit"]
+State = Literal["pending", "starting", "ready", "running", "backoff", "stopping", "stopped",
+                "done", "failed"]  # fmt: skip
+RUNNING_STATES: tuple[State, ...] = ("starting", "ready", "running")
+"""States of a component whose process runs."""
+Waits = Literal["", "seed", "models"]
 
 
 def state_path(data_dir: Path) -> Path:
@@ -85,8 +88,13 @@ class Component:
     stop_rank: int
     critical: bool = False
     """``up`` cannot work without it: giving up on it stops everything."""
-    restart: Literal["always", "on-failure"] = "always"
+    restart: Literal["always", "on-failure", "never"] = "always"
+    """``on-failure``: an exit 0 is done; ``never``: a job run once (done or failed)."""
     ready: Ready = "alive"
+    """``exit``: a finite job, never ready; *running* while it runs, *done* at exit 0."""
+    waits: Waits = ""
+    """Started only once ``up`` seeded the store (``seed``: the history the feature worker
+    reads when a session starts), or once every symbol has a promoted model (``models``)."""
     progress: str | None = None
     """A figure (from the store) that must move after a start before the component is
     ready, e.g. ``stored`` for the bridge."""
@@ -131,10 +139,31 @@ def _feed_argv(opts: UpOptions, symbols: Sequence[str]) -> tuple[str, ...]:
     return ("feed", "profitdll", "--symbols", joined)
 
 
+def first_session(opts: UpOptions, settings: Settings, now: dt.datetime | None = None) -> dt.date:
+    """The date of the first session the feed plays: the simulator's (today's from now,
+    else the latest one started; faster than real time, the latest completed one), else
+    today. First models are trained on (and seeded into) the sessions before it."""
+    if opts.feed == "sim":
+        from tickvault.feeds.sim.feeder import default_start
+
+        raw = opts.speed.lower().rstrip("x")
+        with contextlib.suppress(ValueError):  # a bad speed: the publisher says so
+            speed = None if raw == "max" else float(raw)
+            return default_start(now, speed=speed).date()
+    return (now or dt.datetime.now(settings.tz)).astimezone(settings.tz).date()
+
+
 def process_table(
-    settings: Settings, opts: UpOptions, has_command: Callable[[Sequence[str]], bool]
+    settings: Settings,
+    opts: UpOptions,
+    has_command: Callable[[Sequence[str]], bool],
+    *,
+    untrained: Sequence[str] = (),
+    before: dt.date | None = None,
 ) -> list[Component]:
-    """Every component ``up`` knows, enabled or left out (with the reason)."""
+    """Every component ``up`` knows, enabled or left out (with the reason). ``untrained``:
+    the symbols (tickers) lacking a promoted fast or full model; a ``train`` job trains
+    them on the ``up_seed_sessions`` sessions before ``before``."""
     symbols = up_symbols(opts)
     if opts.feed == "file" and not opts.files:
         raise SupervisorError("--feed file needs a file: tickvault up --feed file PATH")
@@ -149,6 +178,11 @@ def process_table(
     # The feeder's publisher binds a signals socket too (Endpoints.from_settings); with a
     # model worker, which publishes the signals on zmq_signals_port, it gets a spare port.
     pub_env = (("TICKVAULT_ZMQ_SIGNALS_PORT", str(_spare_port())),) if models else ()
+    day = before or first_session(opts, settings)
+    train_argv = ("ml", "first-models", "--symbols", ",".join(untrained), "--sessions",
+                  str(settings.up_seed_sessions), "--before", day.isoformat())  # fmt: skip
+    train_why = ("--no-models" if not opts.models else no_symbols if not symbols
+                 else "every symbol has a promoted fast and full model")  # fmt: skip
     rows = [
         Component("server", (), start_rank=0, stop_rank=100, critical=True, ready="ping",
                   enabled=settings.valkey_url is None,
@@ -162,19 +196,24 @@ def process_table(
         Component("bridge", ("bridge",), start_rank=10, stop_rank=20, critical=True,
                   ready="line", progress="stored"),
         Component("features", ("features", "run", "--symbols", tickers), start_rank=20,
-                  stop_rank=30, ready="line", progress="rows",
+                  stop_rank=30, ready="line", progress="rows", waits="seed",
                   binds=(("zmq_features_port", settings.zmq_features_port),),
                   enabled=bool(symbols), left_out=no_symbols),
+        Component("train", train_argv, start_rank=25, stop_rank=5, restart="never",
+                  ready="exit", waits="seed", command=("ml", "first-models"),
+                  enabled=opts.models and bool(symbols) and bool(untrained),
+                  left_out=train_why),
         Component("model", ("ml", "run", "--symbols", tickers), start_rank=30, stop_rank=40,
                   ready="line", binds=(("zmq_signals_port", settings.zmq_signals_port),),
+                  waits="models",
                   command=("ml", "run"), enabled=opts.models and bool(symbols),
                   left_out="--no-models" if not opts.models else no_symbols),
-        Component("broker", ("paper", "run", "--symbols", tickers), start_rank=40,
+        Component("broker", ("paper", "run", "--symbols", tickers), start_rank=14,
                   stop_rank=41, command=("paper", "run"), ready="line",
                   binds=(("zmq_orders_port", settings.zmq_orders_port),),
                   enabled=opts.models and bool(symbols),
                   left_out="--no-models: no signals to trade" if not opts.models else no_symbols),
-        Component("dashboard", ("dashboard",), start_rank=50, stop_rank=50, ready="http",
+        Component("dashboard", ("dashboard",), start_rank=12, stop_rank=50, ready="http",
                   binds=(("dashboard_port", settings.dashboard_port),), command=("dashboard",),
                   enabled=opts.dashboard, left_out="--no-dashboard"),
     ]  # fmt: skip
@@ -255,10 +294,14 @@ def on_exit(entry: Entry, code: int | None, now_mono: float, policy: RestartPoli
         with contextlib.suppress(ValueError):
             shown = f"killed by {signal.Signals(-code).name}"
     tail = f"; last line: {last_line}" if last_line else ""
-    if code == 0 and entry.component.restart == "on-failure":
+    if code == 0 and entry.component.restart in ("on-failure", "never"):
         entry.state = "done"
         entry.message = f"finished after {ran:.1f} s"
         return f"{entry.name} finished ({shown}) after {ran:.1f} s; not restarted"
+    if entry.component.restart == "never":
+        entry.state = "failed"
+        entry.message = f"failed ({shown}) after {ran:.1f} s{tail}; see {entry.log}"
+        return f"{entry.name} {entry.message}"
     entry.quick_failures = entry.quick_failures + 1 if ran < policy.quick_s else 1
     if ran < policy.quick_s and entry.quick_failures >= policy.give_up_after:
         entry.state = "failed"
@@ -361,7 +404,7 @@ def ps_rows(state: dict[str, Any], now_ns: int) -> list[dict[str, str]]:
     """One row per component: name, state, pid, uptime, restarts, figures, log."""
     rows = []
     for c in state["components"]:
-        up = c["state"] in ("starting", "ready") and c["started_ns"]
+        up = c["state"] in RUNNING_STATES and c["started_ns"]
         rows.append({
             "name": c["name"],
             "state": c["state"],
@@ -633,16 +676,23 @@ class Supervisor:
         env: dict[str, str],
         say: Say,
         symbols: Sequence[str] = (),
-        before_workers: Callable[[threading.Event], None] | None = None,
+        seed: Callable[[threading.Event], None] | None = None,
         policy: RestartPolicy | None = None,
     ):
+        """``seed(stop)``: run on a thread of its own once the server is ready; the
+        components that wait for it (``waits="seed"``) start after it returned."""
         self.settings = settings
         self.data_dir = settings.data_dir.resolve()
         self.table = list(table)
         self.env = env
         self._say = say
         self.symbols = list(symbols)
-        self.before_workers = before_workers
+        self.seed = seed
+        self._seeded = threading.Event()
+        self._seeder: threading.Thread | None = None
+        self._models_loaded: dict[str, dict[str, list[str]]] | None = None
+        """The promotions when the model worker last started (a change: it reloads)."""
+        self._models_checked = 0.0
         self.policy = policy or RestartPolicy.of(settings)
         self.logs = logs_dir(self.data_dir)
         self.entries = {
@@ -694,17 +744,97 @@ class Supervisor:
         order = list(self.entries.values())
         if "server" not in self.entries:  # valkey_url: another server, already there
             self._open_vault()
+        if "server" not in self.entries:
+            self._start_seed(stop)
         for e in order:
             if stop.is_set() or self.failure:
                 return
             if e.name == "publisher":  # subscribers first: they see the stream from its start
                 self._wait_subscribers(stop)
-            if e.name == "model" and self.before_workers is not None:
-                self.before_workers(stop)
+            if e.component.waits == "seed":
+                self._wait_seed(stop)
+            if stop.is_set():  # stopped while waiting
+                return
+            if e.component.waits == "models" and not self._models_ready(e):
+                continue  # started by _watch once they are promoted
             self._start(e)
             if e.name == "server":
                 self._wait(stop, functools.partial(self._ready, e), "the Valkey server")
                 self._open_vault()
+                self._start_seed(stop)
+
+    # ------------------------------------------------------------------ seed and models
+    def _start_seed(self, stop: threading.Event) -> None:
+        if self.seed is None:
+            self._seeded.set()
+            return
+        seed = self.seed
+
+        def run() -> None:
+            try:
+                seed(stop)
+            except Exception as exc:  # the components start anyway; say why history lacks
+                self.say(f"seeding failed: {exc}")
+            finally:
+                self._seeded.set()
+
+        self._seeder = threading.Thread(target=run, name="up-seed", daemon=True)
+        self._seeder.start()
+
+    def _wait_seed(self, stop: threading.Event) -> None:
+        while not self._seeded.is_set() and not stop.is_set():
+            self._seeded.wait(0.1)
+
+    def _promotions(self) -> dict[str, dict[str, list[str]]]:
+        from tickvault.models.registry import Registry
+
+        registry = Registry.of_data_dir(self.data_dir)
+        return {s: registry.promotions(s) for s in self.symbols}
+
+    def _models_ready(self, e: Entry) -> bool:
+        """Every symbol has a promoted model; else the entry says what it waits for."""
+        from tickvault.live.firstmodels import has_model
+        from tickvault.models.registry import Registry
+
+        registry = Registry.of_data_dir(self.data_dir)
+        waiting = [s for s in self.symbols if not has_model(registry, s)]
+        if not waiting:
+            return True
+        train = self.entries.get("train")
+        if train is None or train.state in ("done", "failed", "stopped"):
+            e.message = (f"no promoted model for {', '.join(waiting)}: train one (tickvault "
+                         "ml train, ml promote VERSION) and run tickvault up again")  # fmt: skip
+        else:
+            e.message = f"waiting for the first models of {', '.join(waiting)} (see train)"
+        return False
+
+    def _watch_models(self, e: Entry, now: float) -> None:
+        """Start the model worker once its models are promoted; restart it (a reload, not
+        counted as a restart) when the promotions changed since it started, once no
+        ``train`` job runs."""
+        if now - self._models_checked < 1.0:
+            return
+        self._models_checked = now
+        if e.state == "pending":
+            if self._models_ready(e):
+                self._start(e)
+            return
+        if e.state not in RUNNING_STATES or self._models_loaded is None:
+            return
+        train = self.entries.get("train")
+        if train is not None and train.state in RUNNING_STATES:
+            return
+        current = self._promotions()
+        if current == self._models_loaded:
+            return
+        child = self.children.get(e.name)
+        self.say(f"{e.name}: newly promoted models: restarting it to load them")
+        if child is not None:
+            child.terminate()
+            if child.wait(self.settings.up_stop_timeout_s) is None:
+                child.kill()
+        self._start(e)
+        e.message = "restarted to load the newly promoted models"
 
     def _wait_subscribers(self, stop: threading.Event) -> None:
         for name in ("bridge", "features"):
@@ -741,7 +871,9 @@ class Supervisor:
         if isinstance(child, ServerChild):
             e.ports = {"valkey": child.port}
         e.pid, e.started_ns, e.started_mono = child.pid, time.time_ns(), time.monotonic()
-        e.state = "starting"
+        e.state = "running" if c.ready == "exit" else "starting"
+        if c.waits == "models":
+            self._models_loaded = self._promotions()
         e.baseline = self._figures.get(c.name, {}).get(c.progress) if c.progress else None
         self.write_state()
         again = f" (restart {e.restarts})" if e.restarts else ""
@@ -758,6 +890,8 @@ class Supervisor:
             return port_accepts(self.settings.zmq_host, self.settings.zmq_ticks_port)
         if c.ready == "http":
             return http_answers(dashboard_url(self.settings))
+        if c.ready == "exit":
+            return False
         if c.ready == "line" and not (isinstance(child, Child) and child.ready_line.is_set()):
             return False
         if c.progress is not None:
@@ -775,7 +909,10 @@ class Supervisor:
             now = time.monotonic()
             for e in self.entries.values():
                 child = self.children.get(e.name)
-                if e.state in ("starting", "ready") and child is not None:
+                if e.component.waits == "models" and e.state in ("pending", *RUNNING_STATES):
+                    self._watch_models(e, now)
+                    child = self.children.get(e.name)
+                if e.state in RUNNING_STATES and child is not None:
                     code = child.poll()
                     if code is not None:
                         self.say(on_exit(e, code, now, self.policy, child.last_line))
@@ -786,6 +923,8 @@ class Supervisor:
                     if e.state == "starting" and self._ready(e):
                         e.state = "ready"
                         self.say(f"{e.name} ready")
+                    if e.component.ready == "exit" and isinstance(child, Child):
+                        e.message = child.last_line
                 elif e.state == "backoff" and now >= e.next_start:
                     e.restarts += 1
                     self._start(e)
@@ -854,8 +993,8 @@ class Supervisor:
         self.say("stopping: feeder and publisher first, the Valkey server last")
         for c in stop_order(self.table):
             e, child = self.entries[c.name], self.children.get(c.name)
-            if child is None or e.state not in ("starting", "ready"):
-                if e.state in ("backoff", "pending", "starting", "ready"):
+            if child is None or e.state not in RUNNING_STATES:
+                if e.state in ("backoff", "pending", *RUNNING_STATES):
                     e.state = "stopped"
                 continue
             if child.poll() is not None:
@@ -939,6 +1078,7 @@ class Supervisor:
 
 
 __all__ = [
+    "RUNNING_STATES",
     "Component",
     "Entry",
     "RestartPolicy",
@@ -949,73 +1089,50 @@ __all__ = [
     "process_table",
     "ps_rows",
     "read_state",
+    "seed_first_sessions",
     "start_order",
     "stop_order",
+    "untrained_symbols",
 ]
 
 
-# ---------------------------------------------------------------------- a first model
-_VERSION = re.compile(r"model version (\S+)")
+# ---------------------------------------------------------------------- first models
+def untrained_symbols(settings: Settings, symbols: Sequence[str]) -> list[str]:
+    """The symbols lacking a promoted fast or full model (``up`` trains those)."""
+    from tickvault.live.firstmodels import missing_kinds
+    from tickvault.models.registry import Registry
+
+    registry = Registry.of_data_dir(settings.data_dir)
+    return [s for s in symbols if missing_kinds(registry, s)]
 
 
-def run_tickvault(args: Sequence[str], env: dict[str, str], log: BoundedLog) -> str:
-    """Run ``tickvault ARGS`` to its end; its output (logged); SupervisorError on failure."""
-    log.line(f"--- up: tickvault {' '.join(args)}")
-    proc = subprocess.run([sys.executable, "-m", "tickvault.cli.main", *args], env=env,
-                          stdin=subprocess.DEVNULL, capture_output=True, check=False)  # fmt: skip
-    text = (proc.stdout + proc.stderr).decode(errors="replace")
-    log.write(text.encode())
-    if proc.returncode != 0:
-        last = next((ln for ln in reversed(text.splitlines()) if ln.strip()), "")
-        raise SupervisorError(
-            f"tickvault {' '.join(args)} failed (exit {proc.returncode}): {last.strip()}; "
-            f"see {log.path}"
-        )
-    return text
-
-
-def train_first_models(
+def seed_first_sessions(
     settings: Settings,
     symbols: Sequence[str],
     *,
-    env: dict[str, str],
-    log: BoundedLog,
+    before: dt.date,
     say: Say,
     sessions: int | None = None,
     trades_per_day: int | None = None,
     stop: threading.Event | None = None,
-) -> dict[str, str]:
-    """For each symbol with no promoted model: seed simulated past sessions (imported
-    history, ``live.seed``), train a model on them with ``tickvault ml train`` and promote
-    it with ``tickvault ml promote``. Returns symbol -> the version promoted."""
+) -> dict[str, int]:
+    """Seed the simulated past sessions the first models train on (``live.seed``: as
+    imported history, sessions already held are skipped): the ``sessions``
+    (``up_seed_sessions``) B3 sessions of each symbol before ``before``. Returns symbol
+    -> trades stored."""
     from tickvault.live.seed import seed_sessions
-    from tickvault.models.registry import Registry
     from tickvault.vault import Vault
 
-    registry = Registry.of_data_dir(settings.data_dir)
-    missing = [s for s in symbols if registry.promoted(s) is None]
     n = sessions or settings.up_seed_sessions
-    done: dict[str, str] = {}
-    if not missing:
-        return done
-    today = dt.datetime.now(settings.tz).date()
-    for symbol in missing:
-        if stop is not None and stop.is_set():
-            break
-        say(f"no trained model for {symbol} yet: seeding {n} simulated past sessions and "
-            "training a first one (once; later runs use it)")  # fmt: skip
-        with Vault.open(settings=settings) as vault:
-            report = seed_sessions(vault, symbol, n, before=today, trades_per_day=trades_per_day)
-        days = sorted(report.stored + report.skipped)
-        out = run_tickvault(["ml", "train", symbol, "--start", days[0].isoformat(), "--end",
-                             (days[-1] + dt.timedelta(days=1)).isoformat(), "--folds", "2"],
-                            env, log)  # fmt: skip
-        found = _VERSION.search(out)
-        if found is None:
-            raise SupervisorError(f"tickvault ml train {symbol} named no model version; see "
-                                  f"{log.path}")  # fmt: skip
-        run_tickvault(["ml", "promote", found.group(1)], env, log)
-        done[symbol] = found.group(1)
-        say(f"trained and promoted model {found.group(1)} for {symbol} on {len(days)} "
-            f"simulated sessions ({days[0]} to {days[-1]})")  # fmt: skip
+    done: dict[str, int] = {}
+    with Vault.open(settings=settings) as vault:
+        for symbol in symbols:
+            if stop is not None and stop.is_set():
+                break
+            report = seed_sessions(vault, symbol, n, before=before, trades_per_day=trades_per_day)
+            done[symbol] = report.trades
+            if report.stored:
+                say(f"{symbol}: seeded {len(report.stored)} simulated past sessions "
+                    f"({min(report.stored)} to {max(report.stored)}, {report.trades:,} trades) "
+                    "as imported history, for the first models and history features")  # fmt: skip
     return done

@@ -50,7 +50,7 @@ from tickvault.records.trades import TRADE_DTYPE, TradeBatch, TradeFlag, TradeTy
 from tickvault.transport import wire
 from tickvault.transport.endpoints import Endpoints, endpoint_name
 from tickvault.transport.journal import JournalReader, JournalWriter
-from tickvault.transport.replay import ReplayBuffer
+from tickvault.transport.replay import ReplayBuffer, ReplayFill
 from tickvault.transport.replay_service import ReplayService, TopicState
 from tickvault.transport.security import ZapLease, secure_server
 from tickvault.transport.wire import Kind
@@ -362,6 +362,11 @@ class Publisher(ReplayService):
             queued=sum(len(st.queue) for st in list(self._topics.values())),
             messages_by_kind=dict(self._by_kind),
         )
+
+    def replay_fill(self) -> ReplayFill:
+        """How full the replay buffer is (bytes of ``zmq_replay_buffer_mb``, messages, the
+        oldest held, per topic); thread-safe."""
+        return self._replay.fill()
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Send what is queued, announce the end of stream (waiting at most

@@ -16,8 +16,11 @@ from tickvault.transport.wire import NOTHING_HELD
 
 @dataclass(slots=True)
 class _Topic:
+    name: str = ""
     first_seq: int = 1
     bodies: deque[bytes] = field(default_factory=deque)
+    bytes: int = 0
+    """Bytes of the bodies held."""
     first_ts_event: int = 0
     """ts_event of the first record ever published on the topic (0: none yet)."""
     last_seq: int = 0
@@ -43,6 +46,34 @@ class ReplayAnswer:
     """The publisher ended the topic: ``last_seq`` is final."""
 
 
+@dataclass(frozen=True, slots=True)
+class TopicFill:
+    """What the buffer holds of one topic."""
+
+    messages: int
+    bytes: int
+    first_seq: int
+    """Oldest sequence number held (0: none held)."""
+    last_seq: int
+    """Last sequence number published."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayFill:
+    """How full the replay buffer is (``ReplayBuffer.fill``)."""
+
+    bytes: int
+    max_bytes: int
+    messages: int
+    evicted: int
+    """Messages dropped (oldest first) to stay within ``max_bytes``, since the start."""
+    oldest_topic: str
+    """Topic of the oldest message held ("" when none is)."""
+    oldest_seq: int
+    """Its sequence number (0 when none is held)."""
+    topics: dict[str, TopicFill]
+
+
 class ReplayBuffer:
     """Thread-safe: the sender thread adds, the replay service reads."""
 
@@ -64,17 +95,19 @@ class ReplayBuffer:
         with self._lock:
             t = self._topics.get(topic)
             if t is None:
-                t = self._topics[topic] = _Topic(first_seq=seq, first_ts_event=first_ts_event)
+                t = self._topics[topic] = _Topic(topic, seq, first_ts_event=first_ts_event)
             if not t.bodies:
                 t.first_seq = seq
             t.last_seq, t.last_ts_event = seq, last_ts_event
             t.bodies.append(body)
+            t.bytes += len(body)
             self._order.append((t, len(body)))
             self._bytes += len(body)
             while self._bytes > self.max_bytes and self._order:
                 old, size = self._order.popleft()
                 old.bodies.popleft()
                 old.first_seq += 1
+                old.bytes -= size
                 self._bytes -= size
                 self.evicted += 1
 
@@ -105,6 +138,21 @@ class ReplayBuffer:
             return ReplayAnswer(
                 t.first_seq, bodies, t.first_ts_event, t.last_seq, t.last_ts_event, t.ended
             )
+
+    def fill(self) -> ReplayFill:
+        """A snapshot of what is held: bytes of the bound, messages, the oldest held (the
+        next to go) and per topic."""
+        with self._lock:
+            topics = {
+                name: TopicFill(len(t.bodies), t.bytes, t.first_seq if t.bodies else 0, t.last_seq)
+                for name, t in self._topics.items()
+            }
+            oldest = self._order[0][0] if self._order else None
+            return ReplayFill(
+                bytes=self._bytes, max_bytes=self.max_bytes, messages=len(self._order),
+                evicted=self.evicted, oldest_topic=oldest.name if oldest else "",
+                oldest_seq=oldest.first_seq if oldest else 0, topics=topics,
+            )  # fmt: skip
 
     def end(self, topic: str) -> None:
         """The publisher ended ``topic``: answers say its last seq is final."""

@@ -277,6 +277,7 @@ class DashboardData:
                 }
                 for b in live
             ],
+            "replay_buffers": views.publishers(self.vault.statuses("publisher:"), now),
             "valkey": {
                 **server,
                 "stored_trades": stored,

@@ -157,6 +157,7 @@ class StoreCollector(Collector):
             fees,
         )
         yield from self._bridges()
+        yield from self._publishers()
         memory = d.vault.server_status().get("used_memory")
         yield GaugeMetricFamily(
             "tickvault_valkey_memory_bytes",
@@ -239,6 +240,50 @@ class StoreCollector(Collector):
         for reason, n in sorted(reasons.items()):
             quarantined.add_metric([reason], n)
         yield from (up, rate, lag, messages, held, gaps, gap_msgs, quarantined)
+
+    def _publishers(self) -> Iterator[Metric]:
+        rows = views.publishers(self.data.vault.statuses("publisher:"), now_ns())
+        up = GaugeMetricFamily(
+            "tickvault_publisher_up",
+            "1 while the publisher reports (its last report is recent), else 0",
+            labels=["publisher"],
+        )
+        held = GaugeMetricFamily(
+            "tickvault_publisher_replay_buffer_bytes",
+            "Bytes of messages the publisher's replay buffer holds",
+            labels=["publisher"],
+        )
+        cap = GaugeMetricFamily(
+            "tickvault_publisher_replay_buffer_max_bytes",
+            "The replay buffer's bound (zmq_replay_buffer_mb)",
+            labels=["publisher"],
+        )
+        messages = GaugeMetricFamily(
+            "tickvault_publisher_replay_buffer_messages",
+            "Messages the publisher's replay buffer holds",
+            labels=["publisher"],
+        )
+        evicted = CounterMetricFamily(
+            "tickvault_publisher_replay_evicted_messages",
+            "Messages dropped from the replay buffer (oldest first) to stay within its bound",
+            labels=["publisher"],
+        )
+        oldest = GaugeMetricFamily(
+            "tickvault_publisher_replay_oldest_seq",
+            "Sequence number of the oldest message of the topic the replay buffer holds",
+            labels=["publisher", "topic"],
+        )
+        for row in rows:
+            label = [row["name"]]
+            up.add_metric(label, 0.0 if row["stale"] else 1.0)
+            held.add_metric(label, row["replay_bytes"] or 0.0)
+            cap.add_metric(label, row["replay_max_bytes"] or 0.0)
+            messages.add_metric(label, row["replay_messages"] or 0.0)
+            evicted.add_metric(label, row["replay_evicted"] or 0.0)
+            for t in row["topics"]:
+                if t["first_seq"]:
+                    oldest.add_metric([row["name"], t["topic"]], t["first_seq"])
+        yield from (up, held, cap, messages, evicted, oldest)
 
     # ------------------------------------------------------------------ up.json
     def _processes(self) -> Iterator[Metric]:

@@ -10,6 +10,7 @@ UTC everywhere else (``*_ns``).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -299,6 +300,35 @@ def bridges(statuses: Mapping[str, Mapping[str, str]], now_ns: int) -> list[dict
                 "gaps_detected", "recovered_messages", "journal_messages", "lost_messages",
                 "gaps_unrecovered", "held_bytes", "max_held_bytes", "outages", "rollbacks")},
             "rejected": s.get("rejected", "{}"),
+        })  # fmt: skip
+    out.sort(key=lambda b: b["age_s"] if b["age_s"] is not None else math.inf)
+    return out
+
+
+def publishers(statuses: Mapping[str, Mapping[str, str]], now_ns: int) -> list[dict[str, Any]]:
+    """The publishers' replay-buffer reports (``status:publisher:...``), newest first:
+    bytes held of the bound (``fill``: the share), messages, evictions, the oldest held
+    (topic and seq) and per topic (messages, bytes, first seq held, last seq published)."""
+    out = []
+    for name, s in statuses.items():
+        age = (now_ns - _f(s, "updated_ns")) / NS_PER_S
+        held, cap = _f(s, "replay_bytes"), _f(s, "replay_max_bytes")
+        try:
+            raw = json.loads(s.get("topics") or "{}")
+        except ValueError:
+            raw = {}
+        topics = [{"topic": str(t), **{k: finite(float(v.get(k, math.nan)))
+                                       for k in ("messages", "bytes", "first_seq", "last_seq")}}
+                  for t, v in sorted(raw.items()) if isinstance(v, dict)]  # fmt: skip
+        out.append({
+            "name": name, "age_s": finite(age), "stale": not age < STALE_S,
+            "publisher_id": s.get("publisher_id", ""),
+            "replay_bytes": finite(held), "replay_max_bytes": finite(cap),
+            "fill": finite(held / cap) if cap > 0 else None,
+            **{k: finite(_f(s, k)) for k in ("replay_messages", "replay_evicted", "oldest_seq",
+                                             "records", "messages", "queued")},
+            "oldest_topic": s.get("oldest_topic", ""),
+            "topics": topics,
         })  # fmt: skip
     out.sort(key=lambda b: b["age_s"] if b["age_s"] is not None else math.inf)
     return out

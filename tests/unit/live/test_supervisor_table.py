@@ -125,6 +125,46 @@ def test_a_finite_feed_ending_cleanly_is_done_and_a_worker_exiting_0_is_restarte
     assert "killed by SIGKILL" in sv.on_exit(killed, -9, 50.0, policy)
 
 
+def test_untrained_symbols_get_a_train_job_stopped_first_and_the_model_worker_waits() -> None:
+    import datetime as dt
+
+    every = (("ml", "run"), ("paper", "run"), ("dashboard",), ("ml", "first-models"))
+    day = dt.date(2025, 12, 1)
+    table = sv.process_table(Settings(up_seed_sessions=6), sv.UpOptions(),
+                             lambda path: tuple(path) in every, untrained=["WDOSIM"],
+                             before=day)  # fmt: skip
+    rows = {c.name: c for c in table}
+    train = rows["train"]
+    assert train.enabled and train.restart == "never" and train.ready == "exit"
+    assert train.argv == ("ml", "first-models", "--symbols", "WDOSIM", "--sessions", "6",
+                          "--before", "2025-12-01")  # fmt: skip
+    assert (rows["features"].waits, train.waits, rows["model"].waits) == ("seed", "seed",
+                                                                          "models")  # fmt: skip
+    assert sv.stop_order(table)[0].name == "train"  # frees the CPU first
+    started = [c.name for c in sv.start_order(table)]
+    assert started.index("dashboard") < started.index("features") < started.index("train")
+    assert started.index("train") < started.index("model") < started.index("publisher")
+    trained = {c.name: c for c in sv.process_table(Settings(), sv.UpOptions(),
+                                                   lambda path: tuple(path) in every)}  # fmt: skip
+    assert not trained["train"].enabled
+    assert trained["train"].left_out == "every symbol has a promoted fast and full model"
+
+
+def test_a_job_run_once_is_done_at_exit_0_and_failed_otherwise_never_restarted() -> None:
+    policy = sv.RestartPolicy()
+
+    def job() -> sv.Entry:
+        return sv.Entry(sv.Component("train", (), start_rank=25, stop_rank=5, restart="never",
+                                     ready="exit"), log="train.log")  # fmt: skip
+
+    ok = job()
+    assert "not restarted" in sv.on_exit(ok, 0, 50.0, policy) and ok.state == "done"
+    bad = job()
+    said = sv.on_exit(bad, 1, 50.0, policy, "error: no labelled rows")
+    assert bad.state == "failed" and bad.restarts == 0
+    assert "failed (exit 1)" in said and "no labelled rows" in said and "train.log" in said
+
+
 def test_ps_rows_show_uptime_restarts_figures_and_the_left_out(tmp_path: Path) -> None:
     c = sv.Component("bridge", ("bridge",), start_rank=10, stop_rank=20)
     e = sv.Entry(c, log="x.log", state="ready", pid=42, started_ns=1_000_000_000, restarts=2,

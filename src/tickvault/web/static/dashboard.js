@@ -258,6 +258,15 @@
       $("v-persist").textContent = v.aof ? "AOF, appendfsync " + v.appendfsync : "no AOF";
       $("v-policy").textContent = v.maxmemory_policy || "–";
       rows("buffers", [["buffer", "held", "of"]].concat(p.buffers.map((b) => [b.name, bytes(b.held_bytes), bytes(b.max_held_bytes)])));
+      const replay = p.replay_buffers || [];
+      rows("replay-buffers", [["replay buffer", "held", "of", "fill", "messages", "evicted", "oldest held"]].concat(
+        replay.length ? replay.map((r) => [{ text: r.name, cls: r.stale ? "down" : "" }, bytes(r.replay_bytes), bytes(r.replay_max_bytes),
+          r.fill === null ? "–" : fmt(100 * r.fill, 1) + " %", fmt(r.replay_messages, 0), fmt(r.replay_evicted, 0),
+          r.oldest_topic ? r.oldest_topic + " #" + fmt(r.oldest_seq, 0) : "–"])
+          : [["no publisher reporting", "–", "–", "–", "–", "–", "–"]]));
+      rows("replay-topics", [["topic", "messages", "held", "oldest seq", "last seq"]].concat(
+        replay.filter((r) => !r.stale).flatMap((r) => r.topics.map((t) => [t.topic, fmt(t.messages, 0), bytes(t.bytes),
+          t.first_seq ? fmt(t.first_seq, 0) : "–", fmt(t.last_seq, 0)]))));
       rows("workers", [["symbol", "deadline misses", "predictions", "signals", "skipped", "p99 fast µs"]].concat(
         p.workers.map((w) => [w.symbol, { text: fmt(w.misses, 0), cls: w.misses ? "warn" : "" }, fmt(w.predictions, 0), fmt(w.signals, 0), fmt(w.skipped, 0), fmt(w.p99_fast_us, 0)])));
       rows("quarantine-reasons", [["reason", "messages"]].concat(Object.entries(p.quarantine.by_reason).map(([r, n]) => [r, n])));
