@@ -156,7 +156,8 @@ def decode_feature_message(frames: list[bytes]) -> tuple[str, dict[str, Any], di
 
 @dataclass
 class WorkerStats(StreamStats):
-    """The streams' counts (trades, rows, skips...) and the worker's own."""
+    """The streams' counts (trades, rows, skips...) and the worker's own. ``rows``: rows
+    computed (the streams count them); ``rows_by_symbol``: rows stored, per symbol."""
 
     messages: int = 0
     writes: int = 0
@@ -524,8 +525,8 @@ class FeatureWorker:
                     delay = min(delay * 2, self.settings.store_retry_max_s)
             if pending is not None:
                 pending.stored()
-            n = len(o["rows"])
-            self.stats.writes += 1  # (stats.rows: counted by the streams as they emit)
+            n = len(o["rows"])  # ``stats.rows`` is the streams' count of the same rows
+            self.stats.writes += 1
             self.stats.rows_by_symbol[symbol] = self.stats.rows_by_symbol.get(symbol, 0) + n
 
     def _append_with(self, symbol: str, block: dict[str, Any], cursor: dict[str, Any],
