@@ -61,7 +61,7 @@ from tickvault.live.stats import BridgeStats, percentiles
 from tickvault.logutil import RateLimitedLog
 from tickvault.records.events import Gap, feeder_gaps
 from tickvault.records.trades import TradeBatch
-from tickvault.records.validate import check_symbol, validate, validate_book
+from tickvault.records.validate import check_symbol, validate, validate_book, validate_gaps
 from tickvault.storage.keys import StoreKind
 from tickvault.transport.endpoints import Endpoints
 from tickvault.transport.subscriber import Subscriber
@@ -241,10 +241,10 @@ class Bridge(OutageHandling):
                 raise ValidationError(f"symbol {msg.symbol!r} is not in canonical upper case")
         except ValidationError as exc:
             return WireError("symbol", str(exc))
-        if msg.kind is Kind.GAP:
-            return None
         try:
-            if msg.kind is Kind.BOOK:
+            if msg.kind is Kind.GAP:
+                validate_gaps(msg.records())
+            elif msg.kind is Kind.BOOK:
                 validate_book(msg.records())
             else:
                 validate(TradeBatch.from_structured(msg.records()))
