@@ -97,8 +97,6 @@ def test_the_bridge_checks_any_gap_records_without_raising(
     finally:
         bridge.subscriber.close()
     records = np.frombuffer(raw[: n * GAP_DTYPE.itemsize], dtype=GAP_DTYPE)
-    sane = (
-        (records["start_ns"] >= 631_152_000 * 10**9) & (records["end_ns"] >= records["start_ns"])
-    )
+    sane = (records["start_ns"] >= 631_152_000 * 10**9) & (records["end_ns"] >= records["start_ns"])
     if not sane.all():
         assert error is not None
