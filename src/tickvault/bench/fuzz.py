@@ -18,7 +18,9 @@
 
 Everything is written under the benchmark symbols (``TVBENCH_FUZZ*``, see
 ``bench.isolation``), cleared before and after, so a user's data is never touched;
-what was quarantined stays in the ``quarantine`` stream for inspection.
+what was quarantined stays in the ``quarantine`` stream for inspection (a bounded
+stream: at full size its 10,000 entries push out older ones beyond
+``quarantine_maxlen``, so run it on a store of its own, as ``tickvault chaos`` does).
 ``tickvault chaos`` runs it at full size (10,000 messages, 1,000 rows per format); the
 tests at a small one.
 """
