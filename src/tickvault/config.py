@@ -94,6 +94,12 @@ class Settings(BaseModel):
     """TLS client certificate file, for a server that checks clients (``valkeys://``)."""
     valkey_tls_key: Path | None = None
     """TLS client private key file, with ``valkey_tls_cert``."""
+    valkey_appendfsync: Literal["everysec", "always"] = "everysec"
+    """When the embedded server flushes its AOF to disk: ``everysec`` (a kill -9 or power
+    loss may lose the last second of acknowledged writes, which the bridge then asks the
+    publishers for again) or ``always`` (fsync before each write is acknowledged: slower,
+    see ``tickvault bench live --fsync``). Applied at start and to a running embedded
+    server when a process connects; an external server keeps its own configuration."""
 
     # ZeroMQ
     zmq_host: str = "127.0.0.1"

@@ -14,6 +14,8 @@
     │                            runs) or a component it needs keeps failing
     └── ServerError              anything about the Valkey server
         ├── ServerUnreachable    no server answers at the configured address
+        ├── StoreRefused         the server answers but refuses writes (out of memory
+        │                        under noeviction, or it cannot persist: MISCONF)
         └── EmbeddedServerError  the embedded server could not be started or stopped
 
 Errors of the libraries underneath (valkey-py, OSError, ...) are translated at the
@@ -95,6 +97,17 @@ class ServerError(TickvaultError):
 
 class ServerUnreachable(ServerError):
     """No Valkey server answers at the configured address."""
+
+
+class StoreRefused(ServerError):
+    """The server is up but refuses writes: ``reason`` is ``oom`` (``maxmemory`` reached;
+    with ``noeviction`` nothing is dropped to make room) or ``misconf`` (its last RDB
+    save or AOF write failed, so it stops accepting writes). Nothing of the refused
+    request was written; it can be retried once the cause is fixed."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 class EmbeddedServerError(ServerError):

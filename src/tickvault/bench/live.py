@@ -14,6 +14,10 @@ under the benchmark's own symbol (see ``bench.isolation``):
 Throughput runs at the highest rate the publisher can send; lag (publish call to
 stored and readable) at a fixed rate. Lost and duplicated trades are counted from
 what was stored against what was sent.
+
+``fsync`` (``--fsync everysec,always``): the tickvault design again under each AOF
+fsync mode of the server (``CONFIG SET appendfsync``, restored after), in the same run:
+what ``valkey_appendfsync = "always"`` costs in ingest rate and lag.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tickvault.bench.isolation import SYMBOL_PREFIX, clear_keys, symbol_keys
@@ -220,6 +224,7 @@ def run_live_bench(
     rate: float,
     lag_trades: int | None = None,
     progress: Callable[[str], None] | None = None,
+    fsync: Sequence[str] = (),
 ) -> dict[str, Any]:
     say = progress or (lambda _msg: None)
     lag_n = lag_trades or min(trades, int(rate * 4))
@@ -234,11 +239,39 @@ def run_live_bench(
         p50, p99 = lag_bridge["lags"]
         out[name] = {"trades_per_s": round(tps), "lost": lost, "duplicated": dup,
                      "lag_ms": {"p50": round(p50, 3), "p99": round(p99, 3)}}  # fmt: skip
+    if fsync:
+        out["fsync"] = _fsync_rows(vault, trades, rate, lag_n, fsync, say)
     _clear(vault)
     seed_tps = out["original_design"]["trades_per_s"]
     out["ratio"] = {"throughput": round(out["tickvault"]["trades_per_s"] / seed_tps, 1)
                     if seed_tps else None}  # fmt: skip
     return out
+
+
+def _fsync_rows(vault: Vault, trades: int, rate: float, lag_n: int, modes: Sequence[str],
+                say: Callable[[str], None]) -> list[dict[str, Any]]:  # fmt: skip
+    """The tickvault design under each AOF fsync mode (the server's own restored after)."""
+    r = vault.client
+    aof = r.info("persistence").get("aof_enabled")
+    before = r.config_get("appendfsync").get("appendfsync")
+    rows = []
+    try:
+        for mode in modes:
+            if mode not in ("everysec", "always", "no"):
+                raise BenchmarkError(f"unknown fsync mode {mode!r}: use everysec, always or no")
+            r.config_set("appendfsync", mode)
+            say(f"tickvault, appendfsync {mode}: {trades:,} trades as fast as possible")
+            pub, bridge = _one_run(vault, "tickvault", trades, 0)
+            lost, dup, tps = _figures(vault, "tickvault", trades, pub, bridge)
+            say(f"tickvault, appendfsync {mode}: lag of {lag_n:,} trades at {rate:,.0f} trades/s")
+            _, lag_bridge = _one_run(vault, "tickvault", lag_n, rate)
+            p50, p99 = lag_bridge["lags"]
+            rows.append({"appendfsync": mode, "aof": bool(aof), "trades_per_s": round(tps),
+                         "lost": lost, "duplicated": dup,
+                         "lag_ms": {"p50": round(p50, 3), "p99": round(p99, 3)}})  # fmt: skip
+    finally:
+        r.config_set("appendfsync", before)
+    return rows
 
 
 def main() -> None:

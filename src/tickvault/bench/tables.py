@@ -73,6 +73,20 @@ def live_table(result: Any, rate: float, trades: int) -> list[RenderableType]:
         )
     shown.append(table)
     shown.append(f"throughput ratio: {result['ratio']['throughput']}x")
+    if result.get("fsync"):
+        fs = Table(title="tickvault by AOF fsync mode (same run, same server)")
+        for col in ("appendfsync", "trades/s", "lost", "duplicated", "lag p50 ms", "lag p99 ms"):
+            fs.add_column(col, justify="right")
+        for row in result["fsync"]:
+            fs.add_row(
+                row["appendfsync"] + ("" if row["aof"] else " (AOF off)"),
+                f"{row['trades_per_s']:,}",
+                f"{row['lost']:,}",
+                f"{row['duplicated']:,}",
+                f"{row['lag_ms']['p50']:,.2f}",
+                f"{row['lag_ms']['p99']:,.2f}",
+            )
+        shown.append(fs)
     return shown
 
 
@@ -271,8 +285,9 @@ def chaos_table(result: Any) -> list[RenderableType]:
     shown: list[RenderableType] = [table]
     if result.get("fuzz") is not None:
         fz = result["fuzz"]
-        notes.append("fuzz: " + (fz["note"] if not fz.get("available") else
-                                 ", ".join(f"{k} {v}" for k, v in fz.items()
-                                           if k != "available")))  # fmt: skip
+        if not fz.get("available"):
+            notes.append("fuzz: " + fz["note"])
+        else:
+            notes.append(f"fuzz ({'ok' if fz['ok'] else 'PROBLEMS'}):\n{fz['table']}")
     shown += notes
     return shown

@@ -136,13 +136,17 @@ def bench_book(ctx: click.Context, trades_per_day: int | None, queries: int, as_
     show_default=True,
     help="Trades/s of the lag runs.",
 )
+@click.option("--fsync", default="", metavar="MODES",
+              help="Also run tickvault under each AOF fsync mode, e.g. everysec,always "
+              "(CONFIG SET appendfsync on the benchmark's server, restored after).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
-def bench_live(ctx: click.Context, trades: int, rate: float, as_json: bool) -> None:
+def bench_live(ctx: click.Context, trades: int, rate: float, fsync: str, as_json: bool) -> None:
     """Publisher process -> ZeroMQ -> bridge process -> Valkey, against the original design."""
     from tickvault.bench.live import run_live_bench
 
-    result = _bench_result(ctx, as_json, run_live_bench, trades=trades, rate=rate)
+    modes = [m.strip() for m in fsync.split(",") if m.strip()]
+    result = _bench_result(ctx, as_json, run_live_bench, trades=trades, rate=rate, fsync=modes)
     if result is None:
         return
     for shown in tables.live_table(result, rate, trades):

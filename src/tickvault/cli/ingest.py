@@ -87,6 +87,16 @@ def import_cmd(
             err_console.print(f"[yellow]skipped[/] {r.name}: {example}", highlight=False)
         if r.bad_rows > len(r.bad_examples):
             err_console.print(f"[yellow]skipped[/] {r.name}: {r.bad_rows:,} bad rows in all")
+        if r.bad_lines:
+            where = "rows" if Path(r.name).suffix.lower() in (".parquet", ".pq") else "lines"
+            shown = ", ".join(str(n) for n in r.bad_lines[:_BAD_LINES_SHOWN])
+            more = f" and {len(r.bad_lines) - _BAD_LINES_SHOWN:,} more" if len(
+                r.bad_lines) > _BAD_LINES_SHOWN else ""  # fmt: skip
+            err_console.print(f"[yellow]skipped[/] {r.name}: bad {where} {shown}{more}",
+                              highlight=False)  # fmt: skip
+
+
+_BAD_LINES_SHOWN = 50
 
 
 @contextmanager

@@ -39,7 +39,10 @@ def server_start(ctx: click.Context) -> None:
     settings = settings_of(ctx)
     _note_external(settings)
     info, started = embedded.ensure_server(
-        settings.data_dir, settings.valkey_server_binary, auth=embedded.server_auth(settings)
+        settings.data_dir,
+        settings.valkey_server_binary,
+        auth=embedded.server_auth(settings),
+        appendfsync=settings.valkey_appendfsync,
     )
     verb = "started" if started else "already running"
     console.print(

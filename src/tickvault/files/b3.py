@@ -161,7 +161,10 @@ def convert(
         pc.dictionary_encode(sym)
     )  # fmt: skip
     codes = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), np.int64)
-    names = encoded.dictionary.to_pylist()
+    # read without a UTF-8 check: a name of other bytes is not a symbol (decoded with
+    # replacement characters, it fails ``check_symbol``)
+    names = [None if v is None else v.decode("utf-8", "replace")
+             for v in encoded.dictionary.cast(pa.binary()).to_pylist()]  # fmt: skip
     valid_code = np.zeros(len(names) + 1, dtype=bool)  # last slot: null symbol
     canonical: list[str] = []
     for i, name in enumerate(names):

@@ -129,7 +129,15 @@ def hhmmssmmm_to_ns(col: pa.Array) -> tuple[npt.NDArray[np.int64], Mask]:
 def bad_cells(column: str, bad: Mask, text: pa.Array, why: str, *, limit: int) -> list[BadCell]:
     """The first ``limit`` bad cells of ``column``, in detail."""
     shown = np.flatnonzero(bad)[:limit].tolist()
-    values = text.take(pa.array(shown, pa.int64())).to_pylist() if shown else []
+    if not shown:
+        return []
+    picked = text.take(pa.array(shown, pa.int64()))
+    if pa.types.is_string(picked.type) or pa.types.is_large_string(picked.type):
+        # read without a UTF-8 check: a cell of other bytes is shown with replacements
+        raw = picked.cast(pa.binary()).to_pylist()
+        values: list[object] = [None if v is None else v.decode("utf-8", "replace") for v in raw]
+    else:
+        values = picked.to_pylist()
     return [
         BadCell(row, column, "" if v is None else str(v), why)
         for row, v in zip(shown, values, strict=True)

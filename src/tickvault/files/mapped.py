@@ -23,11 +23,12 @@ import pyarrow.csv as pv
 import pyarrow.parquet as pq
 
 from tickvault.errors import ConfigError, FileFormatError, ValidationError
+from tickvault.files.b3 import BAD_CELL_DETAIL
 from tickvault.files.columns import Mask, to_float, to_int
-from tickvault.files.reader import FileTrades
+from tickvault.files.reader import BAD_LINES_KEPT, FileTrades, _LineMap
 from tickvault.records.trades import TradeBatch, TradeFlag, TradeType
 from tickvault.records.validate import TRADE_ID_LIMIT, check_symbol
-from tickvault.timeutil import NS_PER_MS, NS_PER_S, NS_PER_US
+from tickvault.timeutil import MAX_SANE_NS, MIN_SANE_NS, NS_PER_MS, NS_PER_S, NS_PER_US
 
 _UNITS = {"ns": 1, "us": NS_PER_US, "ms": NS_PER_MS, "s": NS_PER_S}
 
@@ -93,6 +94,15 @@ def read_mapped(
         raise ConfigError(f"{name}: map a symbol column (symbol=...) or pass --symbol")
     wanted = list(dict.fromkeys(mapping.columns().values()))
     parquet = path.suffix.lower() in (".parquet", ".pq")
+    lines = _LineMap()
+    ragged: list[tuple[int, str]] = []
+
+    def on_ragged(row: Any) -> str:
+        """With ``skip_bad_rows``, a line with too few or too many fields is a bad row."""
+        lines.skipped.append(int(row.number))
+        ragged.append((int(row.number), str(row.text)[:120]))
+        return "skip"
+
     try:
         if parquet:
             table = pq.read_table(path)
@@ -100,7 +110,9 @@ def read_mapped(
             table = pv.read_csv(
                 path,
                 read_options=pv.ReadOptions(use_threads=False),
-                parse_options=pv.ParseOptions(delimiter=delimiter),
+                parse_options=pv.ParseOptions(
+                    delimiter=delimiter, invalid_row_handler=on_ragged if skip_bad_rows else None
+                ),
                 convert_options=pv.ConvertOptions(
                     column_types=dict.fromkeys(wanted, pa.string()), strings_can_be_null=True
                 ),
@@ -116,7 +128,9 @@ def read_mapped(
         )
     cols = {f: table.column(c).combine_chunks() for f, c in mapping.columns().items()}
     n = table.num_rows
-    out = FileTrades(name, rows=n)
+    out = FileTrades(name, rows=n + len(ragged))
+    for line, text in ragged[:BAD_CELL_DETAIL]:
+        out.bad_examples.append(f"line {line}: not {len(table.column_names)} fields: {text!r}")
     bad = np.zeros(n, dtype=bool)
 
     def note(field: str, mask: Mask, why: str) -> None:
@@ -125,7 +139,7 @@ def read_mapped(
             return
         row = int(np.flatnonzero(mask)[0])
         value = cols[field][row].as_py()
-        where = {"line": None if parquet else row + 2}
+        where = {"line": None if parquet else lines.line_of(row)}
         message = f"bad value {value!r} for {field}: {why}"
         if parquet:
             message = f"row {row}: {message}"
@@ -134,19 +148,22 @@ def read_mapped(
                 message + "; fix it or pass --skip-bad-rows", path=name,
                 column=mapping.columns()[field], **where,
             )  # fmt: skip
-        out.bad_examples.append(message if parquet else f"line {row + 2}: {message}")
+        out.bad_examples.append(message if parquet else f"line {lines.line_of(row)}: {message}")
         bad |= mask
 
     ts_event, m = _times(cols["ts_event"], mapping.time_unit, tz)
     note("ts_event", m, f"must be a time (ISO text, timestamp, or integer {mapping.time_unit})")
+    insane = ~m & ((ts_event < MIN_SANE_NS) | (ts_event > MAX_SANE_NS))
+    note("ts_event", insane, f"must be between 1990 and 2100 (--time-unit {mapping.time_unit}?)")
     price, m = to_float(cols["price"])
-    note("price", m | (price <= 0), "must be a number above 0")
+    note("price", m | ~np.isfinite(price) | (price <= 0), "must be a finite number above 0")
     qty, m = to_int(cols["qty"])
     note("qty", m | (qty < 0), "must be a whole number, not negative")
     volume = price * qty
     if "volume" in cols:
         volume, m = to_float(cols["volume"])
-        note("volume", m | (volume < 0), "must be a number, not negative")
+        note("volume", m | ~np.isfinite(volume) | (volume < 0),
+             "must be a finite number, not negative")  # fmt: skip
     agents = {}
     for side in ("buy_agent", "sell_agent"):
         agents[side] = np.zeros(n, np.int32)
@@ -163,7 +180,10 @@ def read_mapped(
         trade_id, m = to_int(cols["trade_id"])
         note("trade_id", m | (trade_id < 0) | (trade_id >= TRADE_ID_LIMIT),
              "must be a whole number in [0, 2**43)")  # fmt: skip
-    out.bad_rows = int(bad.sum())
+    out.bad_rows = int(bad.sum()) + len(ragged)
+    at = np.flatnonzero(bad)[:BAD_LINES_KEPT].tolist()
+    found = at if parquet else [lines.line_of(r) for r in at]
+    out.bad_lines = sorted([*found, *(line for line, _ in ragged)])[:BAD_LINES_KEPT]
     for sym in sorted(set(names[~bad].tolist())):
         if symbols is not None and sym not in symbols:
             continue
@@ -194,13 +214,24 @@ def _times(col: pa.Array, unit: str, tz: ZoneInfo) -> tuple[npt.NDArray[np.int64
             values = values.dt.tz_localize(tz)
         mask = values.isna().to_numpy().copy()
         return _as_ns(values, mask), mask
+    if pa.types.is_string(col.type):
+        # Integer text in most rows: an integer column, whose other rows are bad (one bad
+        # cell must not turn every integer into unparseable text).
+        digits = pc.fill_null(pc.match_substring_regex(col, r"^\s*-?\d+\s*$"), False)
+        n_digits = int(pc.sum(digits).as_py() or 0)
+        if n_digits and n_digits * 2 >= len(col) - col.null_count:
+            col = pc.if_else(digits, col, pa.scalar(None, pa.string()))
     if pa.types.is_integer(col.type) or (
         pa.types.is_string(col.type)
-        and pc.all(pc.fill_null(pc.match_substring_regex(col, r"^\s*\d+\s*$"), True)).as_py()
+        and pc.all(pc.fill_null(pc.match_substring_regex(col, r"^\s*-?\d+\s*$"), True)).as_py()
     ):
         ints, mask = to_int(col)
-        return ints * _UNITS[unit], mask
+        factor = _UNITS[unit]
+        mask = mask | (np.abs(ints) > np.iinfo(np.int64).max // factor)
+        return np.where(mask, 0, ints) * factor, mask
     text = pd.Series(col.cast(pa.string()).to_pandas())
+    # only what can be a date of this era: pandas raises, not coerces, on a year like -1
+    text = text.where(text.str.match(r"^\s*\d{4}-\d{2}-\d{2}", na=False))
     parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")
     mask = parsed.isna().to_numpy()
     if parsed.dt.tz is None:

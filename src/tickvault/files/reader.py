@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pv
 
@@ -30,6 +31,8 @@ from tickvault.files import b3
 from tickvault.files.columns import BadCell
 from tickvault.records.trades import TradeBatch
 
+BAD_LINES_KEPT = 1_000_000
+"""At most this many bad rows' lines are listed (all are counted)."""
 BLOCK_BYTES = 8 << 20
 """Bytes of text per parsed chunk."""
 _READ_ERRORS = (EOFError, OSError, zipfile.BadZipFile, zlib.error, pa.ArrowException)
@@ -130,6 +133,9 @@ class FileTrades:
     """Data rows read (bad ones included)."""
     bad_rows: int = 0
     bad_examples: list[str] = field(default_factory=list)
+    bad_lines: list[int] = field(default_factory=list)
+    """Where every bad row is (up to ``BAD_LINES_KEPT``), sorted: its file line (the
+    header is line 1), or for a Parquet file its row number (from 0)."""
     cancelled: int = 0
     unmatched_cancels: int = 0
 
@@ -188,6 +194,9 @@ def read_b3(
         if chunk.cells or chunk.bad_rows.any():
             _fail_or_count_bad(src, chunk.cells, int(chunk.bad_rows.sum()), first_row, lines,
                                out, skip_bad_rows)  # fmt: skip
+            room = BAD_LINES_KEPT - len(out.bad_lines)
+            for row in np.flatnonzero(chunk.bad_rows)[: max(room, 0)].tolist():
+                out.bad_lines.append(lines.line_of(first_row + row))
         for symbol, trades in chunk.trades.items():
             parts.setdefault(symbol, []).append(trades)
 
@@ -243,6 +252,7 @@ def read_b3(
             collect(pending)
     out.rows += len(lines.skipped)
     out.bad_examples.sort(key=lambda text: int(text.split(" ", 2)[1].rstrip(":,")))
+    out.bad_lines.sort()
     for symbol, pieces in parts.items():
         resolved = b3.resolve_cancels(TradeBatch.concat(pieces), tz)
         out.trades[symbol] = resolved.trades
@@ -266,6 +276,8 @@ def _fail_or_count_ragged(
             column=str(min(got, expected) + 1) if got < expected else str(expected + 1),
         )
     out.bad_rows += len(ragged)
+    room = max(BAD_LINES_KEPT - len(out.bad_lines), 0)
+    out.bad_lines.extend(line for line, _, _ in ragged[:room])
     for line, text, got in ragged:
         if len(out.bad_examples) < b3.BAD_CELL_DETAIL:
             out.bad_examples.append(f"line {line}: {got} fields instead of {expected}: {text!r}")

@@ -75,6 +75,8 @@ class FileReport:
     """Records stored per symbol (trades plus CANCEL records)."""
     bad_rows: int = 0
     bad_examples: list[str] = field(default_factory=list)
+    bad_lines: list[int] = field(default_factory=list)
+    """Where every bad row is: file lines (Parquet: row numbers); ``FileTrades.bad_lines``."""
     cancelled: int = 0
     unmatched_cancels: int = 0
     already_imported: bool = False
@@ -147,6 +149,7 @@ def _import_source(
         rows=parsed.rows,
         bad_rows=parsed.bad_rows,
         bad_examples=parsed.bad_examples,
+        bad_lines=parsed.bad_lines,
         cancelled=parsed.cancelled,
         unmatched_cancels=parsed.unmatched_cancels,
     )

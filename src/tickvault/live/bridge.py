@@ -18,7 +18,8 @@ counted by reason and kept raw in the ``quarantine`` stream; its sequence
 number stays missing and is asked for again, and a range that could not be
 recovered becomes a gap marker (``Vault.gaps``).
 
-Valkey unreachable (restarting, killed, network): the writer keeps the batch and
+Valkey unreachable (restarting, killed, network) or refusing writes (out of memory
+under ``noeviction``, MISCONF when it cannot persist): the writer keeps the batch and
 retries with exponential backoff up to ``store_retry_max_s``, logging once when
 the outage starts and once when it ends; the subscriber thread keeps receiving
 and holding, up to ``bridge_max_held_mb``, past which it stops reading (ZeroMQ
@@ -60,7 +61,7 @@ from tickvault.live.stats import BridgeStats, percentiles
 from tickvault.logutil import RateLimitedLog
 from tickvault.records.events import Gap, feeder_gaps
 from tickvault.records.trades import TradeBatch
-from tickvault.records.validate import check_symbol, validate, validate_book
+from tickvault.records.validate import check_symbol, validate, validate_book, validate_gaps
 from tickvault.storage.keys import StoreKind
 from tickvault.transport.endpoints import Endpoints
 from tickvault.transport.subscriber import Subscriber
@@ -132,6 +133,9 @@ class Bridge(OutageHandling):
         self._resyncing = False
         self._run_id = ""
         self._run_id_checked = 0.0
+        self._store_state = "ok"
+        self._store_error = ""
+        self._paused = False
         self._stored: dict[tuple[str, str], int] = {}
         """(symbol, cursor name) -> the last seq this bridge stored (as acknowledged)."""
         self._writer = threading.Thread(target=self._write_loop, name="tickvault-bridge-write",
@@ -237,10 +241,10 @@ class Bridge(OutageHandling):
                 raise ValidationError(f"symbol {msg.symbol!r} is not in canonical upper case")
         except ValidationError as exc:
             return WireError("symbol", str(exc))
-        if msg.kind is Kind.GAP:
-            return None
         try:
-            if msg.kind is Kind.BOOK:
+            if msg.kind is Kind.GAP:
+                validate_gaps(msg.records())
+            elif msg.kind is Kind.BOOK:
                 validate_book(msg.records())
             else:
                 validate(TradeBatch.from_structured(msg.records()))
@@ -268,18 +272,28 @@ class Bridge(OutageHandling):
             self._cond.notify()
 
     def _wait_for_room(self) -> None:
-        """While Valkey is down and the bridge holds ``bridge_max_held_mb``, stop reading
-        (called holding ``_cond``): ZeroMQ drops what follows, and the replay buffer or
-        journal supplies it once the store is back."""
+        """While Valkey is down or refuses writes and the bridge holds ``bridge_max_held_mb``,
+        stop reading (called holding ``_cond``): ZeroMQ drops what follows, and the replay
+        buffer or journal supplies it once the store is back (what they no longer hold
+        becomes a gap marker)."""
         if not self._batches.full():
             return
+        self.stats.paused_reading += 1
         self._rate_log.warning(
-            "held", "bridge: holding %.0f MiB while Valkey is unreachable (bridge_max_held_mb); "
-            "reading paused, the rest will come from the replay buffer or journal",
+            "held", "bridge: holding %.1f MiB not yet stored (bridge_max_held_mb = %g; Valkey "
+            "%s); reading paused: ZeroMQ drops what follows for this bridge, and the "
+            "publishers' replay buffers or journals supply it once the store takes writes",
             (self._batches.held_bytes + self._batches.inflight_bytes) / 2**20,
+            self.settings.bridge_max_held_mb,
+            {"refused": "refuses writes", "unreachable": "is unreachable"}.get(
+                self._store_state, "is slower than the feed or refusing writes"),
         )  # fmt: skip
-        while self._batches.full() and not self._stop_requested and not self._resyncing:
-            self._cond.wait(0.5)
+        self._paused = True
+        try:
+            while self._batches.full() and not self._stop_requested and not self._resyncing:
+                self._cond.wait(0.5)
+        finally:
+            self._paused = False
 
     def _feeder_gaps(self, msg: Message) -> None:
         """A feeder reports trades it missed and could not backfill: record gap markers."""
@@ -380,13 +394,16 @@ class Bridge(OutageHandling):
             self.stats.stored_by_symbol[item.symbol] += len(item.records)
             self.stats.lag_ms.extend((done - recv) / 1e6 for recv in p.recv_ns)
             self._lag_samples += len(p.recv_ns)
-        if self._report_status_on and time.monotonic() - self._status_at >= _STATUS_EVERY_S:
-            self._report_status()
+        self._report_status()
 
     def _report_status(self) -> None:
-        """Report the counters as ``status:bridge:<host>:<pid>`` (the dashboard reads it):
-        figures since the previous report (trades/s, lag p50/p99) and running totals."""
+        """Report the counters as ``status:bridge:<host>:<pid>`` (the dashboard reads it),
+        at most every ``_STATUS_EVERY_S``: figures since the previous report (trades/s, lag
+        p50/p99), running totals, and whether the store accepts writes (``store``: ok,
+        refused or unreachable, with ``store_error`` saying why and what to do)."""
         now = time.monotonic()
+        if not self._report_status_on or now - self._status_at < _STATUS_EVERY_S:
+            return
         t0, stored0, samples0 = self._status_last
         new = min(self._lag_samples - samples0, len(self.stats.lag_ms))
         recent = list(itertools.islice(reversed(self.stats.lag_ms), new)) if new else []
@@ -405,6 +422,9 @@ class Bridge(OutageHandling):
             "rejected": json.dumps(dict(self.stats.rejected)),
             "held_bytes": self._batches.held_bytes + self._batches.inflight_bytes,
             "max_held_bytes": self._batches.max_held_bytes,
+            "store": self._store_state, "store_error": self._store_error,
+            "refused_writes": self.stats.refused_writes, "reading_paused": int(self._paused),
+            "paused_reading": self.stats.paused_reading,
         }  # fmt: skip
         self._status_at = now
         self._status_last = (now, self.stats.trades_stored, self._lag_samples)

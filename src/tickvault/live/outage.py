@@ -1,7 +1,15 @@
 """The bridge's writes while Valkey goes away and comes back (mixed into ``Bridge``):
 retries with backoff, a restart seen by the server's run id, and a server back
 without writes it had acknowledged (every topic then restarts from the stored
-cursors, so no hole is written over)."""
+cursors, so no hole is written over).
+
+A server that answers but refuses writes (``StoreRefused``: out of memory under
+``noeviction``, or MISCONF when it cannot persist) is handled like one that is
+unreachable: nothing of the refused call was written, so the cursors stay where they
+were; the batch is retried with backoff, what arrives meanwhile is held up to
+``bridge_max_held_mb`` (then reading pauses and the replay buffers supply the rest).
+It is logged once per cause with what to do, and reported in the bridge's status
+hash (``store``, ``store_error``) even while the server is over ``maxmemory``."""
 
 from __future__ import annotations
 
@@ -11,7 +19,7 @@ import time
 from typing import Any
 
 from tickvault.config import Settings
-from tickvault.errors import ServerError, ServerUnreachable
+from tickvault.errors import ServerError, ServerUnreachable, StoreRefused
 from tickvault.live.stats import BridgeStats
 from tickvault.transport.subscriber import Subscriber
 from tickvault.vault import Vault
@@ -39,6 +47,13 @@ class OutageHandling:
     _run_id: str
     _run_id_checked: float
     _stored: dict[tuple[str, str], int]
+    _store_state: str
+    """``ok``, ``refused`` (the server refuses writes) or ``unreachable``."""
+    _store_error: str
+    _status_at: float
+
+    def _report_status(self) -> None:
+        raise NotImplementedError
 
     def _retrying(self, action: Any) -> bool:
         """Run ``action`` until it succeeds (the server may be restarting), with backoff;
@@ -56,19 +71,23 @@ class OutageHandling:
             except ServerError as exc:  # the store's errors, translated at its seam
                 self.stats.write_errors += 1
                 now = time.monotonic()
+                refused = isinstance(exc, StoreRefused)
                 if not outage_start:
                     outage_start = now
                     self._outage = True
                     self.stats.outages += 1
-                    log.warning(
-                        "bridge: cannot write to Valkey (%s); holding what arrives in memory, "
-                        "still receiving, retrying with backoff (at most every %gs)",
-                        exc, self.settings.store_retry_max_s,
-                    )  # fmt: skip
+                cause = "refused" if refused else "unreachable"
+                if cause != self._store_state or (refused and str(exc) != self._store_error):
+                    self._log_outage(exc)  # once per cause, not per attempt
+                self._store_state, self._store_error = cause, str(exc)
+                if refused:
+                    self.stats.refused_writes += 1
+                    self._report_status()  # the server answers: say it where the dashboard looks
                 if self._stop_requested or self._stopping:
                     give_up_at = give_up_at or now + min(_STOP_GRACE_S, delay)
                     if now >= give_up_at:
-                        log.error("bridge: stopping while Valkey is unreachable: %s", exc)
+                        why = "refuses writes" if refused else "is unreachable"
+                        log.error("bridge: stopping while Valkey %s: %s", why, exc)
                         self._abandoned = True
                         return False
                     delay = min(delay, _STOP_GRACE_S)
@@ -80,12 +99,32 @@ class OutageHandling:
                 self._reachable_again(outage_start, "stored what was held")
             return True
 
+    def _log_outage(self, exc: ServerError) -> None:
+        if isinstance(exc, StoreRefused):
+            log.error(
+                "bridge: %s. Nothing of the refused write was stored and the cursors stay "
+                "where they are; holding what arrives in memory (up to bridge_max_held_mb = "
+                "%g MiB; past it reading pauses and the publishers' replay buffers supply the "
+                "rest), retrying with backoff (at most every %gs): it resumes by itself once "
+                "the server accepts writes",
+                exc, self.settings.bridge_max_held_mb, self.settings.store_retry_max_s,
+            )  # fmt: skip
+            return
+        log.warning(
+            "bridge: cannot write to Valkey (%s); holding what arrives in memory, "
+            "still receiving, retrying with backoff (at most every %gs)",
+            exc, self.settings.store_retry_max_s,
+        )  # fmt: skip
+
     def _reachable_again(self, outage_start: float, what: str) -> None:
         self._outage = False
+        refused, self._store_state, self._store_error = self._store_state == "refused", "ok", ""
         log.warning(
-            "bridge: Valkey reachable again after %.1fs; %s",
-            time.monotonic() - outage_start, what,
+            "bridge: Valkey %s again after %.1fs; %s",
+            "accepts writes" if refused else "reachable", time.monotonic() - outage_start, what,
         )  # fmt: skip
+        self._status_at = 0.0  # say so now, not at the next report
+        self._report_status()
 
     def _server_restarted(self) -> bool:
         """Whether the server restarted since the last look (its run id changed). valkey-py

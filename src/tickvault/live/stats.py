@@ -33,6 +33,10 @@ class BridgeStats:
     rollbacks: int = 0
     """Times Valkey came back without writes it had acknowledged (killed with appendfsync
     everysec, or restored from an older copy): the bridge asked again from its cursors."""
+    refused_writes: int = 0
+    """Write attempts the server refused (out of memory, MISCONF); each is retried."""
+    paused_reading: int = 0
+    """Times the bridge stopped reading because it held ``bridge_max_held_mb``."""
     unstored_trades: int = 0
     unstored_book_updates: int = 0
     unstored: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -45,7 +49,8 @@ class BridgeStats:
         spans = ", ".join(f"{name.partition(':')[2]} seq {a}..{b}"
                           for name, (a, b) in sorted(self.unstored.items()))  # fmt: skip
         return (
-            f"NOT stored (Valkey unreachable at stop): {self.unstored_trades:,} trades and "
+            "NOT stored (Valkey unreachable or refusing writes at stop): "
+            f"{self.unstored_trades:,} trades and "
             f"{self.unstored_book_updates:,} book updates ({spans}); the stored cursors stay "
             "before them, so the next bridge run asks the publisher's replay buffer or "
             "journal for them again"

@@ -602,6 +602,7 @@ class ServerChild:
         info, self.started_here = ensure_server(
             self.data_dir, settings.valkey_server_binary,
             idle_stop_s=settings.embedded_idle_stop_s or None, auth=self.auth,
+            appendfsync=settings.valkey_appendfsync,
         )  # fmt: skip
         self.pid = info.pid
         self.port = info.port

@@ -270,3 +270,23 @@ def validate_book(records: npt.NDArray[np.void]) -> None:
                 field=name,
                 row=row,
             )
+
+
+def validate_gaps(records: npt.NDArray[np.void]) -> None:
+    """Raise ValidationError naming the first bad field of a feeder's GAP records
+    (``records.events.GAP_DTYPE``): times in int64 ns between 1990 and 2100, and a span
+    that does not end before it starts."""
+    sane = "not int64 ns between 1990 and 2100"
+    checks = [
+        (name, (records[name] < MIN_SANE_NS) | (records[name] > MAX_SANE_NS), sane)
+        for name in ("ts_event", "start_ns", "end_ns")
+    ]
+    checks.append(("end_ns", records["end_ns"] < records["start_ns"], "is before start_ns"))
+    for name, bad, why in checks:
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValidationError(
+                f"gap record {row}: {name} {records[name][row].item()!r} {why}",
+                field=name,
+                row=row,
+            )

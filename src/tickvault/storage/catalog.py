@@ -81,9 +81,11 @@ def stats(r: Any, reads: TradeReads, symbol: str) -> list[StreamStats]:
 
 
 def server_status(r: Any, url: str, embedded: bool) -> dict[str, Any]:
-    """Address, version and persistence mode of the server."""
+    """Address, version and persistence mode of the server, and why it refuses writes
+    (``writes_refused``: what is wrong and what to do, or None)."""
     info = r.info("server")
     persistence = r.info("persistence")
+    memory = r.info("memory")
     conf = r.config_get("appendfsync")
     policy = r.config_get("maxmemory-policy")
     return {
@@ -93,8 +95,31 @@ def server_status(r: Any, url: str, embedded: bool) -> dict[str, Any]:
         "aof": bool(persistence.get("aof_enabled")),
         "appendfsync": conf.get("appendfsync"),
         "maxmemory_policy": policy.get("maxmemory-policy"),
-        "used_memory": r.info("memory").get("used_memory"),
+        "used_memory": memory.get("used_memory"),
+        "maxmemory": memory.get("maxmemory"),
+        "writes_refused": writes_refused(r, persistence, memory),
     }
+
+
+def writes_refused(r: Any, persistence: dict[str, Any], memory: dict[str, Any]) -> str | None:
+    """Why the server refuses writes now, from its INFO (what is wrong and what to do), or
+    None. A bridge says the same in its status hash, but a server that cannot persist
+    (MISCONF) refuses that write too: this is where it shows then."""
+    from tickvault.storage.connection import MISCONF_HINT, OOM_HINT
+
+    if persistence.get("aof_last_write_status") == "err":
+        return MISCONF_HINT
+    if persistence.get("rdb_last_bgsave_status") == "err":
+        conf = r.config_get("stop-writes-on-bgsave-error")
+        save = r.config_get("save")
+        if conf.get("stop-writes-on-bgsave-error") == "yes" and save.get("save"):
+            return MISCONF_HINT
+    limit = int(memory.get("maxmemory") or 0)
+    if limit and int(memory.get("used_memory") or 0) >= limit:
+        policy = r.config_get("maxmemory-policy").get("maxmemory-policy")
+        if policy == "noeviction":
+            return OOM_HINT
+    return None
 
 
 def server_run_id(r: Any) -> str:

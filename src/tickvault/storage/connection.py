@@ -11,7 +11,7 @@ from typing import Any, ParamSpec, TypeVar
 import valkey
 
 from tickvault.config import Settings, hide_password
-from tickvault.errors import ServerError, ServerUnreachable
+from tickvault.errors import ServerError, ServerUnreachable, StoreRefused
 from tickvault.storage.server import ServerInfo, ensure_server, server_auth
 
 P = ParamSpec("P")
@@ -158,6 +158,7 @@ def connect(settings: Settings, url: str | None = None) -> Connection:
             settings.valkey_server_binary,
             idle_stop_s=settings.embedded_idle_stop_s,
             auth=server_auth(settings),
+            appendfsync=settings.valkey_appendfsync,
         )
         target = embedded.url
     options = client_options(settings, target, embedded is not None)
@@ -172,6 +173,8 @@ def connect(settings: Settings, url: str | None = None) -> Connection:
         )
         _use_chunking_packer(client)
         client.ping()
+        if embedded is not None and not started:
+            _apply_appendfsync(client, settings.valkey_appendfsync)
     except ValueError as exc:  # malformed URL
         raise ServerUnreachable(f"bad Valkey URL {hide_password(target)}: {exc}") from None
     except valkey.AuthenticationError as exc:
@@ -184,6 +187,14 @@ def connect(settings: Settings, url: str | None = None) -> Connection:
     except valkey.ValkeyError as exc:
         raise _not_valkey(target, str(exc)) from None
     return Connection(client=client, url=target, embedded=embedded, started_here=started)
+
+
+def _apply_appendfsync(client: valkey.Valkey, mode: str) -> None:
+    """A running embedded server takes the configured fsync mode (it is this data
+    directory's server: the setting is this store's)."""
+    current: dict[str, str] = client.config_get("appendfsync")  # type: ignore[assignment]
+    if current.get("appendfsync") != mode:
+        client.config_set("appendfsync", mode)
 
 
 def other_tickvault_clients(client: valkey.Valkey) -> int:
@@ -216,11 +227,40 @@ def translated() -> Iterator[None]:
         ) from exc
     except valkey.ResponseError as exc:
         msg = str(exc)
-        if "OOM" in msg:
-            raise ServerError(
-                "Valkey is out of memory and does not evict market data (noeviction): "
-                "raise maxmemory, lower retention_days, or run `tickvault trim`"
-            ) from exc
+        refused = refusal(exc)
+        if refused is not None:
+            raise refused from exc
         raise ServerError(f"Valkey refused a request: {msg}") from exc
     except valkey.ValkeyError as exc:
         raise ServerError(f"Valkey error: {exc}") from exc
+
+
+OOM_HINT = (
+    "Valkey refuses writes: OOM command not allowed when used memory > 'maxmemory' "
+    "(maxmemory-policy noeviction never drops market data to make room); raise maxmemory "
+    "(CONFIG SET maxmemory <bytes>, or 0 for no limit) or trim old data (`tickvault trim`, "
+    "a lower retention_days)"
+)
+MISCONF_HINT = (
+    "Valkey refuses writes: it cannot persist to disk (MISCONF: its last RDB save or AOF "
+    "write failed); free disk space or fix the permissions of its data directory (valkey.log "
+    "there says what failed), then writes resume once a save succeeds (BGSAVE)"
+)
+
+
+def refusal(exc: Exception) -> StoreRefused | None:
+    """The ``StoreRefused`` of a reply by which the server refuses a write (out of memory,
+    MISCONF, a read-only replica), else None."""
+    # A pipeline's error starts with the command (block bytes and all): look inside it.
+    msg = str(exc)
+    if isinstance(exc, valkey.OutOfMemoryError) or "command not allowed when used memory" in msg:
+        return StoreRefused("oom", OOM_HINT)
+    if "MISCONF" in msg:
+        return StoreRefused("misconf", MISCONF_HINT)
+    if isinstance(exc, valkey.ReadOnlyError) or "READONLY" in msg:
+        return StoreRefused(
+            "readonly",
+            "Valkey refuses writes: it is a read-only replica; point TICKVAULT_VALKEY_URL "
+            "(valkey_url) at the primary",
+        )
+    return None

@@ -74,15 +74,29 @@ def quarantined(r: Any, count: int) -> list[dict[str, Any]]:
     return out
 
 
+_PUT_STATUS = """#!lua flags=allow-oom
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+"""Replaces a status hash; ``allow-oom`` lets it run when the server is over
+``maxmemory`` (a few hundred bytes), so a bridge can say that the store refuses its
+writes in the very place the dashboard looks. A server that cannot persist (MISCONF)
+refuses it all the same."""
+
+
 def put_status(r: Any, name: str, fields: dict[str, Any], ttl_s: float) -> None:
     """Replace the status hash ``status:<name>`` with ``fields`` (expires after ``ttl_s``
-    without a new report, so a process gone for good drops out)."""
-    key = STATUS_PREFIX + name
-    pipe = r.pipeline(transaction=True)
-    pipe.delete(key)
-    pipe.hset(key, mapping={k: str(v) for k, v in fields.items()})
-    pipe.pexpire(key, max(int(ttl_s * 1000), 1))
-    pipe.execute()
+    without a new report, so a process gone for good drops out). Written even when the
+    server is out of memory (``_PUT_STATUS``)."""
+    flat: list[str] = []
+    for k, v in fields.items():
+        flat += [k, str(v)]
+    if not flat:
+        r.delete(STATUS_PREFIX + name)
+        return
+    r.eval(_PUT_STATUS, 1, STATUS_PREFIX + name, max(int(ttl_s * 1000), 1), *flat)
 
 
 def statuses(r: Any, prefix: str = "") -> dict[str, dict[str, str]]:

@@ -21,7 +21,8 @@ exits without ``close()`` leaves no server behind. ``tickvault server start``
 starts a server that keeps running until ``tickvault server stop`` (the file
 ``data_dir/tickvault-keep`` says so).
 
-The server runs with AOF persistence (appendfsync everysec), no RDB
+The server runs with AOF persistence (appendfsync everysec, or ``always`` by the
+``valkey_appendfsync`` setting), no RDB
 snapshots, and ``maxmemory-policy noeviction``: market data is never evicted.
 
 With a password (``valkey_password``) the server starts with an ACL file
@@ -280,7 +281,8 @@ def rotate_log(log: Path, max_bytes: int = LOG_MAX_BYTES) -> None:
             log.replace(log.with_name(log.name + ".1"))
 
 
-def _start(data_dir: Path, binary: Path, auth: ServerAuth | None = None) -> ServerInfo:
+def _start(data_dir: Path, binary: Path, auth: ServerAuth | None = None,
+           appendfsync: str = "everysec") -> ServerInfo:  # fmt: skip
     log = data_dir / LOG_FILE
     rotate_log(log)
     acl = _write_acl(data_dir, auth)
@@ -299,7 +301,7 @@ def _start(data_dir: Path, binary: Path, auth: ServerAuth | None = None) -> Serv
             "--appendonly",
             "yes",
             "--appendfsync",
-            "everysec",
+            appendfsync,
             "--appendfilename",
             "tickvault.aof",
             "--save",
@@ -382,13 +384,15 @@ def ensure_server(
     *,
     idle_stop_s: float | None = None,
     auth: ServerAuth | None = None,
+    appendfsync: str = "everysec",
 ) -> tuple[ServerInfo, bool]:
     """The server of ``data_dir``, started if needed. Returns (info, started_here).
 
     ``idle_stop_s``: a server started here stops by itself after this many seconds
     without clients (None or 0: it runs until ``stop_server``, and a server already
     running is made to keep running too). ``auth``: the ACL user a server started here
-    requires (``server_auth(settings)``); a running one must accept it.
+    requires (``server_auth(settings)``); a running one must accept it. ``appendfsync``:
+    the AOF fsync mode of a server started here (``everysec`` or ``always``).
     """
     data_dir = data_dir.resolve()
     try:
@@ -407,7 +411,7 @@ def ensure_server(
             return info, False
         (data_dir / STATE_FILE).unlink(missing_ok=True)  # stale
         (data_dir / KEEP_FILE).unlink(missing_ok=True)
-        info = _start(data_dir, server_binary(binary), auth)
+        info = _start(data_dir, server_binary(binary), auth, appendfsync)
         tmp = data_dir / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(asdict(info), indent=2))
         tmp.replace(data_dir / STATE_FILE)

@@ -285,7 +285,7 @@ class DashboardData:
                 "bytes_per_trade": memory / stored if stored else None,
             },
             "workers": workers,
-            "warnings": views.warnings(bridge_rows, workers),
+            "warnings": views.warnings(bridge_rows, workers, server.get("writes_refused")),
         }
 
     # ------------------------------------------------------------------ history

@@ -300,6 +300,7 @@ def bridges(statuses: Mapping[str, Mapping[str, str]], now_ns: int) -> list[dict
                 "gaps_detected", "recovered_messages", "journal_messages", "lost_messages",
                 "gaps_unrecovered", "held_bytes", "max_held_bytes", "outages", "rollbacks")},
             "rejected": s.get("rejected", "{}"),
+            "store": s.get("store", "ok"), "store_error": s.get("store_error", ""),
         })  # fmt: skip
     out.sort(key=lambda b: b["age_s"] if b["age_s"] is not None else math.inf)
     return out
@@ -335,15 +336,20 @@ def publishers(statuses: Mapping[str, Mapping[str, str]], now_ns: int) -> list[d
 
 
 def warnings(bridge_rows: Sequence[Mapping[str, Any]],
-             workers: Sequence[Mapping[str, Any]]) -> list[str]:  # fmt: skip
-    """Slow-consumer warnings: a bridge holding more than half of what it may hold (it
+             workers: Sequence[Mapping[str, Any]],
+             writes_refused: str | None = None) -> list[str]:  # fmt: skip
+    """Slow-consumer warnings: a server that refuses writes (``writes_refused``, from its
+    INFO), a bridge whose store refuses writes or is unreachable (with what to do), a
+    bridge holding more than half of what it may hold (it
     cannot write as fast as trades come), a bridge that lost messages (a subscriber the
     publisher dropped, or beyond its buffer), a lag p99 above 100 ms, and a model worker
     whose last decided row is far behind the feature worker's last row."""
-    out = []
+    out = [writes_refused] if writes_refused else []
     for b in bridge_rows:
         if b["stale"]:
             continue
+        if b.get("store", "ok") != "ok" and b.get("store_error") != writes_refused:
+            out.append(f"{b['name']}: {b.get('store_error') or 'the store refuses writes'}")
         held, cap = b.get("held_bytes") or 0, b.get("max_held_bytes") or 0
         if cap and held / cap > HELD_WARN:
             out.append(f"{b['name']}: holding {held / cap:.0%} of bridge_max_held_mb: the store "
