@@ -22,10 +22,12 @@ releases it after closing the socket, so a context can still be terminated.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import stat
+import struct
 import sys
 import threading
 import time
@@ -55,7 +57,7 @@ def is_z85_key(text: str) -> bool:
         return False
     try:
         return len(z85.decode(text.encode("ascii"))) == 32
-    except (ValueError, KeyError, UnicodeEncodeError, IndexError):
+    except (ValueError, KeyError, UnicodeEncodeError, IndexError, struct.error):
         return False
 
 
@@ -264,20 +266,37 @@ class ZapLease:
                 auth.stop()
 
 
+def _start_authenticator(context: zmq.Context[Any]) -> _Authenticator | zmq.ZMQError:
+    """A started authenticator, or the error of the last try. The ZAP endpoint of one
+    stopped just before (the last lease released) is unbound by ZeroMQ's reaper thread a
+    moment after its socket closes: "address in use" is retried for up to 2 s."""
+    deadline = time.monotonic() + 2.0
+    while True:
+        auth = _Authenticator(context)
+        try:
+            auth.start()
+            return auth
+        except zmq.ZMQError as exc:
+            with contextlib.suppress(Exception):
+                auth.stop()
+            if exc.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
+                return exc
+            time.sleep(0.02)
+
+
 def _lease(context: zmq.Context[Any], allowed: frozenset[bytes]) -> ZapLease:
     domain = "tickvault-" + hashlib.sha256(b",".join(sorted(allowed))).hexdigest()[:16]
     with _lock:
-        auth = _authenticators.get(id(context))
-        if auth is None:
-            auth = _Authenticator(context)
-            try:
-                auth.start()
-            except zmq.ZMQError as exc:
+        found = _authenticators.get(id(context))
+        if found is None:
+            started = _start_authenticator(context)
+            if isinstance(started, zmq.ZMQError):
                 raise ConfigError(
-                    f"cannot start the ZeroMQ authenticator ({exc}): another ZAP handler runs "
-                    "in this process's ZeroMQ context; give tickvault a context of its own"
+                    f"cannot start the ZeroMQ authenticator ({started}): another ZAP handler "
+                    "runs in this process's ZeroMQ context; give tickvault a context of its own"
                 ) from None
-            _authenticators[id(context)] = auth
+            found = _authenticators[id(context)] = started
+        auth = found
         if domain not in auth.allowed:
             auth.allowed[domain] = allowed
             auth.configure_curve_callback(domain, credentials_provider=auth)
