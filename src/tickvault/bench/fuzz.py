@@ -378,8 +378,9 @@ def fuzz_wire(vault: Vault, messages: int, *, seed: int = 17) -> list[FuzzRow]:
                                                          int(last["ts_event"][-1]))])  # fmt: skip
 
         def bridge_alive() -> bool:
-            t = bridge._thread
-            return (t is not None and t.is_alive()) and bridge._writer.is_alive()
+            t, w = bridge._thread, bridge._writer
+            # its writer thread starts in run(), a moment after start(): not yet is not dead
+            return (t is not None and t.is_alive()) and (w.is_alive() or w.ident is None)
 
         def stored() -> int:
             return len(vault.range_columns(SYMBOL)["trade_id"])
