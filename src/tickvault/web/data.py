@@ -115,11 +115,24 @@ class DashboardData:
         bids, asks = view.levels(10)
         return views.ladder(bids.to_dict("records"), asks.to_dict("records"))
 
-    def _panels(self, symbol: str, cols: Columns, end: int, known_at: int | None,
-                fills: list[Fill]) -> dict[str, Any]:  # fmt: skip
-        metrics = views.five_minute_metrics(cols["ts_event"], cols["price"], cols["qty"],
-                                            cols["trade_type"], end)  # fmt: skip
-        last_price = float(cols["price"][-1]) if cols["price"].size else None
+    def _panels(
+        self,
+        symbol: str,
+        cols: Columns | None,
+        end: int,
+        known_at: int | None,
+        fills: list[Fill],
+        metrics: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The small panels; ``metrics`` given (a live page's ``SecondWindow``): no
+        trades are read for them (``cols`` None)."""
+        if metrics is None:
+            assert cols is not None
+            metrics = views.five_minute_metrics(cols["ts_event"], cols["price"], cols["qty"],
+                                                cols["trade_type"], end)  # fmt: skip
+            last_price = float(cols["price"][-1]) if cols["price"].size else None
+        else:
+            last_price = metrics["last_price"]
         row = self._feature_row(symbol, known_at, end)
         names = [c for c in self.rows.feature_set.names][:FEATURE_SHOWN]
         return {
@@ -357,6 +370,11 @@ class MarketFeed:
         self.metrics_at = 0.0
         self.fills: list[Fill] = []
         """The symbol's paper fills so far (read once whole, then only the new ones)."""
+        self.window = views.SecondWindow()
+        """The latest 5 minutes by second: each check reads only the trades after the last
+        one seen (a late trade, older than it, shows on the next page load)."""
+        self.seen: tuple[int, frozenset[int]] = (-1, frozenset())
+        """The latest event time read and the trade ids read at it."""
         self.panels_due = False
         """A change came while the panels were throttled: send them on a later call
         even if nothing else changed by then (else they would stay stale)."""
@@ -369,6 +387,11 @@ class MarketFeed:
         self.fill_ns = max((m["ts_ns"] for m in marks if m["kind"] == "fill"), default=-1)
         self.fills = self.data._fills(self.symbol, None)
         self.fill_ns = max([self.fill_ns] + [f.ts_event for f in self.fills])
+        self.window = views.SecondWindow()
+        self.seen = (-1, frozenset())
+        if self.last is not None:
+            start = self.last[0] + 1 - views.METRICS_WINDOW_NS - MINUTE_NS
+            self._read_new(self.data._trades(self.symbol, start, FAR_NS, None))
         self.feature_T = page["features"]["T_ns"]
         self.metrics_at = time.monotonic()
         return page
@@ -387,14 +410,13 @@ class MarketFeed:
             return None
         out: dict[str, Any] = {"symbol": self.symbol, "delta": True}
         if last is not None and last != self.last:
-            since = views.minute_of(min(self.last[0], last[0]) if self.last else last[0])
-            cols = d._trades(self.symbol, since, FAR_NS, None)
-            ts = cols["ts_event"]
-            out["bars_1m"] = views.bars(ts, cols["price"], cols["qty"], MINUTE_NS, d.tz)
-            out["bars_1s"] = views.bars(ts, cols["price"], cols["qty"], NS_PER_S, d.tz)
+            start = self.seen[0] if self.seen[0] >= 0 else last[0]
+            touched, last_price = self._read_new(d._trades(self.symbol, start, FAR_NS, None))
+            out["bars_1s"], out["bars_1m"] = self.window.bars(touched, d.tz)
             out["last_ts_ns"] = last[0]
             out["last_ts"] = format_ns(last[0], d.tz)
-            out["last_price"] = float(cols["price"][-1]) if cols["price"].size else None
+            if last_price is not None:
+                out["last_price"] = last_price
         markers = views.signal_markers(sig, d.tz) + views.fill_markers(new_fills, d.tz)
         if markers:
             out["markers"] = markers
@@ -407,6 +429,22 @@ class MarketFeed:
             self.panels_due = False
             self.metrics_at = time.monotonic()
             end = (last[0] + 1) if last else 0
-            cols5 = d._trades(self.symbol, end - views.METRICS_WINDOW_NS, FAR_NS, None)
-            out.update(d._panels(self.symbol, cols5, end, None, fills))
+            out.update(d._panels(self.symbol, None, end, None, fills, self.window.metrics(end)))
         return out
+
+    def _read_new(self, cols: Columns) -> tuple[set[int], float | None]:
+        """Add the trades of ``cols`` not read before to the window; (the seconds they
+        touched, the last one's price)."""
+        ts, tid = cols["ts_event"], cols["trade_id"]
+        at, ids = self.seen
+        new = (ts > at) | ((ts == at) & ~np.isin(tid, np.fromiter(ids, np.int64, len(ids))))
+        if not new.any():
+            return set(), None
+        keep = np.flatnonzero(new)
+        ts_n = ts[keep]
+        touched = self.window.add(ts_n, cols["price"][keep], cols["qty"][keep],
+                                  cols["trade_type"][keep])  # fmt: skip
+        newest = int(ts_n.max())
+        same = tid[ts == newest].tolist()
+        self.seen = (newest, frozenset(same) | (ids if newest == at else frozenset()))
+        return touched, float(cols["price"][keep][-1])

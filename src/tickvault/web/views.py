@@ -364,3 +364,102 @@ def warnings(bridge_rows: Sequence[Mapping[str, Any]],
         if behind is not None and behind > STALE_S:
             out.append(f"model worker {w['symbol']}: {behind:.0f} s behind the feature rows")
     return out
+
+
+class SecondWindow:
+    """Per-second aggregates of a symbol's latest trades, for live Market pages: the 1 s
+    and 1 min candles of the seconds that changed and the 5-minute metrics, from the new
+    trades only (a page's poll reads what arrived since the last one, never the whole
+    window again). Holds at most ``METRICS_WINDOW_NS`` plus a minute of seconds.
+
+    The live 5-minute window is whole seconds: the trades of the seconds from
+    ``end - 5 min`` (its second included) to ``end``; a page load or /api read
+    (``five_minute_metrics``) cuts it to the nanosecond."""
+
+    def __init__(self) -> None:
+        self.secs: dict[int, list[float]] = {}
+        """second (UTC) -> [trades, volume, buy volume, sell volume, open, high, low, close]."""
+
+    def add(self, ts: I64, price: F64, qty: I64, trade_type: npt.NDArray[Any]) -> set[int]:
+        """Add trades (``ts`` sorted); the seconds they touched."""
+        if ts.size == 0:
+            return set()
+        sec = ts // NS_PER_S
+        cut = np.flatnonzero(np.diff(sec)) + 1
+        first = np.concatenate(([0], cut))
+        last = np.concatenate((cut - 1, [ts.size - 1]))
+        q = qty.astype(np.int64)
+        buy = np.where(trade_type == TradeType.AGGRESSOR_BUY, q, 0)
+        sell = np.where(trade_type == TradeType.AGGRESSOR_SELL, q, 0)
+        cols = zip(sec[first].tolist(), np.diff(np.append(first, ts.size)).tolist(),
+                   np.add.reduceat(q, first).tolist(), np.add.reduceat(buy, first).tolist(),
+                   np.add.reduceat(sell, first).tolist(), price[first].tolist(),
+                   np.maximum.reduceat(price, first).tolist(),
+                   np.minimum.reduceat(price, first).tolist(), price[last].tolist(),
+                   strict=True)  # fmt: skip
+        touched = set()
+        for s, n, vol, b, se, op, hi, lo, cl in cols:
+            cur = self.secs.get(s)
+            if cur is None:
+                self.secs[s] = [n, vol, b, se, op, hi, lo, cl]
+            else:
+                cur[0] += n
+                cur[1] += vol
+                cur[2] += b
+                cur[3] += se
+                cur[5] = max(cur[5], hi)
+                cur[6] = min(cur[6], lo)
+                cur[7] = cl
+            touched.add(s)
+        keep_from = max(self.secs) - (METRICS_WINDOW_NS + MINUTE_NS) // NS_PER_S
+        for s in [s for s in self.secs if s < keep_from]:
+            del self.secs[s]
+        return touched
+
+    def _bar(self, secs: list[int], time_s: int) -> dict[str, Any]:
+        rows = [self.secs[s] for s in secs]
+        return {"time": time_s, "open": float(rows[0][4]), "high": float(max(r[5] for r in rows)),
+                "low": float(min(r[6] for r in rows)), "close": float(rows[-1][7]),
+                "volume": int(sum(r[1] for r in rows))}  # fmt: skip
+
+    def bars(self, touched: set[int], tz: dt.tzinfo) -> tuple[list[dict[str, Any]],
+                                                              list[dict[str, Any]]]:  # fmt: skip
+        """The 1 s and the 1 min candles of the ``touched`` seconds (as ``bars`` gives
+        them: wall-clock seconds of ``tz``)."""
+        if not touched:
+            return [], []
+        newest = max(self.secs)
+        off = wall_s(newest * NS_PER_S, tz) - newest
+        one_s = [self._bar([s], s + off) for s in sorted(touched)]
+        per_min = MINUTE_NS // NS_PER_S
+        minutes = sorted({s // per_min for s in touched})
+        one_m = []
+        for m in minutes:
+            secs = sorted(s for s in self.secs if s // per_min == m)
+            if secs:
+                one_m.append(self._bar(secs, m * per_min + off))
+        return one_s, one_m
+
+    def metrics(self, end_ns: int) -> dict[str, Any]:
+        """``five_minute_metrics`` over the whole seconds of [end - 5 min, end)."""
+        lo = (end_ns - METRICS_WINDOW_NS) // NS_PER_S
+        hi = (end_ns - 1) // NS_PER_S
+        rows = [self.secs[s] for s in sorted(self.secs) if lo <= s <= hi]
+        n = int(sum(r[0] for r in rows))
+        volume = int(sum(r[1] for r in rows))
+        buy, sell = int(sum(r[2] for r in rows)), int(sum(r[3] for r in rows))
+        first = float(rows[0][4]) if rows else 0.0
+        change = float(rows[-1][7]) - first if rows else 0.0
+        return {
+            "window_s": METRICS_WINDOW_NS // NS_PER_S,
+            "end_ns": int(end_ns),
+            "volume": volume,
+            "trades": n,
+            "price_change": change,
+            "price_change_pct": finite(100.0 * change / first) if n and first else None,
+            "avg_trade_size": volume / n if n else None,
+            "buy_volume": buy,
+            "sell_volume": sell,
+            "buy_sell_ratio": buy / sell if sell else None,
+            "last_price": float(rows[-1][7]) if rows else None,
+        }
