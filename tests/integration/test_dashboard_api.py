@@ -269,3 +269,40 @@ def test_market_feed_sends_throttled_panels_later_even_when_nothing_else_changes
     assert later is not None and later["metrics"]["trades"] != before
     assert later["position"]["fills"] == 8
     assert feed.delta() is None  # nothing changed and nothing due
+
+
+def test_cli_dashboard_stopped_by_sigterm_exits_cleanly(vault, tmp_path) -> None:
+    """A supervisor (tickvault up) stops the dashboard with SIGTERM: status 0, not death
+    by the signal (uvicorn re-raises the signal it stopped on)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tickvault.transport.endpoints import free_tcp_ports
+
+    (port,) = free_tcp_ports(1)
+    env = {**os.environ, "TICKVAULT_VALKEY_URL": vault.url,
+           "TICKVAULT_DATA_DIR": str(tmp_path), "TICKVAULT_DASHBOARD_PORT": str(port)}  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "tickvault.cli.main", "dashboard"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        import urllib.request
+
+        deadline = time.monotonic() + 60
+        while True:  # serving: the pages answer
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/symbols", timeout=2):
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline, "the dashboard did not start"
+                time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err.decode()
+    assert b"Traceback" not in err

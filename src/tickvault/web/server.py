@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,6 +59,11 @@ def serve(
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
                             ws_max_size=1 << 16, access_log=False)  # fmt: skip
     server = uvicorn.Server(config)
+    # uvicorn re-raises the SIGINT/SIGTERM it stopped on once it is done, with the
+    # handlers found at start: quiet ones make that a clean exit (status 0, no traceback)
+    # instead of death by the signal (status 143), which a supervisor reads as a failure
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: None)
     if on_ready is not None:
         shown = f"[{host}]" if ":" in host else host
         on_ready(f"http://{shown}:{port}/")
