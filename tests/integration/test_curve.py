@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import pytest
 import zmq
 from pydantic import SecretStr
 
+from tests.integration.test_live import GUARD_S, wait_for
 from tickvault.config import Settings
 from tickvault.errors import ConfigError
 from tickvault.live.features import FeaturePublisher, decode_feature_message
@@ -29,17 +28,8 @@ from tickvault.transport.publisher import Publisher
 from tickvault.transport.subscriber import Subscriber
 from tickvault.transport.wire import Kind, Message, WireError
 
-GUARD_S = 60.0
 T0 = 1_764_000_000 * 1_000_000_000
 SYMBOL = "WINZ25"
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + GUARD_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.01)
 
 
 class Trades:

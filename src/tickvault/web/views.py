@@ -89,22 +89,28 @@ def five_minute_metrics(
     keep = (ts >= end_ns - METRICS_WINDOW_NS) & (ts < end_ns)
     p, q, side = price[keep], qty[keep].astype(np.int64), trade_type[keep]
     n = int(p.size)
-    volume = int(q.sum())
     buy = int(q[side == TradeType.AGGRESSOR_BUY].sum())
     sell = int(q[side == TradeType.AGGRESSOR_SELL].sum())
-    change = float(p[-1] - p[0]) if n else 0.0
+    return _metrics(end_ns, n, int(q.sum()), buy, sell, float(p[0]) if n else 0.0,
+                    float(p[-1]) if n else None)  # fmt: skip
+
+
+def _metrics(end_ns: int, n: int, volume: int, buy: int, sell: int, first: float,
+             last: float | None) -> dict[str, Any]:  # fmt: skip
+    """The metrics dict of ``five_minute_metrics`` from its sums."""
+    change = (last - first) if n and last is not None else 0.0
     return {
         "window_s": METRICS_WINDOW_NS // NS_PER_S,
         "end_ns": int(end_ns),
         "volume": volume,
         "trades": n,
         "price_change": change,
-        "price_change_pct": finite(100.0 * change / float(p[0])) if n and p[0] else None,
+        "price_change_pct": finite(100.0 * change / first) if n and first else None,
         "avg_trade_size": volume / n if n else None,
         "buy_volume": buy,
         "sell_volume": sell,
         "buy_sell_ratio": buy / sell if sell else None,
-        "last_price": float(p[-1]) if n else None,
+        "last_price": last if n else None,
     }
 
 
@@ -445,21 +451,8 @@ class SecondWindow:
         lo = (end_ns - METRICS_WINDOW_NS) // NS_PER_S
         hi = (end_ns - 1) // NS_PER_S
         rows = [self.secs[s] for s in sorted(self.secs) if lo <= s <= hi]
-        n = int(sum(r[0] for r in rows))
-        volume = int(sum(r[1] for r in rows))
-        buy, sell = int(sum(r[2] for r in rows)), int(sum(r[3] for r in rows))
-        first = float(rows[0][4]) if rows else 0.0
-        change = float(rows[-1][7]) - first if rows else 0.0
-        return {
-            "window_s": METRICS_WINDOW_NS // NS_PER_S,
-            "end_ns": int(end_ns),
-            "volume": volume,
-            "trades": n,
-            "price_change": change,
-            "price_change_pct": finite(100.0 * change / first) if n and first else None,
-            "avg_trade_size": volume / n if n else None,
-            "buy_volume": buy,
-            "sell_volume": sell,
-            "buy_sell_ratio": buy / sell if sell else None,
-            "last_price": float(rows[-1][7]) if rows else None,
-        }
+        if not rows:
+            return _metrics(end_ns, 0, 0, 0, 0, 0.0, None)
+        return _metrics(end_ns, int(sum(r[0] for r in rows)), int(sum(r[1] for r in rows)),
+                        int(sum(r[2] for r in rows)), int(sum(r[3] for r in rows)),
+                        float(rows[0][4]), float(rows[-1][7]))  # fmt: skip
