@@ -100,3 +100,18 @@ def test_expected_rows_are_one_per_event_time_with_its_last_trade() -> None:
     doubled = check_rows(t, last, np.r_[t, t[:1]], np.r_[last, last[:1]])
     assert doubled.doubled == 1 and doubled.lost == 0
     assert check_rows(t, last, t, np.array([1, 3, 6])).wrong == 1
+
+
+def test_the_documented_loss_is_ok_only_when_every_lost_trade_is_under_a_gap_marker() -> None:
+    from tickvault.bench.chaos import Row, RowCheck, TradeCheck
+
+    def row(lost_outside: int, rows: RowCheck, expected_loss: bool = True) -> Row:
+        t = TradeCheck(sent=100, stored=60, lost=40, extra=0, duplicated=0, checksum_ok=False,
+                       gap_markers=1, lost_outside_gaps=lost_outside)  # fmt: skip
+        return Row("buffer overrun (no journal)", t, rows, expected_loss=expected_loss)
+
+    partial = RowCheck(expected=50, stored=40, lost=10, doubled=0, wrong=1)
+    assert row(0, partial).ok  # lost under the marker; the worker's rows made without them
+    assert not row(1, partial).ok  # a lost trade no marker reports
+    assert not row(0, RowCheck(50, 51, 0, 1, 0)).ok  # a row stored twice: never
+    assert not row(0, partial, expected_loss=False).ok  # any other scenario: 0 lost
