@@ -366,8 +366,7 @@ class ModelWorker:
             return None
         if self._trace_path is not None:
             self._received = time.time_ns()
-            self._computed.update(zip(cols["T"].tolist(), cols["computed_ns"].tolist(),
-                                      strict=True))  # fmt: skip
+            self._trace_rows(cols)
         self._maybe_log()
         return self._decide(sym, message_rows(cols))
 
@@ -419,8 +418,16 @@ class ModelWorker:
                 break
         return out
 
+    def _trace_rows(self, cols: Mapping[str, np.ndarray]) -> None:
+        """The trace hook (``TRACE_ENV``): the computed_ns of rows about to be decided."""
+        if len(self._computed) > 100_000:  # rows that gave no signal: never popped
+            self._computed.clear()
+        self._computed.update(zip(cols["T"].tolist(), cols["computed_ns"].tolist(),
+                                  strict=True))  # fmt: skip
+
     def _handle(self, messages: list[list[bytes]]) -> None:
-        self._received = time.time_ns()
+        if self._trace_path is not None:
+            self._received = time.time_ns()
         todo: dict[str, list[Row]] = {}
         for frames in messages:
             try:
@@ -448,10 +455,7 @@ class ModelWorker:
             sym.seq = seq
             todo.setdefault(symbol, []).extend(message_rows(cols))
             if self._trace_path is not None:
-                self._computed.update(zip(cols["T"].tolist(), cols["computed_ns"].tolist(),
-                                          strict=True))  # fmt: skip
-                if len(self._computed) > 100_000:
-                    self._computed.clear()
+                self._trace_rows(cols)
         for symbol, rows in todo.items():
             self._flush(self._syms[symbol], rows)
 
