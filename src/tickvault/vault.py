@@ -189,6 +189,12 @@ class Vault:
         return self.books.at(check_symbol(symbol), at_ns, depth)
 
     @translate
+    def book_version(self, symbol: str) -> bytes | None:
+        """A token that changes whenever an update of ``symbol``'s book is stored (None:
+        no stored book): compare it to skip rebuilding a book that has not moved."""
+        return self.books.last_id(check_symbol(symbol))
+
+    @translate
     def book_updates(self, symbol: str, start: TimeLike, end: TimeLike) -> npt.NDArray[np.void]:
         """The stored offer-book updates with start <= ts_event < end, in feed order."""
         start_ns, end_ns = to_ns(start, self._tz, name="start"), to_ns(end, self._tz, name="end")

@@ -306,3 +306,42 @@ def test_cli_dashboard_stopped_by_sigterm_exits_cleanly(vault, tmp_path) -> None
             proc.kill()
     assert proc.returncode == 0, err.decode()
     assert b"Traceback" not in err
+
+
+def test_market_feed_rebuilds_the_ladder_only_when_the_stored_book_moves(
+    vault: Vault, seeded, tmp_path: Path
+) -> None:
+    """A live page's ladder is rebuilt when a book update is stored (and sent, although no
+    trade came), and not on checks where the book did not move: rebuilding an unchanged
+    book four times a second was the dashboard's main cost."""
+    from tests.integration.test_book import sim_book
+    from tickvault.web.data import DashboardData, MarketFeed
+
+    batches = sim_book(trades_per_day=2_000, symbols=(SYMBOL,)).updates[SYMBOL]
+    assert len(batches) > 20
+    vault.write_book(SYMBOL, np.concatenate(batches[:10]))
+    data = DashboardData(vault, data_dir=tmp_path)
+    builds = []
+    real = data._ladder
+    data._ladder = lambda *a: builds.append(a) or real(*a)  # type: ignore[method-assign]
+    feed = MarketFeed(data, SYMBOL)
+    feed.snapshot()
+    builds.clear()
+    for _ in range(3):  # nothing stored: no push, no rebuild, even with the panels due
+        feed.metrics_at -= 1.0
+        assert feed.delta() is None
+    assert builds == []
+    vault.write_book(SYMBOL, np.concatenate(batches[10:]))
+    feed.metrics_at -= 1.0
+    moved = feed.delta()
+    assert moved is not None and len(builds) == 1
+    bids, asks = vault.book(SYMBOL, depth=None).levels(10)
+    assert [lv["price"] for lv in moved["ladder"]["bids"]] == bids["price"].tolist()
+    assert [lv["qty"] for lv in moved["ladder"]["asks"]] == asks["qty"].tolist()
+    new = seeded.take(np.arange(len(seeded) - 2, len(seeded))).to_structured()
+    new["ts_event"] += 10**9
+    new["trade_id"] += 20_000
+    vault.write_trades(SYMBOL, new)
+    feed.metrics_at -= 1.0
+    traded = feed.delta()  # a trade, the book unchanged: panels sent with the same ladder
+    assert traded is not None and traded["ladder"] == moved["ladder"] and len(builds) == 1

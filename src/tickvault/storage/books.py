@@ -213,6 +213,13 @@ class BookStore:
                 return total
             cursor = b"(" + (last if isinstance(last, bytes) else str(last).encode())
 
+    def last_id(self, symbol: str) -> bytes | None:
+        """The id of ``symbol``'s latest stored book entry (None: no book): it changes
+        with every stored update, so a reader can tell the book moved without rebuilding
+        it."""
+        top = self._r.xrevrange(book_key(symbol), "+", "-", count=1)
+        return bytes(top[0][0]) if top else None
+
     def stats(self, symbol: str) -> BookStats:
         """Entries, snapshots and memory of ``symbol``'s stored book."""
         pipe = self._r.pipeline(transaction=False)
