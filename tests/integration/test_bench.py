@@ -49,7 +49,7 @@ RUNS: dict[str, list[str]] = {
     "import": ["--trades", "3000", "--seed-trades", "300", "--repeats", "1"],
     "book": ["--trades-per-day", "1500", "--queries", "5"],
     "live": ["--trades", "2000", "--rate", "5000"],
-    "dashboard": ["--trades", "2000", "--rate", "5000", "--clients", "2"],
+    "dashboard": ["--trades", "2000", "--rate", "5000", "--clients", "2", "--pairs", "1"],
     "formats": ["--trades", "2000"],
     "features": ["--sessions", "7", "--trades-per-session", "800", "--queries", "5",
                  "--original-queries", "1", "--worker-trades", "3000"],

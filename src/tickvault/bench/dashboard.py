@@ -1,11 +1,12 @@
 """``tickvault bench dashboard``: does a room of open dashboards slow the bridge?
 
 The bridge path of ``bench live`` (a publisher process, a bridge process, tickvault's
-design) runs twice on the benchmark's store: once with no dashboard client, once with
+design) runs in interleaved pairs on the benchmark's store: with no dashboard client, then with
 ``clients`` websocket clients connected to a ``tickvault dashboard`` process on the
 same store (half on the benchmark symbol's Market page, half on the Pipeline page, each
 reading every push). Each run measures the throughput (as fast as the publisher sends)
-and the publish-to-stored lag p99 (at a fixed rate); the result has both and the ratios
+and the publish-to-stored lag p99 (at a fixed rate); the result has every run, the
+medians and the ratios of the medians
 (the goal of issue 16: within 5%), with the load average of the machine.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -135,25 +137,48 @@ def _bridge_figures(vault: Vault, trades: int, rate: float, lag_n: int) -> dict[
             "lag_run_lost": lag_lost}  # fmt: skip
 
 
+def _median(xs: list[float]) -> float:
+    return float(statistics.median(xs)) if xs else 0.0
+
+
 def run_dashboard_bench(
     vault: Vault,
     trades: int,
     rate: float,
     clients: int = 10,
     lag_trades: int | None = None,
+    pairs: int = 3,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
+    """``pairs`` interleaved pairs of runs (no client, then ``clients`` clients), so a
+    drift of the machine's load falls on both sides alike; the ratios are of the medians."""
     say = progress or (lambda _msg: None)
     lag_n = lag_trades or min(trades, int(rate * 4))
-    out: dict[str, Any] = {"trades": trades, "rate": rate, "clients": clients}
+    out: dict[str, Any] = {"trades": trades, "rate": rate, "clients": clients, "pairs": pairs}
+    runs: dict[str, list[dict[str, Any]]] = {"without": [], "with": []}
+    pushes = 0
     with _dashboard(vault) as port:
-        say(f"no dashboard client: {trades:,} trades, then the lag of {lag_n:,} at {rate:,.0f}/s")
-        out["without"] = _bridge_figures(vault, trades, rate, lag_n)
-        say(f"{clients} dashboard clients connected: the same runs")
-        with _Clients(port, clients) as open_pages:
-            out["with"] = _bridge_figures(vault, trades, rate, lag_n)
-        out["pushes_received"] = open_pages.messages
+        for i in range(pairs):
+            say(f"pair {i + 1}/{pairs}, no dashboard client: {trades:,} trades, then the lag "
+                f"of {lag_n:,} at {rate:,.0f}/s")  # fmt: skip
+            runs["without"].append(_bridge_figures(vault, trades, rate, lag_n))
+            say(f"pair {i + 1}/{pairs}, {clients} dashboard clients connected: the same runs")
+            with _Clients(port, clients) as open_pages:
+                runs["with"].append(_bridge_figures(vault, trades, rate, lag_n))
+            pushes += open_pages.messages
+    out["pushes_received"] = pushes
     out["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    for side, rows in runs.items():
+        out[side] = {
+            "trades_per_s": round(_median([r["trades_per_s"] for r in rows])),
+            "lost": sum(r["lost"] for r in rows),
+            "duplicated": sum(r["duplicated"] for r in rows),
+            "lag_ms": {
+                q: round(_median([r["lag_ms"][q] for r in rows]), 3) for q in ("p50", "p99")
+            },
+            "lag_run_lost": sum(r["lag_run_lost"] for r in rows),
+            "runs": rows,
+        }
     base, loaded = out["without"], out["with"]
     out["ratio"] = {
         "throughput": round(loaded["trades_per_s"] / base["trades_per_s"], 3)

@@ -154,22 +154,25 @@ def bench_live(ctx: click.Context, trades: int, rate: float, fsync: str, as_json
 
 
 @bench.command("dashboard")
-@click.option("--trades", type=POSITIVE, default=300_000, show_default=True)
+@click.option("--trades", type=POSITIVE, default=1_000_000, show_default=True)
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=20_000,
               show_default=True, help="Trades/s of the lag runs.")  # fmt: skip
 @click.option("--clients", type=POSITIVE, default=10, show_default=True,
               help="Open dashboards (websocket clients) of the second run.")  # fmt: skip
+@click.option("--pairs", type=POSITIVE, default=3, show_default=True,
+              help="Interleaved pairs of runs (without, with the clients).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="No progress lines: only the JSON.")
 @click.pass_context
 def bench_dashboard(
-    ctx: click.Context, trades: int, rate: float, clients: int, as_json: bool
+    ctx: click.Context, trades: int, rate: float, clients: int, pairs: int, as_json: bool
 ) -> None:
     """The bridge path of `bench live` with 0, then CLIENTS, open dashboards on the same
-    store: throughput and lag p99 of both, and the ratios (one JSON object)."""
+    store, in interleaved pairs: throughput and lag p99 of every run, the medians and
+    their ratios (one JSON object)."""
     from tickvault.bench.dashboard import run_dashboard_bench
 
     result = _bench_result(ctx, as_json, run_dashboard_bench, trades=trades, rate=rate,
-                           clients=clients)  # fmt: skip
+                           clients=clients, pairs=pairs)  # fmt: skip
     if result is not None:
         click.echo(json.dumps(result))
 
