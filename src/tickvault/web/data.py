@@ -430,7 +430,15 @@ class MarketFeed:
 
     def delta(self) -> dict[str, Any] | None:
         d = self.data
-        last = d.last_trade(self.symbol)
+        # One read for both the change check and the new trades: the trades from the
+        # latest event time seen on hold the latest trade (a read of the last trade
+        # first doubled the page's cost per check).
+        recent = d._trades(self.symbol, self.seen[0], FAR_NS, None) if self.seen[0] >= 0 else None
+        if recent is not None and recent["ts_event"].size:
+            last: tuple[int, int] | None = (int(recent["ts_event"][-1]),
+                                            int(recent["ts_recv"][-1]))  # fmt: skip
+        else:
+            last, recent = d.last_trade(self.symbol), None
         sig = d.signals.signals(self.symbol, self.signal_ns + 1, FAR_NS)
         new_fills = d.execution.fills(self.symbol, self.fill_ns + 1, FAR_NS)
         self.fills.extend(new_fills)
@@ -444,8 +452,9 @@ class MarketFeed:
             return None
         out: dict[str, Any] = {"symbol": self.symbol, "delta": True}
         if last is not None and last != self.last:
-            start = self.seen[0] if self.seen[0] >= 0 else last[0]
-            touched, last_price = self._read_new(d._trades(self.symbol, start, FAR_NS, None))
+            if recent is None:
+                recent = d._trades(self.symbol, last[0], FAR_NS, None)
+            touched, last_price = self._read_new(recent)
             out["bars_1s"], out["bars_1m"] = self.window.bars(touched, d.tz)
             out["last_ts_ns"] = last[0]
             out["last_ts"] = format_ns(last[0], d.tz)
