@@ -58,7 +58,7 @@ RUNS: dict[str, list[str]] = {
                 "--fast-seconds", "1", "--fast-rate", "3000", "--original-requests", "2",
                 "--predict-rows", "20", "--backtest-trades", "20000",
                 "--estimator", "sklearn.linear_model.LogisticRegression"],
-    "compare": ["--trades", "3000", "--repeats", "1", "--history-days", "3",
+    "compare": ["--trades", "3000", "--repeats", "1", "--rounds", "2", "--history-days", "3",
                 "--history-trades-per-day", "400"],
 }  # fmt: skip
 """Every benchmark command, with the smallest sizes that still run it all."""
@@ -323,6 +323,7 @@ def test_bench_compare_without_arcticdb_runs_tickvault_alone_and_says_how_to_add
     figures = _compare(CliRunner())
     _check_compare_tickvault_side(figures)
     assert figures["arcticdb"]["available"] is False and "ratio" not in figures
+    assert [set(r) for r in figures["rounds"]] == [{"tickvault"}] * 2
     assert "make compare-env" in figures["arcticdb"]["note"]
     table = CliRunner().invoke(cli, ["bench", "compare", *RUNS["compare"]], terminal_width=200)
     assert table.exit_code == 0, table.output
@@ -358,5 +359,6 @@ def test_bench_compare_measures_arcticdb_on_the_same_queries(bench_tmp: Path) ->
     assert ac["slice_rows"] == figures["tickvault"]["slice_rows"] > 0
     assert ac["asof_rows"] == figures["trades"] // 2
     assert set(figures["ratio"]) == {"write", "read", "slice", "asof", "bytes"}
+    assert len(figures["rounds"]) == 2 and all("arcticdb" in r for r in figures["rounds"])
     assert all(r > 0 for r in figures["ratio"].values())
     assert list(bench_tmp.iterdir()) == []

@@ -212,10 +212,13 @@ def run_compare_bench(
     history_days: int = 30,
     history_trades_per_day: int = 100_000,
     repeats: int = 3,
+    rounds: int = 3,
     arcticdb_python: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Both stores on the same ``trades`` simulated trades, then slice vs history."""
+    """Both stores on the same ``trades`` simulated trades, in ``rounds`` interleaved
+    rounds (tickvault, then ArcticDB; each figure the median of the rounds, every round
+    in ``rounds``: the machine's load moves between them), then slice vs history."""
     say = progress or (lambda _msg: None)
     load_start = [round(x, 2) for x in os.getloadavg()]
     python = find_arcticdb_python(arcticdb_python)
@@ -224,14 +227,24 @@ def run_compare_bench(
     windows = _minutes(batch.ts_event, SLICES)
     half = len(batch) // 2
     known_at = int(batch.ts_recv[:half].max())
-    tv = _tickvault_side(vault, batch, windows, known_at, repeats, say)
-    if python is None:
-        ac: dict[str, Any] = {"available": False, "note": INSTALL_HINT}
-    else:
-        ac = _arcticdb_side(python, batch, windows, half, repeats, say)
+    tv_rounds: list[dict[str, Any]] = []
+    ac_rounds: list[dict[str, Any]] = []
+    for i in range(rounds):
+        say(f"round {i + 1}/{rounds}")
+        tv_rounds.append(_tickvault_side(vault, batch, windows, known_at, repeats, say))
+        if python is not None:
+            ac_rounds.append(_arcticdb_side(python, batch, windows, half, repeats, say))
+    tv = _median_side(tv_rounds)
+    ac: dict[str, Any] = (
+        _median_side(ac_rounds) if ac_rounds else {"available": False, "note": INSTALL_HINT}
+    )
     result: dict[str, Any] = {
         "trades": trades,
         "repeats": repeats,
+        "rounds": [
+            {"tickvault": _rounded(t), **({"arcticdb": _rounded(a)} if ac_rounds else {})}
+            for t, a in zip(tv_rounds, ac_rounds or tv_rounds, strict=True)
+        ],
         "slices": len(windows),
         "asof": {
             "tickvault": f"range(known_at=K), K the latest ts_recv of the first {half:,} trades",
@@ -259,6 +272,16 @@ def run_compare_bench(
     result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     result["python"] = sys.version.split()[0]
     return result
+
+
+def _median_side(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each number the median over the rounds; the rest as in the first round."""
+    return {
+        key: statistics.median(r[key] for r in rounds)
+        if isinstance(value, float) and key != "bytes_per_trade"
+        else value
+        for key, value in rounds[0].items()
+    }
 
 
 def _rounded(side: dict[str, Any]) -> dict[str, Any]:

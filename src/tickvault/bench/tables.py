@@ -300,6 +300,7 @@ def compare_table(result: Any) -> list[RenderableType]:
     table = Table(
         title=f"bench compare: {result['trades']:,} simulated trades, tickvault and ArcticDB"
         + (f" {ac['version']}" if ac["available"] else "")
+        + f", median of {len(result['rounds'])} interleaved rounds"
     )
     for col in ("", "tickvault", "ArcticDB", "ratio (tickvault ahead > 1)"):
         table.add_column(col, justify="right")

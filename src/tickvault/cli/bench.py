@@ -278,6 +278,8 @@ def bench_signals(
 @click.option("--trades", type=POSITIVE, default=2_000_000, show_default=True)
 @click.option("--repeats", type=POSITIVE, default=3, show_default=True,
               help="Timed runs of each write, read and as-of read (median reported).")  # fmt: skip
+@click.option("--rounds", type=POSITIVE, default=3, show_default=True,
+              help="Interleaved rounds of both sides (median of the rounds).")  # fmt: skip
 @click.option("--history-days", type=POSITIVE, default=30, show_default=True,
               help="Days stored for the long-history side of 'slice vs history'.")  # fmt: skip
 @click.option("--history-trades-per-day", type=POSITIVE, default=100_000, show_default=True)
@@ -290,6 +292,7 @@ def bench_compare(
     ctx: click.Context,
     trades: int,
     repeats: int,
+    rounds: int,
     history_days: int,
     history_trades_per_day: int,
     arcticdb_python: str | None,
@@ -302,7 +305,7 @@ def bench_compare(
     from tickvault.bench.compare import run_compare_bench
 
     result = _bench_result(ctx, as_json, run_compare_bench, trades=trades, repeats=repeats,
-                           history_days=history_days,
+                           rounds=rounds, history_days=history_days,
                            history_trades_per_day=history_trades_per_day,
                            arcticdb_python=arcticdb_python)  # fmt: skip
     if result is None:
