@@ -38,12 +38,11 @@ HISTORY_SYMBOLS = {"one_day": f"{SYMBOL_PREFIX}HIST_1D", "long": f"{SYMBOL_PREFI
 ARCTICDB_PIN = "arcticdb==6.28.2"
 ARCTICDB_ENV = Path(".venv-compare")
 """Where ``make compare-env`` puts ArcticDB's environment (relative to the checkout)."""
-ARCTICDB_ENV_VAR = "TICKVAULT_ARCTICDB_PYTHON"
 INSTALL_HINT = (
     f"ArcticDB needs pandas < 3 (tickvault pins pandas 3), so it lives in its own "
     f"environment: run `make compare-env` in the tickvault checkout (or `python3 -m venv "
     f".venv-compare && .venv-compare/bin/pip install {ARCTICDB_PIN}`), then rerun; "
-    f"or point --arcticdb-python (or {ARCTICDB_ENV_VAR}) at a Python that has ArcticDB"
+    "or point --arcticdb-python at a Python that has ArcticDB"
 )
 SLICES = 20
 """1-minute slices timed per store (the same minutes for both), median reported."""
@@ -51,14 +50,15 @@ NS_PER_MIN = 60 * 1_000_000_000
 
 
 def find_arcticdb_python(explicit: str | None) -> str | None:
-    """The Python that has ArcticDB: ``explicit``, then the environment variable, then
-    ``.venv-compare`` here; None when none of them exists."""
-    for candidate in (explicit, os.environ.get(ARCTICDB_ENV_VAR), str(ARCTICDB_ENV / "bin/python")):
-        if candidate and Path(candidate).exists():
-            return candidate
-        if candidate and candidate == explicit:
+    """The Python that has ArcticDB: ``explicit``, else ``.venv-compare`` here if it
+    exists; None without either. A named one that does not exist is an error
+    (BenchmarkError), not a silent fallback."""
+    if explicit:
+        if not Path(explicit).exists():
             raise BenchmarkError(f"--arcticdb-python {explicit}: no such file. {INSTALL_HINT}")
-    return None
+        return explicit
+    default = ARCTICDB_ENV / "bin/python"
+    return str(default) if default.exists() else None
 
 
 def _minutes(ts_event: np.ndarray[Any, Any], count: int) -> list[tuple[int, int]]:

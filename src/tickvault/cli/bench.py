@@ -284,8 +284,8 @@ def bench_signals(
               help="Days stored for the long-history side of 'slice vs history'.")  # fmt: skip
 @click.option("--history-trades-per-day", type=POSITIVE, default=100_000, show_default=True)
 @click.option("--arcticdb-python", default=None, metavar="PATH",
-              help="A Python that has ArcticDB (default: $TICKVAULT_ARCTICDB_PYTHON, then "
-              ".venv-compare/bin/python, made by `make compare-env`).")  # fmt: skip
+              help="A Python that has ArcticDB (default: .venv-compare/bin/python, made "
+              "by `make compare-env`).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def bench_compare(
