@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck pytest bench clean browser
+.PHONY: demo test lint typecheck pytest bench clean browser compare-env
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "tickvault needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -48,5 +48,17 @@ browser:
 bench: $(STAMP)
 	$(BIN)/tickvault bench store
 
+# ArcticDB for `tickvault bench compare`, in an environment of its own: arcticdb 6.28.2
+# requires pandas < 3 and tickvault pins pandas 3, so they cannot share .venv (about
+# 260 MB; not part of `make test`, whose compare test then runs the tickvault side alone).
+COMPARE_VENV := .venv-compare
+compare-env: $(COMPARE_VENV)/.installed-stamp
+
+$(COMPARE_VENV)/.installed-stamp:
+	$(PYTHON) -m venv $(COMPARE_VENV)
+	$(COMPARE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+	  arcticdb==6.28.2 numpy==2.4.6 pandas==2.3.3
+	@touch $@
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(COMPARE_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

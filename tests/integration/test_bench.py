@@ -58,6 +58,8 @@ RUNS: dict[str, list[str]] = {
                 "--fast-seconds", "1", "--fast-rate", "3000", "--original-requests", "2",
                 "--predict-rows", "20", "--backtest-trades", "20000",
                 "--estimator", "sklearn.linear_model.LogisticRegression"],
+    "compare": ["--trades", "3000", "--repeats", "1", "--rounds", "2", "--history-days", "3",
+                "--history-trades-per-day", "400"],
 }  # fmt: skip
 """Every benchmark command, with the smallest sizes that still run it all."""
 
@@ -166,7 +168,7 @@ def test_bench_commands_leave_the_users_store_byte_identical(
         assert connections_received(user_store) == connections, f"bench {name} used it"
         assert list(bench_tmp.iterdir()) == [], f"bench {name} left its data directory"
         assert valkey_servers_using(bench_tmp) == [], f"bench {name} left its server running"
-        if name not in ("formats", "backtest", "dashboard"):  # those have no original design
+        if name not in ("formats", "backtest", "dashboard", "compare"):  # no original design
             assert "original_design" in json.dumps(figures)
             assert "seed" not in json.dumps(figures)
 
@@ -292,4 +294,68 @@ def test_bench_url_that_is_not_a_valkey_url_is_one_clear_line(bench_tmp: Path) -
     assert result.exit_code == 2
     assert "Invalid value for '--url'" in result.output and "valkey://" in result.output
     assert "Traceback" not in result.output
+    assert list(bench_tmp.iterdir()) == []
+
+
+def _compare(runner: CliRunner, *extra: str) -> Any:
+    result = runner.invoke(cli, ["bench", "compare", *RUNS["compare"], *extra, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def _check_compare_tickvault_side(figures: Any) -> None:
+    tv = figures["tickvault"]
+    assert tv["write_trades_per_s"] > 0 and tv["read_trades_per_s"] > 0 and tv["slice_ms"] > 0
+    assert 0 < tv["asof_rows"] < figures["trades"]  # as known at an earlier time: fewer
+    assert 1 < tv["bytes_per_trade"] < 100 and "MEMORY USAGE" in tv["bytes_measured_as"]
+    h = figures["history"]
+    assert h["days"] == 3 and h["long"]["trades"] == 3 * h["one_day"]["trades"] == 1200
+    assert h["slice_rows"] > 0 and h["ratio"] > 0
+
+
+def test_bench_compare_without_arcticdb_runs_tickvault_alone_and_says_how_to_add_it(
+    bench_tmp: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .venv-compare here
+    figures = _compare(CliRunner())
+    _check_compare_tickvault_side(figures)
+    assert figures["arcticdb"]["available"] is False and "ratio" not in figures
+    assert [set(r) for r in figures["rounds"]] == [{"tickvault"}] * 2
+    assert "make compare-env" in figures["arcticdb"]["note"]
+    table = CliRunner().invoke(cli, ["bench", "compare", *RUNS["compare"]], terminal_width=200)
+    assert table.exit_code == 0, table.output
+    assert "not installed" in table.stdout and "make compare-env" in table.stdout
+    assert list(bench_tmp.iterdir()) == []
+
+
+def test_bench_compare_with_a_missing_arcticdb_python_is_one_clear_line(
+    bench_tmp: Path, tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-python"
+    result = CliRunner().invoke(
+        cli, ["bench", "compare", *RUNS["compare"], "--arcticdb-python", str(missing)]
+    )
+    assert result.exit_code == 2
+    assert f"--arcticdb-python {missing}: no such file" in result.output
+    assert "make compare-env" in result.output and "Traceback" not in result.output
+    assert list(bench_tmp.iterdir()) == []
+
+
+def test_bench_compare_measures_arcticdb_on_the_same_queries(bench_tmp: Path) -> None:
+    from tickvault.bench.compare import find_arcticdb_python
+
+    python = find_arcticdb_python(None)
+    if python is None:
+        pytest.skip("no ArcticDB environment (make compare-env): only its side is skipped, "
+                    "the tickvault side runs in the test above")  # fmt: skip
+    figures = _compare(CliRunner(), "--arcticdb-python", python)
+    _check_compare_tickvault_side(figures)
+    ac = figures["arcticdb"]
+    assert ac["available"] is True and ac["version"] == "6.28.2"
+    # the same minutes gave the same trades in both (the benchmark checks it too)
+    assert ac["slice_rows"] == figures["tickvault"]["slice_rows"] > 0
+    assert ac["asof_rows"] == figures["trades"] // 2
+    assert set(figures["ratio"]) == {"write", "read", "slice", "asof", "bytes"}
+    assert len(figures["rounds"]) == 2 and all("arcticdb" in r for r in figures["rounds"])
+    assert all(r > 0 for r in figures["ratio"].values())
     assert list(bench_tmp.iterdir()) == []

@@ -9,10 +9,19 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tests.conftest import frame_equals_batch, sim_trades
+from tests.unit.storage.test_storage_resolve import (
+    _as_rows,
+    _decoded,
+    _distinct_recv,
+    _reference,
+)
 from tickvault import QueryError, TradeBatch, TradeFlag, ValidationError, Vault
 from tickvault.records.trades import TRADE_DTYPE
 from tickvault.storage.keys import late_key, trades_key
+from tickvault.testing import trade_batches
 from tickvault.timeutil import NS_PER_DAY, NS_PER_MS, NS_PER_S
 
 
@@ -289,3 +298,38 @@ def test_corrections_with_the_trades_own_time_are_accepted(vault: Vault) -> None
                          "flags": np.full(1, int(TradeFlag.EDIT), np.uint8)})  # fmt: skip
     vault.write_trades("WINZ25", edit)
     assert int(vault.range("WINZ25")["qty"].iloc[3]) == int(batch.qty[3]) + 5
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    trade_batches(max_size=120),
+    st.integers(1, 30),
+    st.integers(1, 4),
+    st.tuples(st.floats(0, 1), st.floats(0, 1)),
+    st.floats(0, 1),
+)
+def test_range_known_at_over_blocks_of_any_receive_times_matches_the_reference(
+    vault: Vault,
+    batch: TradeBatch,
+    block_max: int,
+    writes: int,
+    window: tuple[float, float],
+    known_q: float,
+) -> None:
+    # Blocks received wholly after K are not decoded: the answer must not change.
+    vault.client.flushdb()
+    batch = _distinct_recv(batch)
+    small = vault.with_settings(block_max_trades=block_max)
+    for part in np.array_split(np.arange(len(batch)), writes):
+        if part.size:
+            small.write_trades("WINZ25", batch.take(part))
+    ts, last = np.sort(batch.ts_event), len(batch) - 1
+    start, end = sorted(int(ts[round(q * last)]) for q in window)
+    end += 1
+    known = int(np.sort(batch.ts_recv)[round(known_q * last)])
+    got = _as_rows(vault.range_columns("WINZ25", start, end, known_at=known))
+    assert got == _reference(_decoded(batch, block_max), start, end, known)

@@ -291,3 +291,51 @@ def chaos_table(result: Any) -> list[RenderableType]:
             notes.append(f"fuzz ({'ok' if fz['ok'] else 'PROBLEMS'}):\n{fz['table']}")
     shown += notes
     return shown
+
+
+def compare_table(result: Any) -> list[RenderableType]:
+    """The tables of ``tickvault bench compare``."""
+    tv, ac = result["tickvault"], result["arcticdb"]
+    ratio = result.get("ratio", {})
+    table = Table(
+        title=f"bench compare: {result['trades']:,} simulated trades, tickvault and ArcticDB"
+        + (f" {ac['version']}" if ac["available"] else "")
+        + f", median of {len(result['rounds'])} interleaved rounds"
+    )
+    for col in ("", "tickvault", "ArcticDB", "ratio (tickvault ahead > 1)"):
+        table.add_column(col, justify="right")
+
+    def cell(side: Any, key: str, fmt: str) -> str:
+        return format(side[key], fmt) if side.get("available", True) else "not installed"
+
+    rows = (
+        ("bulk write, trades/s", "write_trades_per_s", ",.0f", "write"),
+        ("full-range read into a DataFrame, trades/s", "read_trades_per_s", ",.0f", "read"),
+        (f"1-minute slice, ms (median of {result['slices']})", "slice_ms", ".3f", "slice"),
+        ("full range as of an earlier time/version, ms", "asof_ms", ".1f", "asof"),
+        ("bytes per trade", "bytes_per_trade", ".2f", "bytes"),
+    )
+    for label, key, fmt, rkey in rows:
+        r = ratio.get(rkey)
+        table.add_row(label, cell(tv, key, fmt), cell(ac, key, fmt), f"{r}x" if r else "")
+    shown: list[RenderableType] = [table]
+    shown.append(f"bytes: tickvault {tv['bytes_measured_as']}; ArcticDB "
+                 + (ac["bytes_measured_as"] if ac["available"] else "not measured"))  # fmt: skip
+    shown.append(f"as of: tickvault {result['asof']['tickvault']}; ArcticDB "
+                 f"{result['asof']['arcticdb']}")  # fmt: skip
+    if not ac["available"]:
+        shown.append(f"[yellow]ArcticDB not measured: {ac['note']}[/]")
+    h = result["history"]
+    hist = Table(title=f"slice vs history: a 1-minute slice of the last day ({h['slice_rows']:,} "
+                       f"trades in all slices), {h['trades_per_day']:,} trades a day")  # fmt: skip
+    for col in ("stored", "trades", "blocks", "1-minute slice, ms (median)"):
+        hist.add_column(col, justify="right")
+    hist.add_row("1 day", f"{h['one_day']['trades']:,}", f"{h['one_day']['blocks']:,}",
+                 f"{h['one_day']['slice_ms']:.3f}")  # fmt: skip
+    hist.add_row(f"{h['days']} days", f"{h['long']['trades']:,}", f"{h['long']['blocks']:,}",
+                 f"{h['long']['slice_ms']:.3f}")  # fmt: skip
+    hist.add_row("ratio", "", "", f"{h['ratio']}x")
+    shown.append(hist)
+    shown.append(f"load average {result['load_average_start']} at the start, "
+                 f"{result['load_average_end']} at the end")  # fmt: skip
+    return shown

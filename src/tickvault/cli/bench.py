@@ -272,3 +272,43 @@ def bench_signals(
         return
     for shown in tables.signals_table(result):
         console.print(shown)
+
+
+@bench.command("compare")
+@click.option("--trades", type=POSITIVE, default=2_000_000, show_default=True)
+@click.option("--repeats", type=POSITIVE, default=3, show_default=True,
+              help="Timed runs of each write, read and as-of read (median reported).")  # fmt: skip
+@click.option("--rounds", type=POSITIVE, default=3, show_default=True,
+              help="Interleaved rounds of both sides (median of the rounds).")  # fmt: skip
+@click.option("--history-days", type=POSITIVE, default=30, show_default=True,
+              help="Days stored for the long-history side of 'slice vs history'.")  # fmt: skip
+@click.option("--history-trades-per-day", type=POSITIVE, default=100_000, show_default=True)
+@click.option("--arcticdb-python", default=None, metavar="PATH",
+              help="A Python that has ArcticDB (default: .venv-compare/bin/python, made "
+              "by `make compare-env`).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def bench_compare(
+    ctx: click.Context,
+    trades: int,
+    repeats: int,
+    rounds: int,
+    history_days: int,
+    history_trades_per_day: int,
+    arcticdb_python: str | None,
+    as_json: bool,
+) -> None:
+    """tickvault beside ArcticDB (LMDB) on the same simulated trades: bulk write, full read,
+    1-minute slice, as-of read, bytes per trade; then a 1-minute slice with 1 day stored
+    against HISTORY_DAYS. Without ArcticDB the tickvault side runs alone and says how to
+    add it."""
+    from tickvault.bench.compare import run_compare_bench
+
+    result = _bench_result(ctx, as_json, run_compare_bench, trades=trades, repeats=repeats,
+                           rounds=rounds, history_days=history_days,
+                           history_trades_per_day=history_trades_per_day,
+                           arcticdb_python=arcticdb_python)  # fmt: skip
+    if result is None:
+        return
+    for shown in tables.compare_table(result):
+        console.print(shown)

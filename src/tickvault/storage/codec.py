@@ -65,6 +65,10 @@ def _compressor(level: int) -> zstandard.ZstdCompressor:
     return c
 
 
+_UNIT_PROBE = 16
+"""Values of a time column checked for a unit before all of them are."""
+
+
 def _width_for(max_value: int) -> int:
     if max_value == 0:
         return 0
@@ -161,7 +165,8 @@ def encode_block(
         unit = 0
         if name in _UNIT_COLUMNS:
             for e in _UNIT_EXPONENTS:
-                if not (values % 10**e).any():
+                # A few values first: ns times fail there, sparing full passes of % (slow).
+                if not (values[:_UNIT_PROBE] % 10**e).any() and not (values % 10**e).any():
                     unit, values = e, values // 10**e
                     break
         base = int(values.min())

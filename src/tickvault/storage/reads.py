@@ -63,7 +63,8 @@ class TradeReads:
         """The trades with start_ns <= ts_event < end_ns as known at ``known``."""
         if start_ns == end_ns:
             return TradeBatch.empty().columns()
-        return resolve(self.decoded(symbol, start_ns, end_ns, streams), start_ns, end_ns, known)
+        decoded = self.decoded(symbol, start_ns, end_ns, streams, known)
+        return resolve(decoded, start_ns, end_ns, known)
 
     def last_columns(self, symbol: str, n: int, known: int | None) -> Columns:
         """The ``n`` most recent trades (by ts_event) as known at ``known``."""
@@ -142,11 +143,25 @@ class TradeReads:
         return None
 
     def decoded(
-        self, symbol: str, start_ns: int, end_ns: int, streams: Sequence[StreamKind]
+        self,
+        symbol: str,
+        start_ns: int,
+        end_ns: int,
+        streams: Sequence[StreamKind],
+        known: int | None = None,
     ) -> Decoded:
+        """The blocks that may hold records of [start_ns, end_ns), decoded; with ``known``,
+        not those received wholly after it (none of their records is visible at
+        ``known``, and an invisible record changes no visible trade's resolution)."""
         blocks = self.fetch(symbol, streams, start_ns, end_ns)
         headers = [codec.read_header(b) for b in blocks]
-        keep = [i for i, h in enumerate(headers) if h.ts_last >= start_ns and h.ts_first < end_ns]
+        keep = [
+            i
+            for i, h in enumerate(headers)
+            if h.ts_last >= start_ns
+            and h.ts_first < end_ns
+            and (known is None or h.recv_min <= known)
+        ]
         keep.sort(key=lambda i: (headers[i].ts_first, headers[i].ts_last))
         blocks = [blocks[i] for i in keep]
         headers = [headers[i] for i in keep]

@@ -12,7 +12,8 @@ each trade identity (trading date, trade_id):
 
 Rows come out sorted by (ts_event, trade_id). When the records are already
 sorted, unique and free of corrections (the usual case of one stream) the
-answer is a zero-copy slice of the decoded columns.
+answer is a zero-copy slice of the decoded columns (as known at K: that slice filtered
+by ``ts_recv <= K``, no identity sort).
 """
 
 from __future__ import annotations
@@ -69,9 +70,14 @@ def resolve(d: Decoded, start_ns: int, end_ns: int, known_at_ns: int | None) -> 
     cols = d.columns
     ts = cols["ts_event"]
     needs_known = known_at_ns is not None and known_at_ns < d.recv_max
-    if not needs_known and not (d.flags_or & _CORRECTION) and _is_sorted_unique(d):
+    if not (d.flags_or & _CORRECTION) and _is_sorted_unique(d):
         lo, hi = np.searchsorted(ts, [start_ns, end_ns], side="left")
-        return {name: cols[name][lo:hi] for name in TRADE_FIELDS}
+        if not needs_known:
+            return {name: cols[name][lo:hi] for name in TRADE_FIELDS}
+        # One record per identity and no corrections: a trade is visible at K exactly
+        # when its one record is, so K only filters (order kept, no identity sort).
+        visible = np.flatnonzero(cols["ts_recv"][lo:hi] <= known_at_ns) + lo
+        return {name: cols[name][visible] for name in TRADE_FIELDS}
 
     mask = (ts >= start_ns) & (ts < end_ns)
     if needs_known:

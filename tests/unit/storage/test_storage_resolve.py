@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tickvault.records.trades import TRADE_FIELDS, TradeBatch, TradeFlag
 from tickvault.storage.blocks import plan_blocks
-from tickvault.storage.resolve import Decoded, resolve
+from tickvault.storage.resolve import Decoded, _is_sorted_unique, resolve
 from tickvault.testing import BASE_NS, trade_batches
 from tickvault.timeutil import NS_PER_S
 
@@ -98,6 +98,29 @@ def test_resolve_sorted_unique_records_whole_range_returns_every_record(
     cols = resolve(d, 0, 2**62, None)
     assert len(cols["ts_event"]) == len(batch)
     assert _as_rows(cols) == _reference(d, 0, 2**62, None)
+
+
+@given(
+    trade_batches(max_size=150, unique_ids=True, flags=False),
+    st.integers(1, 40),
+    st.integers(-DAY_NS, 3 * DAY_NS),
+    st.integers(0, 4 * DAY_NS),
+    st.integers(0, 3 * DAY_NS),
+)
+def test_resolve_sorted_unique_records_as_known_at_matches_the_reference(
+    batch: TradeBatch, max_trades: int, start_off: int, length: int, known_off: int
+) -> None:
+    # the fast path of one record per trade: known_at only filters by ts_recv
+    cols = batch.columns()
+    order = np.argsort(cols["ts_event"], kind="stable")
+    cols = {k: v[order] for k, v in cols.items()}
+    cols["trade_id"] = np.arange(1, len(order) + 1, dtype=np.int64)  # rising with time
+    d = _decoded(TradeBatch(**cols), max_trades)
+    assert _is_sorted_unique(d)
+    start, known = BASE_NS + start_off, BASE_NS + known_off
+    assert _as_rows(resolve(d, start, start + length, known)) == _reference(
+        d, start, start + length, known
+    )
 
 
 def test_resolve_same_trade_live_and_history_equal_recv_live_copy_wins() -> None:
