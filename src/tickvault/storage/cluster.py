@@ -171,6 +171,10 @@ class ClusterClient(ValkeyCluster):
         """The slot a command (its name first) goes to."""
         return int(self.determine_slot(*args))
 
+    def node_of_key(self, key: str) -> Any:
+        """The primary node (``ClusterNode``) serving ``key`` now."""
+        return self.get_node_from_key(key)
+
     def primary_client(self, slot: int) -> Any:
         """The valkey-py client of the primary serving ``slot`` now."""
         node = self.nodes_manager.get_node_from_slot(slot)

@@ -215,7 +215,7 @@ class TradeWrites:
             return 1
         nodes = {}
         for item in items:
-            node = self._r.get_node_from_key(cursor_key(item.symbol))  # the symbol's slot
+            node = self._r.node_of_key(cursor_key(item.symbol))  # the symbol's slot
             nodes[node.name] = node
         for node in nodes.values():
             pipe.execute_command("WAIT", n, timeout, target_nodes=node)
