@@ -15,6 +15,8 @@ from tickvault.records.trades import TRADE_DTYPE
 from tickvault.storage.keys import late_key, trades_key
 from tickvault.timeutil import NS_PER_DAY, NS_PER_MS, NS_PER_S
 
+pytestmark = pytest.mark.store_backends  # every test: single server and cluster
+
 
 def with_(batch: TradeBatch, **cols: object) -> TradeBatch:
     return TradeBatch(**{**batch.columns(), **cols})  # type: ignore[arg-type]
