@@ -10,7 +10,6 @@ from rich.table import Table
 from tickvault.cli.common import settings_of
 from tickvault.cli.output import console
 from tickvault.storage import localcluster
-from tickvault.storage.server import server_auth
 
 
 @click.group()
@@ -36,7 +35,7 @@ def cluster_up(ctx: click.Context, primaries: int, replicas: int, base_port: int
         primaries,
         replicas,
         binary=settings.valkey_server_binary,
-        auth=server_auth(settings),
+        auth=localcluster.cluster_auth(settings),
         base_port=base_port,
         appendfsync=settings.valkey_appendfsync,
     )
@@ -54,7 +53,7 @@ def cluster_down(ctx: click.Context, delete: bool) -> None:
     """Stop every node cleanly (AOFs flushed); the data stays unless --delete."""
     settings = settings_of(ctx)
     where = settings.data_dir / "cluster"
-    if localcluster.down(where, server_auth(settings), delete=delete):
+    if localcluster.down(where, localcluster.cluster_auth(settings), delete=delete):
         gone = " and deleted its data" if delete else ""
         console.print(f"stopped the cluster of {where}{gone}")
     else:
@@ -72,7 +71,7 @@ def cluster_status(ctx: click.Context) -> None:
     if state is None:
         console.print(f"no cluster was formed in {where} (`tickvault cluster up`)")
         sys.exit(1)
-    nodes = localcluster.status(where, server_auth(settings))
+    nodes = localcluster.status(where, localcluster.cluster_auth(settings))
     table = Table(title=f"local Valkey Cluster ({where})")
     for name in ("port", "role", "node id", "slots", "replicas online", "cluster_state"):
         table.add_column(name)

@@ -17,10 +17,11 @@ every node cleanly (``SHUTDOWN``: the AOF is flushed) and keeps the directories.
 Nodes listen on 127.0.0.1 only, with ``--cluster-node-timeout 2000`` (a primary that
 stops answering is replaced by its replica after about 2 s), AOF everysec and
 ``maxmemory-policy noeviction``, like the embedded server. With ``valkey_password`` set
-every node gets the embedded server's ACL file (the user and the SHA-256 of the
-password; the default user off) and a 0600 config file ``node.conf`` with
-``masteruser``/``masterauth``, which a replica needs to log in to its primary (the
-one place the password is kept in clear; never on a command line).
+every node gets an ACL file like the embedded server's (``valkey_username``, default
+Valkey's own ``default`` user, with the SHA-256 of the password; any other user off)
+and a 0600 config file ``node.conf`` with ``masteruser``/``masterauth``, which a
+replica needs to log in to its primary (the one place the password is kept in clear;
+never on a command line).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from typing import Any
 
 import valkey
 
+from tickvault.config import Settings
 from tickvault.errors import EmbeddedServerError
 from tickvault.storage.server import (
     LOG_LEVEL,
@@ -101,6 +103,16 @@ class NodeStatus:
     cluster_state: str
     """The node's ``cluster_state`` (``ok`` or ``fail``), ``down`` when it does not answer."""
     replicas_online: int
+
+
+def cluster_auth(settings: Settings) -> ServerAuth | None:
+    """The nodes' ACL user and password: ``valkey_username`` (default: Valkey's own
+    ``default`` user, so a client that sets only ``valkey_password`` logs in, as with any
+    external server) and ``valkey_password``; None without a password."""
+    if settings.valkey_password is None:
+        return None
+    return ServerAuth(settings.valkey_username or "default",
+                      settings.valkey_password.get_secret_value())  # fmt: skip
 
 
 def _state_path(cluster_dir: Path) -> Path:
