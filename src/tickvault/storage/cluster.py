@@ -99,6 +99,18 @@ def parse_cluster_url(url: str) -> ClusterURL:
     return ClusterURL(tuple(seeds), username, password, url.startswith(_TLS_SCHEMES))
 
 
+def plain_client(url: str) -> Any:
+    """A default valkey-py client of ``url`` as the original design would open it (for
+    the benchmarks' baseline): ``Valkey.from_url``, or a plain ``ValkeyCluster`` of the
+    seeds of a cluster URL."""
+    if not is_cluster_url(url):
+        return valkey.Valkey.from_url(url)
+    parsed = parse_cluster_url(url)
+    return ValkeyCluster(startup_nodes=[ClusterNode(h, p) for h, p in parsed.seeds],
+                         username=parsed.username, password=parsed.password,
+                         ssl=parsed.tls)  # fmt: skip
+
+
 def _is_redirect(exc: BaseException) -> bool:
     if isinstance(exc, MovedError | AskError | TryAgainError | ClusterDownError):
         return True
