@@ -20,9 +20,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tests.conftest import sim_trades
 from tests.integration.test_faults import _publish_paced, _wait_or_explain, stored_count
-from tests.integration.test_live import GUARD_S, free_ports, port_env
+from tests.integration.test_live import GUARD_S, free_ports, port_env, wait_for
 from tickvault import Vault
 from tickvault.errors import ServerError
 from tickvault.records.trades import TRADE_DTYPE
@@ -101,6 +103,25 @@ def test_a_cluster_url_names_its_seeds_and_credentials(
     parsed = parse_cluster_url(url)
     assert (parsed.seeds, parsed.username, parsed.password) == (seeds, user, password)
     assert parsed.tls is tls
+
+
+@given(
+    seeds=st.lists(
+        st.tuples(st.from_regex(r"[a-z][a-z0-9.-]{0,20}", fullmatch=True), st.integers(1, 65535)),
+        min_size=1,
+        max_size=6,
+    ),
+    password=st.none()
+    | st.text(st.characters(codec="ascii", exclude_characters="@/?#%"), min_size=1, max_size=12),
+)
+@settings(max_examples=200, deadline=None)
+def test_any_seed_list_reads_back_from_its_cluster_url(
+    seeds: list[tuple[str, int]], password: str | None
+) -> None:
+    creds = f":{password}@" if password is not None else ""
+    url = "valkey+cluster://" + creds + ",".join(f"{h}:{p}" for h, p in seeds)
+    parsed = parse_cluster_url(url)
+    assert parsed.seeds == tuple(seeds) and parsed.password == password and not parsed.tls
 
 
 @pytest.mark.parametrize(
@@ -253,6 +274,29 @@ def test_wait_replicas_counts_the_replicas_that_acknowledged_each_write_cycle(
     lonely.client.flushdb()
     assert lonely.store_cycle([item]) == 0
     assert len(lonely.range("WINZ25")) == 100
+
+
+def test_a_bridge_with_wait_replicas_counts_the_cycles_no_replica_acknowledged(
+    vault: Vault, endpoints: Any
+) -> None:
+    """On a server without replicas every WAIT comes back short: counted, reported in the
+    status hash, and the trades are stored all the same."""
+    from tickvault.live.bridge import Bridge
+
+    waiting = vault.with_settings(valkey_wait_replicas=1, valkey_wait_timeout_ms=5)
+    arr = sim_trades(2_000, symbol="WINZ25", days=1).to_structured()
+    with Publisher(vault.settings, endpoints=endpoints) as pub:
+        bridge = Bridge(waiting, endpoints=[endpoints]).start()
+        try:
+            _publish_paced(pub, "WINZ25", arr, 200, 0.01)
+            wait_for(lambda: stored_count(vault, "WINZ25") == len(arr), "everything stored")
+            wait_for(lambda: any(s.get("replica_wait_short", "0") != "0"
+                                 for s in vault.statuses("bridge:").values()),
+                     "the short WAITs reported")  # fmt: skip
+        finally:
+            bridge.close()
+    assert 0 < bridge.stats.replica_wait_short <= bridge.stats.writes
+    assert stored_checksum(vault, "WINZ25") == sent_checksum(arr)
 
 
 # ---------------------------------------------------------------------- failover, resharding

@@ -204,10 +204,8 @@ def _connect_cluster(settings: Settings, url: str, options: dict[str, Any]) -> C
         options["password"] = parsed.password
     if parsed.username is not None:
         options["username"] = parsed.username
-    if parsed.tls:
-        options["ssl"] = True
     problems: list[str] = []
-    for host, port in parsed.seeds:
+    for host, port in parsed.seeds:  # a seed URL's scheme says TLS or not to the probes
         seed = f"{'valkeys' if parsed.tls else 'valkey'}://{host}:{port}/0"
         try:
             _probe(seed, settings.connect_timeout_s, **options)
@@ -226,6 +224,8 @@ def _connect_cluster(settings: Settings, url: str, options: dict[str, Any]) -> C
             f"no seed node of the Valkey Cluster {hide_password(url)} answers: "
             + "; ".join(problems)
         )
+    if parsed.tls:
+        options["ssl"] = True
     try:
         client = ClusterClient(
             parsed.seeds,
