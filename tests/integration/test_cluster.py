@@ -172,6 +172,14 @@ def test_cluster_up_forms_once_and_a_second_up_restarts_the_same_nodes_with_thei
         batch = sim_trades(3_000, symbol="WINZ25")
         with Vault.open(url, data_dir=tmp_path / "d") as vault:
             vault.write_trades("WINZ25", batch)
+        shown = subprocess.run(
+            [sys.executable, "-m", "tickvault.cli.main", "status"], capture_output=True,
+            text=True, env={**os.environ, **env, "TICKVAULT_VALKEY_URL": url}, check=False,
+            timeout=GUARD_S,
+        )  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        assert "Valkey Cluster of 3 primaries" in shown.stdout and "WINZ25" in shown.stdout
+        assert shown.stdout.count("1 replica(s)") == 3
         down = _cli(env, "down")
         assert down.returncode == 0 and "stopped the cluster" in down.stdout
         assert _cli(env, "status").returncode == 1  # every node down

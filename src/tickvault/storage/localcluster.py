@@ -427,9 +427,20 @@ def status(cluster_dir: Path, auth: ServerAuth | None = None) -> list[NodeStatus
     return out
 
 
+def _role(port: int, auth: ServerAuth | None) -> str:
+    try:
+        with contextlib.closing(_client(port, auth, 1.0)) as c:
+            return str(c.info("replication").get("role", ""))
+    except (valkey.ValkeyError, OSError):
+        return "down"
+
+
 def _stop_all(state: ClusterState, auth: ServerAuth | None) -> int:
+    """SHUTDOWN every node, replicas first (as they are now: a failover swaps roles): a
+    primary shut down before its replicas waits for them (``shutdown-timeout``, 10 s)."""
     stopped = 0
-    for spec in state.nodes:
+    roles = {spec.port: _role(spec.port, auth) for spec in state.nodes}
+    for spec in sorted(state.nodes, key=lambda s: roles[s.port] != "slave"):
         pid = state.pids.get(spec.port)
         try:
             with contextlib.closing(_client(spec.port, auth, 30.0)) as c:
