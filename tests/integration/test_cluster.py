@@ -268,6 +268,30 @@ def test_a_transaction_over_two_symbols_is_refused_before_anything_is_written(
     assert vault.bridge_cursors() == {}
 
 
+def test_a_transaction_with_script_calls_commits_all_of_one_symbol_on_its_primary(
+    session_cluster_vault: Vault,
+) -> None:
+    """The broker's commit: orders and fills (script calls, sent as EVAL inside MULTI),
+    state, position and routing of one symbol, all or nothing, after a SCRIPT FLUSH."""
+    from tickvault.records.orders import FILL_DTYPE, ORDER_DTYPE
+    from tickvault.storage import recordstreams as rs
+
+    vault = session_cluster_vault
+    vault.client.flushdb()
+    vault.client.script_flush()
+    orders, fills = np.zeros(2, ORDER_DTYPE), np.zeros(1, FILL_DTYPE)
+    orders["ts_placed"], orders["order_id"] = [10**15, 10**15 + 1], [1, 2]
+    fills["ts_event"], fills["order_id"], fills["price"] = 10**15 + 2, 1, 5.5
+    rs.routing_put(vault.client, "WINZ25", 1, "{}")
+    rs.commit_execution(vault.client, "WINZ25", orders, fills, '{"s": 1}', {"qty": "3"}, [1])
+    got, _ = rs.RecordStream(vault.client, "orders").read("WINZ25", 0, 2**62)
+    got_fills, _ = rs.RecordStream(vault.client, "fills").read("WINZ25", 0, 2**62)
+    assert got["order_id"].tolist() == [1, 2] and got_fills["price"].tolist() == [5.5]
+    assert rs.broker_state(vault.client, "WINZ25") == '{"s": 1}'
+    assert rs.position_of(vault.client, "WINZ25") == {"qty": "3"}
+    assert rs.routing_entries(vault.client, "WINZ25") == {}
+
+
 def test_wait_replicas_counts_the_replicas_that_acknowledged_each_write_cycle(
     cluster_3x1: tuple[Path, ClusterState], session_cluster_vault: Vault, tmp_path: Path
 ) -> None:
