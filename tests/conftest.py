@@ -30,11 +30,62 @@ def session_vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vault]:
     assert not (data_dir / "tickvault-server.json").exists()
 
 
+STORE_BACKENDS = ("single", "cluster")
+"""What the store suites run against: the embedded server, and a local Valkey Cluster."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "store_backends: run the test's ``vault`` on every store backend (a single server and "
+        "a local Valkey Cluster)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``store_backends`` (a module's ``pytestmark``) that use ``vault`` run
+    once per backend: ``[single]`` and ``[cluster]``."""
+    if "store_backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "store_backends"
+    ):
+        metafunc.parametrize("store_backend", STORE_BACKENDS, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def session_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A local Valkey Cluster of 3 primaries (``tickvault cluster up``) for the session;
+    its URL."""
+    from tickvault.storage import localcluster
+
+    with localcluster.running(tmp_path_factory.mktemp("cluster"), 3, 0) as state:
+        yield state.url
+
+
+@pytest.fixture(scope="session")
+def session_cluster_vault(
+    session_cluster: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Vault]:
+    vault = Vault.open(session_cluster, data_dir=tmp_path_factory.mktemp("cluster-client"))
+    try:
+        yield vault
+    finally:
+        vault.close()
+
+
 @pytest.fixture
-def vault(session_vault: Vault) -> Vault:
-    """The session's store, emptied."""
-    session_vault.client.flushdb()
-    return session_vault
+def store_backend(request: pytest.FixtureRequest) -> str:
+    """``single`` unless the test is marked ``store_backends`` (then each in turn)."""
+    return str(getattr(request, "param", "single"))
+
+
+@pytest.fixture
+def vault(store_backend: str, request: pytest.FixtureRequest) -> Vault:
+    """The session's store, emptied: the embedded server, or the local cluster for the
+    ``[cluster]`` run of a test marked ``store_backends``."""
+    name = "session_cluster_vault" if store_backend == "cluster" else "session_vault"
+    v: Vault = request.getfixturevalue(name)
+    v.client.flushdb()
+    return v
 
 
 @pytest.fixture

@@ -67,7 +67,9 @@ class Settings(BaseModel):
 
     # Valkey
     valkey_url: str | None = None
-    """valkey://host:port/db, redis://..., unix:///path.sock. None: the embedded server."""
+    """valkey://host:port/db, redis://..., unix:///path.sock, or a Valkey Cluster:
+    valkey+cluster://host:port,host:port,... (seed nodes; valkeys+cluster:// for TLS;
+    ``tickvault cluster up`` starts a local one). None: the embedded server."""
     data_dir: Path = Field(default_factory=default_data_dir)
     """Directory of the embedded server's data (AOF), state file and remembered port.
     Default: the per-user data directory (``~/.local/share/tickvault/valkey`` on Linux)."""
@@ -100,6 +102,16 @@ class Settings(BaseModel):
     publishers for again) or ``always`` (fsync before each write is acknowledged: slower,
     see ``tickvault bench live --fsync``). Applied at start and to a running embedded
     server when a process connects; an external server keeps its own configuration."""
+    valkey_wait_replicas: int = Field(0, ge=0)
+    """After each write cycle the bridge sends ``WAIT n valkey_wait_timeout_ms`` to every
+    primary it wrote to and takes the cycle as stored (its batch dropped, its cursors as
+    acknowledged) only once that returns: n replicas have the writes. 0: off. WAIT makes
+    the window of writes a failover can lose smaller; it is no guarantee (replication
+    stays asynchronous: a replica that acknowledged may still not be the one promoted).
+    Fewer acknowledgements than n in time are counted (``replica_wait_short`` in the
+    bridge's status) and logged, and the bridge goes on."""
+    valkey_wait_timeout_ms: int = Field(100, ge=1)
+    """How long one WAIT of ``valkey_wait_replicas`` waits at most, in milliseconds."""
 
     # ZeroMQ
     zmq_host: str = "127.0.0.1"
@@ -312,7 +324,9 @@ class Settings(BaseModel):
     def _tls_needs_tls_url(self) -> Settings:
         tls = [n for n in ("valkey_tls_ca", "valkey_tls_cert", "valkey_tls_key")
                if getattr(self, n) is not None]  # fmt: skip
-        if tls and not (self.valkey_url or "").startswith(("valkeys://", "rediss://")):
+        if tls and not (self.valkey_url or "").startswith(
+            ("valkeys://", "rediss://", "valkeys+cluster://", "rediss+cluster://")
+        ):
             raise ValueError(
                 f"{', '.join(tls)} set but valkey_url is not a TLS URL: use "
                 "valkeys://host:port/db (the embedded server does not speak TLS)"
@@ -362,10 +376,13 @@ class Settings(BaseModel):
         if value in (None, ""):
             return None
         assert value is not None
-        if not value.startswith(("valkey://", "valkeys://", "redis://", "rediss://", "unix://")):
+        if not value.startswith(("valkey://", "valkeys://", "redis://", "rediss://", "unix://",
+                                  "valkey+cluster://", "valkeys+cluster://", "redis+cluster://",
+                                  "rediss+cluster://")):  # fmt: skip
             raise ValueError(
                 f"{hide_password(value)!r} is not a Valkey URL: use valkey://host:port/db, "
-                "valkeys://host:port/db (TLS), redis://host:port/db or unix:///path/to/socket"
+                "valkeys://host:port/db (TLS), redis://host:port/db, unix:///path/to/socket "
+                "or, for a Valkey Cluster, valkey+cluster://host:port,host:port"
             )
         return value
 

@@ -152,12 +152,14 @@ class Vault:
         return self._writes.append_batch(check_symbol(symbol), stream, batch, cursors, progress)
 
     @translate
-    def store_cycle(self, items: Sequence[StoreItem]) -> None:
+    def store_cycle(self, items: Sequence[StoreItem]) -> int | None:
         """Store several checked batches (trades of a stream, or book updates) with their
         cursors in one round trip: the bridge's write cycle. Each script call is atomic
         on its own; a failed cycle may be retried whole (repeated trades are resolved
-        at read time, and a repeated book call is recognised by its cursor)."""
-        self._writes.store_cycle(items, self.books)
+        at read time, and a repeated book call is recognised by its cursor). With
+        ``valkey_wait_replicas`` set, returns the fewest replicas that acknowledged the
+        writes (``WAIT`` on every primary written to); else None."""
+        return self._writes.store_cycle(items, self.books)
 
     # ------------------------------------------------------------------ offer book
     @property

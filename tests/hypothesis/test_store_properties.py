@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,6 +24,8 @@ from tickvault.storage import codec
 from tickvault.storage.keys import trades_key
 from tickvault.testing import BASE_NS, trade_batches
 from tickvault.timeutil import trading_days
+
+pytestmark = pytest.mark.store_backends  # every test: single server and cluster
 
 SP = ZoneInfo("America/Sao_Paulo")
 PROPERTY = settings(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -10,6 +11,8 @@ from tests.hypothesis.test_store_properties import PROPERTY, write_in_chunks
 from tickvault import TradeBatch, Vault
 from tickvault.testing import trade_batches
 from tickvault.timeutil import NS_PER_DAY
+
+pytestmark = pytest.mark.store_backends  # every test: single server and cluster
 
 
 @given(batch=trade_batches(max_size=400, unique_ids=True, flags=False), data=st.data())

@@ -24,6 +24,8 @@ from tickvault.transport.publisher import Publisher
 from tickvault.transport.wire import BOOK_DTYPE
 from tickvault.venue.b3 import B3_TZ
 
+pytestmark = pytest.mark.store_backends  # every test: single server and cluster
+
 START = dt.datetime(2025, 11, 3, 9, 0, tzinfo=B3_TZ)
 
 

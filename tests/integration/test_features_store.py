@@ -34,6 +34,8 @@ from tickvault.storage.keys import meta_key
 from tickvault.storage.writes import StoreItem
 from tickvault.venue import b3
 
+pytestmark = pytest.mark.store_backends  # every test: single server and cluster
+
 SYMBOL = "WINZ25"
 MIN = 60_000_000_000
 IMPORT_NS = 1_800_000_000_000_000_000  # 2027-01-15: the imported sessions arrive then

@@ -11,6 +11,8 @@ from tickvault.errors import QueryError, ValidationError
 from tickvault.records.signals import Mode, Side, Signal
 from tickvault.storage.recordstreams import RecordStream
 
+pytestmark = pytest.mark.store_backends  # every test: single server and cluster
+
 S = 1_000_000_000
 T0 = 1_764_000_000 * S
 

@@ -24,6 +24,8 @@ from tickvault.storage.keys import late_key, trades_key
 from tickvault.testing import trade_batches
 from tickvault.timeutil import NS_PER_DAY, NS_PER_MS, NS_PER_S
 
+pytestmark = pytest.mark.store_backends  # every test: single server and cluster
+
 
 def with_(batch: TradeBatch, **cols: object) -> TradeBatch:
     return TradeBatch(**{**batch.columns(), **cols})  # type: ignore[arg-type]

@@ -24,6 +24,8 @@ from tickvault.feeds.sim.generator import generate_day
 from tickvault.files import b3, reader
 from tickvault.timeutil import NS_PER_DAY
 
+pytestmark = pytest.mark.store_backends  # every test: single server and cluster
+
 SP = ZoneInfo("America/Sao_Paulo")
 
 

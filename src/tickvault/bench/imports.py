@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import valkey
 
 from tickvault.bench.isolation import SYMBOL_PREFIX, clear_keys, symbol_keys
 from tickvault.errors import BenchmarkError
@@ -30,6 +29,7 @@ from tickvault.feeds.sim.generator import generate_day
 from tickvault.files import b3, reader
 from tickvault.ingest.files import ImportOptions, import_files
 from tickvault.records.trades import TradeBatch
+from tickvault.storage.cluster import plain_client
 from tickvault.vault import Vault
 
 BENCH_DAY = dt.date(2025, 11, 3)
@@ -111,7 +111,7 @@ def run_import_bench(
         _clear(vault)
         seed_n = min(seed_trades, n_trades)
         say(f"original design: importing {seed_n:,} rows, one XADD each")
-        plain: Any = valkey.Valkey.from_url(vault.connection_url)
+        plain: Any = plain_client(vault.connection_url)
         t0 = time.perf_counter()
         seed_stored = _seed_import(plain, path, seed_n)
         seed_s = time.perf_counter() - t0

@@ -136,7 +136,9 @@ def _bridge_worker(a: argparse.Namespace) -> None:
         lags = bridge.stats.lag_percentiles(50, 99)
         bridge.close()
         out = {"t_done": t_done, "lags": lags,
-               "recovered": bridge.subscriber.stats.recovered_messages}  # fmt: skip
+               "recovered": bridge.subscriber.stats.recovered_messages,
+               "replica_wait_short": bridge.stats.replica_wait_short,
+               "writes": bridge.stats.writes}  # fmt: skip
     else:
         import orjson
         import zmq
@@ -164,12 +166,14 @@ def _bridge_worker(a: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------- orchestration
-def _spawn(vault: Vault, role: str, design: str, **kw: Any) -> subprocess.Popen[str]:
+def _spawn(vault: Vault, role: str, design: str, extra_env: dict[str, str] | None = None,
+           **kw: Any) -> subprocess.Popen[str]:  # fmt: skip
     args = [sys.executable, "-m", "tickvault.bench.live", role, "--design", design]
     for k, v in kw.items():
         args += [f"--{k}", str(v)]
     # The benchmark's server, never the user's: the URL overrides any configured one.
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TICKVAULT_VALKEY_URL": vault.connection_url}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TICKVAULT_VALKEY_URL": vault.connection_url,
+           **(extra_env or {})}  # fmt: skip
     return subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                             env=env)  # fmt: skip
 
@@ -179,14 +183,14 @@ def _clear(vault: Vault) -> None:
 
 
 def _one_run(
-    vault: Vault, design: str, trades: int, rate: float
+    vault: Vault, design: str, trades: int, rate: float, bridge_env: dict[str, str] | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     _clear(vault)
     ports = free_tcp_ports(5)
     endpoints = ",".join(f"tcp://127.0.0.1:{p}" for p in ports)
     procs: list[subprocess.Popen[str]] = []
     try:
-        bridge = _spawn(vault, "bridge", design, endpoints=endpoints, trades=trades)
+        bridge = _spawn(vault, "bridge", design, bridge_env, endpoints=endpoints, trades=trades)
         procs.append(bridge)
         assert bridge.stdout is not None
         if bridge.stdout.readline().strip() != "READY":
@@ -225,6 +229,7 @@ def run_live_bench(
     lag_trades: int | None = None,
     progress: Callable[[str], None] | None = None,
     fsync: Sequence[str] = (),
+    wait_replicas: Sequence[int] = (),
 ) -> dict[str, Any]:
     say = progress or (lambda _msg: None)
     lag_n = lag_trades or min(trades, int(rate * 4))
@@ -241,6 +246,8 @@ def run_live_bench(
                      "lag_ms": {"p50": round(p50, 3), "p99": round(p99, 3)}}  # fmt: skip
     if fsync:
         out["fsync"] = _fsync_rows(vault, trades, rate, lag_n, fsync, say)
+    if wait_replicas:
+        out["wait"] = _wait_rows(vault, trades, rate, lag_n, wait_replicas, say)
     _clear(vault)
     seed_tps = out["original_design"]["trades_per_s"]
     out["ratio"] = {"throughput": round(out["tickvault"]["trades_per_s"] / seed_tps, 1)
@@ -271,6 +278,27 @@ def _fsync_rows(vault: Vault, trades: int, rate: float, lag_n: int, modes: Seque
                          "lag_ms": {"p50": round(p50, 3), "p99": round(p99, 3)}})  # fmt: skip
     finally:
         r.config_set("appendfsync", before)
+    return rows
+
+
+def _wait_rows(vault: Vault, trades: int, rate: float, lag_n: int, counts: Sequence[int],
+               say: Callable[[str], None]) -> list[dict[str, Any]]:  # fmt: skip
+    """The tickvault design with its bridge set to ``valkey_wait_replicas = n``, per n (the
+    cost of waiting for replicas after each write cycle)."""
+    rows = []
+    for n in counts:
+        env = {"TICKVAULT_VALKEY_WAIT_REPLICAS": str(n)}
+        say(f"tickvault, valkey_wait_replicas {n}: {trades:,} trades as fast as possible")
+        pub, bridge = _one_run(vault, "tickvault", trades, 0, env)
+        lost, dup, tps = _figures(vault, "tickvault", trades, pub, bridge)
+        say(f"tickvault, valkey_wait_replicas {n}: lag of {lag_n:,} trades at {rate:,.0f} "
+            "trades/s")  # fmt: skip
+        _, lag_bridge = _one_run(vault, "tickvault", lag_n, rate, env)
+        p50, p99 = lag_bridge["lags"]
+        rows.append({"wait_replicas": n, "trades_per_s": round(tps), "lost": lost,
+                     "duplicated": dup, "writes": bridge["writes"],
+                     "wait_short": bridge["replica_wait_short"] + lag_bridge["replica_wait_short"],
+                     "lag_ms": {"p50": round(p50, 3), "p99": round(p99, 3)}})  # fmt: skip
     return rows
 
 

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import valkey
 
 from tickvault.bench.isolation import SYMBOL_PREFIX, clear_keys, symbol_keys
 from tickvault.errors import BenchmarkError
@@ -64,7 +63,9 @@ def _best_of(repeats: int, fn: Callable[[], Any]) -> tuple[float, Any]:
 
 def _plain_client(vault: Vault) -> Any:
     """A default valkey-py client, as the original design used."""
-    return valkey.Valkey.from_url(vault.connection_url)
+    from tickvault.storage.cluster import plain_client
+
+    return plain_client(vault.connection_url)
 
 
 def _seed_write(r: Any, batch: TradeBatch) -> None:

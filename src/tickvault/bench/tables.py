@@ -87,6 +87,23 @@ def live_table(result: Any, rate: float, trades: int) -> list[RenderableType]:
                 f"{row['lag_ms']['p99']:,.2f}",
             )
         shown.append(fs)
+    if result.get("wait"):
+        wt = Table(title="tickvault by valkey_wait_replicas (WAIT after each write cycle)")
+        for col in ("wait replicas", "trades/s", "lost", "duplicated", "writes", "WAIT short",
+                    "lag p50 ms", "lag p99 ms"):  # fmt: skip
+            wt.add_column(col, justify="right")
+        for row in result["wait"]:
+            wt.add_row(
+                str(row["wait_replicas"]),
+                f"{row['trades_per_s']:,}",
+                f"{row['lost']:,}",
+                f"{row['duplicated']:,}",
+                f"{row['writes']:,}",
+                f"{row['wait_short']:,}",
+                f"{row['lag_ms']['p50']:,.2f}",
+                f"{row['lag_ms']['p99']:,.2f}",
+            )
+        shown.append(wt)
     return shown
 
 

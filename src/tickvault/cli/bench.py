@@ -139,14 +139,26 @@ def bench_book(ctx: click.Context, trades_per_day: int | None, queries: int, as_
 @click.option("--fsync", default="", metavar="MODES",
               help="Also run tickvault under each AOF fsync mode, e.g. everysec,always "
               "(CONFIG SET appendfsync on the benchmark's server, restored after).")  # fmt: skip
+@click.option("--wait-replicas", "wait", default="", metavar="COUNTS",
+              help="Also run tickvault with valkey_wait_replicas set to each count, e.g. "
+              "0,1 (WAIT after each write cycle; bench a store with replicas: --url).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
-def bench_live(ctx: click.Context, trades: int, rate: float, fsync: str, as_json: bool) -> None:
+def bench_live(ctx: click.Context, trades: int, rate: float, fsync: str, wait: str,
+               as_json: bool) -> None:  # fmt: skip
     """Publisher process -> ZeroMQ -> bridge process -> Valkey, against the original design."""
     from tickvault.bench.live import run_live_bench
 
     modes = [m.strip() for m in fsync.split(",") if m.strip()]
-    result = _bench_result(ctx, as_json, run_live_bench, trades=trades, rate=rate, fsync=modes)
+    try:
+        counts = [int(c) for c in wait.split(",") if c.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{wait!r}: use counts such as 0,1",
+                                 param_hint="--wait-replicas") from None  # fmt: skip
+    if any(c < 0 for c in counts):
+        raise click.BadParameter(f"{wait!r}: counts are 0 or more", param_hint="--wait-replicas")
+    result = _bench_result(ctx, as_json, run_live_bench, trades=trades, rate=rate, fsync=modes,
+                           wait_replicas=counts)  # fmt: skip
     if result is None:
         return
     for shown in tables.live_table(result, rate, trades):

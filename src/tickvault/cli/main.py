@@ -13,6 +13,7 @@ import click
 from tickvault.cli.backtest import backtest_cmd, bench_backtest
 from tickvault.cli.bench import bench
 from tickvault.cli.chaos import chaos
+from tickvault.cli.cluster import cluster
 from tickvault.cli.dashboard import dashboard
 from tickvault.cli.features import features
 from tickvault.cli.ingest import backfill, import_cmd
@@ -75,6 +76,7 @@ ml.add_command(lookahead_cmd)
 for command in (up, ps):  # issue 16: the supervisor
     cli.add_command(command)
 cli.add_command(chaos)  # issue 17: the fault-injection suite
+cli.add_command(cluster)  # issue 18: a local Valkey Cluster
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:

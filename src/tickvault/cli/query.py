@@ -152,6 +152,8 @@ def status(ctx: click.Context) -> None:
                                f"{b.memory_bytes / 1e6:.1f}")  # fmt: skip
         console.print(book_table)
     kind = "embedded" if info["embedded"] else "external"
+    if info.get("cluster"):
+        kind = f"Valkey Cluster of {len(info['nodes'])} primaries"
     aof = f"AOF on (appendfsync {info['appendfsync']})" if info["aof"] else "AOF off"
     console.print(
         f"server: {info['url']} ({kind}, Valkey {info['version']}), persistence: "
@@ -159,6 +161,13 @@ def status(ctx: click.Context) -> None:
         f"used memory {info['used_memory'] / 1e6:.1f} MB",
         highlight=False,
     )
+    for node in info.get("nodes", ()):
+        console.print(
+            f"  primary {node['node']}: used memory {int(node['used_memory'] or 0) / 1e6:.1f} MB, "
+            f"{node['replicas']} replica(s)"
+            + (f"; refuses writes: {node['writes_refused']}" if node["writes_refused"] else ""),
+            highlight=False,
+        )
     if data_dir is not None:
         console.print(f"data directory: {data_dir}", highlight=False)
 

@@ -377,7 +377,14 @@ class Bridge(OutageHandling):
             gaps.pop(0)
         # One round trip for the whole cycle, trades first (``Cycle.items``).
         items = cycle.items()
-        self.vault.store_cycle(items)
+        acked = self.vault.store_cycle(items)
+        if acked is not None and acked < self.settings.valkey_wait_replicas:
+            self.stats.replica_wait_short += 1
+            self._rate_log.warning(
+                "wait", "bridge: WAIT %d %d: only %d replica(s) acknowledged a write cycle in "
+                "time (valkey_wait_replicas); it is stored on the primary, going on",
+                self.settings.valkey_wait_replicas, self.settings.valkey_wait_timeout_ms, acked,
+            )  # fmt: skip
         for item in items:
             for name, seq in item.cursors.items():
                 key = (item.symbol, name)
@@ -425,6 +432,7 @@ class Bridge(OutageHandling):
             "store": self._store_state, "store_error": self._store_error,
             "refused_writes": self.stats.refused_writes, "reading_paused": int(self._paused),
             "paused_reading": self.stats.paused_reading,
+            "replica_wait_short": self.stats.replica_wait_short,
         }  # fmt: skip
         self._status_at = now
         self._status_last = (now, self.stats.trades_stored, self._lag_samples)

@@ -35,6 +35,9 @@ class BridgeStats:
     everysec, or restored from an older copy): the bridge asked again from its cursors."""
     refused_writes: int = 0
     """Write attempts the server refused (out of memory, MISCONF); each is retried."""
+    replica_wait_short: int = 0
+    """Write cycles whose ``WAIT`` (``valkey_wait_replicas``) returned fewer replicas than
+    asked within ``valkey_wait_timeout_ms``."""
     paused_reading: int = 0
     """Times the bridge stopped reading because it held ``bridge_max_held_mb``."""
     unstored_trades: int = 0

@@ -8,6 +8,7 @@ import math
 from typing import Any
 
 from tickvault.storage import codec
+from tickvault.storage.cluster import ClusterClient
 from tickvault.storage.keys import (
     STREAMS,
     StreamKind,
@@ -82,7 +83,11 @@ def stats(r: Any, reads: TradeReads, symbol: str) -> list[StreamStats]:
 
 def server_status(r: Any, url: str, embedded: bool) -> dict[str, Any]:
     """Address, version and persistence mode of the server, and why it refuses writes
-    (``writes_refused``: what is wrong and what to do, or None)."""
+    (``writes_refused``: what is wrong and what to do, or None). On a cluster: the same
+    gathered from every primary (memory summed, the first refusal found), and ``nodes``,
+    per primary its address, memory and replicas."""
+    if isinstance(r, ClusterClient):
+        return _cluster_status(r, url)
     info = r.info("server")
     persistence = r.info("persistence")
     memory = r.info("memory")
@@ -123,5 +128,48 @@ def writes_refused(r: Any, persistence: dict[str, Any], memory: dict[str, Any]) 
 
 
 def server_run_id(r: Any) -> str:
-    """The server's run id: it changes whenever the server process restarts."""
+    """The server's run id: it changes whenever the server process restarts. On a
+    cluster, the run ids of every primary: it changes when one restarts or a failover
+    promotes a replica (the bridge then checks that no acknowledged write was lost)."""
+    if isinstance(r, ClusterClient):
+        infos = r.primaries_info("server")
+        return ",".join(str(infos[name].get("run_id", "")) for name in sorted(infos))
     return str(r.info("server").get("run_id", ""))
+
+
+def _cluster_status(r: Any, url: str) -> dict[str, Any]:
+    server = r.primaries_info("server")
+    persistence = r.primaries_info("persistence")
+    memory = r.primaries_info("memory")
+    replication = r.primaries_info("replication")
+    names = sorted(server)
+    refused = None
+    nodes = []
+    for name in names:
+        node = r.get_node(node_name=name)
+        conn: Any = r.get_valkey_connection(node)
+        why = writes_refused(conn, persistence.get(name, {}), memory.get(name, {}))
+        refused = refused or why
+        nodes.append({
+            "node": name,
+            "used_memory": memory.get(name, {}).get("used_memory"),
+            "replicas": int(replication.get(name, {}).get("connected_slaves", 0)),
+            "writes_refused": why,
+        })  # fmt: skip
+    conf: Any = r.get_valkey_connection(r.get_node(node_name=names[0])) if names else None
+    first = server[names[0]] if names else {}
+    return {
+        "url": url,
+        "embedded": False,
+        "cluster": True,
+        "version": first.get("valkey_version", first.get("redis_version")),
+        "aof": all(bool(persistence[n].get("aof_enabled")) for n in names),
+        "appendfsync": conf.config_get("appendfsync").get("appendfsync") if conf else None,
+        "maxmemory_policy": conf.config_get("maxmemory-policy").get("maxmemory-policy")
+        if conf
+        else None,
+        "used_memory": sum(int(memory[n].get("used_memory", 0)) for n in names),
+        "maxmemory": sum(int(memory[n].get("maxmemory", 0)) for n in names),
+        "writes_refused": refused,
+        "nodes": nodes,
+    }

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 import valkey
+from valkey.exceptions import AskError, ClusterError, TryAgainError, ValkeyClusterException
 
 from tickvault.config import Settings, hide_password
 from tickvault.errors import ServerError, ServerUnreachable, StoreRefused
+from tickvault.storage.cluster import ClusterClient, is_cluster_url, parse_cluster_url
 from tickvault.storage.server import ServerInfo, ensure_server, server_auth
 
 P = ParamSpec("P")
@@ -22,7 +24,7 @@ T = TypeVar("T")
 class Connection:
     """A client plus where it points and whether this process started the server."""
 
-    client: valkey.Valkey
+    client: valkey.Valkey | ClusterClient
     url: str
     embedded: ServerInfo | None
     started_here: bool
@@ -65,7 +67,7 @@ def _not_valkey(url: str, what: str) -> ServerError:
 
 
 def _is_tls(url: str) -> bool:
-    return url.startswith(("valkeys://", "rediss://"))
+    return url.startswith(("valkeys://", "rediss://", "valkeys+cluster://", "rediss+cluster://"))
 
 
 def client_options(settings: Settings, url: str, embedded: bool) -> dict[str, Any]:
@@ -162,6 +164,8 @@ def connect(settings: Settings, url: str | None = None) -> Connection:
         )
         target = embedded.url
     options = client_options(settings, target, embedded is not None)
+    if is_cluster_url(target):
+        return _connect_cluster(settings, target, options)
     try:
         _probe(target, settings.connect_timeout_s, **options)
         client = valkey.Valkey.from_url(
@@ -187,6 +191,76 @@ def connect(settings: Settings, url: str | None = None) -> Connection:
     except valkey.ValkeyError as exc:
         raise _not_valkey(target, str(exc)) from None
     return Connection(client=client, url=target, embedded=embedded, started_here=started)
+
+
+def _connect_cluster(settings: Settings, url: str, options: dict[str, Any]) -> Connection:
+    """A ``ClusterClient`` of the cluster URL ``url``: every seed PINGed first (one that
+    answers and is a cluster node is enough), credentials of the URL over the settings'."""
+    try:
+        parsed = parse_cluster_url(url)
+    except ValueError as exc:
+        raise ServerUnreachable(f"bad Valkey Cluster URL {hide_password(url)}: {exc}") from None
+    if parsed.password is not None:
+        options["password"] = parsed.password
+    if parsed.username is not None:
+        options["username"] = parsed.username
+    problems: list[str] = []
+    for host, port in parsed.seeds:  # a seed URL's scheme says TLS or not to the probes
+        seed = f"{'valkeys' if parsed.tls else 'valkey'}://{host}:{port}/0"
+        try:
+            _probe(seed, settings.connect_timeout_s, **options)
+        except ServerError as exc:
+            problems.append(str(exc))
+            continue
+        if not _is_cluster_node(seed, settings.connect_timeout_s, options):
+            raise ServerUnreachable(
+                f"{host}:{port} of {hide_password(url)} is a Valkey server without cluster "
+                "mode: use valkey://host:port/0 for a single server, or the seeds of a "
+                "cluster (`tickvault cluster up` starts a local one)"
+            )
+        break
+    else:
+        raise ServerUnreachable(
+            f"no seed node of the Valkey Cluster {hide_password(url)} answers: "
+            + "; ".join(problems)
+        )
+    if parsed.tls:
+        options["ssl"] = True
+    try:
+        client = ClusterClient(
+            parsed.seeds,
+            use_node=_use_chunking_packer,
+            socket_connect_timeout=settings.connect_timeout_s,
+            health_check_interval=30,
+            client_name=f"tickvault-{os.getpid()}",
+            **options,
+        )
+        client.ping()
+    except valkey.AuthenticationError as exc:
+        raise ServerUnreachable(
+            f"Valkey Cluster {hide_password(url)} refused the credentials ({exc}): "
+            + _CREDENTIALS_HINT
+        ) from None
+    except (valkey.ConnectionError, valkey.TimeoutError, OSError) as exc:
+        raise _unreachable(url, exc) from None
+    except (valkey.ValkeyError, ValkeyClusterException) as exc:
+        raise ServerUnreachable(
+            f"the Valkey Cluster {hide_password(url)} is not usable: {exc}. `tickvault cluster "
+            "status` (for a local one) or CLUSTER INFO on a node says what is wrong"
+        ) from None
+    return Connection(client=client, url=url, embedded=None, started_here=False)
+
+
+def _is_cluster_node(url: str, timeout_s: float, options: dict[str, Any]) -> bool:
+    probe: Any = valkey.Valkey.from_url(
+        url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, **options
+    )
+    try:
+        return bool(probe.info("cluster").get("cluster_enabled"))
+    except valkey.ValkeyError:
+        return False
+    finally:
+        probe.close()
 
 
 def _apply_appendfsync(client: valkey.Valkey, mode: str) -> None:
@@ -224,6 +298,14 @@ def translated() -> Iterator[None]:
     except (valkey.ConnectionError, valkey.TimeoutError) as exc:
         raise ServerUnreachable(
             f"lost the connection to Valkey: {exc}. Check that the server is still running"
+        ) from exc
+    except (ClusterError, AskError, TryAgainError, ValkeyClusterException) as exc:
+        # ClusterDownError, MasterDownError, MOVED/ASK/TRYAGAIN past the client's own
+        # retries, a slot no node serves: a failover or a resharding under way
+        raise ServerUnreachable(
+            f"the Valkey Cluster is changing its topology or misses a primary ({exc}); "
+            "retry in a few seconds (a failover takes about cluster-node-timeout plus one "
+            "second); `tickvault cluster status` or CLUSTER INFO on a node says more"
         ) from exc
     except valkey.ResponseError as exc:
         msg = str(exc)

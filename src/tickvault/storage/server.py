@@ -185,13 +185,26 @@ def remembered_port(data_dir: Path) -> int | None:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie waiting for its parent to reap it does not:
+    a server started by a process that has exited since is reaped by init, which may
+    take seconds)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """True when /proc says ``pid`` has exited but is not reaped yet (Linux; else False)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    end = stat.rfind(b")")  # the command name may hold spaces and parentheses
+    return stat[end + 2 : end + 3] == b"Z"
 
 
 def _client(

@@ -25,6 +25,7 @@ from tickvault.records.trades import TradeBatch
 from tickvault.storage import codec, identity
 from tickvault.storage.blocks import PlannedBlock, plan_blocks
 from tickvault.storage.books import BookStore
+from tickvault.storage.cluster import ClusterClient
 from tickvault.storage.keys import (
     STREAMS,
     StoreKind,
@@ -168,11 +169,15 @@ class TradeWrites:
         rows = np.repeat(decoded.days, decoded.counts) == day
         return decoded.columns["trade_id"][rows], decoded.columns["ts_event"][rows]
 
-    def store_cycle(self, items: Sequence[StoreItem], books: BookStore) -> None:
+    def store_cycle(self, items: Sequence[StoreItem], books: BookStore) -> int | None:
         """Store several checked batches (trades of a stream, or book updates) with their
         cursors in one round trip: the bridge's write cycle. Each script call is atomic
         on its own; a failed cycle may be retried whole (repeated trades are resolved
-        at read time, and a repeated book call is recognised by its cursor)."""
+        at read time, and a repeated book call is recognised by its cursor).
+
+        With ``valkey_wait_replicas`` set, the same round trip ends with ``WAIT`` on the
+        connection of every primary written to; returns the fewest replicas that
+        acknowledged (None: WAIT is off)."""
         pipe = self._r.pipeline(transaction=False)
         book_calls: list[tuple[int, StoreItem]] = []
         calls = 0
@@ -186,13 +191,35 @@ class TradeWrites:
             for keys, args in self._plan_calls(item.symbol, item.stream, batch, item.cursors):
                 self._append(keys=keys, args=args, client=pipe)
                 calls += 1
+        waits = self._queue_waits(pipe, items) if calls else 0
         if not book_calls:
-            pipe.execute()
-            return
-        with books.lock:
             replies = pipe.execute()
-            for index, item in book_calls:
-                books.applied(item.symbol, item.records, replies[index])
+        else:
+            with books.lock:
+                replies = pipe.execute()
+                for index, item in book_calls:
+                    books.applied(item.symbol, item.records, replies[index])
+        if not waits:
+            return None
+        return min(int(r) for r in replies[len(replies) - waits :])
+
+    def _queue_waits(self, pipe: Any, items: Sequence[StoreItem]) -> int:
+        """Queue ``WAIT n timeout`` after the writes of ``items``, on the connection of each
+        primary they went to (WAIT covers the writes of its own connection only); how
+        many were queued."""
+        n, timeout = self.settings.valkey_wait_replicas, self.settings.valkey_wait_timeout_ms
+        if not n:
+            return 0
+        if not isinstance(self._r, ClusterClient):
+            pipe.execute_command("WAIT", n, timeout)
+            return 1
+        nodes = {}
+        for item in items:
+            node = self._r.node_of_key(cursor_key(item.symbol))  # the symbol's slot
+            nodes[node.name] = node
+        for node in nodes.values():
+            pipe.execute_command("WAIT", n, timeout, target_nodes=node)
+        return len(nodes)
 
     def _plan_calls(
         self, symbol: str, stream: StreamKind, batch: TradeBatch, cursors: Mapping[str, int]
