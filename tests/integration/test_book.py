@@ -202,12 +202,15 @@ def test_bad_book_messages_are_quarantined_and_the_rest_stored(
                 pub.flush()
             total = sum(len(b) for b in good)
             wait_for(lambda: bridge.stats.book_updates_stored == total, "good updates stored")
-            # rejected as received, then its original fetched again and rejected too
-            wait_for(lambda: len(vault.quarantined()) == 2, "the bad one quarantined")
+            # rejected as received, then its original fetched again and rejected too (a
+            # loaded machine may fetch it once more: every rejection is quarantined)
+            wait_for(lambda: len(vault.quarantined()) >= 2, "the bad one quarantined")
             wait_for(lambda: len(vault.gaps("WINZ25")) == 1, "its gap marker")
+            wait_for(lambda: len(vault.quarantined()) == bridge.stats.rejected["side"],
+                     "every rejection quarantined")  # fmt: skip
         finally:
             bridge.close()
-    assert bridge.stats.rejected["side"] == 2
+    assert bridge.stats.rejected["side"] >= 2
     assert all(q["reason"] == "side" and "side" in q["detail"] for q in vault.quarantined())
     (gap,) = vault.gaps("WINZ25")
     assert gap.stream == "book" and gap.seq_first == gap.seq_last == 2
