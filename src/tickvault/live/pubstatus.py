@@ -29,7 +29,8 @@ import os
 import socket
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Self
 
 from tickvault.config import Settings
 from tickvault.errors import TickvaultError
@@ -79,31 +80,34 @@ def store_if_running(settings: Settings) -> Vault | None:
         return None
 
 
-class PublisherStatus:
-    """Reports ``publisher``'s fill to the store twice a second until ``close()``."""
+class StatusReporter:
+    """Writes ``fields()`` as the hash ``status:<name>`` every ``every_s`` until
+    ``close()``, to the store if one is there (module docstring); the publisher's and
+    the proxy's reporters."""
 
     def __init__(
         self,
-        publisher: Publisher,
+        fields: Callable[[], dict[str, Any]],
         settings: Settings,
+        name: str,
         *,
         vault: Vault | None = None,
         every_s: float = REPORT_EVERY_S,
         ttl_s: float = STATUS_TTL_S,
     ) -> None:
-        self.publisher = publisher
+        self.fields = fields
         self.settings = settings
         self.every_s = every_s
         self.ttl_s = ttl_s
-        self.name = f"{STATUS_PREFIX}{socket.gethostname()}:{os.getpid()}"
+        self.name = name
         self.reports = 0
         self._vault = vault
         self._own_vault = vault is None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tickvault-pub-status",
+        self._thread = threading.Thread(target=self._run, name="tickvault-status",
                                         daemon=True)  # fmt: skip
 
-    def start(self) -> PublisherStatus:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
@@ -125,10 +129,10 @@ class PublisherStatus:
         if self._vault is None:
             return
         try:
-            self._vault.put_status(self.name, status_fields(self.publisher), ttl_s=self.ttl_s)
+            self._vault.put_status(self.name, self.fields(), ttl_s=self.ttl_s)
             self.reports += 1
-        except TickvaultError as exc:  # a report is never worth disturbing publishing
-            log.debug("publisher status: not reported: %s", exc)
+        except TickvaultError as exc:  # a report is never worth disturbing the work
+            log.debug("status %s: not reported: %s", self.name, exc)
 
     def close(self) -> None:
         self._stop.set()
@@ -139,11 +143,37 @@ class PublisherStatus:
                 self._vault.close()
         self._vault = None
 
-    def __enter__(self) -> PublisherStatus:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-__all__ = ["STATUS_PREFIX", "PublisherStatus", "status_fields", "store_if_running"]
+class PublisherStatus(StatusReporter):
+    """Reports ``publisher``'s fill to the store twice a second until ``close()``."""
+
+    def __init__(
+        self,
+        publisher: Publisher,
+        settings: Settings,
+        *,
+        vault: Vault | None = None,
+        every_s: float = REPORT_EVERY_S,
+        ttl_s: float = STATUS_TTL_S,
+    ) -> None:
+        self.publisher = publisher
+        super().__init__(
+            lambda: status_fields(publisher), settings,
+            f"{STATUS_PREFIX}{socket.gethostname()}:{os.getpid()}",
+            vault=vault, every_s=every_s, ttl_s=ttl_s,
+        )  # fmt: skip
+
+
+__all__ = [
+    "STATUS_PREFIX",
+    "PublisherStatus",
+    "StatusReporter",
+    "status_fields",
+    "store_if_running",
+]
