@@ -190,6 +190,13 @@ class Settings(BaseModel):
     another set (1000: 6555-6559). Its subscribers set zmq_host to the proxy's host and
     add the same offset to their zmq_*_port settings."""
 
+    # worker pools (issue 18)
+    pool_lease_ttl_ms: int = Field(3000, ge=300, le=600_000)
+    """A pool worker (``bridge --pool``, ``features run --pool``) holds each of its
+    symbols through a lease in Valkey renewed every third of this; a worker that dies
+    loses its symbols to the others within about this long (plus a renewal round). A
+    worker paused longer than this loses its leases and its writes are refused."""
+
     # Store
     stream_maxlen: int = Field(100_000, gt=0)
     """Maximum entries (blocks) per stream kept by trimming; never enforced by eviction."""

@@ -1,0 +1,202 @@
+"""Worker pools (issue 18 part 4): real worker processes sharing symbols through leases
+in the real embedded Valkey, a real publisher, kill -9 of a worker while trades flow.
+
+Ownership is watched through the lease keys the whole time; what is stored is checked
+against what was sent, per symbol: every trade once (unique trades) and no record
+written twice (stored records == sent)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import sim_trades
+from tests.integration.test_live import GUARD_S, free_ports, port_env, wait_for
+from tickvault import Vault
+from tickvault.config import Settings
+from tickvault.errors import LeaseLost
+from tickvault.storage.leases import Fence
+from tickvault.transport.endpoints import Endpoints
+from tickvault.transport.publisher import Publisher
+
+SYMBOLS = ["WDOF26", "WDOG26", "WDOZ25", "WINF26", "WING26", "WINZ25"]
+TTL_MS = 1500
+CHUNK = 40
+
+
+class Owners:
+    """Samples the lease keys of ``role`` every few ms: symbol -> the owners seen in
+    turn (consecutive repeats folded), and the first sample time of each change."""
+
+    def __init__(self, vault: Vault, role: str) -> None:
+        self.leases = vault.leases(role)
+        self.history: dict[str, list[tuple[str | None, float]]] = {s: [] for s in SYMBOLS}
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.01):
+            now = time.monotonic()
+            for s, token in self.leases.owners(SYMBOLS).items():
+                worker = token.split(":")[0] if token else None
+                h = self.history[s]
+                if not h or h[-1][0] != worker:
+                    h.append((worker, now))
+            self.samples += 1
+
+    def now(self) -> dict[str, str | None]:
+        return {s: h[-1][0] if h else None for s, h in self.history.items()}
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(GUARD_S)
+
+
+class Feed:
+    """Publishes CHUNK trades per symbol per round until ``stop``; ``sent`` per symbol."""
+
+    def __init__(self, pub: Publisher) -> None:
+        self.pub = pub
+        self.trades = {s: sim_trades(200_000, s, seed=i, days=1) for i, s in enumerate(SYMBOLS)}
+        self.sent = dict.fromkeys(SYMBOLS, 0)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            for s in SYMBOLS:
+                n = self.sent[s]
+                self.pub.publish_trades(s, self.trades[s].take(range(n, n + CHUNK)))
+                self.sent[s] = n + CHUNK
+            self.pub.flush()
+            self.stop.wait(0.02)  # a pace, not a check
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.thread.join(GUARD_S)
+        self.pub.flush()
+
+
+def unique_stored(vault: Vault, symbol: str) -> int:
+    return len(vault.range_numpy(symbol))
+
+
+def records_stored(vault: Vault, symbol: str) -> int:
+    return sum(s.trades for s in vault.stats(symbol))
+
+
+@pytest.fixture
+def workers() -> Iterator[list[subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        for stream in (p.stdout, p.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_a_bridge_pool_shares_symbols_one_owner_each_and_a_killed_workers_symbols_move_without_loss(
+    vault: Vault, tmp_path: Path, workers: list[subprocess.Popen[bytes]]
+) -> None:
+    ports = free_ports()
+    env = {**os.environ, **port_env(ports), "TICKVAULT_VALKEY_URL": vault.url,
+           "TICKVAULT_DATA_DIR": str(tmp_path / "data"), "TICKVAULT_JOURNAL": "false",
+           "TICKVAULT_POOL_LEASE_TTL_MS": str(TTL_MS)}  # fmt: skip
+    settings = Settings(data_dir=tmp_path / "data", journal=False,
+                        **{f"zmq_{k}_port": v for k, v in ports.items()})  # fmt: skip
+    owners = Owners(vault, "bridge")
+    with Publisher(settings, endpoints=Endpoints.from_settings(settings)) as pub:
+        for i in range(3):
+            workers.append(subprocess.Popen(
+                [sys.executable, "-m", "tickvault.cli.main", "bridge", "--pool",
+                 "--symbols", ",".join(SYMBOLS), "--worker-id", f"w{i}"],
+                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            ))  # fmt: skip
+
+        def balanced() -> bool:
+            now = owners.now()
+            counts = [list(now.values()).count(f"w{i}") for i in range(3)]
+            return None not in now.values() and counts == [2, 2, 2]
+
+        wait_for(balanced, "3 workers holding 2 symbols each")
+        feed = Feed(pub)
+        feed.thread.start()
+        wait_for(lambda: all(unique_stored(vault, s) > 0 for s in SYMBOLS), "trades stored")
+        before = owners.now()
+        victim = before[SYMBOLS[0]]
+        assert victim is not None
+        moved = [s for s, w in before.items() if w == victim]
+        workers[int(victim[1:])].send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        survivors = {f"w{i}" for i in range(3)} - {victim}
+        wait_for(lambda: all(owners.now()[s] in survivors for s in moved),
+                 "the killed worker's symbols owned by the others")  # fmt: skip
+        move_s = max(h[-1][1] for s, h in owners.history.items() if s in moved) - killed_at
+        at_move = {s: unique_stored(vault, s) for s in moved}
+        wait_for(lambda: all(unique_stored(vault, s) > at_move[s] + CHUNK for s in moved),
+                 "the moved symbols stored by their new owners")  # fmt: skip
+        feed.finish()
+        sent = dict(feed.sent)
+        wait_for(lambda: all(unique_stored(vault, s) >= sent[s] for s in SYMBOLS),
+                 "every trade sent stored")  # fmt: skip
+        final = owners.now()
+        for p in workers:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        codes = [p.wait(GUARD_S) for p in workers]
+    owners.close()
+    print(f"the killed worker's symbols moved {move_s:.2f} s after the kill (TTL {TTL_MS} ms)")
+    for s in SYMBOLS:
+        assert unique_stored(vault, s) == sent[s]  # none lost
+        assert records_stored(vault, s) == sent[s]  # none written twice
+        assert vault.gaps(s) == []
+    # ownership over time: only the pool's workers, the dead one never again after its
+    # symbols moved, the moved symbols once to a survivor and there they stayed
+    for h in owners.history.values():
+        assert {w for w, _ in h} <= {None, "w0", "w1", "w2"}
+    for s in moved:
+        after_kill = [w for w, t in owners.history[s] if t > killed_at and w is not None]
+        assert after_kill and set(after_kill) <= survivors and len(set(after_kill)) == 1
+    assert sorted(final.values()) == sorted(list(survivors) * 3)  # 3 each: balanced again
+    assert codes[int(victim[1:])] == -signal.SIGKILL
+    assert [c for i, c in enumerate(codes) if f"w{i}" != victim] == [0, 0]
+
+
+def test_a_fenced_write_lands_only_while_its_lease_is_held(vault: Vault) -> None:
+    from tickvault.storage.writes import StoreItem
+
+    leases = vault.leases("bridge")
+    a, b = Fence("bridge", "a:1"), Fence("bridge", "b:1")
+    trades = sim_trades(100, "WINZ25").to_structured()
+    item = StoreItem("WINZ25", "realtime", trades[:50], {"00:trade.WINZ25": 1})
+    assert leases.acquire("WINZ25", a.token, 60_000)
+    assert not leases.acquire("WINZ25", b.token, 60_000)  # held: nobody else takes it
+    vault.store_cycle([item], fence=a)
+    with pytest.raises(LeaseLost, match="WINZ25"):  # b never held it
+        vault.store_cycle([StoreItem("WINZ25", "realtime", trades[50:], {})], fence=b)
+    assert records_stored(vault, "WINZ25") == 50
+    # a's lease expires (a paused past its TTL), b takes the symbol: a's write is refused
+    assert leases.renew(["WINZ25"], a.token, 1) == {"WINZ25"}
+    wait_for(lambda: leases.acquire("WINZ25", b.token, 60_000), "the lease free for b")
+    with pytest.raises(LeaseLost):
+        vault.store_cycle([StoreItem("WINZ25", "realtime", trades[50:], {})], fence=a)
+    vault.store_cycle([StoreItem("WINZ25", "realtime", trades[50:], {"00:trade.WINZ25": 2})],
+                      fence=b)  # fmt: skip
+    assert records_stored(vault, "WINZ25") == 100
+    assert vault.bridge_cursor("WINZ25", "00:trade.WINZ25") == 2
+    assert leases.renew(["WINZ25"], a.token, 60_000) == set()  # a cannot renew b's lease
+    leases.release(["WINZ25"], a.token)  # nor release it
+    assert leases.owners(["WINZ25"]) == {"WINZ25": b.token}
