@@ -128,6 +128,8 @@ class Bridge(OutageHandling):
         self.vault = vault
         self.fence = fence
         self.on_lease_lost = on_lease_lost
+        self._lost: set[str] = set()
+        """Symbols whose lease this bridge lost: never written again by it."""
         self.settings = vault.settings
         self.symbols = sorted({check_symbol(s) for s in symbols}) if symbols else None
         self.stats = BridgeStats()
@@ -423,23 +425,29 @@ class Bridge(OutageHandling):
         """Store ``items`` fenced by the pool worker's leases; the items of symbols whose
         lease is lost are dropped from the cycle (never stored by this worker: their
         cursors stay where the store has them). The items stored."""
+        if self._lost:
+            items = self._drop(cycle, items, self._lost)
         while items:
             try:
                 self.vault.store_cycle(items, fence=fence)
                 return items
             except LeaseLost as exc:
-                lost = set(exc.symbols)
                 self.stats.fenced_writes += 1
-                for item in items:
-                    if item.symbol in lost:
-                        cycle.pending.pop((item.symbol, item.stream), None)
-                        if item.stream != "book":
-                            self.stats.fenced_trades += len(item.records)
-                items = [i for i in items if i.symbol not in lost]
+                self._lost |= set(exc.symbols)
+                items = self._drop(cycle, items, self._lost)
                 log.warning("bridge: %s", exc)
                 if self.on_lease_lost is not None:
-                    self.on_lease_lost(sorted(lost))
+                    self.on_lease_lost(sorted(exc.symbols))
         return items
+
+    def _drop(self, cycle: Cycle, items: list[StoreItem], lost: set[str]) -> list[StoreItem]:
+        """``items`` without those of the ``lost`` symbols (dropped from the cycle)."""
+        for item in items:
+            if item.symbol in lost:
+                cycle.pending.pop((item.symbol, item.stream), None)
+                if item.stream != "book":
+                    self.stats.fenced_trades += len(item.records)
+        return [i for i in items if i.symbol not in lost]
 
     def _report_status(self) -> None:
         """Report the counters as ``status:bridge:<host>:<pid>`` (the dashboard reads it),

@@ -135,6 +135,8 @@ class LeaseKeeper:
 
     def lost(self, symbols: list[str]) -> None:
         """A fenced write found these leases gone (from the instance's writer thread)."""
+        log.warning("%s pool: leases lost (a write was refused): %s", self.role,
+                    ", ".join(sorted(symbols)))  # fmt: skip
         with self._lock:
             self._held -= set(symbols)
             self._give -= set(symbols)
@@ -209,6 +211,7 @@ def run_pool(
     ticker = threading.Thread(target=rounds, name="tickvault-pool-leases", daemon=True)
     ticker.start()
     running: _Running | None = None
+    serving: list[str] | None = None
     try:
         while not stop.is_set():
             keeper.changed.wait(every_s)
@@ -218,13 +221,14 @@ def run_pool(
             if running is not None and not running.thread.is_alive():
                 error = running.error
                 running.stop()
-                running = None
+                running, serving = None, None
                 if error is not None:
                     raise error
             wanted = keeper.wanted()
-            if running is not None and running.symbols == wanted:
+            if wanted == serving:
                 keeper.give_away()  # nothing marked is served: release at once
                 continue
+            serving = wanted
             if running is not None:
                 running.stop()  # stores what it holds (fenced), then nothing writes them
                 running = None
