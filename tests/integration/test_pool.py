@@ -338,3 +338,117 @@ def test_a_feature_pool_moves_a_killed_workers_symbols_and_no_row_is_lost_or_dou
         assert after_kill and set(after_kill) <= survivors
     assert codes[1 + int(victim[1:])] == -signal.SIGKILL
     assert [c for i, c in enumerate(codes) if i != 1 + int(victim[1:])] == [0, 0, 0]
+
+
+def test_a_model_pool_moves_a_killed_workers_symbols_and_no_signal_is_lost_or_doubled(
+    own_data_dir: Path, workers: list[subprocess.Popen[bytes]]
+) -> None:
+    import datetime as dt
+
+    from tickvault.engine import FeatureEngine
+    from tickvault.engine.rows import FeatureRows
+    from tickvault.engine.signals import SignalStore
+    from tickvault.engine.training import load_promoted, metadata, train
+    from tickvault.feeds.sim import SimulatedFeeder
+    from tickvault.live.models import frame_rows
+    from tickvault.live.seed import seed_sessions
+    from tickvault.models.registry import Registry
+    from tickvault.signals.coordinator import CoordinatorParams, Decider
+    from tickvault.signals.policy import PolicyParams
+    from tickvault.venue.b3 import B3_TZ
+
+    day = dt.date(2025, 12, 1)
+    policy = PolicyParams(enter=0.01, exit=0.0, min_confidence=0.0, cooldown_ns=0)
+    ports, more = free_ports(), free_ports()
+    env = {**os.environ, **port_env(ports), "TICKVAULT_DATA_DIR": str(own_data_dir),
+           "TICKVAULT_POOL_LEASE_TTL_MS": str(TTL_MS),
+           "TICKVAULT_ZMQ_FEATURES_PORT": str(more["ticks"]),
+           "TICKVAULT_ZMQ_SIGNALS_PORT": str(more["book"]),
+           "TICKVAULT_ZMQ_SIGNALS_REPLAY_PORT": str(more["history"]),
+           "TICKVAULT_SIGNAL_DEADLINE_MS": str(3_600_000), "TICKVAULT_SIGNAL_ENTER": "0.01",
+           "TICKVAULT_SIGNAL_EXIT": "0", "TICKVAULT_SIGNAL_MIN_CONFIDENCE": "0",
+           "TICKVAULT_SIGNAL_COOLDOWN_S": "0"}  # fmt: skip
+    overrides = {f"zmq_{name}_port": p for name, p in ports.items()}
+    start = dt.datetime.combine(day, dt.time(9, 0), tzinfo=B3_TZ)
+    feeder = SimulatedFeeder(SYMBOLS, speed=None, days=1, trades_per_day=4_000, chained=True,
+                             start=start)  # fmt: skip
+    trades = {s: feeder.day_trades(s, day).to_structured() for s in SYMBOLS}
+
+    def cli(*args: str) -> subprocess.Popen[bytes]:
+        p = subprocess.Popen([sys.executable, "-m", "tickvault.cli.main", *args], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        workers.append(p)
+        return p
+
+    def publish(pub: Publisher, lo: float, hi: float) -> None:
+        for s, t in trades.items():
+            a, b = int(len(t) * lo), int(len(t) * hi)
+            for i in range(a, b, 100):
+                chunk = t[i : min(i + 100, b)].copy()
+                chunk["ts_recv"] = time.time_ns()  # received now: the deadline counts from it
+                pub.publish_trades(s, chunk)
+        pub.flush()
+
+    with Vault.open(data_dir=own_data_dir, **overrides) as vault, \
+            Publisher(vault.settings) as pub:  # fmt: skip
+        reg = Registry.of_data_dir(own_data_dir)
+        for s in SYMBOLS:  # a fast model per symbol (intraday features only)
+            seed_sessions(vault, s, 3, before=day, trades_per_day=2_000)
+            result = train(vault, s, "2025-11-20", "2025-12-01", every="5min", folds=2,
+                           estimator="sklearn.linear_model.LogisticRegression",
+                           features="fast")  # fmt: skip
+            reg.promote(reg.save(s, result.model, metadata(result)))
+        cli("bridge")
+        cli("features", "run", "--symbols", ",".join(SYMBOLS))
+        for i in range(3):
+            cli("ml", "run", "--pool", "--symbols", ",".join(SYMBOLS), "--worker-id", f"m{i}")
+        owners = Owners(vault, "models")
+        store = SignalStore(vault)
+
+        def balanced() -> bool:
+            now = owners.now()
+            return sorted(w or "" for w in now.values()) == ["m0", "m0", "m1", "m1", "m2", "m2"]
+
+        wait_for(balanced, "3 model workers holding 2 symbols each")
+        wait_for(lambda: pub.subscribers() >= 2, "the bridge and the feature worker")
+        publish(pub, 0, 0.5)
+        wait_for(lambda: all(int(store.cursor(s).get("rows") or 0) > 100 for s in SYMBOLS),
+                 "decisions on every symbol")  # fmt: skip
+        victim = owners.now()[SYMBOLS[0]]
+        assert victim is not None
+        moved = [s for s, w in owners.now().items() if w == victim]
+        index = 2 + int(victim[1:])
+        workers[index].send_signal(signal.SIGKILL)  # mid-stream, maybe mid-batch
+        killed_at = time.monotonic()
+        publish(pub, 0.5, 1.0)
+        survivors = {f"m{i}" for i in range(3)} - {victim}
+        wait_for(lambda: all(owners.now()[s] in survivors for s in moved),
+                 "the killed worker's symbols owned by the others")  # fmt: skip
+        last_t = {s: int(t["ts_event"][-1]) + 1 for s, t in trades.items()}
+        wait_for(lambda: all(store.cursor(s).get("T") == str(last_t[s]) for s in SYMBOLS),
+                 "every symbol decided to its last row")  # fmt: skip
+        owners.close()
+        for p in workers:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        codes = [p.wait(GUARD_S) for p in workers]
+        move_s = max(h[-1][1] for s, h in owners.history.items() if s in moved) - killed_at
+        print(f"the killed model worker's symbols moved {move_s:.2f} s after the kill")
+        params = CoordinatorParams(deadline_ns=3_600 * 10**9)
+        total = 0
+        for s in SYMBOLS:
+            models = load_promoted(reg, s, FeatureEngine(vault))
+            d = Decider(s, models, params, policy)
+            rows = frame_rows(FeatureRows(vault).range(s, versions=True))
+            expected = [x.signal for x in d.on_rows((r[0], r[1], r[3]) for r in rows) if x.signal]
+            stored = store.signals(s, 0, 2**62)
+            assert stored == expected, s  # none lost, none twice
+            cursor = store.cursor(s)
+            assert int(cursor["rows"]) == len(rows) and int(cursor["signals"]) == len(stored)
+            total += len(stored)
+        assert total > 10
+    for s in moved:
+        after_kill = [w for w, t in owners.history[s] if t > killed_at and w is not None]
+        assert after_kill and set(after_kill) <= survivors
+    assert codes[index] == -signal.SIGKILL
+    assert [c for i, c in enumerate(codes) if i != index] == [0] * 4
