@@ -452,3 +452,32 @@ def test_a_model_pool_moves_a_killed_workers_symbols_and_no_signal_is_lost_or_do
         assert after_kill and set(after_kill) <= survivors
     assert codes[index] == -signal.SIGKILL
     assert [c for i, c in enumerate(codes) if i != index] == [0] * 4
+
+
+def test_lease_keepers_balance_take_only_free_symbols_and_give_away_on_request(
+    vault: Vault,
+) -> None:
+    from tickvault.live.pool import LeaseKeeper
+
+    a = LeaseKeeper(vault, "bridge", SYMBOLS, "a")
+    a.tick()  # alone: it takes every symbol
+    assert a.wanted() == SYMBOLS and a.members == 1
+    b = LeaseKeeper(vault, "bridge", SYMBOLS, "b")
+    b.tick()  # 2 members: b may hold 3, but every symbol is a's
+    assert b.held() == set() and b.members == 2
+    a.tick()  # a holds 6 > 3: marks 3 to give away, still holds (and renews) them
+    assert len(a.wanted()) == 3 and a.held() == set(SYMBOLS)
+    b.tick()
+    assert b.held() == set()  # nothing is free until a gives them away
+    a.give_away()  # (the pool loop calls it once its instance stopped writing them)
+    b.tick()
+    assert sorted(a.held() | b.held()) == SYMBOLS and not a.held() & b.held()
+    assert len(b.held()) == 3
+    owners = vault.leases("bridge").owners(SYMBOLS)
+    assert {s for s, t in owners.items() if t == b.token} == b.held()
+    a.close()  # a clean stop releases at once and leaves the pool
+    b.tick()
+    assert b.held() == set(SYMBOLS) and b.members == 1
+    b.close()
+    assert set(vault.leases("bridge").owners(SYMBOLS).values()) == {None}
+    assert vault.leases("bridge").members() == []
