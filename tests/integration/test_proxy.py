@@ -162,7 +162,14 @@ def test_two_subscribers_through_the_proxy_get_each_message_once_a_slow_ones_dro
                            and int(r.get("replay_requests", 0)) >= 1
                            for r in rows.values())  # fmt: skip
 
-        wait_for(reported, "the proxy's status hash")
+        try:
+            wait_for(reported, "the proxy's status hash")
+        except AssertionError:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(GUARD_S)
+            assert proc.stderr is not None
+            shown = f"{vault.statuses('proxy:')} {proc.stderr.read().decode()}"
+            raise AssertionError(shown) from None
     for seen in (fast, slow):
         assert seen.seqs == list(range(1, n_messages + 1))  # every message once, in order
         assert seen.ids == list(range(end))
@@ -282,3 +289,28 @@ def test_the_proxys_report_reaches_metrics_with_its_forwarded_messages_and_subsc
         samples[("tickvault_proxy_forwarded_bytes_total", me)]
         >= 12 * PER_MESSAGE * TRADE_DTYPE.itemsize
     )
+
+
+def test_a_publisher_that_ends_waits_for_the_end_acks_of_the_subscribers_behind_the_proxy(
+    tmp_path: Path,
+) -> None:
+    up, down = Endpoints.ipc(str(tmp_path / "pub")), Endpoints.ipc(str(tmp_path / "px"))
+    for d in ("pub", "px"):
+        (tmp_path / d).mkdir()
+    settings = Settings(data_dir=tmp_path / "data", journal=False)
+    one, two = Seen(), Seen()
+    with Proxy(settings, upstream=up, downstream=down) as px, \
+            Subscriber(settings, handler=one, endpoints=[down]).start() as a, \
+            Subscriber(settings, handler=two, endpoints=[down]).start() as b:  # fmt: skip
+        pub = Publisher(settings, endpoints=up)
+        try:
+            wait_for(lambda: pub.subscribers() >= 2, "both subscribers, through the proxy")
+            end = publish(pub, 0, 8)
+            wait_for(lambda: one.count() >= end and two.count() >= end, "every trade")
+        finally:
+            pub.close()  # announces the end; waits for each subscriber's acknowledgement
+        acks = pub.stats().end_acks
+        wait_for(lambda: a.stats.ends >= 1 and b.stats.ends >= 1, "the END at both")
+        notices = px.stats().end_notices
+    assert acks == 2  # one per subscriber behind the proxy, each its own peer upstream
+    assert notices >= 2

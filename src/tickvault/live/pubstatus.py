@@ -119,7 +119,11 @@ class StatusReporter:
                 if now - tried < CONNECT_EVERY_S:
                     continue
                 tried = now
-                self._vault = store_if_running(self.settings)
+                try:
+                    self._vault = store_if_running(self.settings)
+                except Exception:  # a reporter must never die: try again later
+                    log.exception("status %s: cannot open the store", self.name)
+                    self._vault = None
                 if self._vault is None:
                     continue
             self.report()
@@ -133,6 +137,8 @@ class StatusReporter:
             self.reports += 1
         except TickvaultError as exc:  # a report is never worth disturbing the work
             log.debug("status %s: not reported: %s", self.name, exc)
+        except Exception:  # nor worth the reporter thread: logged, tried again
+            log.exception("status %s: not reported", self.name)
 
     def close(self) -> None:
         self._stop.set()
