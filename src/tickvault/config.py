@@ -188,6 +188,27 @@ class Settings(BaseModel):
     store_retry_max_s: float = Field(2.0, gt=0)
     """Longest wait between two write attempts while Valkey is unreachable."""
 
+    # fan-out proxy (issue 18)
+    proxy_upstream_host: str | None = None
+    """Host of the publisher ``tickvault proxy`` forwards (its zmq_*_port ports, replay
+    service included); default: zmq_host."""
+    proxy_host: str = "127.0.0.1"
+    """Address ``tickvault proxy`` binds its sockets on for its subscribers: 0.0.0.0 (or
+    an interface's address) serves other machines; turn zmq_curve on across an
+    untrusted network."""
+    proxy_port_offset: int = Field(0, ge=0, le=60_000)
+    """The proxy's ports are the publisher's (zmq_ticks_port ... zmq_replay_port) plus
+    this: 0 for a proxy on a host of its own; a proxy on the publisher's host needs
+    another set (1000: 6555-6559). Its subscribers set zmq_host to the proxy's host and
+    add the same offset to their zmq_*_port settings."""
+
+    # worker pools (issue 18)
+    pool_lease_ttl_ms: int = Field(3000, ge=300, le=600_000)
+    """A pool worker (``bridge --pool``, ``features run --pool``) holds each of its
+    symbols through a lease in Valkey renewed every third of this; a worker that dies
+    loses its symbols to the others within about this long (plus a renewal round). A
+    worker paused longer than this loses its leases and its writes are refused."""
+
     # Store
     stream_maxlen: int = Field(100_000, gt=0)
     """Maximum entries (blocks) per stream kept by trimming; never enforced by eviction."""

@@ -12,6 +12,8 @@
     ├── ModelError               a model version is unknown, does not load, or its features differ
     ├── SupervisorError          ``tickvault up`` cannot start (a port in use, one already
     │                            runs) or a component it needs keeps failing
+    ├── LeaseLost                a pool worker's write was refused: another worker owns
+    │                            the symbol now, or its lease expired (nothing written)
     └── ServerError              anything about the Valkey server
         ├── ServerUnreachable    no server answers at the configured address
         ├── StoreRefused         the server answers but refuses writes (out of memory
@@ -89,6 +91,22 @@ class ModelError(TickvaultError):
 
 class SupervisorError(TickvaultError):
     """``tickvault up`` cannot start its components, or one it needs keeps failing."""
+
+
+class LeaseLost(TickvaultError):
+    """A pool worker's fenced write was refused (``storage.leases``): the lease of
+    ``symbols`` for ``role`` is no longer this worker's (it expired, e.g. the worker was
+    paused past ``pool_lease_ttl_ms``, and another worker may own it now). Nothing of
+    the write was stored; the symbol's owner resumes from the stored cursor."""
+
+    def __init__(self, symbols: list[str], role: str, *, why: str = "") -> None:
+        super().__init__(
+            f"{role} pool: the lease of {', '.join(symbols)} is no longer this worker's"
+            f"{' (' + why + ')' if why else ''}; the write was refused and nothing of it "
+            "stored: the symbol's current owner resumes from the stored cursor"
+        )
+        self.symbols = symbols
+        self.role = role
 
 
 class ServerError(TickvaultError):

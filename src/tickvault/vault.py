@@ -38,6 +38,7 @@ from tickvault.storage.catalog import StreamStats
 from tickvault.storage.connection import Connection, connect, translate
 from tickvault.storage.frames import to_arrow, to_frame
 from tickvault.storage.keys import STREAMS, StreamKind
+from tickvault.storage.leases import Fence, Leases, fenced, fenced_cycle
 from tickvault.storage.markers import GapMarker
 from tickvault.storage.reads import TradeReads, bounds
 from tickvault.storage.resolve import Columns
@@ -152,14 +153,35 @@ class Vault:
         return self._writes.append_batch(check_symbol(symbol), stream, batch, cursors, progress)
 
     @translate
-    def store_cycle(self, items: Sequence[StoreItem]) -> int | None:
+    def store_cycle(self, items: Sequence[StoreItem], *, fence: Fence | None = None) -> int | None:
         """Store several checked batches (trades of a stream, or book updates) with their
         cursors in one round trip: the bridge's write cycle. Each script call is atomic
         on its own; a failed cycle may be retried whole (repeated trades are resolved
         at read time, and a repeated book call is recognised by its cursor). With
         ``valkey_wait_replicas`` set, returns the fewest replicas that acknowledged the
-        writes (``WAIT`` on every primary written to); else None."""
-        return self._writes.store_cycle(items, self.books)
+        writes (``WAIT`` on every primary written to); else None.
+
+        ``fence`` (a pool worker's): the whole cycle is one transaction that lands only
+        while the fence holds the lease of every symbol in it, else ``LeaseLost`` and
+        nothing is written (``storage.leases``); no ``WAIT`` then (None)."""
+        if fence is None:
+            return self._writes.store_cycle(items, self.books)
+        fenced_cycle(self._r, self._writes, self.books, items, fence)
+        return None
+
+    def leases(self, role: str) -> Leases:
+        """The symbol leases and members of the worker pool ``role`` (``storage.leases``)."""
+        return Leases(self._r, role)
+
+    def fenced(
+        self,
+        fence: Fence,
+        symbols: Sequence[str],
+        queue: Callable[[Any], Callable[[list[Any]], None] | None],
+    ) -> None:
+        """Run the writes ``queue`` puts on a transaction (a valkey-py pipeline) only while
+        ``fence`` holds the lease of each of ``symbols``; else ``LeaseLost``."""
+        fenced(self._r, fence, symbols, queue)
 
     # ------------------------------------------------------------------ offer book
     @property

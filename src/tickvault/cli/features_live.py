@@ -3,6 +3,8 @@ vs recomputed parity). Plain click commands: the ``features`` group attaches the
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from tickvault.cli.common import POSITIVE, open_vault, parse_symbols, stop_on_signals
@@ -31,6 +33,20 @@ from tickvault.cli.output import console, err_console
     "tickvault ml run (which must then not run for these symbols). One hop and one "
     "store round trip less from tick to signal.",
 )
+@click.option(
+    "--pool",
+    is_flag=True,
+    help="Be one worker of a pool sharing --symbols: start several (on any hosts); each "
+    "symbol's rows are computed and stored by exactly one of them at a time (leases in "
+    "Valkey), and a dead worker's symbols move to the others within pool_lease_ttl_ms. "
+    "A pool worker publishes its rows only with --publish-port.",
+)
+@click.option("--worker-id", help="This pool worker's name (default: host:pid).")
+@click.option(
+    "--publish-port",
+    type=click.IntRange(1, 65535),
+    help="With --pool: publish the rows on this port (one per worker on a host).",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -40,6 +56,9 @@ def run(
     host: str | None,
     reset: bool,
     inline_models: bool,
+    pool: bool,
+    worker_id: str | None,
+    publish_port: int | None,
 ) -> None:
     """Compute features live from the trade and book topics, store them in
     features:{SYMBOL} and publish them on zmq_features_port, until SIGINT/SIGTERM
@@ -67,6 +86,11 @@ def run(
             w.stop()
 
     stop_on_signals(stop)
+    if pool and (reset or inline_models):
+        raise click.UsageError(
+            "--pool does not go with --reset (it would delete rows another worker of the "
+            "pool writes) nor --models (run the model worker on its own)"
+        )
     with open_vault(ctx) as vault:
         if reset:
             rows = FeatureRows(vault)
@@ -85,6 +109,10 @@ def run(
                     highlight=False,
                 )
         eps = Endpoints.from_settings(vault.settings, host)
+        if pool:
+            if not stopped.is_set():
+                _pool(vault, wanted, eps, worker_id, publish_port, stopped)
+            return
         models = None
         if inline_models:
             from tickvault.live.models import ModelWorker, status_line
@@ -128,6 +156,47 @@ def run(
             f"{st.skipped_corrections} corrections; {st.gaps} gaps",
             highlight=False,
         )
+
+
+def _pool(vault: Any, symbols: list[str], eps: Any, worker_id: str | None,
+          publish_port: int | None, stopped: Any) -> None:  # fmt: skip
+    """``features run --pool``: one worker of the feature pool (``live.pool``)."""
+    from tickvault.live.features import FeatureWorker
+    from tickvault.live.pool import LeaseKeeper, run_pool
+
+    keeper = LeaseKeeper(vault, "features", symbols, worker_id)
+    endpoint = f"tcp://{vault.settings.zmq_host}:{publish_port}" if publish_port else None
+    totals = {"rows": 0, "fenced": 0}
+    workers: list[FeatureWorker] = []
+
+    def count() -> None:
+        for w in workers:
+            totals["rows"] += sum(w.stats.rows_by_symbol.values())
+            totals["fenced"] += w.stats.fenced_writes
+        workers.clear()
+
+    def make(own: Any, wanted: list[str], fence: Any, lost: Any) -> FeatureWorker:
+        count()
+        w = FeatureWorker(own, wanted, endpoints=[eps], publish=endpoint is not None,
+                          publish_endpoint=endpoint, fence=fence, on_lease_lost=lost)  # fmt: skip
+        workers.append(w)
+        return w
+
+    def changed(wanted: list[str]) -> None:
+        err_console.print(f"features pool {keeper.worker_id}: computing "
+                          f"{', '.join(wanted) or 'nothing'}", highlight=False)  # fmt: skip
+
+    err_console.print(
+        f"features pool worker {keeper.worker_id} ({len(symbols)} symbols, leases of "
+        f"{vault.settings.pool_lease_ttl_ms} ms): {eps.ticks} + {eps.book} -> {vault.url}"
+        f"{', published on ' + endpoint if endpoint else ''}; SIGINT/SIGTERM stop it",
+        highlight=False,
+    )
+    run_pool(vault, keeper, make, stopped, on_change=changed)
+    count()
+    err_console.print(f"features pool worker stopped: {totals['rows']:,} rows stored; "
+                      f"{totals['fenced']} writes refused by the lease fence",
+                      highlight=False)  # fmt: skip
 
 
 @click.command("check")

@@ -120,8 +120,18 @@ def publish(ctx: click.Context, feed: str, symbols: str, speed: str, days: int, 
 @click.command()
 @click.option("--symbols", help="Only these symbols (comma-separated; default: all).")
 @click.option("--connect", "host", help="Publisher host (default: zmq_host).")
+@click.option(
+    "--pool",
+    is_flag=True,
+    help="Be one worker of a pool sharing --symbols: start several (on any hosts); each "
+    "symbol is stored by exactly one of them at a time (leases in Valkey), and a dead "
+    "worker's symbols move to the others within pool_lease_ttl_ms.",
+)
+@click.option("--worker-id", help="This pool worker's name (default: host:pid).")
 @click.pass_context
-def bridge(ctx: click.Context, symbols: str | None, host: str | None) -> None:
+def bridge(
+    ctx: click.Context, symbols: str | None, host: str | None, pool: bool, worker_id: str | None
+) -> None:
     """Store what publishers send into Valkey, until SIGINT/SIGTERM (then flush)."""
     import logging
 
@@ -130,6 +140,9 @@ def bridge(ctx: click.Context, symbols: str | None, host: str | None) -> None:
 
     tune_for_latency()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if pool:
+        _bridge_pool(ctx, parse_symbols(symbols) or [], host, worker_id)
+        return
     with open_vault(ctx) as vault:
         eps = Endpoints.from_settings(vault.settings, host)
         b = Bridge(vault, symbols=parse_symbols(symbols), endpoints=[eps])
@@ -148,6 +161,60 @@ def bridge(ctx: click.Context, symbols: str | None, host: str | None) -> None:
         if s.unstored:
             err_console.print(s.unstored_summary(), highlight=False)
             ctx.exit(1)
+
+
+def _bridge_pool(
+    ctx: click.Context, symbols: list[str], host: str | None, worker_id: str | None
+) -> None:
+    """``bridge --pool``: one worker of the bridge pool (``live.pool``)."""
+    import os
+    import socket
+    import threading
+
+    from tickvault.live.bridge import Bridge
+    from tickvault.live.pool import LeaseKeeper, run_pool
+    from tickvault.storage.leases import Fence
+    from tickvault.transport.endpoints import Endpoints
+    from tickvault.vault import Vault
+
+    if not symbols:
+        raise click.UsageError("bridge --pool needs --symbols (the symbols the pool shares)")
+    stop = threading.Event()
+    stop_on_signals(stop.set)
+    stored: dict[str, int] = {}
+    with open_vault(ctx) as vault:
+        eps = Endpoints.from_settings(vault.settings, host)
+        keeper = LeaseKeeper(vault, "bridge", symbols, worker_id)
+        status = f"bridge:{socket.gethostname()}:{os.getpid()}:pool"
+        bridges: list[Bridge] = []
+
+        def make(own: Vault, wanted: list[str], fence: Fence, lost: Any) -> Bridge:
+            for b in bridges:  # the previous instance's figures
+                for sym, n in b.stats.stored_by_symbol.items():
+                    stored[sym] = stored.get(sym, 0) + n
+            bridges.clear()
+            b = Bridge(own, symbols=wanted, endpoints=[eps], fence=fence,
+                       on_lease_lost=lost, status_name=status)  # fmt: skip
+            bridges.append(b)
+            return b
+
+        def changed(wanted: list[str]) -> None:
+            err_console.print(f"bridge pool {keeper.worker_id}: storing "
+                              f"{', '.join(wanted) or 'nothing'}", highlight=False)  # fmt: skip
+
+        err_console.print(
+            f"bridge pool worker {keeper.worker_id} ({len(symbols)} symbols, leases of "
+            f"{vault.settings.pool_lease_ttl_ms} ms): {eps.ticks} -> {vault.url}; "
+            "SIGINT/SIGTERM stop it",
+            highlight=False,
+        )
+        run_pool(vault, keeper, make, stop, on_change=changed)
+        for b in bridges:
+            for sym, n in b.stats.stored_by_symbol.items():
+                stored[sym] = stored.get(sym, 0) + n
+        err_console.print(f"bridge pool worker stopped: {sum(stored.values()):,} trades stored "
+                          f"({', '.join(f'{k} {v:,}' for k, v in sorted(stored.items()))})",
+                          highlight=False)  # fmt: skip
 
 
 @click.command()

@@ -25,6 +25,7 @@ from tickvault.cli.ml_lookahead import lookahead_cmd
 from tickvault.cli.ml_run import run as ml_run
 from tickvault.cli.output import err_console
 from tickvault.cli.paper import paper
+from tickvault.cli.proxy import proxy
 from tickvault.cli.query import book, query, status
 from tickvault.cli.server import server
 from tickvault.cli.settings import config_cmd
@@ -77,6 +78,7 @@ for command in (up, ps):  # issue 16: the supervisor
     cli.add_command(command)
 cli.add_command(chaos)  # issue 17: the fault-injection suite
 cli.add_command(cluster)  # issue 18: a local Valkey Cluster
+cli.add_command(proxy)  # issue 18: fan-out across hosts
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:

@@ -49,12 +49,18 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import zmq
 
-from tickvault.errors import ServerError, ServerUnreachable, TickvaultError, ValidationError
+from tickvault.errors import (
+    LeaseLost,
+    ServerError,
+    ServerUnreachable,
+    TickvaultError,
+    ValidationError,
+)
 from tickvault.live.batching import Batches, Cycle
 from tickvault.live.outage import OutageHandling
 from tickvault.live.stats import BridgeStats, percentiles
@@ -63,6 +69,8 @@ from tickvault.records.events import Gap, feeder_gaps
 from tickvault.records.trades import TradeBatch
 from tickvault.records.validate import check_symbol, validate, validate_book, validate_gaps
 from tickvault.storage.keys import StoreKind
+from tickvault.storage.leases import Fence
+from tickvault.storage.writes import StoreItem
 from tickvault.transport.endpoints import Endpoints
 from tickvault.transport.subscriber import Subscriber
 from tickvault.transport.wire import Kind, Message, WireError, parse_topic
@@ -106,10 +114,22 @@ class Bridge(OutageHandling):
         endpoints: Sequence[Endpoints] | None = None,
         context: zmq.Context[Any] | None = None,
         report_status: bool = True,
+        fence: Fence | None = None,
+        on_lease_lost: Callable[[list[str]], None] | None = None,
+        status_name: str | None = None,
     ):
         """``report_status``: write ``status:bridge:<host>:<pid>`` twice a second (the
-        dashboard and metrics read it); a benchmark on a user's server turns it off."""
+        dashboard and metrics read it); a benchmark on a user's server turns it off.
+        ``fence`` (a pool bridge, ``live.pool``): every write is fenced by the worker's
+        leases of its symbols; the data of a symbol whose lease was lost is dropped
+        (``stats.fenced_writes``; its new owner resumes from the stored cursor) and
+        ``on_lease_lost`` told. ``status_name``: the status hash's name instead of
+        ``bridge:<host>:<pid>`` (a pool worker keeps one across its instances)."""
         self.vault = vault
+        self.fence = fence
+        self.on_lease_lost = on_lease_lost
+        self._lost: set[str] = set()
+        """Symbols whose lease this bridge lost: never written again by it."""
         self.settings = vault.settings
         self.symbols = sorted({check_symbol(s) for s in symbols}) if symbols else None
         self.stats = BridgeStats()
@@ -143,7 +163,9 @@ class Bridge(OutageHandling):
         self._thread: threading.Thread | None = None
         self._rate_log = RateLimitedLog(log)
         n = next(_BRIDGES)
-        self._status_name = f"bridge:{socket.gethostname()}:{os.getpid()}" + (f":{n}" if n else "")
+        self._status_name = status_name or (
+            f"bridge:{socket.gethostname()}:{os.getpid()}" + (f":{n}" if n else "")
+        )
         self._report_status_on = report_status
         self._status_at = 0.0
         self._lag_samples = 0
@@ -377,14 +399,17 @@ class Bridge(OutageHandling):
             gaps.pop(0)
         # One round trip for the whole cycle, trades first (``Cycle.items``).
         items = cycle.items()
-        acked = self.vault.store_cycle(items)
-        if acked is not None and acked < self.settings.valkey_wait_replicas:
-            self.stats.replica_wait_short += 1
-            self._rate_log.warning(
-                "wait", "bridge: WAIT %d %d: only %d replica(s) acknowledged a write cycle in "
-                "time (valkey_wait_replicas); it is stored on the primary, going on",
-                self.settings.valkey_wait_replicas, self.settings.valkey_wait_timeout_ms, acked,
-            )  # fmt: skip
+        if self.fence is None:
+            acked = self.vault.store_cycle(items)
+            if acked is not None and acked < self.settings.valkey_wait_replicas:
+                self.stats.replica_wait_short += 1
+                self._rate_log.warning(
+                    "wait", "bridge: WAIT %d %d: only %d replica(s) acknowledged a write cycle in "
+                    "time (valkey_wait_replicas); it is stored on the primary, going on",
+                    self.settings.valkey_wait_replicas, self.settings.valkey_wait_timeout_ms, acked,
+                )  # fmt: skip
+        else:
+            items = self._store_fenced(cycle, items, self.fence)
         for item in items:
             for name, seq in item.cursors.items():
                 key = (item.symbol, name)
@@ -402,6 +427,34 @@ class Bridge(OutageHandling):
             self.stats.lag_ms.extend((done - recv) / 1e6 for recv in p.recv_ns)
             self._lag_samples += len(p.recv_ns)
         self._report_status()
+
+    def _store_fenced(self, cycle: Cycle, items: list[StoreItem], fence: Fence) -> list[StoreItem]:
+        """Store ``items`` fenced by the pool worker's leases; the items of symbols whose
+        lease is lost are dropped from the cycle (never stored by this worker: their
+        cursors stay where the store has them). The items stored."""
+        if self._lost:
+            items = self._drop(cycle, items, self._lost)
+        while items:
+            try:
+                self.vault.store_cycle(items, fence=fence)
+                return items
+            except LeaseLost as exc:
+                self.stats.fenced_writes += 1
+                self._lost |= set(exc.symbols)
+                items = self._drop(cycle, items, self._lost)
+                log.warning("bridge: %s", exc)
+                if self.on_lease_lost is not None:
+                    self.on_lease_lost(sorted(exc.symbols))
+        return items
+
+    def _drop(self, cycle: Cycle, items: list[StoreItem], lost: set[str]) -> list[StoreItem]:
+        """``items`` without those of the ``lost`` symbols (dropped from the cycle)."""
+        for item in items:
+            if item.symbol in lost:
+                cycle.pending.pop((item.symbol, item.stream), None)
+                if item.stream != "book":
+                    self.stats.fenced_trades += len(item.records)
+        return [i for i in items if i.symbol not in lost]
 
     def _report_status(self) -> None:
         """Report the counters as ``status:bridge:<host>:<pid>`` (the dashboard reads it),

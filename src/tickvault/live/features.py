@@ -54,11 +54,12 @@ import zmq
 from tickvault.config import Settings
 from tickvault.engine.parity import day_start_ns, live_trades, previous_aggregates
 from tickvault.engine.rows import HISTORY_NUMBERS, FeatureRows
-from tickvault.errors import ConfigError, QueryError, ServerError, TickvaultError
+from tickvault.errors import ConfigError, LeaseLost, QueryError, ServerError, TickvaultError
 from tickvault.features import FeatureSet, HistoryParams
 from tickvault.features.stream import FeatureStream, Row, StreamStats, book_top
 from tickvault.records.validate import check_symbol
 from tickvault.storage.connection import translated
+from tickvault.storage.leases import Fence
 from tickvault.transport.endpoints import Endpoints
 from tickvault.transport.security import ZapLease, secure_server
 from tickvault.transport.subscriber import Gap, Subscriber
@@ -163,6 +164,8 @@ class WorkerStats(StreamStats):
     writes: int = 0
     write_errors: int = 0
     gaps: int = 0
+    fenced_writes: int = 0
+    """Symbol writes a pool worker's lease fence refused (dropped, not stored)."""
     rows_by_symbol: dict[str, int] = field(default_factory=dict)
 
 
@@ -203,8 +206,15 @@ class FeatureWorker:
         publish: bool = True,
         on_rows: Callable[[str, dict[str, Any]], InlineDecisions | None] | None = None,
         context: zmq.Context[Any] | None = None,
+        fence: Fence | None = None,
+        on_lease_lost: Callable[[list[str]], None] | None = None,
     ) -> None:
         self.vault = vault
+        self.fence = fence
+        """A pool worker's fence (``live.pool``): each symbol's rows are stored only while
+        its lease is this worker's; a refused write is dropped (``stats.fenced_writes``)
+        and ``on_lease_lost`` told: the symbol's new owner recomputes from the cursor."""
+        self.on_lease_lost = on_lease_lost
         self.on_rows = on_rows
         """Called in the compute thread with each cycle's rows of a symbol (the columns
         of its feature message) after they are published and before they are stored:
@@ -504,12 +514,23 @@ class FeatureWorker:
         delay = 0.05
         for symbol, o in out.items():
             pending = decided.get(symbol)
+            refused = False
             while True:
                 try:
-                    if pending is None:
+                    if self.fence is not None:
+                        self._append_fenced(symbol, blocks[symbol], o["cursor"], pending,
+                                            self.fence)  # fmt: skip
+                    elif pending is None:
                         self.rows.append(symbol, blocks[symbol], o["cursor"])
                     else:
                         self._append_with(symbol, blocks[symbol], o["cursor"], pending)
+                    break
+                except LeaseLost as exc:
+                    refused = True
+                    self.stats.fenced_writes += 1
+                    log.warning("features: %s", exc)
+                    if self.on_lease_lost is not None:
+                        self.on_lease_lost([symbol])
                     break
                 except ServerError as exc:
                     self.stats.write_errors += 1
@@ -523,11 +544,30 @@ class FeatureWorker:
                     log.warning("features: cannot write rows (%s); retrying", exc)
                     time.sleep(delay)
                     delay = min(delay * 2, self.settings.store_retry_max_s)
+            if refused:
+                continue  # not stored: not counted, no signals
             if pending is not None:
                 pending.stored()
             n = len(o["rows"])  # ``stats.rows`` is the streams' count of the same rows
             self.stats.writes += 1
             self.stats.rows_by_symbol[symbol] = self.stats.rows_by_symbol.get(symbol, 0) + n
+
+    def _append_fenced(self, symbol: str, block: dict[str, Any], cursor: dict[str, Any],
+                       pending: InlineDecisions | None, fence: Fence) -> None:  # fmt: skip
+        """The rows (and the inline decisions) in one transaction that lands only while
+        this pool worker holds ``symbol``'s lease (``storage.leases``); else LeaseLost."""
+
+        def queue(pipe: Any) -> Callable[[list[Any]], None]:
+            check = self.rows.append_queued(pipe, symbol, block, cursor)
+            if pending is not None:
+                pending.queue(pipe)
+
+            def after(replies: list[Any]) -> None:
+                check(replies[0])
+
+            return after
+
+        self.vault.fenced(fence, [symbol], queue)
 
     def _append_with(self, symbol: str, block: dict[str, Any], cursor: dict[str, Any],
                      pending: InlineDecisions) -> None:  # fmt: skip

@@ -46,7 +46,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,7 +60,7 @@ from tickvault.engine.parity import day_start_ns
 from tickvault.engine.rows import META_COLUMNS, REGIME_LABELS, FeatureRows
 from tickvault.engine.signals import SignalStore
 from tickvault.engine.training import load_promoted
-from tickvault.errors import QueryError, ServerError, TickvaultError
+from tickvault.errors import LeaseLost, QueryError, ServerError, TickvaultError
 from tickvault.live.features import FEATURE_TOPIC, decode_feature_message
 from tickvault.models.manager import ModelSet, RowBlock, RowLayout, encode_regime
 from tickvault.models.registry import Registry
@@ -68,6 +68,7 @@ from tickvault.records.signals import Mode, Signal
 from tickvault.records.validate import check_symbol
 from tickvault.signals.coordinator import CoordinatorParams, Decider
 from tickvault.signals.policy import PolicyParams
+from tickvault.storage.leases import Fence
 from tickvault.transport.endpoints import Endpoints
 from tickvault.transport.publisher import Publisher
 from tickvault.transport.security import secure_client
@@ -204,8 +205,16 @@ class ModelWorker:
         publish: bool = True,
         inline: bool = False,
         context: zmq.Context[Any] | None = None,
+        fence: Fence | None = None,
+        on_lease_lost: Callable[[list[str]], None] | None = None,
     ) -> None:
         self.vault = vault
+        self.fence = fence
+        """A pool worker's fence (``live.pool``): a symbol's signals and cursor are stored
+        only while its lease is this worker's; once refused, the symbol is left to its new
+        owner (which decides from the stored cursor) and ``on_lease_lost`` is told."""
+        self.on_lease_lost = on_lease_lost
+        self._lost: set[str] = set()
         self.settings: Settings = vault.settings
         self.inline = inline
         """Inline: no socket of its own for the rows; the feature worker of the same
@@ -473,14 +482,25 @@ class ModelWorker:
 
     def _flush(self, sym: _Symbol, rows: Sequence[Row]) -> None:
         """Decide on the new ``rows``, store the signals with the cursor, publish them."""
+        if sym.symbol in self._lost:
+            return  # its lease is another worker's now: it decides from the stored cursor
         pending = self._decide(sym, rows)
         if pending is None:
             return
         delay = 0.05
         while True:
             try:
-                self.store.append_decided(sym.symbol, pending.signals, pending.cursor)
+                if self.fence is None:
+                    self.store.append_decided(sym.symbol, pending.signals, pending.cursor)
+                else:
+                    self.vault.fenced(self.fence, [sym.symbol], pending.queue)
                 break
+            except LeaseLost as exc:
+                log.warning("models: %s", exc)
+                self._lost.add(sym.symbol)
+                if self.on_lease_lost is not None:
+                    self.on_lease_lost([sym.symbol])
+                return
             except ServerError as exc:
                 if self._stop.is_set():
                     raise

@@ -29,7 +29,8 @@ import os
 import socket
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Self
 
 from tickvault.config import Settings
 from tickvault.errors import TickvaultError
@@ -79,7 +80,83 @@ def store_if_running(settings: Settings) -> Vault | None:
         return None
 
 
-class PublisherStatus:
+class StatusReporter:
+    """Writes ``fields()`` as the hash ``status:<name>`` every ``every_s`` until
+    ``close()``, to the store if one is there (module docstring); the publisher's and
+    the proxy's reporters."""
+
+    def __init__(
+        self,
+        fields: Callable[[], dict[str, Any]],
+        settings: Settings,
+        name: str,
+        *,
+        vault: Vault | None = None,
+        every_s: float = REPORT_EVERY_S,
+        ttl_s: float = STATUS_TTL_S,
+    ) -> None:
+        self.fields = fields
+        self.settings = settings
+        self.every_s = every_s
+        self.ttl_s = ttl_s
+        self.name = name
+        self.reports = 0
+        self._vault = vault
+        self._own_vault = vault is None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tickvault-status",
+                                        daemon=True)  # fmt: skip
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        tried = -CONNECT_EVERY_S
+        while not self._stop.wait(self.every_s):
+            if self._vault is None:
+                now = time.monotonic()
+                if now - tried < CONNECT_EVERY_S:
+                    continue
+                tried = now
+                try:
+                    self._vault = store_if_running(self.settings)
+                except Exception:  # a reporter must never die: try again later
+                    log.exception("status %s: cannot open the store", self.name)
+                    self._vault = None
+                if self._vault is None:
+                    continue
+            self.report()
+
+    def report(self) -> None:
+        """One report now (a store error is logged at debug level, never raised)."""
+        if self._vault is None:
+            return
+        try:
+            self._vault.put_status(self.name, self.fields(), ttl_s=self.ttl_s)
+            self.reports += 1
+        except TickvaultError as exc:  # a report is never worth disturbing the work
+            log.debug("status %s: not reported: %s", self.name, exc)
+        except Exception:  # nor worth the reporter thread: logged, tried again
+            log.exception("status %s: not reported", self.name)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+        if self._vault is not None and self._own_vault:
+            with contextlib.suppress(TickvaultError):
+                self._vault.close()
+        self._vault = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PublisherStatus(StatusReporter):
     """Reports ``publisher``'s fill to the store twice a second until ``close()``."""
 
     def __init__(
@@ -92,58 +169,17 @@ class PublisherStatus:
         ttl_s: float = STATUS_TTL_S,
     ) -> None:
         self.publisher = publisher
-        self.settings = settings
-        self.every_s = every_s
-        self.ttl_s = ttl_s
-        self.name = f"{STATUS_PREFIX}{socket.gethostname()}:{os.getpid()}"
-        self.reports = 0
-        self._vault = vault
-        self._own_vault = vault is None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tickvault-pub-status",
-                                        daemon=True)  # fmt: skip
-
-    def start(self) -> PublisherStatus:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        tried = -CONNECT_EVERY_S
-        while not self._stop.wait(self.every_s):
-            if self._vault is None:
-                now = time.monotonic()
-                if now - tried < CONNECT_EVERY_S:
-                    continue
-                tried = now
-                self._vault = store_if_running(self.settings)
-                if self._vault is None:
-                    continue
-            self.report()
-
-    def report(self) -> None:
-        """One report now (a store error is logged at debug level, never raised)."""
-        if self._vault is None:
-            return
-        try:
-            self._vault.put_status(self.name, status_fields(self.publisher), ttl_s=self.ttl_s)
-            self.reports += 1
-        except TickvaultError as exc:  # a report is never worth disturbing publishing
-            log.debug("publisher status: not reported: %s", exc)
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(10)
-        if self._vault is not None and self._own_vault:
-            with contextlib.suppress(TickvaultError):
-                self._vault.close()
-        self._vault = None
-
-    def __enter__(self) -> PublisherStatus:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().__init__(
+            lambda: status_fields(publisher), settings,
+            f"{STATUS_PREFIX}{socket.gethostname()}:{os.getpid()}",
+            vault=vault, every_s=every_s, ttl_s=ttl_s,
+        )  # fmt: skip
 
 
-__all__ = ["STATUS_PREFIX", "PublisherStatus", "status_fields", "store_if_running"]
+__all__ = [
+    "STATUS_PREFIX",
+    "PublisherStatus",
+    "StatusReporter",
+    "status_fields",
+    "store_if_running",
+]

@@ -40,6 +40,11 @@ class BridgeStats:
     asked within ``valkey_wait_timeout_ms``."""
     paused_reading: int = 0
     """Times the bridge stopped reading because it held ``bridge_max_held_mb``."""
+    fenced_writes: int = 0
+    """Writes a pool bridge's lease fence refused (``LeaseLost``): their symbols' data
+    was dropped, not stored; the symbols' new owner resumes from the stored cursor."""
+    fenced_trades: int = 0
+    """Trades in those writes."""
     unstored_trades: int = 0
     unstored_book_updates: int = 0
     unstored: dict[str, tuple[int, int]] = field(default_factory=dict)

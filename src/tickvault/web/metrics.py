@@ -158,6 +158,7 @@ class StoreCollector(Collector):
         )
         yield from self._bridges()
         yield from self._publishers()
+        yield from self._proxies()
         memory = d.vault.server_status().get("used_memory")
         yield GaugeMetricFamily(
             "tickvault_valkey_memory_bytes",
@@ -284,6 +285,55 @@ class StoreCollector(Collector):
                 if t["first_seq"]:
                     oldest.add_metric([row["name"], t["topic"]], t["first_seq"])
         yield from (up, held, cap, messages, evicted, oldest)
+
+    def _proxies(self) -> Iterator[Metric]:
+        """The ``tickvault proxy`` processes' reports (``status:proxy:...``)."""
+        statuses = self.data.vault.statuses("proxy:")
+        now = now_ns()
+        up = GaugeMetricFamily(
+            "tickvault_proxy_up", "1 while the proxy reports (its last report is recent), else 0",
+            labels=["proxy"],
+        )  # fmt: skip
+        subscribers = GaugeMetricFamily(
+            "tickvault_proxy_subscribers",
+            "Subscribers heard from recently on the proxy's replay endpoint",
+            labels=["proxy"],
+        )
+        messages = CounterMetricFamily(
+            "tickvault_proxy_forwarded_messages",
+            "Messages forwarded from the publisher to the proxy's subscribers",
+            labels=["proxy", "socket"],
+        )
+        nbytes = CounterMetricFamily(
+            "tickvault_proxy_forwarded_bytes",
+            "Bytes forwarded from the publisher to the proxy's subscribers",
+            labels=["proxy"],
+        )
+        requests = CounterMetricFamily(
+            "tickvault_proxy_replay_requests",
+            "Replay requests relayed to the publisher's replay service",
+            labels=["proxy"],
+        )
+        replayed = CounterMetricFamily(
+            "tickvault_proxy_replayed_messages",
+            "Messages in the replay answers relayed to the subscribers",
+            labels=["proxy"],
+        )
+        for name, fields in sorted(statuses.items()):
+            label = [name]
+            age_s = (now - (_num(fields, "updated_ns") or 0)) / NS_PER_S
+            up.add_metric(label, 1.0 if age_s < views.STALE_S else 0.0)
+            subscribers.add_metric(label, _num(fields, "subscribers") or 0.0)
+            try:
+                by_socket = json.loads(fields.get("messages_by_socket") or "{}")
+            except ValueError:
+                by_socket = {}
+            for sock, n in sorted(by_socket.items()):
+                messages.add_metric([name, str(sock)], float(n))
+            nbytes.add_metric(label, _num(fields, "bytes") or 0.0)
+            requests.add_metric(label, _num(fields, "replay_requests") or 0.0)
+            replayed.add_metric(label, _num(fields, "replayed_messages") or 0.0)
+        yield from (up, subscribers, messages, nbytes, requests, replayed)
 
     # ------------------------------------------------------------------ up.json
     def _processes(self) -> Iterator[Metric]:
