@@ -37,7 +37,6 @@ from typing import Any
 import valkey
 
 from tickvault.errors import LeaseLost
-from tickvault.records.trades import TradeBatch
 from tickvault.storage.books import BookStore
 from tickvault.storage.connection import translate
 from tickvault.storage.writes import StoreItem, TradeWrites
@@ -191,18 +190,7 @@ def fenced_cycle(
     the cycle or nothing, and only while every symbol of it is leased to the fence."""
 
     def queue(pipe: Any) -> Callable[[list[Any]], None]:
-        book_calls: list[tuple[int, StoreItem]] = []
-        calls = 0
-        for item in items:
-            if item.stream == "book":
-                books.queue(item.symbol, item.records, item.cursors, pipe)
-                book_calls.append((calls, item))
-                calls += 1
-                continue
-            batch = TradeBatch.from_structured(item.records)
-            for keys, args in writes._plan_calls(item.symbol, item.stream, batch, item.cursors):
-                writes._append(keys=keys, args=args, client=pipe)
-                calls += 1
+        _, book_calls = writes.queue_cycle(pipe, items, books)
 
         def applied(replies: list[Any]) -> None:
             for index, item in book_calls:

@@ -169,16 +169,12 @@ class TradeWrites:
         rows = np.repeat(decoded.days, decoded.counts) == day
         return decoded.columns["trade_id"][rows], decoded.columns["ts_event"][rows]
 
-    def store_cycle(self, items: Sequence[StoreItem], books: BookStore) -> int | None:
-        """Store several checked batches (trades of a stream, or book updates) with their
-        cursors in one round trip: the bridge's write cycle. Each script call is atomic
-        on its own; a failed cycle may be retried whole (repeated trades are resolved
-        at read time, and a repeated book call is recognised by its cursor).
-
-        With ``valkey_wait_replicas`` set, the same round trip ends with ``WAIT`` on the
-        connection of every primary written to; returns the fewest replicas that
-        acknowledged (None: WAIT is off)."""
-        pipe = self._r.pipeline(transaction=False)
+    def queue_cycle(
+        self, pipe: Any, items: Sequence[StoreItem], books: BookStore
+    ) -> tuple[int, list[tuple[int, StoreItem]]]:
+        """Queue a write cycle's script calls on ``pipe``, trades and book alike: (the
+        calls queued, the book items with the index of their call's reply, for
+        ``BookStore.applied`` once the pipe has run)."""
         book_calls: list[tuple[int, StoreItem]] = []
         calls = 0
         for item in items:
@@ -191,6 +187,19 @@ class TradeWrites:
             for keys, args in self._plan_calls(item.symbol, item.stream, batch, item.cursors):
                 self._append(keys=keys, args=args, client=pipe)
                 calls += 1
+        return calls, book_calls
+
+    def store_cycle(self, items: Sequence[StoreItem], books: BookStore) -> int | None:
+        """Store several checked batches (trades of a stream, or book updates) with their
+        cursors in one round trip: the bridge's write cycle. Each script call is atomic
+        on its own; a failed cycle may be retried whole (repeated trades are resolved
+        at read time, and a repeated book call is recognised by its cursor).
+
+        With ``valkey_wait_replicas`` set, the same round trip ends with ``WAIT`` on the
+        connection of every primary written to; returns the fewest replicas that
+        acknowledged (None: WAIT is off)."""
+        pipe = self._r.pipeline(transaction=False)
+        calls, book_calls = self.queue_cycle(pipe, items, books)
         waits = self._queue_waits(pipe, items) if calls else 0
         if not book_calls:
             replies = pipe.execute()
