@@ -4,6 +4,7 @@ and the parsers of common options."""
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -59,10 +60,15 @@ def parse_speed(raw: str) -> float | None:
 
 
 def stop_on_signals(stop: Callable[[], None]) -> None:
-    """SIGINT and SIGTERM call ``stop`` (a clean shutdown) instead of raising."""
+    """SIGINT and SIGTERM call ``stop`` (a clean shutdown) instead of raising.
+
+    ``stop`` runs on a thread of its own: a handler runs on the main thread between two
+    bytecodes, possibly inside ``threading.Event.wait`` while that holds the event's
+    (non-reentrant) lock, and an ``Event.set`` there would wait for that lock forever
+    (a paper broker once hung on SIGTERM this way)."""
 
     def handler(signum: int, _frame: object) -> None:
-        stop()
+        threading.Thread(target=stop, name="tickvault-stop", daemon=True).start()
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
