@@ -122,9 +122,12 @@ def _bridge_worker(a: argparse.Namespace) -> None:
     vault = Vault.open()  # TICKVAULT_VALKEY_URL: the benchmark's server
     if a.design == "tickvault":
         from tickvault.live.bridge import Bridge
+        from tickvault.live.stats import LagTrace, lag_stages
         from tickvault.transport.endpoints import Endpoints
 
-        bridge = Bridge(vault, endpoints=[Endpoints(*a.endpoints.split(","))], report_status=False)
+        trace = LagTrace() if a.stages else None
+        bridge = Bridge(vault, endpoints=[Endpoints(*a.endpoints.split(","))], report_status=False,
+                        trace=trace)  # fmt: skip
         bridge.start()
         print("READY", flush=True)
         stored, last_change = 0, time.monotonic()
@@ -139,6 +142,8 @@ def _bridge_worker(a: argparse.Namespace) -> None:
                "recovered": bridge.subscriber.stats.recovered_messages,
                "replica_wait_short": bridge.stats.replica_wait_short,
                "writes": bridge.stats.writes}  # fmt: skip
+        if trace is not None:
+            out["stages"] = lag_stages(trace)
     else:
         import orjson
         import zmq
@@ -183,14 +188,22 @@ def _clear(vault: Vault) -> None:
 
 
 def _one_run(
-    vault: Vault, design: str, trades: int, rate: float, bridge_env: dict[str, str] | None = None
+    vault: Vault,
+    design: str,
+    trades: int,
+    rate: float,
+    bridge_env: dict[str, str] | None = None,
+    *,
+    stages: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     _clear(vault)
     ports = free_tcp_ports(5)
     endpoints = ",".join(f"tcp://127.0.0.1:{p}" for p in ports)
     procs: list[subprocess.Popen[str]] = []
     try:
-        bridge = _spawn(vault, "bridge", design, bridge_env, endpoints=endpoints, trades=trades)
+        extra = {"stages": 1} if stages else {}
+        bridge = _spawn(vault, "bridge", design, bridge_env, endpoints=endpoints, trades=trades,
+                        **extra)  # fmt: skip
         procs.append(bridge)
         assert bridge.stdout is not None
         if bridge.stdout.readline().strip() != "READY":
@@ -230,7 +243,11 @@ def run_live_bench(
     progress: Callable[[str], None] | None = None,
     fsync: Sequence[str] = (),
     wait_replicas: Sequence[int] = (),
+    stages: bool = False,
 ) -> dict[str, Any]:
+    """``stages``: the tickvault lag run also splits every trade's lag into its stages
+    (``live.stats.lag_stages``: publisher queue, send and receive, handoff, wait for the
+    writer, write) and counts the bridge's garbage collections."""
     say = progress or (lambda _msg: None)
     lag_n = lag_trades or min(trades, int(rate * 4))
     out: dict[str, Any] = {"trades": trades, "rate": rate}
@@ -240,10 +257,13 @@ def run_live_bench(
         pub, bridge = _one_run(vault, design, trades, 0)
         lost, dup, tps = _figures(vault, design, trades, pub, bridge)
         say(f"{label}: lag of {lag_n:,} trades at {rate:,.0f} trades/s")
-        _, lag_bridge = _one_run(vault, design, lag_n, rate)
+        traced = stages and design == "tickvault"
+        _, lag_bridge = _one_run(vault, design, lag_n, rate, stages=traced)
         p50, p99 = lag_bridge["lags"]
         out[name] = {"trades_per_s": round(tps), "lost": lost, "duplicated": dup,
                      "lag_ms": {"p50": round(p50, 3), "p99": round(p99, 3)}}  # fmt: skip
+        if "stages" in lag_bridge:
+            out[name]["lag_stages"] = lag_bridge["stages"]
     if fsync:
         out["fsync"] = _fsync_rows(vault, trades, rate, lag_n, fsync, say)
     if wait_replicas:
@@ -309,6 +329,7 @@ def main() -> None:
     p.add_argument("--endpoints", required=True)
     p.add_argument("--trades", type=int, required=True)
     p.add_argument("--rate", type=float, default=0)
+    p.add_argument("--stages", type=int, default=0)
     a = p.parse_args()
     (_publisher_worker if a.role == "publisher" else _bridge_worker)(a)
 
