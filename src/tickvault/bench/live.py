@@ -23,12 +23,13 @@ what ``valkey_appendfsync = "always"`` costs in ingest rate and lag.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from tickvault.bench.isolation import SYMBOL_PREFIX, clear_keys, symbol_keys
@@ -258,12 +259,13 @@ def run_live_bench(
         lost, dup, tps = _figures(vault, design, trades, pub, bridge)
         say(f"{label}: lag of {lag_n:,} trades at {rate:,.0f} trades/s")
         traced = stages and design == "tickvault"
-        _, lag_bridge = _one_run(vault, design, lag_n, rate, stages=traced)
+        with _server_latency(vault, traced) as events:
+            _, lag_bridge = _one_run(vault, design, lag_n, rate, stages=traced)
         p50, p99 = lag_bridge["lags"]
         out[name] = {"trades_per_s": round(tps), "lost": lost, "duplicated": dup,
                      "lag_ms": {"p50": round(p50, 3), "p99": round(p99, 3)}}  # fmt: skip
         if "stages" in lag_bridge:
-            out[name]["lag_stages"] = lag_bridge["stages"]
+            out[name]["lag_stages"] = {**lag_bridge["stages"], "server_latency_ms": events}
     if fsync:
         out["fsync"] = _fsync_rows(vault, trades, rate, lag_n, fsync, say)
     if wait_replicas:
@@ -273,6 +275,32 @@ def run_live_bench(
     out["ratio"] = {"throughput": round(out["tickvault"]["trades_per_s"] / seed_tps, 1)
                     if seed_tps else None}  # fmt: skip
     return out
+
+
+@contextlib.contextmanager
+def _server_latency(vault: Vault, on: bool) -> Iterator[dict[str, float]]:
+    """With ``on``: the server's own latency events of 1 ms or more while the block runs
+    (Valkey's latency monitor: event name -> its longest, in ms; e.g. ``command``,
+    ``fast-command``, ``aof-write``, ``aof-fsync-always``), the monitor's threshold
+    restored after. Empty when the server does not allow it (a cluster, CONFIG refused)."""
+    events: dict[str, float] = {}
+    r = vault.client
+    before: Any = None
+    if on:
+        with contextlib.suppress(Exception):
+            before = r.config_get("latency-monitor-threshold").get("latency-monitor-threshold")
+            r.config_set("latency-monitor-threshold", 1)
+            r.execute_command("LATENCY", "RESET")
+    try:
+        yield events
+    finally:
+        if before is not None:
+            with contextlib.suppress(Exception):
+                for name, _at, _latest, longest, *_ in r.execute_command("LATENCY", "LATEST"):
+                    key = name.decode() if isinstance(name, bytes) else str(name)
+                    events[key] = float(longest)
+            with contextlib.suppress(Exception):
+                r.config_set("latency-monitor-threshold", before)
 
 
 def _fsync_rows(vault: Vault, trades: int, rate: float, lag_n: int, modes: Sequence[str],

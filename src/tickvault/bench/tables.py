@@ -86,6 +86,11 @@ def live_table(result: Any, rate: float, trades: int) -> list[RenderableType]:
         gc = stages["gc"]
         shown.append(f"bridge garbage collections: {gc['collections']}, longest "
                      f"{gc['longest_ms']:.2f} ms, total {gc['total_ms']:.1f} ms")  # fmt: skip
+        events = stages.get("server_latency_ms") or {}
+        shown.append(
+            "Valkey latency events of 1 ms or more: "
+            + (", ".join(f"{k} {v:g} ms" for k, v in sorted(events.items())) or "none")
+        )
     if result.get("fsync"):
         fs = Table(title="tickvault by AOF fsync mode (same run, same server)")
         for col in ("appendfsync", "trades/s", "lost", "duplicated", "lag p50 ms", "lag p99 ms"):
