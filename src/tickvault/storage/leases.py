@@ -65,7 +65,7 @@ _MAX_ATTEMPTS = 50
 is given up as a lost lease."""
 _MOVED_ATTEMPTS = 12
 """On a cluster, a fenced write redirected (its slot moved, a failover under way) or cut
-off from its primary is started again this often, the slot map read again in between
+off from its primary before its EXEC is started again this often, the slot map read again in between
 (waits doubling from 20 ms to 0.5 s: about 4 s in all), then the error is raised."""
 
 
@@ -187,6 +187,7 @@ def fenced(
     aborts = moves = 0
     while aborts < _MAX_ATTEMPTS:
         pipe = r.pipeline(transaction=True) if cluster is None else cluster.watch_pipeline(first)
+        executing = False
         with pipe:
             try:
                 pipe.watch(*keys.values())
@@ -198,15 +199,20 @@ def fenced(
                     raise LeaseLost(lost, fence.role)
                 pipe.multi()
                 check = queue(pipe)
+                executing = True
                 replies = pipe.execute()
             except valkey.WatchError:
                 aborts += 1
                 continue  # changed since WATCH: our own renewal, or a takeover; check again
             except (valkey.ResponseError, valkey.ConnectionError, valkey.TimeoutError) as exc:
-                # on a cluster: the slot moved or its primary is gone (nothing ran)
+                # on a cluster: the slot moved (a redirection: nothing ran) or its primary
+                # is gone before the EXEC was sent; a connection lost during the EXEC may
+                # have run it, and is raised as on one server
                 if cluster is None or moves >= _MOVED_ATTEMPTS - 1:
                     raise
                 if isinstance(exc, valkey.ResponseError) and not is_redirect(exc):
+                    raise
+                if not isinstance(exc, valkey.ResponseError) and executing:
                     raise
                 moves += 1
                 time.sleep(delay)
