@@ -3,7 +3,9 @@ in the real embedded Valkey, a real publisher, kill -9 of a worker while trades 
 
 Ownership is watched through the lease keys the whole time; what is stored is checked
 against what was sent, per symbol: every trade once (unique trades) and no record
-written twice (stored records == sent)."""
+written twice (stored records == sent). The bridge, feature and model pool tests and
+the fenced writes also run on the session's 3-primary cluster (``[cluster]``), where a
+pool bridge's cycle is one fenced transaction per slot."""
 
 from __future__ import annotations
 
@@ -314,8 +316,19 @@ def test_fenced_feature_rows_and_signals_land_only_while_their_lease_is_held(
     assert signals.cursor("WINZ25")["rows"] == "3"
 
 
+@pytest.fixture(params=["single", "cluster"])
+def pool_store_url(request: pytest.FixtureRequest) -> str | None:
+    """None: the embedded server of the test's data directory; else the session's
+    3-primary cluster, emptied (the worker processes get it as TICKVAULT_VALKEY_URL)."""
+    if request.param == "single":
+        return None
+    v: Vault = request.getfixturevalue("session_cluster_vault")
+    v.client.flushdb()
+    return str(request.getfixturevalue("session_cluster"))
+
+
 def test_a_feature_pool_moves_a_killed_workers_symbols_and_no_row_is_lost_or_doubled(
-    own_data_dir: Path, workers: list[subprocess.Popen[bytes]]
+    own_data_dir: Path, workers: list[subprocess.Popen[bytes]], pool_store_url: str | None
 ) -> None:
     import datetime as dt
 
@@ -331,6 +344,8 @@ def test_a_feature_pool_moves_a_killed_workers_symbols_and_no_row_is_lost_or_dou
     ports = free_ports()
     env = {**os.environ, **port_env(ports), "TICKVAULT_DATA_DIR": str(own_data_dir),
            "TICKVAULT_POOL_LEASE_TTL_MS": str(TTL_MS)}  # fmt: skip
+    if pool_store_url is not None:
+        env["TICKVAULT_VALKEY_URL"] = pool_store_url
     overrides = {f"zmq_{name}_port": p for name, p in ports.items()}
     start = dt.datetime.combine(day, dt.time(9, 0), tzinfo=B3_TZ)
     feeder = SimulatedFeeder(SYMBOLS, speed=None, days=1, trades_per_day=3_000, chained=True,
@@ -350,7 +365,7 @@ def test_a_feature_pool_moves_a_killed_workers_symbols_and_no_row_is_lost_or_dou
                 pub.publish_trades(s, t[i : min(i + 100, b)])
         pub.flush()
 
-    with Vault.open(data_dir=own_data_dir, **overrides) as vault, \
+    with Vault.open(pool_store_url, data_dir=own_data_dir, **overrides) as vault, \
             Publisher(vault.settings) as pub:  # fmt: skip
         for s in SYMBOLS:
             seed_sessions(vault, s, 2, before=day, trades_per_day=1_000)
@@ -406,7 +421,7 @@ def test_a_feature_pool_moves_a_killed_workers_symbols_and_no_row_is_lost_or_dou
 
 
 def test_a_model_pool_moves_a_killed_workers_symbols_and_no_signal_is_lost_or_doubled(
-    own_data_dir: Path, workers: list[subprocess.Popen[bytes]]
+    own_data_dir: Path, workers: list[subprocess.Popen[bytes]], pool_store_url: str | None
 ) -> None:
     import datetime as dt
 
@@ -433,6 +448,8 @@ def test_a_model_pool_moves_a_killed_workers_symbols_and_no_signal_is_lost_or_do
            "TICKVAULT_SIGNAL_DEADLINE_MS": str(3_600_000), "TICKVAULT_SIGNAL_ENTER": "0.01",
            "TICKVAULT_SIGNAL_EXIT": "0", "TICKVAULT_SIGNAL_MIN_CONFIDENCE": "0",
            "TICKVAULT_SIGNAL_COOLDOWN_S": "0"}  # fmt: skip
+    if pool_store_url is not None:
+        env["TICKVAULT_VALKEY_URL"] = pool_store_url
     overrides = {f"zmq_{name}_port": p for name, p in ports.items()}
     start = dt.datetime.combine(day, dt.time(9, 0), tzinfo=B3_TZ)
     feeder = SimulatedFeeder(SYMBOLS, speed=None, days=1, trades_per_day=4_000, chained=True,
@@ -454,7 +471,7 @@ def test_a_model_pool_moves_a_killed_workers_symbols_and_no_signal_is_lost_or_do
                 pub.publish_trades(s, chunk)
         pub.flush()
 
-    with Vault.open(data_dir=own_data_dir, **overrides) as vault, \
+    with Vault.open(pool_store_url, data_dir=own_data_dir, **overrides) as vault, \
             Publisher(vault.settings) as pub:  # fmt: skip
         reg = Registry.of_data_dir(own_data_dir)
         for s in SYMBOLS:  # a fast model per symbol (intraday features only)
