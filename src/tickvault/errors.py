@@ -97,16 +97,21 @@ class LeaseLost(TickvaultError):
     """A pool worker's fenced write was refused (``storage.leases``): the lease of
     ``symbols`` for ``role`` is no longer this worker's (it expired, e.g. the worker was
     paused past ``pool_lease_ttl_ms``, and another worker may own it now). Nothing of
-    the write was stored; the symbol's owner resumes from the stored cursor."""
+    the write of ``symbols`` was stored; the symbol's owner resumes from the stored
+    cursor. ``stored``: the other symbols of the same write, stored (a bridge cycle)."""
 
-    def __init__(self, symbols: list[str], role: str, *, why: str = "") -> None:
+    def __init__(
+        self, symbols: list[str], role: str, *, why: str = "", stored: list[str] | None = None
+    ) -> None:
+        also = f" (the write of {', '.join(stored)} was stored)" if stored else ""
         super().__init__(
             f"{role} pool: the lease of {', '.join(symbols)} is no longer this worker's"
             f"{' (' + why + ')' if why else ''}; the write was refused and nothing of it "
-            "stored: the symbol's current owner resumes from the stored cursor"
+            f"stored{also}: the symbol's current owner resumes from the stored cursor"
         )
         self.symbols = symbols
         self.role = role
+        self.stored = list(stored or [])
 
 
 class ServerError(TickvaultError):

@@ -161,9 +161,11 @@ class Vault:
         ``valkey_wait_replicas`` set, returns the fewest replicas that acknowledged the
         writes (``WAIT`` on every primary written to); else None.
 
-        ``fence`` (a pool worker's): the whole cycle is one transaction that lands only
-        while the fence holds the lease of every symbol in it, else ``LeaseLost`` and
-        nothing is written (``storage.leases``); no ``WAIT`` then (None)."""
+        ``fence`` (a pool worker's): fenced transactions (``storage.leases.fenced_cycle``:
+        one over the cycle on a single server, one per slot on a cluster) that land a
+        symbol's items only while the fence holds its lease; ``LeaseLost`` naming the
+        symbols refused (nothing of theirs written) once the others are stored
+        (``LeaseLost.stored``); no ``WAIT`` then (None)."""
         if fence is None:
             return self._writes.store_cycle(items, self.books)
         fenced_cycle(self._r, self._writes, self.books, items, fence)

@@ -60,6 +60,8 @@ RUNS: dict[str, list[str]] = {
                 "--estimator", "sklearn.linear_model.LogisticRegression"],
     "compare": ["--trades", "3000", "--repeats", "1", "--rounds", "2", "--history-days", "3",
                 "--history-trades-per-day", "400"],
+    "scale": ["--trades", "2000", "--symbols", "4", "--bridges", "1,2", "--original-trades",
+              "500", "--live-rate", "2000", "--live-trades", "400"],
 }  # fmt: skip
 """Every benchmark command, with the smallest sizes that still run it all."""
 
@@ -360,3 +362,27 @@ def test_bench_compare_measures_arcticdb_on_the_same_queries(bench_tmp: Path) ->
     assert len(figures["rounds"]) == 2 and all("arcticdb" in r for r in figures["rounds"])
     assert all(r > 0 for r in figures["ratio"].values())
     assert list(bench_tmp.iterdir()) == []
+
+
+def test_bench_scale_stores_every_trade_sent_in_every_cell_of_both_stores(bench_tmp: Path) -> None:
+    figures = run_bench(CliRunner(), "scale")
+    assert figures["trades"] == 2000 and figures["symbols"] == 4
+    assert figures["bridges"] == [1, 2] and figures["primaries"] == 3
+    assert set(figures["stores"]) == {"single", "cluster"}
+    for store in figures["stores"].values():
+        cells = [*store["cells"], store["paced"]]
+        assert [c["bridges"] for c in cells] == [1, 2, 1]
+        assert [c["trades"] for c in cells] == [2000, 2000, 400]
+        for c in cells:
+            assert c["lost"] == 0 and c["duplicated"] == 0  # stored == sent, none twice
+            assert c["bridge_exit_codes"] == [0] * c["bridges"]
+            assert c["ingest_trades_per_s"] > 0 and c["read_trades_per_s"] > 0
+            assert c["bytes_per_trade"] > 0 and c["used_memory"] > 0
+            assert set(c["cpu_s"]) == {"bridges", "publisher", "valkey"}
+            assert set(c["ingest_trades_per_cpu_s"]) == {"bridges", "valkey"}
+            assert set(c["read_trades_per_cpu_s"]) == {"reader", "valkey"}
+        assert store["paced"]["rate"] == 2000
+        original = store["original_design"]
+        assert original["trades"] == 500 and original["ingest_trades_per_s"] > 0
+    assert list(bench_tmp.iterdir()) == []  # the cluster's and the bridges' directories too
+    assert valkey_servers_using(bench_tmp) == []

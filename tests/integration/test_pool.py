@@ -3,7 +3,9 @@ in the real embedded Valkey, a real publisher, kill -9 of a worker while trades 
 
 Ownership is watched through the lease keys the whole time; what is stored is checked
 against what was sent, per symbol: every trade once (unique trades) and no record
-written twice (stored records == sent)."""
+written twice (stored records == sent). The bridge, feature and model pool tests and
+the fenced writes also run on the session's 3-primary cluster (``[cluster]``), where a
+pool bridge's cycle is one fenced transaction per slot."""
 
 from __future__ import annotations
 
@@ -108,6 +110,7 @@ def workers() -> Iterator[list[subprocess.Popen[bytes]]]:
                 stream.close()
 
 
+@pytest.mark.store_backends  # on a cluster: one fenced transaction per symbol
 def test_a_bridge_pool_shares_symbols_one_owner_each_and_a_killed_workers_symbols_move_without_loss(
     vault: Vault, tmp_path: Path, workers: list[subprocess.Popen[bytes]]
 ) -> None:
@@ -222,6 +225,7 @@ def test_a_bridge_worker_paused_past_its_leases_writes_nothing_after_its_success
     assert "leases lost" in err
 
 
+@pytest.mark.store_backends
 def test_a_fenced_write_lands_only_while_its_lease_is_held(vault: Vault) -> None:
     from tickvault.storage.writes import StoreItem
 
@@ -249,8 +253,82 @@ def test_a_fenced_write_lands_only_while_its_lease_is_held(vault: Vault) -> None
     assert leases.owners(["WINZ25"]) == {"WINZ25": b.token}
 
 
+@pytest.mark.store_backends
+def test_a_fenced_cycle_over_many_symbols_stores_the_held_ones_whole_and_refuses_the_lost_one(
+    vault: Vault,
+) -> None:
+    # on a cluster the symbols' leases are on several slots: one transaction each
+    from tickvault.storage.writes import StoreItem
+
+    leases = vault.leases("bridge")
+    a, b = Fence("bridge", "a:1"), Fence("bridge", "b:1")
+    trades = {s: sim_trades(60, s, seed=i).to_structured() for i, s in enumerate(SYMBOLS)}
+    for s in SYMBOLS:
+        assert leases.acquire(s, a.token, 60_000)
+    vault.store_cycle([StoreItem(s, "realtime", trades[s][:30], {f"00:trade.{s}": 1})
+                       for s in SYMBOLS], fence=a)  # fmt: skip
+    assert {s: records_stored(vault, s) for s in SYMBOLS} == dict.fromkeys(SYMBOLS, 30)
+    taken = SYMBOLS[2]  # a loses one lease to b
+    leases.release([taken], a.token)
+    assert leases.acquire(taken, b.token, 60_000)
+    with pytest.raises(LeaseLost, match=taken) as caught:
+        vault.store_cycle([StoreItem(s, "realtime", trades[s][30:], {f"00:trade.{s}": 2})
+                           for s in SYMBOLS], fence=a)  # fmt: skip
+    assert caught.value.symbols == [taken]
+    assert caught.value.stored == sorted(set(SYMBOLS) - {taken})
+    for s in SYMBOLS:
+        want = 30 if s == taken else 60
+        assert records_stored(vault, s) == want and unique_stored(vault, s) == want
+        assert vault.bridge_cursor(s, f"00:trade.{s}") == (1 if s == taken else 2)
+
+
+@pytest.mark.store_backends
+def test_fenced_feature_rows_and_signals_land_only_while_their_lease_is_held(
+    vault: Vault,
+) -> None:
+    # the feature and model pools' writes (one symbol each), on both backends
+    from typing import Any
+
+    import numpy as np
+
+    from tickvault.engine.rows import FeatureRows
+    from tickvault.engine.signals import SignalStore
+    from tickvault.records.signals import Mode, Side, Signal
+
+    rows, signals = FeatureRows(vault), SignalStore(vault)
+    values = {c: np.arange(1, 4).astype(t) for c, t in rows.schema.columns}
+    sig = Signal("WINZ25", 3, 2, Side.LONG, 0.4, 0.55, 60, "a1b2c3", Mode.HISTORY)
+
+    def queue(pipe: Any) -> Any:
+        check = rows.append_queued(pipe, "WINZ25", values, {"T": 3})
+        signals.append_decided_queued(pipe, "WINZ25", [sig], {"T": 3, "rows": 3})
+        return lambda replies: check(replies[0])
+
+    mine, other = Fence("features", "a:1"), Fence("features", "b:1")
+    assert vault.leases("features").acquire("WINZ25", mine.token, 60_000)
+    with pytest.raises(LeaseLost, match="WINZ25"):
+        vault.fenced(other, ["WINZ25"], queue)
+    assert len(rows.range("WINZ25", versions=True)) == 0
+    assert signals.signals("WINZ25", 0, 2**62) == []
+    vault.fenced(mine, ["WINZ25"], queue)
+    assert [int(t) for t in rows.range("WINZ25", versions=True).index] == [1, 2, 3]
+    assert signals.signals("WINZ25", 0, 2**62) == [sig]
+    assert signals.cursor("WINZ25")["rows"] == "3"
+
+
+@pytest.fixture(params=["single", "cluster"])
+def pool_store_url(request: pytest.FixtureRequest) -> str | None:
+    """None: the embedded server of the test's data directory; else the session's
+    3-primary cluster, emptied (the worker processes get it as TICKVAULT_VALKEY_URL)."""
+    if request.param == "single":
+        return None
+    v: Vault = request.getfixturevalue("session_cluster_vault")
+    v.client.flushdb()
+    return str(request.getfixturevalue("session_cluster"))
+
+
 def test_a_feature_pool_moves_a_killed_workers_symbols_and_no_row_is_lost_or_doubled(
-    own_data_dir: Path, workers: list[subprocess.Popen[bytes]]
+    own_data_dir: Path, workers: list[subprocess.Popen[bytes]], pool_store_url: str | None
 ) -> None:
     import datetime as dt
 
@@ -266,6 +344,8 @@ def test_a_feature_pool_moves_a_killed_workers_symbols_and_no_row_is_lost_or_dou
     ports = free_ports()
     env = {**os.environ, **port_env(ports), "TICKVAULT_DATA_DIR": str(own_data_dir),
            "TICKVAULT_POOL_LEASE_TTL_MS": str(TTL_MS)}  # fmt: skip
+    if pool_store_url is not None:
+        env["TICKVAULT_VALKEY_URL"] = pool_store_url
     overrides = {f"zmq_{name}_port": p for name, p in ports.items()}
     start = dt.datetime.combine(day, dt.time(9, 0), tzinfo=B3_TZ)
     feeder = SimulatedFeeder(SYMBOLS, speed=None, days=1, trades_per_day=3_000, chained=True,
@@ -285,7 +365,7 @@ def test_a_feature_pool_moves_a_killed_workers_symbols_and_no_row_is_lost_or_dou
                 pub.publish_trades(s, t[i : min(i + 100, b)])
         pub.flush()
 
-    with Vault.open(data_dir=own_data_dir, **overrides) as vault, \
+    with Vault.open(pool_store_url, data_dir=own_data_dir, **overrides) as vault, \
             Publisher(vault.settings) as pub:  # fmt: skip
         for s in SYMBOLS:
             seed_sessions(vault, s, 2, before=day, trades_per_day=1_000)
@@ -341,7 +421,7 @@ def test_a_feature_pool_moves_a_killed_workers_symbols_and_no_row_is_lost_or_dou
 
 
 def test_a_model_pool_moves_a_killed_workers_symbols_and_no_signal_is_lost_or_doubled(
-    own_data_dir: Path, workers: list[subprocess.Popen[bytes]]
+    own_data_dir: Path, workers: list[subprocess.Popen[bytes]], pool_store_url: str | None
 ) -> None:
     import datetime as dt
 
@@ -368,6 +448,8 @@ def test_a_model_pool_moves_a_killed_workers_symbols_and_no_signal_is_lost_or_do
            "TICKVAULT_SIGNAL_DEADLINE_MS": str(3_600_000), "TICKVAULT_SIGNAL_ENTER": "0.01",
            "TICKVAULT_SIGNAL_EXIT": "0", "TICKVAULT_SIGNAL_MIN_CONFIDENCE": "0",
            "TICKVAULT_SIGNAL_COOLDOWN_S": "0"}  # fmt: skip
+    if pool_store_url is not None:
+        env["TICKVAULT_VALKEY_URL"] = pool_store_url
     overrides = {f"zmq_{name}_port": p for name, p in ports.items()}
     start = dt.datetime.combine(day, dt.time(9, 0), tzinfo=B3_TZ)
     feeder = SimulatedFeeder(SYMBOLS, speed=None, days=1, trades_per_day=4_000, chained=True,
@@ -389,7 +471,7 @@ def test_a_model_pool_moves_a_killed_workers_symbols_and_no_signal_is_lost_or_do
                 pub.publish_trades(s, chunk)
         pub.flush()
 
-    with Vault.open(data_dir=own_data_dir, **overrides) as vault, \
+    with Vault.open(pool_store_url, data_dir=own_data_dir, **overrides) as vault, \
             Publisher(vault.settings) as pub:  # fmt: skip
         reg = Registry.of_data_dir(own_data_dir)
         for s in SYMBOLS:  # a fast model per symbol (intraday features only)

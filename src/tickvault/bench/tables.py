@@ -374,3 +374,44 @@ def compare_table(result: Any) -> list[RenderableType]:
     shown.append(f"load average {result['load_average_start']} at the start, "
                  f"{result['load_average_end']} at the end")  # fmt: skip
     return shown
+
+
+def scale_table(result: Any) -> list[RenderableType]:
+    """The table of ``tickvault bench scale``."""
+
+    def num(v: Any) -> str:
+        return "-" if v is None else f"{v:,}"
+
+    shown: list[RenderableType] = []
+    table = Table(title=f"bench scale: {result['trades']:,} trades over {result['symbols']} "
+                  f"symbols per cell ({result['cpus']} CPUs, load {result['load_before']:.2f} "
+                  f"before, {result['load_after']:.2f} after)")  # fmt: skip
+    for col in ("store", "bridges", "ingest trades/s", "lost", "dup", "bridge CPU s",
+                "valkey CPU s", "trades/bridge-CPU-s", "trades/valkey-CPU-s",
+                "read trades/s", "bytes/trade", "used_memory MB"):  # fmt: skip
+        table.add_column(col, justify="right")
+    for name, row in result["stores"].items():
+        label = "1 node" if name == "single" else f"{result['primaries']}-node cluster"
+        for c in row["cells"]:
+            table.add_row(label, str(c["bridges"]), num(c["ingest_trades_per_s"]), num(c["lost"]),
+                          num(c["duplicated"]), num(c["cpu_s"]["bridges"]),
+                          num(c["cpu_s"]["valkey"]), num(c["ingest_trades_per_cpu_s"]["bridges"]),
+                          num(c["ingest_trades_per_cpu_s"]["valkey"]), num(c["read_trades_per_s"]),
+                          num(c["bytes_per_trade"]),
+                          f"{c['used_memory'] / 2**20:,.1f}")  # fmt: skip
+        c = row.get("paced")
+        if c:
+            table.add_row(f"{label}, paced {c['rate']:,.0f}/s", str(c["bridges"]),
+                          num(c["ingest_trades_per_s"]), num(c["lost"]), num(c["duplicated"]),
+                          num(c["cpu_s"]["bridges"]), num(c["cpu_s"]["valkey"]),
+                          num(c["ingest_trades_per_cpu_s"]["bridges"]),
+                          num(c["ingest_trades_per_cpu_s"]["valkey"]),
+                          num(c["read_trades_per_s"]), num(c["bytes_per_trade"]),
+                          f"{c['used_memory'] / 2**20:,.1f}")  # fmt: skip
+        o = row.get("original_design")
+        if o:
+            table.add_row(f"{label}, original design", "1 (one symbol)",
+                          num(o["ingest_trades_per_s"]), num(o["lost"]), num(o["duplicated"]),
+                          *["-"] * 7)  # fmt: skip
+    shown.append(table)
+    return shown

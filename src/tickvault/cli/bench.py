@@ -328,3 +328,43 @@ def bench_compare(
         return
     for shown in tables.compare_table(result):
         console.print(shown)
+
+
+@bench.command("scale")
+@click.option("--trades", type=POSITIVE, default=1_000_000, show_default=True,
+              help="Trades per cell, split evenly over the symbols.")  # fmt: skip
+@click.option("--symbols", type=click.IntRange(1, 100), default=50, show_default=True)
+@click.option("--bridges", default="1,2,4", show_default=True, metavar="COUNTS",
+              help="Pool bridges of each cell (processes).")  # fmt: skip
+@click.option("--original-trades", type=click.IntRange(min=0), default=100_000,
+              show_default=True, help="Trades of the original design's row (0: skip).")  # fmt: skip
+@click.option("--live-rate", type=click.FloatRange(min=0), default=5_000, show_default=True,
+              help="Trades/s (in all) of the paced cell, one bridge: bytes/trade of live "
+              "blocks (0: skip).")  # fmt: skip
+@click.option("--live-trades", type=click.IntRange(min=0), default=50_000, show_default=True,
+              help="Trades of the paced cell.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def bench_scale(ctx: click.Context, trades: int, symbols: int, bridges: str,
+                original_trades: int, live_rate: float, live_trades: int,
+                as_json: bool) -> None:  # fmt: skip
+    """Ingest (publisher process -> pool bridges -> store) and read throughput of one node
+    against a private 3-node Valkey Cluster, with 1, 2, 4 pool bridges over SYMBOLS
+    symbols; CPU seconds per role, bytes/trade, Valkey memory. Always on stores of its
+    own (a temporary server, a temporary local cluster)."""
+    from tickvault.bench.scale import run_scale_bench
+
+    try:
+        counts = [int(c) for c in bridges.split(",") if c.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{bridges!r}: use counts such as 1,2,4",
+                                 param_hint="--bridges") from None  # fmt: skip
+    if not counts or any(c < 1 for c in counts):
+        raise click.BadParameter(f"{bridges!r}: counts of 1 or more", param_hint="--bridges")
+    result = _bench_result(ctx, as_json, run_scale_bench, trades=trades, symbols=symbols,
+                           bridges=counts, original_trades=original_trades,
+                           live_rate=live_rate, live_trades=live_trades)  # fmt: skip
+    if result is None:
+        return
+    for shown in tables.scale_table(result):
+        console.print(shown)

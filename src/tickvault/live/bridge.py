@@ -469,17 +469,17 @@ class Bridge(OutageHandling):
         cursors stay where the store has them). The items stored."""
         if self._lost:
             items = self._drop(cycle, items, self._lost)
-        while items:
-            try:
-                self.vault.store_cycle(items, fence=fence)
-                return items
-            except LeaseLost as exc:
-                self.stats.fenced_writes += 1
-                self._lost |= set(exc.symbols)
-                items = self._drop(cycle, items, self._lost)
-                log.warning("bridge: %s", exc)
-                if self.on_lease_lost is not None:
-                    self.on_lease_lost(sorted(exc.symbols))
+        if not items:
+            return items
+        try:
+            self.vault.store_cycle(items, fence=fence)
+        except LeaseLost as exc:  # the other symbols' items are stored
+            self.stats.fenced_writes += 1
+            self._lost |= set(exc.symbols)
+            items = self._drop(cycle, items, self._lost)
+            log.warning("bridge: %s", exc)
+            if self.on_lease_lost is not None:
+                self.on_lease_lost(sorted(exc.symbols))
         return items
 
     def _drop(self, cycle: Cycle, items: list[StoreItem], lost: set[str]) -> list[StoreItem]:

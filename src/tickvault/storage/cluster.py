@@ -24,6 +24,9 @@ What differs from one server, and where it is handled here:
   as ``EVAL`` (a NOSCRIPT inside MULTI would break the all-or-nothing). A transaction
   refused with MOVED/ASK/TRYAGAIN/CLUSTERDOWN ran nothing and is sent again once the
   slot map is read again.
+- Transactions that ``WATCH`` keys (a pool worker's fenced writes): on a connection of
+  the slot's primary (``watch_pipeline``), one slot each; a redirection: the slot map is
+  read again (``refresh_slots``) and the transaction started again.
 - Commands over every key (``SCAN``, ``FLUSHDB``) go to every primary; ``INFO``,
   ``server_run_id`` and the status are gathered from every primary (``primaries_info``).
 
@@ -111,7 +114,9 @@ def plain_client(url: str) -> Any:
                          ssl=parsed.tls)  # fmt: skip
 
 
-def _is_redirect(exc: BaseException) -> bool:
+def is_redirect(exc: BaseException) -> bool:
+    """A reply saying the slot is served elsewhere or not yet (MOVED, ASK, TRYAGAIN,
+    CLUSTERDOWN): the command ran nowhere."""
     if isinstance(exc, MovedError | AskError | TryAgainError | ClusterDownError):
         return True
     return isinstance(exc, ResponseError) and str(exc).startswith(_REDIRECTS)
@@ -178,6 +183,22 @@ class ClusterClient(ValkeyCluster):
             reinitialize_steps=self.reinitialize_steps,
             lock=self._lock,
         )
+
+    def watch_pipeline(self, key: str) -> Any:
+        """A transaction pipeline (``WATCH`` allowed) on the connection of the primary
+        serving ``key``'s slot now, for a transaction that must watch keys (the fenced
+        writes of ``storage.leases``); every key of it must share ``key``'s slot. A reply
+        that is a redirection (``is_redirect``: the slot moved, a failover) ran nothing of
+        it: ``refresh_slots`` and start again."""
+        return self.primary_client(self.key_slot(key)).pipeline(transaction=True)
+
+    def key_slot(self, key: str) -> int:
+        """The slot of ``key`` (its hash tag's)."""
+        return int(self.keyslot(key))
+
+    def refresh_slots(self) -> None:
+        """Read the slot map again (after a redirection or a lost primary)."""
+        self.nodes_manager.initialize()
 
     def slot_of(self, *args: Any) -> int:
         """The slot a command (its name first) goes to."""
@@ -287,7 +308,7 @@ class SlotTransaction(CoreCommands):
             try:
                 return list(pipe.execute(raise_on_error=raise_on_error))
             except ResponseError as exc:  # refused whole at EXEC: nothing of it ran
-                if not _is_redirect(exc) or attempt == _TRANSACTION_ATTEMPTS - 1:
+                if not is_redirect(exc) or attempt == _TRANSACTION_ATTEMPTS - 1:
                     raise
             owner.nodes_manager.initialize()
             time.sleep(delay)

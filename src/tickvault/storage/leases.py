@@ -22,9 +22,15 @@ expired since the ``WATCH`` (a takeover, an expiry; also the owner's own renewal
 which the check is simply made again), so a write lands only while its lease is held:
 ``LeaseLost`` otherwise, and nothing of it is stored.
 
-On a Valkey Cluster the keys of one transaction must share a slot: a fenced write of
-one symbol qualifies (its lease and data keys share the hash tag), a bridge cycle over
-several symbols would have to be cut into one transaction per symbol (not done here).
+On a Valkey Cluster the keys of one transaction must share a slot, and ``WATCH`` must
+be sent on the connection that runs the ``EXEC``: a fenced write runs on a connection
+of the primary of its slot (``ClusterClient.watch_pipeline``; a redirection after a
+failover or a slot move: the slot map is read again and the write started again). A
+fenced write of one symbol qualifies (its lease and data keys share the hash tag); a
+bridge cycle over several symbols (``fenced_cycle``) is one fenced transaction per slot
+there, in practice one per symbol, and one over the whole cycle on a single server.
+Each transaction is all or nothing for its symbols: a lease lost refuses that
+symbol's write only, the cycle's other symbols are stored (``LeaseLost.stored``).
 """
 
 from __future__ import annotations
@@ -36,8 +42,9 @@ from typing import Any
 
 import valkey
 
-from tickvault.errors import LeaseLost
+from tickvault.errors import LeaseLost, ServerError
 from tickvault.storage.books import BookStore
+from tickvault.storage.cluster import ClusterClient, is_redirect
 from tickvault.storage.connection import translate
 from tickvault.storage.writes import StoreItem, TradeWrites
 
@@ -56,6 +63,10 @@ return 0
 _MAX_ATTEMPTS = 50
 """A fenced write retried this often (each abort: a renewal or a takeover since WATCH)
 is given up as a lost lease."""
+_MOVED_ATTEMPTS = 12
+"""On a cluster, a fenced write redirected (its slot moved, a failover under way) or cut
+off from its primary before its EXEC is started again this often, the slot map read again in between
+(waits doubling from 20 ms to 0.5 s: about 4 s in all), then the error is raised."""
 
 
 def _text(value: bytes | str | None) -> str | None:
@@ -159,14 +170,28 @@ def fenced(
     """Run the writes ``queue(pipe)`` puts on a transaction only while ``fence`` holds the
     lease of every one of ``symbols`` (module docstring); ``queue`` may return a check
     of the transaction's replies. ``LeaseLost`` (naming the symbols) when one is not
-    held: nothing was written."""
+    held: nothing was written. On a cluster every key of the transaction (the leases
+    and what ``queue`` writes) must share one slot."""
     keys = {s: fence.key(s) for s in sorted(set(symbols))}
-    with r.pipeline(transaction=True) as pipe:
-        for _ in range(_MAX_ATTEMPTS):
+    if not keys:
+        raise ValueError("a fenced write needs at least one symbol")
+    cluster = r if isinstance(r, ClusterClient) else None
+    if cluster is not None and len({cluster.key_slot(k) for k in keys.values()}) > 1:
+        raise ServerError(
+            f"a fenced write over {', '.join(keys)}: their leases are on several cluster "
+            "slots, and one transaction covers one slot; this is a tickvault bug, please "
+            "report it (the bridge cuts its cycle into one transaction per slot)"
+        )
+    first = next(iter(keys.values()))
+    delay = 0.02
+    aborts = moves = 0
+    while aborts < _MAX_ATTEMPTS:
+        pipe = r.pipeline(transaction=True) if cluster is None else cluster.watch_pipeline(first)
+        executing = False
+        with pipe:
             try:
                 pipe.watch(*keys.values())
-                values = pipe.mget(list(keys.values()))  # one round trip (one slot each
-                # in a cluster only for one symbol: see the module docstring)
+                values = pipe.mget(list(keys.values()))  # one round trip
                 lost = [s for s, held in zip(keys, values, strict=True)
                         if _text(held) != fence.token]  # fmt: skip
                 if lost:
@@ -174,21 +199,72 @@ def fenced(
                     raise LeaseLost(lost, fence.role)
                 pipe.multi()
                 check = queue(pipe)
+                executing = True
                 replies = pipe.execute()
             except valkey.WatchError:
+                aborts += 1
                 continue  # changed since WATCH: our own renewal, or a takeover; check again
-            if check is not None:
-                check(replies)
-            return
+            except (valkey.ResponseError, valkey.ConnectionError, valkey.TimeoutError) as exc:
+                # on a cluster: the slot moved (a redirection: nothing ran) or its primary
+                # is gone before the EXEC was sent; a connection lost during the EXEC may
+                # have run it, and is raised as on one server
+                if cluster is None or moves >= _MOVED_ATTEMPTS - 1:
+                    raise
+                if isinstance(exc, valkey.ResponseError) and not is_redirect(exc):
+                    raise
+                if not isinstance(exc, valkey.ResponseError) and executing:
+                    raise
+                moves += 1
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+                cluster.refresh_slots()
+                continue
+        if check is not None:
+            check(replies)
+        return
     raise LeaseLost(sorted(keys), fence.role, why="its lease key kept changing under the write")
 
 
 def fenced_cycle(
     r: Any, writes: TradeWrites, books: BookStore, items: Sequence[StoreItem], fence: Fence
 ) -> None:
-    """``TradeWrites.store_cycle`` as one transaction fenced by ``fence`` (``fenced``): all of
-    the cycle or nothing, and only while every symbol of it is leased to the fence."""
+    """``TradeWrites.store_cycle`` fenced by ``fence`` (``fenced``): on a single server one
+    transaction over the whole cycle, on a cluster one per slot (module docstring). Each
+    symbol's items land whole or not at all, and only while its lease is the fence's.
+    ``LeaseLost`` naming the symbols whose lease was not held (nothing of theirs
+    stored) once every other symbol's items are stored (``LeaseLost.stored``)."""
+    if not items:
+        return
+    lost: list[str] = []
+    with books.lock:  # a book write and its in-memory state move together
+        for group in _slot_groups(r, items, fence):
+            left = group
+            while left:
+                try:
+                    fenced(r, fence, {i.symbol for i in left}, _cycle_queue(writes, books, left))
+                    break
+                except LeaseLost as exc:  # the others of the group: once more without it
+                    lost += exc.symbols
+                    left = [i for i in left if i.symbol not in exc.symbols]
+    if lost:
+        stored = sorted({i.symbol for i in items} - set(lost))
+        raise LeaseLost(sorted(set(lost)), fence.role, stored=stored)
 
+
+def _slot_groups(r: Any, items: Sequence[StoreItem], fence: Fence) -> list[list[StoreItem]]:
+    """The items of a cycle by the slot of their symbol's lease (a cluster), in order;
+    all in one on a single server."""
+    if not isinstance(r, ClusterClient):
+        return [list(items)]
+    groups: dict[int, list[StoreItem]] = {}
+    for item in items:
+        groups.setdefault(r.key_slot(fence.key(item.symbol)), []).append(item)
+    return list(groups.values())
+
+
+def _cycle_queue(
+    writes: TradeWrites, books: BookStore, items: Sequence[StoreItem]
+) -> Callable[[Any], Callable[[list[Any]], None]]:
     def queue(pipe: Any) -> Callable[[list[Any]], None]:
         _, book_calls = writes.queue_cycle(pipe, items, books)
 
@@ -198,10 +274,7 @@ def fenced_cycle(
 
         return applied
 
-    if not items:
-        return
-    with books.lock:  # a book write and its in-memory state move together
-        fenced(r, fence, {i.symbol for i in items}, queue)
+    return queue
 
 
 __all__ = ["Fence", "Leases", "fenced", "fenced_cycle", "lease_key", "members_key"]
