@@ -479,7 +479,7 @@ class _Lab:
 
     def records(self) -> int:
         return int(self._safe(lambda: sum(s.trades for s in self.vault.stats(SYMBOL)
-                                          if s.stream == "realtime"), -1))  # fmt: skip
+                                          if s.stream in ("realtime", "compacted")), -1))  # fmt: skip
 
     def feature_pos(self) -> tuple[int, int]:
         c = self._safe(lambda: self.rows.cursor(SYMBOL), {})

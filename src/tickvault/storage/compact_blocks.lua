@@ -1,0 +1,74 @@
+-- One compaction swap: remove realtime entries and append the blocks that hold exactly
+-- their records to the compacted stream, atomically (storage/compaction.py).
+-- KEYS[1] realtime stream, KEYS[2] its meta hash, KEYS[3] its late-block sorted set,
+-- KEYS[4] compacted stream, KEYS[5] its meta hash, KEYS[6] its late-block sorted set
+-- ARGV: n_ids, the n_ids realtime entry ids, n_members, the n_members late-index
+--       members of those entries, n_days, then n_days pairs (trading_day, records),
+--       then repeated (first_ms, last_ms, n_trades, trading_day, max_trade_id, block_bytes)
+-- Returns {1, entry ids of the new blocks...}, or {0, the id that was missing}: an
+-- entry the compactor read is gone (another compactor swapped it, or a trim removed
+-- it), and nothing was changed.
+--
+-- The new blocks are appended by the rules of append_blocks.lua (ids follow event
+-- time; a block that starts before the compacted stream's watermark is a late entry,
+-- field `l`, indexed in KEYS[6]). The record counters move from the realtime meta to
+-- the compacted meta (`trades`, `n:<day>`), and the compacted meta's `gen` goes up by
+-- one: a reader whose read takes two round trips sees it and reads again.
+local rt, rt_meta, rt_late = KEYS[1], KEYS[2], KEYS[3]
+local cs, cs_meta, cs_late = KEYS[4], KEYS[5], KEYS[6]
+local n_ids = tonumber(ARGV[1])
+for i = 2, 1 + n_ids do
+  if #redis.call('XRANGE', rt, ARGV[i], ARGV[i]) == 0 then
+    return {0, ARGV[i]}
+  end
+end
+for i = 2, 1 + n_ids, 1000 do
+  redis.call('XDEL', rt, unpack(ARGV, i, math.min(i + 999, 1 + n_ids)))
+end
+local at = 2 + n_ids
+local n_members = tonumber(ARGV[at])
+for i = at + 1, at + n_members, 1000 do
+  redis.call('ZREM', rt_late, unpack(ARGV, i, math.min(i + 999, at + n_members)))
+end
+at = at + n_members + 1
+local n_days = tonumber(ARGV[at])
+local moved = 0
+for i = at + 1, at + 2 * n_days, 2 do
+  redis.call('HINCRBY', rt_meta, 'n:' .. ARGV[i], -tonumber(ARGV[i + 1]))
+  redis.call('HINCRBY', cs_meta, 'n:' .. ARGV[i], ARGV[i + 1])
+  moved = moved + tonumber(ARGV[i + 1])
+end
+redis.call('HINCRBY', rt_meta, 'trades', -moved)
+redis.call('HINCRBY', cs_meta, 'trades', moved)
+at = at + 2 * n_days + 1
+local wm_s = redis.call('HGET', cs_meta, 'wm')
+if not wm_s then
+  local top = redis.call('XREVRANGE', cs, '+', '-', 'COUNT', 1)
+  if #top > 0 then
+    wm_s = string.match(top[1][1], '^(%d+)-')
+  else
+    wm_s = '0'
+  end
+end
+local wm = tonumber(wm_s)
+local ids = {1}
+for i = at, #ARGV, 6 do
+  local first_s, last_s, block = ARGV[i], ARGV[i + 1], ARGV[i + 5]
+  local id
+  if tonumber(first_s) >= wm then
+    id = redis.call('XADD', cs, first_s .. '-*', 'b', block)
+    wm, wm_s = tonumber(last_s), last_s
+  else
+    id = redis.call('XADD', cs, wm_s .. '-*', 'b', block, 'l', first_s)
+    redis.call('ZADD', cs_late, last_s, id .. '@' .. first_s)
+  end
+  local tid_field = 'tid:' .. ARGV[i + 3]
+  local old_tid = tonumber(redis.call('HGET', cs_meta, tid_field) or '-1')
+  if tonumber(ARGV[i + 4]) > old_tid then
+    redis.call('HSET', cs_meta, tid_field, ARGV[i + 4])
+  end
+  ids[#ids + 1] = id
+end
+redis.call('HSET', cs_meta, 'wm', wm_s)
+redis.call('HINCRBY', cs_meta, 'gen', 1)
+return ids
