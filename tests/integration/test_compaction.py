@@ -306,3 +306,33 @@ def test_compact_cli_of_a_symbol_with_nothing_stored_says_so(cli_env: Vault) -> 
     assert "nothing is stored for NOPE3" in result.output and SYMBOL in result.output
     bad = CliRunner().invoke(cli, ["compact", "--symbol", "WIN Z25"])
     assert bad.exit_code == 2 and "'WIN Z25'" in bad.output, bad.output
+
+
+def test_entries_not_at_the_start_of_the_stream_go_in_bounded_swaps(vault: Vault) -> None:
+    """The day's last trade, written first, holds the stream's start (unsettled), so the
+    one-trade blocks written after it (late: their trades are earlier) cannot go with
+    one XTRIM: they go with XDEL, at most XDEL_MAX per swap (a full chunk of 2,048 in
+    two swaps); the rest waits for the chunk to fill (the session is open)."""
+    from tickvault.storage.compaction import XDEL_MAX
+
+    store = vault.with_settings(block_max_trades=2048, compact_after_minutes=0)
+    full = sim_trades(3_100, SYMBOL, seed=11, days=1)
+    last_ms = int(full.ts_event[-1]) // 1_000_000
+    early = full.take(slice(0, 3_000)).take(full.ts_event[:3_000] // 1_000_000 < last_ms - 1)
+    last = full.take(slice(-1, None))
+    store.store_batch(SYMBOL, last)
+    items = [StoreItem(SYMBOL, "realtime", early.take(slice(i, i + 1)).to_structured(), {})
+             for i in range(len(early))]  # fmt: skip
+    for i in range(0, len(items), 500):
+        store.store_cycle(items[i : i + 500])
+    late = f"ticks:{{{SYMBOL}}}:realtime:late"
+    assert store.client.zcard(late) == len(early) > 2048 > XDEL_MAX
+    before = store.range(SYMBOL)
+    report = store.compact([SYMBOL], now=int(last.ts_event[0]) - 1)
+    item = report.items[0]
+    assert item.entries_compacted == 2048 and item.swaps == -(-2048 // XDEL_MAX)
+    assert store.client.xlen(trades_key(SYMBOL, "realtime")) == 1 + len(early) - 2048
+    assert store.client.zcard(late) == len(early) - 2048
+    assert store.range(SYMBOL).equals(before)
+    day = TradeBatch.concat([early, last])
+    np.testing.assert_array_equal(stored_records(store), sorted_records(day))

@@ -87,8 +87,8 @@ def _echo(vault: Vault, report: CompactReport, as_json: bool) -> None:
     if not report.items:
         click.echo("no symbols stored: nothing to compact")
     for i in report.items:
-        lost = (f"; {i.swaps_lost} swaps found their blocks gone (another compactor or a "
-                "trim): run again" if i.swaps_lost else "")  # fmt: skip
+        lost = (f"; {i.swaps_lost} swaps found entries deleted under them (another "
+                "compactor or a trim) and read again" if i.swaps_lost else "")  # fmt: skip
         click.echo(
             f"  {i.symbol}: {what} {i.trades_compacted:,} trades in {i.entries_compacted:,} "
             f"blocks into {i.blocks_written:,}; blocks {i.blocks_before:,} -> {i.blocks_after:,}, "

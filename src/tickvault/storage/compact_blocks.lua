@@ -2,30 +2,40 @@
 -- their records to the compacted stream, atomically (storage/compaction.py).
 -- KEYS[1] realtime stream, KEYS[2] its meta hash, KEYS[3] its late-block sorted set,
 -- KEYS[4] compacted stream, KEYS[5] its meta hash, KEYS[6] its late-block sorted set
--- ARGV: n_ids, the n_ids realtime entry ids, n_members, the n_members late-index
---       members of those entries, n_days, then n_days pairs (trading_day, records),
---       then repeated (first_ms, last_ms, n_trades, trading_day, max_trade_id, block_bytes)
--- Returns {1, entry ids of the new blocks...}, or {0, the id that was missing}: an
--- entry the compactor read is gone (another compactor swapped it, or a trim removed
--- it), and nothing was changed.
+-- ARGV: expected gen, min id ('' for none), n_ids, the n_ids realtime entry ids,
+--       n_members, the n_members late-index members of the entries removed, n_days,
+--       then n_days pairs (trading_day, records), then repeated
+--       (first_ms, last_ms, n_trades, trading_day, max_trade_id, block_bytes)
+-- Returns {1, the new gen, entry ids of the new blocks...}, or {0, the gen found}
+-- when the compacted meta's `gen` is not the expected one, and nothing is changed.
+--
+-- `gen` goes up by one with every swap and every trim of the symbol (the only ways
+-- tickvault deletes trade entries): a compactor that read the stream at gen G
+-- knows that every entry it read is still there while gen is G (appends only add
+-- entries, at ids above every existing one). So the entries go without a check
+-- each: those before <min id> (the compactor's entries are then the whole start of
+-- the stream) with one XTRIM MINID, which frees whole stream nodes, the others with
+-- XDEL (each costs a few microseconds: the compactor bounds how many).
 --
 -- The new blocks are appended by the rules of append_blocks.lua (ids follow event
 -- time; a block that starts before the compacted stream's watermark is a late entry,
 -- field `l`, indexed in KEYS[6]). The record counters move from the realtime meta to
--- the compacted meta (`trades`, `n:<day>`), and the compacted meta's `gen` goes up by
--- one: a reader whose read takes two round trips sees it and reads again.
+-- the compacted meta (`trades`, `n:<day>`); a reader whose read takes two round
+-- trips reads `gen` in both and reads again when it moved.
 local rt, rt_meta, rt_late = KEYS[1], KEYS[2], KEYS[3]
 local cs, cs_meta, cs_late = KEYS[4], KEYS[5], KEYS[6]
-local n_ids = tonumber(ARGV[1])
-for i = 2, 1 + n_ids do
-  if #redis.call('XRANGE', rt, ARGV[i], ARGV[i]) == 0 then
-    return {0, ARGV[i]}
-  end
+local gen = redis.call('HGET', cs_meta, 'gen') or '0'
+if gen ~= ARGV[1] then
+  return {0, gen}
 end
-for i = 2, 1 + n_ids, 1000 do
-  redis.call('XDEL', rt, unpack(ARGV, i, math.min(i + 999, 1 + n_ids)))
+if ARGV[2] ~= '' then
+  redis.call('XTRIM', rt, 'MINID', ARGV[2])
 end
-local at = 2 + n_ids
+local n_ids = tonumber(ARGV[3])
+for i = 4, 3 + n_ids, 1000 do
+  redis.call('XDEL', rt, unpack(ARGV, i, math.min(i + 999, 3 + n_ids)))
+end
+local at = 4 + n_ids
 local n_members = tonumber(ARGV[at])
 for i = at + 1, at + n_members, 1000 do
   redis.call('ZREM', rt_late, unpack(ARGV, i, math.min(i + 999, at + n_members)))
@@ -51,7 +61,7 @@ if not wm_s then
   end
 end
 local wm = tonumber(wm_s)
-local ids = {1}
+local ids = {1, redis.call('HINCRBY', cs_meta, 'gen', 1)}
 for i = at, #ARGV, 6 do
   local first_s, last_s, block = ARGV[i], ARGV[i + 1], ARGV[i + 5]
   local id
@@ -70,5 +80,4 @@ for i = at, #ARGV, 6 do
   ids[#ids + 1] = id
 end
 redis.call('HSET', cs_meta, 'wm', wm_s)
-redis.call('HINCRBY', cs_meta, 'gen', 1)
 return ids

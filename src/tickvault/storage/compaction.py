@@ -4,8 +4,10 @@ as full blocks in its ``compacted`` stream (docs/storage-format.md, "Compaction"
 A realtime entry is *settled* when every trade in it is ``compact_after_minutes`` old
 (event time) or its trading day's B3 session has closed. Per symbol and trading day the
 settled entries are read, planned into swaps (``storage.compactplan``) and each swap is
-one ``compact_blocks.lua`` call: it checks that every entry read is still there (else
-it changes nothing: another compactor or a trim got there first), deletes them, and
+one ``compact_blocks.lua`` call: it checks that no entry was deleted since the scan
+read the stream (the compaction generation, which every swap and trim moves; else it
+changes nothing and the symbol is read again), deletes the entries (one XTRIM MINID
+for those at the start of the stream, XDEL for the others), and
 appends blocks holding exactly their records (every repeat and correction, with its
 own ``ts_recv`` and flags) to the compacted stream, moving the record counters and
 bumping the compaction generation. So at every instant each record is stored once: a
@@ -35,10 +37,17 @@ from tickvault.timeutil import NS_PER_DAY, NS_PER_MS, local_to_utc_ns, trading_d
 from tickvault.venue import b3
 
 SWAP_MAX_ENTRIES = 16_384
-"""Realtime entries removed by one swap: with at most ``block_max_trades`` records, bounds
-how long one script call holds the server (about 10 ms for 16,384 one-trade entries)."""
+"""Realtime entries removed by one swap. Entries at the start of the stream (the usual
+case: settled spans are the oldest) go with one XTRIM MINID, which frees whole stream
+nodes; others go with XDEL, a few microseconds each, at most ``XDEL_MAX`` per swap."""
+XDEL_MAX = 1024
+"""Entries one swap removes one by one (XDEL): bounds how long one script call holds
+the server (about 4 ms) when the entries are not the start of the stream."""
 _PAGE = 2000
 """Entries per XRANGE page of the scan."""
+_ATTEMPTS = 3
+"""Scans of a symbol in one run when another compactor or a trim deletes entries
+under it (its swaps then change nothing, and it reads the stream again)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -58,8 +67,8 @@ class CompactItem:
     """Compacted blocks appended (or that would be)."""
     swaps: int
     swaps_lost: int
-    """Swaps that changed nothing because an entry read was gone (another compactor or
-    a trim got there first); a later run compacts what is left."""
+    """Swaps that changed nothing because entries were deleted since the scan read them
+    (another compactor or a trim got there first); the symbol was then read again."""
     blocks_after: int
     trades_after: int
     bytes_after: int
@@ -125,138 +134,18 @@ class Compactor:
         self, symbol: str, now_ns: int, cutoff: int, dry_run: bool, stop: Callable[[], bool] | None
     ) -> CompactItem:
         before = self._footprint(symbol)
-        today = trading_day(now_ns, self._tz)
-        today_closed = now_ns >= self._close_of(symbol, today)
-        # Every in-order entry of a settled span starts before this; a late one (id at
-        # a later watermark) is found through the late index, by its last trade.
-        bound = max(cutoff, self._day_start(today + 1 if today_closed else today))
-        bound_ms = bound // NS_PER_MS
-
-        def closed(day: int) -> bool:
-            return day < today or (day == today and today_closed)
-
-        rt, late = trades_key(symbol, "realtime"), late_key(symbol, "realtime")
-        late_by_day: dict[int, list[tuple[bytes, bytes]]] = {}
-        for member in self._r.zrangebyscore(late, "-inf", f"({bound_ms}"):
-            eid, first_ms = split_member(member)
-            day = trading_day(first_ms * NS_PER_MS, self._tz)
-            late_by_day.setdefault(day, []).append((eid, member))
         totals = [0, 0, 0, 0, 0]  # entries, trades, blocks, swaps, lost
-
-        def settle(day: int, entries: list[_Entry]) -> None:
-            entries += self._late_entries(rt, late_by_day.pop(day, []))
-            ripe = [e for e in entries if closed(day) or e.header.ts_last < cutoff]
-            for i, v in enumerate(self._day(symbol, day, ripe, closed(day), dry_run, stop)):
-                totals[i] += v
-
-        current: list[_Entry] = []
-        current_day: int | None = None
-        cursor = "-"
-        while not (stop is not None and stop()):
-            page = self._r.xrange(rt, cursor, f"{bound_ms - 1}", count=_PAGE)
-            for eid, fields in page:
-                if b"l" in fields:
-                    continue  # late: found through the index
-                header = codec.read_header(fields[b"b"])
-                if current_day is not None and header.trading_day != current_day:
-                    settle(current_day, current)
-                    current = []
-                current_day = header.trading_day
-                current.append(_Entry(eid, None, fields[b"b"], header))
-            if len(page) < _PAGE:
+        for _ in range(_ATTEMPTS):
+            run = _Run(self, symbol, now_ns, cutoff, dry_run, stop, totals)
+            try:
+                run.scan()
                 break
-            cursor = "(" + page[-1][0].decode()
-        if current_day is not None:
-            settle(current_day, current)
-        for day in sorted(late_by_day):
-            if stop is not None and stop():
-                break
-            settle(day, [])
+            except _Stale:
+                totals[4] += 1  # another compactor or a trim deleted entries: read again
         after = before if dry_run else self._footprint(symbol)
         return CompactItem(symbol, before[0], before[1], before[2], totals[0], totals[1],
                            totals[2], totals[3], totals[4], after[0], after[1],
                            after[2])  # fmt: skip
-
-    def _late_entries(self, key: str, wanted: list[tuple[bytes, bytes]]) -> list[_Entry]:
-        if not wanted:
-            return []
-        pipe = self._r.pipeline(transaction=False)
-        for eid, _ in wanted:
-            pipe.xrange(key, eid, eid)
-        out = []
-        for (eid, member), found in zip(wanted, pipe.execute(), strict=True):
-            for _, fields in found:  # gone: trimmed or compacted since the index was read
-                out.append(_Entry(eid, member, fields[b"b"], codec.read_header(fields[b"b"])))
-        return out
-
-    def _day(
-        self,
-        symbol: str,
-        day: int,
-        entries: list[_Entry],
-        closed: bool,
-        dry_run: bool,
-        stop: Callable[[], bool] | None,
-    ) -> tuple[int, int, int, int, int]:
-        """Swap the settled ``entries`` of one trading day: (entries, trades, blocks,
-        swaps, swaps lost)."""
-        if not entries:
-            return 0, 0, 0, 0, 0
-        headers = [e.header for e in entries]
-        cols = codec.decode_blocks([e.block for e in entries], headers=headers)
-        counts = np.array([h.n for h in headers], dtype=np.int64)
-        ends = np.cumsum(counts)
-        starts = ends - counts
-        ts, tid = cols["ts_event"], cols["trade_id"]
-        spans = [
-            EntrySpan((int(ts[lo]), int(tid[lo])), (int(ts[hi - 1]), int(tid[hi - 1])), int(n))
-            for lo, hi, n in zip(starts, ends, counts, strict=True)
-        ]
-        max_trades = self.settings.block_max_trades
-        done = [0, 0, 0, 0, 0]
-        for chunk in plan_chunks(spans, max_trades, SWAP_MAX_ENTRIES):
-            if stop is not None and stop():
-                break
-            if not chunk.full and not closed:
-                continue  # the day's tail: the next run completes it
-            if len(chunk.entries) == 1 and headers[chunk.entries[0]].n >= max_trades:
-                continue  # already a full block
-            rows = np.concatenate([np.arange(starts[i], ends[i]) for i in chunk.entries])
-            part = {name: cols[name][rows] for name in TRADE_FIELDS}
-            order = merge_order(part)
-            batch = TradeBatch(**{name: part[name][order] for name in TRADE_FIELDS})
-            blocks = [batch.take(slice(lo, hi)) for lo, hi in block_cuts(len(batch), max_trades)]
-            lost = 0
-            if not dry_run:
-                lost = 0 if self._apply(symbol, day, [entries[i] for i in chunk.entries],
-                                        blocks) else 1  # fmt: skip
-            if not lost:
-                done[0] += len(chunk.entries)
-                done[1] += chunk.trades
-                done[2] += len(blocks)
-            done[3] += 1
-            done[4] += lost
-        return done[0], done[1], done[2], done[3], done[4]
-
-    def _apply(
-        self, symbol: str, day: int, entries: list[_Entry], blocks: list[TradeBatch]
-    ) -> bool:
-        """One swap; False when an entry read was gone (nothing changed)."""
-        s = self.settings
-        keys = [trades_key(symbol, "realtime"), meta_key(symbol, "realtime"),
-                late_key(symbol, "realtime"), trades_key(symbol, "compacted"),
-                meta_key(symbol, "compacted"), late_key(symbol, "compacted")]  # fmt: skip
-        members = [e.member for e in entries if e.member is not None]
-        trades = sum(len(b) for b in blocks)
-        args: list[Any] = [len(entries), *(e.eid for e in entries), len(members), *members,
-                           1, day, trades]  # fmt: skip
-        for b in blocks:
-            args += [int(b.ts_event[0]) // NS_PER_MS, int(b.ts_event[-1]) // NS_PER_MS, len(b),
-                     day, int(b.trade_id.max()),
-                     codec.encode_block(b, day, compression=s.compression,
-                                        level=s.compression_level)]  # fmt: skip
-        reply = self._swap(keys=keys, args=args)
-        return int(reply[0]) == 1
 
     # ------------------------------------------------------------------ helpers
     def _footprint(self, symbol: str) -> tuple[int, int, int]:
@@ -286,3 +175,185 @@ class Compactor:
             return b3.session_close_ns(symbol, date)
         except QueryError:
             return self._day_start(day + 1)
+
+
+class _Stale(Exception):
+    """A swap found another generation: entries were deleted since the scan read them."""
+
+
+class _Run:
+    """One scan of a symbol's realtime stream and the swaps of what is settled in it."""
+
+    def __init__(
+        self,
+        owner: Compactor,
+        symbol: str,
+        now_ns: int,
+        cutoff: int,
+        dry_run: bool,
+        stop: Callable[[], bool] | None,
+        totals: list[int],
+    ):
+        self._r, self.settings, self._tz = owner._r, owner.settings, owner._tz
+        self._owner = owner
+        self.symbol, self.cutoff, self.dry_run, self.stop = symbol, cutoff, dry_run, stop
+        self.totals = totals
+        self.today = trading_day(now_ns, self._tz)
+        self.today_closed = now_ns >= owner._close_of(symbol, self.today)
+        self.key = trades_key(symbol, "realtime")
+        self.order: list[bytes] = []
+        """Every entry id of the stream's start, as scanned, in stream order."""
+        self.removed: set[bytes] = set()
+        self.head = 0
+        """``order[head]`` is the stream's first entry (those before it are removed)."""
+        self.gen = "0"
+
+    def stopped(self) -> bool:
+        return self.stop is not None and self.stop()
+
+    def closed(self, day: int) -> bool:
+        return day < self.today or (day == self.today and self.today_closed)
+
+    def scan(self) -> None:
+        """Read the stream from its start and swap what is settled, day by day."""
+        # The generation first: any deletion after this makes every swap of this scan
+        # change nothing (so what the scan read is what is there when a swap lands).
+        self.gen = (self._r.hget(meta_key(self.symbol, "compacted"), "gen") or b"0").decode()
+        # Every in-order entry of a settled span starts before ``bound``; a late one (its
+        # id at a later watermark) is found through the late index, by its last trade.
+        today = self.today
+        start = self._owner._day_start(today + 1 if self.today_closed else today)
+        bound_ms = max(self.cutoff, start) // NS_PER_MS
+        late_by_day: dict[int, list[tuple[bytes, bytes]]] = {}
+        late = late_key(self.symbol, "realtime")
+        for member in self._r.zrangebyscore(late, "-inf", f"({bound_ms}"):
+            eid, first_ms = split_member(member)
+            day = trading_day(first_ms * NS_PER_MS, self._tz)
+            late_by_day.setdefault(day, []).append((eid, member))
+
+        def settle(day: int, entries: list[_Entry]) -> None:
+            entries += self._late_entries(late_by_day.pop(day, []))
+            ripe = [e for e in entries if self.closed(day) or e.header.ts_last < self.cutoff]
+            self._day(day, ripe)
+
+        current: list[_Entry] = []
+        current_day: int | None = None
+        cursor = "-"
+        while not self.stopped():
+            page = self._r.xrange(self.key, cursor, f"{bound_ms - 1}", count=_PAGE)
+            for eid, fields in page:
+                self.order.append(eid)
+                if b"l" in fields:
+                    continue  # late: found through the index
+                header = codec.read_header(fields[b"b"])
+                if current_day is not None and header.trading_day != current_day:
+                    settle(current_day, current)
+                    current = []
+                current_day = header.trading_day
+                current.append(_Entry(eid, None, fields[b"b"], header))
+            if len(page) < _PAGE:
+                break
+            cursor = "(" + page[-1][0].decode()
+        if current_day is not None and not self.stopped():
+            settle(current_day, current)
+        for day in sorted(late_by_day):
+            if self.stopped():
+                break
+            settle(day, [])
+
+    def _late_entries(self, wanted: list[tuple[bytes, bytes]]) -> list[_Entry]:
+        if not wanted:
+            return []
+        pipe = self._r.pipeline(transaction=False)
+        for eid, _ in wanted:
+            pipe.xrange(self.key, eid, eid)
+        out = []
+        for (eid, member), found in zip(wanted, pipe.execute(), strict=True):
+            for _, fields in found:  # gone: compacted or trimmed since (the swap will know)
+                out.append(_Entry(eid, member, fields[b"b"], codec.read_header(fields[b"b"])))
+        return out
+
+    def _day(self, day: int, entries: list[_Entry]) -> None:
+        """Swap the settled ``entries`` of one trading day, chunk by chunk."""
+        if not entries:
+            return
+        headers = [e.header for e in entries]
+        cols = codec.decode_blocks([e.block for e in entries], headers=headers)
+        counts = np.array([h.n for h in headers], dtype=np.int64)
+        ends = np.cumsum(counts)
+        starts = ends - counts
+        ts, tid = cols["ts_event"], cols["trade_id"]
+        spans = [
+            EntrySpan((int(ts[lo]), int(tid[lo])), (int(ts[hi - 1]), int(tid[hi - 1])), int(n))
+            for lo, hi, n in zip(starts, ends, counts, strict=True)
+        ]
+        closed = self.closed(day)
+        for chunk in plan_chunks(spans, self.settings.block_max_trades, SWAP_MAX_ENTRIES):
+            if self.stopped():
+                return
+            if not chunk.full and not closed:
+                continue  # the day's tail: a later run completes it
+            for part in self._bounded(list(chunk.entries), entries):
+                rows = np.concatenate([np.arange(starts[i], ends[i]) for i in part])
+                picked = {name: cols[name][rows] for name in TRADE_FIELDS}
+                order = merge_order(picked)
+                batch = TradeBatch(**{name: picked[name][order] for name in TRADE_FIELDS})
+                self._swap(day, [entries[i] for i in part], batch)
+
+    def _bounded(self, chunk: list[int], entries: list[_Entry]) -> list[list[int]]:
+        """``chunk`` as is when it takes the stream's start, else in parts of at most
+        ``XDEL_MAX`` entries each (their blocks may then overlap: still correct)."""
+        prefix, _ = self._prefix({entries[i].eid for i in chunk})
+        rest = len(chunk) - prefix
+        if rest <= XDEL_MAX:
+            return [chunk]
+        return [chunk[i : i + XDEL_MAX] for i in range(0, len(chunk), XDEL_MAX)]
+
+    def _prefix(self, ids: set[bytes]) -> tuple[int, int]:
+        """(how many of ``ids`` are the stream's first entries, the index in ``order``
+        just past them)."""
+        k = self.head
+        while k < len(self.order) and self.order[k] in ids:
+            k += 1
+        return k - self.head, k
+
+    def _swap(self, day: int, entries: list[_Entry], batch: TradeBatch) -> None:
+        """One swap (``compact_blocks.lua``); _Stale when the generation moved."""
+        s = self.settings
+        cuts = block_cuts(len(batch), s.block_max_trades)
+        self.totals[3] += 1
+        if self.dry_run:
+            self.totals[0] += len(entries)
+            self.totals[1] += len(batch)
+            self.totals[2] += len(cuts)
+            return
+        ids = {e.eid for e in entries}
+        n_prefix, k = self._prefix(ids)
+        prefix = set(self.order[self.head : k])
+        minid = ""
+        if n_prefix:
+            ms, _, seq = self.order[k - 1].partition(b"-")
+            minid = f"{ms.decode()}-{int(seq) + 1}"
+        rest = [e.eid for e in entries if e.eid not in prefix]
+        members = [e.member for e in entries if e.member is not None]
+        keys = [trades_key(self.symbol, "realtime"), meta_key(self.symbol, "realtime"),
+                late_key(self.symbol, "realtime"), trades_key(self.symbol, "compacted"),
+                meta_key(self.symbol, "compacted"), late_key(self.symbol, "compacted")]  # fmt: skip
+        args: list[Any] = [self.gen, minid, len(rest), *rest, len(members), *members,
+                           1, day, len(batch)]  # fmt: skip
+        for lo, hi in cuts:
+            b = batch.take(slice(lo, hi))
+            args += [int(b.ts_event[0]) // NS_PER_MS, int(b.ts_event[-1]) // NS_PER_MS, len(b),
+                     day, int(b.trade_id.max()),
+                     codec.encode_block(b, day, compression=s.compression,
+                                        level=s.compression_level)]  # fmt: skip
+        reply = self._owner._swap(keys=keys, args=args)
+        if int(reply[0]) != 1:
+            raise _Stale
+        self.gen = str(int(reply[1]))
+        self.removed |= ids
+        while self.head < len(self.order) and self.order[self.head] in self.removed:
+            self.head += 1
+        self.totals[0] += len(entries)
+        self.totals[1] += len(batch)
+        self.totals[2] += len(cuts)

@@ -97,9 +97,8 @@ def merge_order(columns: dict[str, npt.NDArray[Any]]) -> npt.NDArray[np.intp]:
 
 def block_cuts(n: int, max_trades: int) -> list[tuple[int, int]]:
     """[lo, hi) of the blocks ``n`` sorted records are cut into: at most ``max_trades``
-    each, of even sizes (no tiny tail block)."""
+    each, as few as that allows, their sizes at most one apart."""
     if n == 0:
         return []
     blocks = -(-n // max_trades)
-    size = -(-n // blocks)
-    return [(lo, min(lo + size, n)) for lo in range(0, n, size)]
+    return [(n * i // blocks, n * (i + 1) // blocks) for i in range(blocks)]

@@ -196,6 +196,9 @@ def _apply_trim(r: Any, plan: _TrimPlan) -> None:
     for day, n in plan.per_day.items():
         pipe.hincrby(meta_key(symbol, stream), f"n:{day}", -n)
     pipe.hincrby(meta_key(symbol, stream), "trims", 1)
+    # Deletions move the generation a compactor reads before it plans (and readers
+    # whose read takes two round trips): its swaps then change nothing and it reads again.
+    pipe.hincrby(meta_key(symbol, "compacted"), "gen", 1)
     pipe.execute()
 
 
