@@ -336,3 +336,38 @@ def test_entries_not_at_the_start_of_the_stream_go_in_bounded_swaps(vault: Vault
     assert store.range(SYMBOL).equals(before)
     day = TradeBatch.concat([early, last])
     np.testing.assert_array_equal(stored_records(store), sorted_records(day))
+
+
+@pytest.mark.store_backends
+def test_a_swap_between_the_two_round_trips_of_a_read_makes_it_read_again(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read of the first half of the day needs a second round trip (late blocks whose
+    ids lie past the range are fetched by id). A compaction landing between its round
+    trips (run from inside the read, at the moment the first reply is handled) deletes
+    those entries: the read sees the generation move and reads again, whole."""
+    from tickvault.storage import reads
+
+    day = sim_trades(6_000, SYMBOL, seed=12, days=1)
+    write_small(vault, day, seed=12, late_every=10)
+    half = int(day.ts_event[3_000])
+    want = day.take(day.ts_event < half)
+    calls = {"fetch": 0, "compacted": 0}
+    original_fetch, original_split = reads.TradeReads._fetch_once, reads.split_member
+
+    def fetch_once(self: Any, *args: Any) -> Any:
+        calls["fetch"] += 1
+        return original_fetch(self, *args)
+
+    def split_member(member: bytes) -> tuple[bytes, int]:
+        if not calls["compacted"]:
+            calls["compacted"] = 1
+            vault.compact([SYMBOL], now=FAR)
+        return original_split(member)
+
+    monkeypatch.setattr(reads.TradeReads, "_fetch_once", fetch_once)
+    monkeypatch.setattr(reads, "split_member", split_member)
+    got = vault.range_columns(SYMBOL, int(day.ts_event[0]), half)
+    assert calls == {"fetch": 2, "compacted": 1}
+    assert checksum(got) == checksum(want.columns())
+    assert vault.client.xlen(trades_key(SYMBOL, "realtime")) == 0
