@@ -48,7 +48,7 @@ RUNS: dict[str, list[str]] = {
     "store": ["--trades", "3000", "--seed-trades", "500", "--repeats", "1"],
     "import": ["--trades", "3000", "--seed-trades", "300", "--repeats", "1"],
     "book": ["--trades-per-day", "1500", "--queries", "5"],
-    "live": ["--trades", "2000", "--rate", "5000"],
+    "live": ["--trades", "2000", "--rate", "5000", "--stages"],
     "compact": ["--trades", "3000", "--rate", "5000", "--repeats", "1", "--seed-trades", "500"],
     "dashboard": ["--trades", "2000", "--rate", "5000", "--clients", "2", "--pairs", "1"],
     "formats": ["--trades", "2000"],
@@ -284,6 +284,7 @@ def test_bench_shows_progress_on_stderr_and_only_the_table_on_stdout(
         assert sum("trades as fast as" in p for p in phases) == 2
         assert sum("lag of" in p for p in phases) == 2
         assert "original design" in result.stdout
+        assert "lag by stage" in result.stdout and "wait for writer" in result.stdout
     else:
         assert phases[-1].startswith("12/12: zstd, blocks of 65,536")
     assert not any(p in result.stdout for p in phases)

@@ -23,12 +23,13 @@ what ``valkey_appendfsync = "always"`` costs in ingest rate and lag.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from tickvault.bench.isolation import SYMBOL_PREFIX, clear_keys, symbol_keys
@@ -122,9 +123,12 @@ def _bridge_worker(a: argparse.Namespace) -> None:
     vault = Vault.open()  # TICKVAULT_VALKEY_URL: the benchmark's server
     if a.design == "tickvault":
         from tickvault.live.bridge import Bridge
+        from tickvault.live.stats import LagTrace, lag_stages
         from tickvault.transport.endpoints import Endpoints
 
-        bridge = Bridge(vault, endpoints=[Endpoints(*a.endpoints.split(","))], report_status=False)
+        trace = LagTrace() if a.stages else None
+        bridge = Bridge(vault, endpoints=[Endpoints(*a.endpoints.split(","))], report_status=False,
+                        trace=trace)  # fmt: skip
         bridge.start()
         print("READY", flush=True)
         stored, last_change = 0, time.monotonic()
@@ -139,6 +143,8 @@ def _bridge_worker(a: argparse.Namespace) -> None:
                "recovered": bridge.subscriber.stats.recovered_messages,
                "replica_wait_short": bridge.stats.replica_wait_short,
                "writes": bridge.stats.writes}  # fmt: skip
+        if trace is not None:
+            out["stages"] = lag_stages(trace)
     else:
         import orjson
         import zmq
@@ -183,14 +189,22 @@ def _clear(vault: Vault) -> None:
 
 
 def _one_run(
-    vault: Vault, design: str, trades: int, rate: float, bridge_env: dict[str, str] | None = None
+    vault: Vault,
+    design: str,
+    trades: int,
+    rate: float,
+    bridge_env: dict[str, str] | None = None,
+    *,
+    stages: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     _clear(vault)
     ports = free_tcp_ports(5)
     endpoints = ",".join(f"tcp://127.0.0.1:{p}" for p in ports)
     procs: list[subprocess.Popen[str]] = []
     try:
-        bridge = _spawn(vault, "bridge", design, bridge_env, endpoints=endpoints, trades=trades)
+        extra = {"stages": 1} if stages else {}
+        bridge = _spawn(vault, "bridge", design, bridge_env, endpoints=endpoints, trades=trades,
+                        **extra)  # fmt: skip
         procs.append(bridge)
         assert bridge.stdout is not None
         if bridge.stdout.readline().strip() != "READY":
@@ -237,7 +251,11 @@ def run_live_bench(
     progress: Callable[[str], None] | None = None,
     fsync: Sequence[str] = (),
     wait_replicas: Sequence[int] = (),
+    stages: bool = False,
 ) -> dict[str, Any]:
+    """``stages``: the tickvault lag run also splits every trade's lag into its stages
+    (``live.stats.lag_stages``: publisher queue, send and receive, handoff, wait for the
+    writer, write) and counts the bridge's garbage collections."""
     say = progress or (lambda _msg: None)
     lag_n = lag_trades or min(trades, int(rate * 4))
     out: dict[str, Any] = {"trades": trades, "rate": rate}
@@ -247,10 +265,14 @@ def run_live_bench(
         pub, bridge = _one_run(vault, design, trades, 0)
         lost, dup, tps = _figures(vault, design, trades, pub, bridge)
         say(f"{label}: lag of {lag_n:,} trades at {rate:,.0f} trades/s")
-        _, lag_bridge = _one_run(vault, design, lag_n, rate)
+        traced = stages and design == "tickvault"
+        with _server_latency(vault, traced) as events:
+            _, lag_bridge = _one_run(vault, design, lag_n, rate, stages=traced)
         p50, p99 = lag_bridge["lags"]
         out[name] = {"trades_per_s": round(tps), "lost": lost, "duplicated": dup,
                      "lag_ms": {"p50": round(p50, 3), "p99": round(p99, 3)}}  # fmt: skip
+        if "stages" in lag_bridge:
+            out[name]["lag_stages"] = {**lag_bridge["stages"], "server_latency_ms": events}
     if fsync:
         out["fsync"] = _fsync_rows(vault, trades, rate, lag_n, fsync, say)
     if wait_replicas:
@@ -260,6 +282,32 @@ def run_live_bench(
     out["ratio"] = {"throughput": round(out["tickvault"]["trades_per_s"] / seed_tps, 1)
                     if seed_tps else None}  # fmt: skip
     return out
+
+
+@contextlib.contextmanager
+def _server_latency(vault: Vault, on: bool) -> Iterator[dict[str, float]]:
+    """With ``on``: the server's own latency events of 1 ms or more while the block runs
+    (Valkey's latency monitor: event name -> its longest, in ms; e.g. ``command``,
+    ``fast-command``, ``aof-write``, ``aof-fsync-always``), the monitor's threshold
+    restored after. Empty when the server does not allow it (a cluster, CONFIG refused)."""
+    events: dict[str, float] = {}
+    r = vault.client
+    before: Any = None
+    if on:
+        with contextlib.suppress(Exception):
+            before = r.config_get("latency-monitor-threshold").get("latency-monitor-threshold")
+            r.config_set("latency-monitor-threshold", 1)
+            r.execute_command("LATENCY", "RESET")
+    try:
+        yield events
+    finally:
+        if before is not None:
+            with contextlib.suppress(Exception):
+                for name, _at, _latest, longest, *_ in r.execute_command("LATENCY", "LATEST"):
+                    key = name.decode() if isinstance(name, bytes) else str(name)
+                    events[key] = float(longest)
+            with contextlib.suppress(Exception):
+                r.config_set("latency-monitor-threshold", before)
 
 
 def _fsync_rows(vault: Vault, trades: int, rate: float, lag_n: int, modes: Sequence[str],
@@ -316,6 +364,7 @@ def main() -> None:
     p.add_argument("--endpoints", required=True)
     p.add_argument("--trades", type=int, required=True)
     p.add_argument("--rate", type=float, default=0)
+    p.add_argument("--stages", type=int, default=0)
     a = p.parse_args()
     (_publisher_worker if a.role == "publisher" else _bridge_worker)(a)
 

@@ -73,6 +73,24 @@ def live_table(result: Any, rate: float, trades: int) -> list[RenderableType]:
         )
     shown.append(table)
     shown.append(f"throughput ratio: {result['ratio']['throughput']}x")
+    stages = result["tickvault"].get("lag_stages")
+    if stages and stages.get("messages"):
+        st = Table(title=f"tickvault lag by stage ({stages['messages']:,} messages, "
+                         f"{stages['cycles']:,} write cycles)")  # fmt: skip
+        for col in ("stage", "p50 ms", "p99 ms", "mean in the p99 tail ms"):
+            st.add_column(col, justify="right")
+        for name, row in stages["stages_ms"].items():
+            st.add_row(name.replace("_", " "), f"{row['p50']:.3f}", f"{row['p99']:.3f}",
+                       f"{row['tail_mean']:.3f}")  # fmt: skip
+        shown.append(st)
+        gc = stages["gc"]
+        shown.append(f"bridge garbage collections: {gc['collections']}, longest "
+                     f"{gc['longest_ms']:.2f} ms, total {gc['total_ms']:.1f} ms")  # fmt: skip
+        events = stages.get("server_latency_ms") or {}
+        shown.append(
+            "Valkey latency events of 1 ms or more: "
+            + (", ".join(f"{k} {v:g} ms" for k, v in sorted(events.items())) or "none")
+        )
     if result.get("fsync"):
         fs = Table(title="tickvault by AOF fsync mode (same run, same server)")
         for col in ("appendfsync", "trades/s", "lost", "duplicated", "lag p50 ms", "lag p99 ms"):

@@ -142,10 +142,14 @@ def bench_book(ctx: click.Context, trades_per_day: int | None, queries: int, as_
 @click.option("--wait-replicas", "wait", default="", metavar="COUNTS",
               help="Also run tickvault with valkey_wait_replicas set to each count, e.g. "
               "0,1 (WAIT after each write cycle; bench a store with replicas: --url).")  # fmt: skip
+@click.option("--stages", is_flag=True,
+              help="Split tickvault's lag into its stages (publisher queue, send and receive, "
+              "handoff, wait for the writer, write) and count the bridge's garbage "
+              "collections.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_context
 def bench_live(ctx: click.Context, trades: int, rate: float, fsync: str, wait: str,
-               as_json: bool) -> None:  # fmt: skip
+               stages: bool, as_json: bool) -> None:  # fmt: skip
     """Publisher process -> ZeroMQ -> bridge process -> Valkey, against the original design."""
     from tickvault.bench.live import run_live_bench
 
@@ -158,7 +162,7 @@ def bench_live(ctx: click.Context, trades: int, rate: float, fsync: str, wait: s
     if any(c < 0 for c in counts):
         raise click.BadParameter(f"{wait!r}: counts are 0 or more", param_hint="--wait-replicas")
     result = _bench_result(ctx, as_json, run_live_bench, trades=trades, rate=rate, fsync=modes,
-                           wait_replicas=counts)  # fmt: skip
+                           wait_replicas=counts, stages=stages)  # fmt: skip
     if result is None:
         return
     for shown in tables.live_table(result, rate, trades):

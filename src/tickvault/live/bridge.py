@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gc
 import itertools
 import json
 import logging
@@ -63,7 +64,7 @@ from tickvault.errors import (
 )
 from tickvault.live.batching import Batches, Cycle
 from tickvault.live.outage import OutageHandling
-from tickvault.live.stats import BridgeStats, percentiles
+from tickvault.live.stats import BridgeStats, LagTrace, percentiles
 from tickvault.logutil import RateLimitedLog
 from tickvault.records.events import Gap, feeder_gaps
 from tickvault.records.trades import TradeBatch
@@ -99,6 +100,22 @@ def tune_for_latency() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
+def _gc_recorder(trace: LagTrace) -> Callable[[str, dict[str, int]], None]:
+    """A ``gc.callbacks`` hook adding every collection to ``trace.gc_pauses``."""
+    started: dict[int, int] = {}
+
+    def hook(phase: str, info: dict[str, int]) -> None:
+        now = time.time_ns()
+        generation = info["generation"]
+        if phase == "start":
+            started[generation] = now
+        elif generation in started:
+            t0 = started.pop(generation)
+            trace.gc_pauses.append((t0, now - t0, generation))
+
+    return hook
+
+
 def cursor_name(publisher: int, topic: str) -> str:
     return f"{publisher:016x}:{topic}"
 
@@ -117,6 +134,7 @@ class Bridge(OutageHandling):
         fence: Fence | None = None,
         on_lease_lost: Callable[[list[str]], None] | None = None,
         status_name: str | None = None,
+        trace: LagTrace | None = None,
     ):
         """``report_status``: write ``status:bridge:<host>:<pid>`` twice a second (the
         dashboard and metrics read it); a benchmark on a user's server turns it off.
@@ -124,7 +142,9 @@ class Bridge(OutageHandling):
         leases of its symbols; the data of a symbol whose lease was lost is dropped
         (``stats.fenced_writes``; its new owner resumes from the stored cursor) and
         ``on_lease_lost`` told. ``status_name``: the status hash's name instead of
-        ``bridge:<host>:<pid>`` (a pool worker keeps one across its instances)."""
+        ``bridge:<host>:<pid>`` (a pool worker keeps one across its instances).
+        ``trace``: record where the lag of every live trade message goes, and the
+        process's garbage collections (``live.stats.LagTrace``; ``bench live --stages``)."""
         self.vault = vault
         self.fence = fence
         self.on_lease_lost = on_lease_lost
@@ -133,6 +153,11 @@ class Bridge(OutageHandling):
         self.settings = vault.settings
         self.symbols = sorted({check_symbol(s) for s in symbols}) if symbols else None
         self.stats = BridgeStats()
+        self.trace = trace
+        self._gc_hook: Callable[[str, dict[str, int]], None] | None = None
+        if trace is not None:
+            self._gc_hook = _gc_recorder(trace)
+            gc.callbacks.append(self._gc_hook)
         self.subscriber = Subscriber(
             self.settings,
             handler=self,
@@ -227,6 +252,8 @@ class Bridge(OutageHandling):
         if self._thread is not None:
             self._thread.join()
         self.subscriber.close()
+        if self._gc_hook is not None and self._gc_hook in gc.callbacks:
+            gc.callbacks.remove(self._gc_hook)
 
     def __enter__(self) -> Bridge:
         return self
@@ -275,6 +302,7 @@ class Bridge(OutageHandling):
         return None
 
     def on_message(self, msg: Message) -> None:
+        arrived = time.time_ns() if self.trace is not None else 0
         self.stats.messages += 1
         if msg.kind is Kind.GAP:
             self._feeder_gaps(msg)
@@ -291,6 +319,10 @@ class Bridge(OutageHandling):
             self._wait_for_room()
             self._batches.add((msg.symbol, stream), records, name, msg.seq,
                               size_bytes=len(msg.body), recv_ns=recv_ns)  # fmt: skip
+            if self.trace is not None and recv_ns is not None:
+                self.trace.messages.append(
+                    (recv_ns, msg.ts_send, arrived, time.time_ns(), len(records))
+                )
             self._cond.notify()
 
     def _wait_for_room(self) -> None:
@@ -361,9 +393,12 @@ class Bridge(OutageHandling):
                     return
                 cycle = self._batches.take()
                 self._busy = True
+                started = time.time_ns() if self.trace is not None else 0
             try:
                 if self._abandoned or not self._retrying(functools.partial(self._write, cycle)):
                     self._abandon(cycle)
+                if self.trace is not None:
+                    self.trace.cycles.append((started, time.time_ns()))
             finally:
                 with self._cond:
                     self._busy = False

@@ -74,3 +74,63 @@ def percentiles(samples: Iterable[float], *qs: float) -> list[float]:
     if not values.size:
         return [float("nan")] * len(qs)
     return [float(v) for v in np.percentile(values, qs)]
+
+
+STAGES = ("publisher_queue", "send_and_receive", "handoff", "wait_for_writer", "write")
+"""The stages of a trade's publish-to-stored lag (``LagTrace``), in order."""
+
+
+@dataclass(slots=True)
+class LagTrace:
+    """Where a bridge's publish-to-stored lag goes, message by message (``Bridge(trace=)``;
+    ``tickvault bench live --stages``). All times are wall-clock ns.
+
+    Per live trade message: the publish call of its earliest trade (``ts_recv``), the
+    publisher's numbering of the message (``ts_send``, when its sender thread drained
+    it), its arrival in the bridge's handler, and the end of the handoff to the writer.
+    Per write cycle: its start and end. A message is stored by the first cycle that
+    starts after its handoff (the writer takes everything handed off when it starts)."""
+
+    messages: list[tuple[int, int, int, int, int]] = field(default_factory=list)
+    """(ts_recv of the earliest trade, ts_send, arrived, handed off, trades)."""
+    cycles: list[tuple[int, int]] = field(default_factory=list)
+    """(start, end) of every write cycle."""
+    gc_pauses: list[tuple[int, int, int]] = field(default_factory=list)
+    """(start, duration, generation) of the garbage collections in the bridge process."""
+
+
+def lag_stages(trace: LagTrace, tail_quantile: float = 99.0) -> dict[str, object]:
+    """The lag split into ``STAGES`` (ms): each stage's p50 and p99 over trades, and its
+    mean over the trades of the lag's tail (lag at or above ``tail_quantile``): which
+    stage the slow trades lost their time in. Plus the GC pauses (count, longest, total)."""
+    msgs = np.array(trace.messages, dtype=np.int64).reshape(-1, 5)
+    cycles = np.array(trace.cycles, dtype=np.int64).reshape(-1, 2)
+    if not len(msgs) or not len(cycles):
+        return {"messages": 0}
+    which = np.searchsorted(cycles[:, 0], msgs[:, 3], side="left")
+    stored = which < len(cycles)
+    msgs, which = msgs[stored], which[stored]
+    start, end = cycles[which, 0], cycles[which, 1]
+    recv, sent, arrived, handed = msgs[:, 0], msgs[:, 1], msgs[:, 2], msgs[:, 3]
+    parts = dict(zip(STAGES, (sent - recv, arrived - sent, handed - arrived,
+                              start - handed, end - start), strict=True))  # fmt: skip
+    weight = np.repeat(np.arange(len(msgs)), msgs[:, 4])  # every trade counts once
+    lag = (end - recv)[weight] / 1e6
+    tail = lag >= np.percentile(lag, tail_quantile)
+    stages: dict[str, dict[str, float]] = {}
+    for name, ns in parts.items():
+        ms = ns[weight] / 1e6
+        p50, p99 = np.percentile(ms, [50, 99])
+        stages[name] = {"p50": round(float(p50), 3), "p99": round(float(p99), 3),
+                        "tail_mean": round(float(ms[tail].mean()), 3)}  # fmt: skip
+    gc = np.array(trace.gc_pauses, dtype=np.int64).reshape(-1, 3)
+    lag_p50, lag_p99 = np.percentile(lag, [50, 99])
+    pauses = {"collections": len(gc), "longest_ms": round(float(gc[:, 1].max(initial=0)) / 1e6, 3),
+              "total_ms": round(float(gc[:, 1].sum()) / 1e6, 3)}  # fmt: skip
+    return {
+        "messages": len(msgs),
+        "cycles": len(cycles),
+        "lag_ms": {"p50": round(float(lag_p50), 3), "p99": round(float(lag_p99), 3)},
+        "stages_ms": stages,
+        "gc": pauses,
+    }

@@ -14,6 +14,7 @@ from valkey.exceptions import AskError, ClusterError, TryAgainError, ValkeyClust
 from tickvault.config import Settings, hide_password
 from tickvault.errors import ServerError, ServerUnreachable, StoreRefused
 from tickvault.storage.cluster import ClusterClient, is_cluster_url, parse_cluster_url
+from tickvault.storage.scripting import StoreClient
 from tickvault.storage.server import ServerInfo, ensure_server, server_auth
 
 P = ParamSpec("P")
@@ -168,7 +169,7 @@ def connect(settings: Settings, url: str | None = None) -> Connection:
         return _connect_cluster(settings, target, options)
     try:
         _probe(target, settings.connect_timeout_s, **options)
-        client = valkey.Valkey.from_url(
+        client = StoreClient.from_url(
             target,
             socket_connect_timeout=settings.connect_timeout_s,
             health_check_interval=30,
