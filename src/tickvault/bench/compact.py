@@ -9,9 +9,10 @@
 3. Compaction (``Vault.compact``; the simulated session is over, so all of it is
    settled): its wall time, trades/s, swaps and the mean time one swap held the server
    (``INFO commandstats`` of the script calls, single server only).
-4. After: the same figures; beside them the same trades written in bulk
-   (``store_batch``: the figures compaction aims at) and the original design's
-   one-entry-per-trade layout (``bench.store``) on ``seed_trades`` of them.
+4. After: the same figures; beside them the same records (as the bridge stored them,
+   with its receive times) written in bulk (``store_batch``: the figures compaction
+   aims at) and the original design's one-entry-per-trade layout (``bench.store``) on
+   ``seed_trades`` of them.
 """
 
 from __future__ import annotations
@@ -21,15 +22,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from tickvault.bench.isolation import SYMBOL_PREFIX, clear_keys, symbol_keys
 from tickvault.bench.live import SYMBOL, capture
 from tickvault.bench.store import SEED_KEY, _plain_client, _seed_read, _seed_write
 from tickvault.errors import BenchmarkError
-from tickvault.feeds.sim.generator import generate_trades
+from tickvault.records.trades import TRADE_FIELDS, TradeBatch
 from tickvault.vault import Vault
 
 BULK_SYMBOL = f"{SYMBOL_PREFIX}BULK"
-SIM_PROFILE = "WINZ25"
 
 
 def _footprint(vault: Vault, symbol: str) -> dict[str, Any]:
@@ -78,7 +80,8 @@ def run_compact_bench(
     say = progress or (lambda _msg: None)
     say(f"capture: {trades:,} trades through publisher -> ZeroMQ -> bridge at {rate:,.0f}/s")
     capture(vault, trades, rate)
-    distinct = len(vault.range_columns(SYMBOL)["trade_id"])
+    captured = vault.range_columns(SYMBOL)
+    distinct = len(captured["trade_id"])
     if distinct != trades:
         raise BenchmarkError(f"the bridge stored {distinct:,} distinct trades of {trades:,} sent")
     say("before compaction: bytes and full-day reads")
@@ -105,8 +108,8 @@ def run_compact_bench(
              "read_trades_per_s": round(_read_rate(vault, SYMBOL, repeats, trades))}  # fmt: skip
     clear_keys(vault, *symbol_keys(SYMBOL))
 
-    say("the same trades written in bulk")
-    batch = generate_trades(SIM_PROFILE, trades, seed=7)
+    say("the same records written in bulk")
+    batch = TradeBatch(**{name: np.ascontiguousarray(captured[name]) for name in TRADE_FIELDS})
     clear_keys(vault, *symbol_keys(BULK_SYMBOL))
     vault.store_batch(BULK_SYMBOL, batch)
     bulk_rate = _read_rate(vault, BULK_SYMBOL, repeats, trades)

@@ -386,7 +386,7 @@ def compact_table(result: Any) -> list[RenderableType]:
         table.add_column(col, justify="right")
     rows = (("live, before compaction", result["before"]),
             ("live, after compaction", result["after"]),
-            ("the same trades in bulk", result["bulk"]))  # fmt: skip
+            ("the same records in bulk", result["bulk"]))  # fmt: skip
     for label, f in rows:
         table.add_row(label, f"{f['blocks']:,}", f"{f['trades_per_block']:,}",
                       f"{f['bytes_per_trade']:.2f}", f"{f['read_trades_per_s']:,}")  # fmt: skip
