@@ -371,3 +371,35 @@ def test_a_swap_between_the_two_round_trips_of_a_read_makes_it_read_again(
     assert calls == {"fetch": 2, "compacted": 1}
     assert checksum(got) == checksum(want.columns())
     assert vault.client.xlen(trades_key(SYMBOL, "realtime")) == 0
+
+
+@pytest.mark.parametrize("deleted", ["realtime", "every"])
+def test_keys_deleted_and_written_again_under_a_compactor_are_not_touched_by_it(
+    vault: Vault, monkeypatch: pytest.MonkeyPatch, deleted: str
+) -> None:
+    """Between a compactor's scan and its first swap, the symbol's keys are deleted (a
+    user's DEL, a benchmark clearing its keys) and other trades written: the swap sees
+    it (the generation, or the stream's first and last entries, differ), changes
+    nothing, and the compactor reads the stream again."""
+    from tickvault.storage import compaction
+
+    old = sim_trades(3_000, SYMBOL, seed=13, days=1)
+    new = sim_trades(2_000, SYMBOL, seed=14, days=2).take(slice(1_000, None))  # another day
+    write_small(vault, old, seed=13)
+    original = compaction.plan_chunks
+    done = []
+
+    def plan_chunks(*args: Any) -> Any:
+        if not done:
+            done.append(1)
+            stream = "realtime" if deleted == "realtime" else "*"
+            for key in vault.client.scan_iter(match=f"ticks:{{{SYMBOL}}}:{stream}*"):
+                vault.client.delete(key)
+            write_small(vault, new, seed=14)
+        return original(*args)
+
+    monkeypatch.setattr(compaction, "plan_chunks", plan_chunks)
+    report = vault.compact([SYMBOL], now=FAR)
+    assert report.items[0].swaps_lost == 1 and report.items[0].trades_compacted == len(new)
+    assert vault.client.xlen(trades_key(SYMBOL, "realtime")) == 0
+    np.testing.assert_array_equal(stored_records(vault), sorted_records(new))

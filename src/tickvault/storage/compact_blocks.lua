@@ -2,12 +2,16 @@
 -- their records to the compacted stream, atomically (storage/compaction.py).
 -- KEYS[1] realtime stream, KEYS[2] its meta hash, KEYS[3] its late-block sorted set,
 -- KEYS[4] compacted stream, KEYS[5] its meta hash, KEYS[6] its late-block sorted set
--- ARGV: expected gen, min id ('' for none), n_ids, the n_ids realtime entry ids,
+-- ARGV: expected gen, first id, last id, min id (the three '' for none: the entries
+--       from the stream's first entry, which must be <first id>, to <last id>, go with
+--       XTRIM MINID <min id>), n_ids, the n_ids other realtime entry ids (XDEL),
 --       n_members, the n_members late-index members of the entries removed, n_days,
 --       then n_days pairs (trading_day, records), then repeated
 --       (first_ms, last_ms, n_trades, trading_day, max_trade_id, block_bytes)
 -- Returns {1, the new gen, entry ids of the new blocks...}, or {0, the gen found}
--- when the compacted meta's `gen` is not the expected one, and nothing is changed.
+-- when the compacted meta's `gen` is not the expected one (or the stream does not
+-- start at <first id> or lacks <last id>: its keys were deleted and written again),
+-- and nothing is changed.
 --
 -- `gen` goes up by one with every swap and every trim of the symbol (the only ways
 -- tickvault deletes trade entries): a compactor that read the stream at gen G
@@ -29,13 +33,17 @@ if gen ~= ARGV[1] then
   return {0, gen}
 end
 if ARGV[2] ~= '' then
-  redis.call('XTRIM', rt, 'MINID', ARGV[2])
+  local head = redis.call('XRANGE', rt, '-', '+', 'COUNT', 1)
+  if #head == 0 or head[1][1] ~= ARGV[2] or #redis.call('XRANGE', rt, ARGV[3], ARGV[3]) == 0 then
+    return {0, gen}
+  end
+  redis.call('XTRIM', rt, 'MINID', ARGV[4])
 end
-local n_ids = tonumber(ARGV[3])
-for i = 4, 3 + n_ids, 1000 do
-  redis.call('XDEL', rt, unpack(ARGV, i, math.min(i + 999, 3 + n_ids)))
+local n_ids = tonumber(ARGV[5])
+for i = 6, 5 + n_ids, 1000 do
+  redis.call('XDEL', rt, unpack(ARGV, i, math.min(i + 999, 5 + n_ids)))
 end
-local at = 4 + n_ids
+local at = 6 + n_ids
 local n_members = tonumber(ARGV[at])
 for i = at + 1, at + n_members, 1000 do
   redis.call('ZREM', rt_late, unpack(ARGV, i, math.min(i + 999, at + n_members)))

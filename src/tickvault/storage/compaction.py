@@ -218,7 +218,10 @@ class _Run:
         """Read the stream from its start and swap what is settled, day by day."""
         # The generation first: any deletion after this makes every swap of this scan
         # change nothing (so what the scan read is what is there when a swap lands).
-        self.gen = (self._r.hget(meta_key(self.symbol, "compacted"), "gen") or b"0").decode()
+        meta = meta_key(self.symbol, "compacted")
+        if not self.dry_run:
+            self._r.hsetnx(meta, "gen", 1)  # never 0 again: deleted keys read as 0
+        self.gen = (self._r.hget(meta, "gen") or b"0").decode()
         # Every in-order entry of a settled span starts before ``bound``; a late one (its
         # id at a later watermark) is found through the late index, by its last trade.
         today = self.today
@@ -330,16 +333,17 @@ class _Run:
         ids = {e.eid for e in entries}
         n_prefix, k = self._prefix(ids)
         prefix = set(self.order[self.head : k])
-        minid = ""
+        first = last = minid = b""
         if n_prefix:
-            ms, _, seq = self.order[k - 1].partition(b"-")
-            minid = f"{ms.decode()}-{int(seq) + 1}"
+            first, last = self.order[self.head], self.order[k - 1]
+            ms, _, seq = last.partition(b"-")
+            minid = b"%s-%d" % (ms, int(seq) + 1)
         rest = [e.eid for e in entries if e.eid not in prefix]
         members = [e.member for e in entries if e.member is not None]
         keys = [trades_key(self.symbol, "realtime"), meta_key(self.symbol, "realtime"),
                 late_key(self.symbol, "realtime"), trades_key(self.symbol, "compacted"),
                 meta_key(self.symbol, "compacted"), late_key(self.symbol, "compacted")]  # fmt: skip
-        args: list[Any] = [self.gen, minid, len(rest), *rest, len(members), *members,
+        args: list[Any] = [self.gen, first, last, minid, len(rest), *rest, len(members), *members,
                            1, day, len(batch)]  # fmt: skip
         for lo, hi in cuts:
             b = batch.take(slice(lo, hi))
