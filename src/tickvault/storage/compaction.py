@@ -306,6 +306,8 @@ class _Run:
     def _bounded(self, chunk: list[int], entries: list[_Entry]) -> list[list[int]]:
         """``chunk`` as is when it takes the stream's start, else in parts of at most
         ``XDEL_MAX`` entries each (their blocks may then overlap: still correct)."""
+        if self.dry_run:
+            return [chunk]  # an estimate: nothing is removed, so no prefix moves
         prefix, _ = self._prefix({entries[i].eid for i in chunk})
         rest = len(chunk) - prefix
         if rest <= XDEL_MAX:
