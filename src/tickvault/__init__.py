@@ -32,12 +32,13 @@ from tickvault.records.trades import (
 
 if TYPE_CHECKING:
     from tickvault.feeds.attach import Attachment, attach, detach
-    from tickvault.vault import GapMarker, StreamStats, TrimReport, Vault
+    from tickvault.vault import CompactReport, GapMarker, StreamStats, TrimReport, Vault
 
 _LAZY = {
     "Attachment": "tickvault.feeds.attach",
     "attach": "tickvault.feeds.attach",
     "detach": "tickvault.feeds.attach",
+    "CompactReport": "tickvault.vault",
     "GapMarker": "tickvault.vault",
     "StreamStats": "tickvault.vault",
     "TrimReport": "tickvault.vault",
@@ -60,6 +61,7 @@ __all__ = [
     "TRADE_DTYPE",
     "TRADE_FIELDS",
     "Attachment",
+    "CompactReport",
     "ConfigError",
     "EmbeddedServerError",
     "FormatError",

@@ -220,6 +220,14 @@ class Settings(BaseModel):
     """Block codec: lz4 reads faster, zstd stores smaller (figures in docs/storage-format.md)."""
     compression_level: int = Field(1, ge=1, le=19)
     """zstd level (lz4 ignores it)."""
+    compact_after_minutes: float = Field(10.0, ge=0)
+    """Compaction (``tickvault compact``, run on schedule by ``tickvault up``) rewrites the
+    small blocks of live writes as full blocks once every trade in them is this many
+    minutes old (event time), and every block of a trading day once that day's B3
+    session has closed. Late blocks that come after are compacted by a later run."""
+    compact_every_s: float = Field(60.0, gt=0)
+    """How often ``tickvault compact --follow`` (the ``compact`` component of ``tickvault
+    up``) looks for settled blocks to compact."""
     threads: int = Field(1, ge=1, le=64)
     """Threads for block encoding and decoding. On 2 cores 1 is fastest: the embedded
     Valkey server needs the other core."""

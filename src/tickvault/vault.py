@@ -35,9 +35,10 @@ from tickvault.records.validate import check_symbol, to_batch
 from tickvault.storage import catalog, lifecycle, markers, retention
 from tickvault.storage.books import BookStore
 from tickvault.storage.catalog import StreamStats
+from tickvault.storage.compaction import CompactItem, Compactor, CompactReport
 from tickvault.storage.connection import Connection, connect, translate
 from tickvault.storage.frames import to_arrow, to_frame
-from tickvault.storage.keys import STREAMS, StreamKind
+from tickvault.storage.keys import STREAMS, StoredStream, StreamKind
 from tickvault.storage.leases import Fence, Leases, fenced, fenced_cycle
 from tickvault.storage.markers import GapMarker
 from tickvault.storage.reads import TradeReads, bounds
@@ -64,6 +65,7 @@ class Vault:
         self._writes = TradeWrites(self._r, settings, self._reads)
         self._closed = False
         self._books: BookStore | None = None
+        self._compactor: Compactor | None = None
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -235,9 +237,11 @@ class Vault:
         end: TimeLike | None = None,
         *,
         known_at: TimeLike | None = None,
-        streams: Sequence[StreamKind] = STREAMS,
+        streams: Sequence[StreamKind | StoredStream] = STREAMS,
     ) -> Columns:
-        """The trades in [start, end) as one numpy array per field (no copies when possible)."""
+        """The trades in [start, end) as one numpy array per field (no copies when possible).
+        ``streams``: ``realtime`` reads the live trades, compacted or not; ``compacted``
+        alone only those compaction rewrote."""
         start_ns, end_ns, known = bounds(start, end, known_at, self.settings)
         return self._reads.range_columns(check_symbol(symbol), start_ns, end_ns, known, streams)
 
@@ -248,7 +252,7 @@ class Vault:
         end: TimeLike | None = None,
         *,
         known_at: TimeLike | None = None,
-        streams: Sequence[StreamKind] = STREAMS,
+        streams: Sequence[StreamKind | StoredStream] = STREAMS,
     ) -> pd.DataFrame:
         """Trades with start <= ts_event < end, as known at ``known_at`` (default: now).
 
@@ -266,7 +270,7 @@ class Vault:
         end: TimeLike | None = None,
         *,
         known_at: TimeLike | None = None,
-        streams: Sequence[StreamKind] = STREAMS,
+        streams: Sequence[StreamKind | StoredStream] = STREAMS,
     ) -> npt.NDArray[np.void]:
         """Like ``range`` as a structured array of ``TRADE_DTYPE`` (a row-major copy)."""
         cols = self.range_columns(symbol, start, end, known_at=known_at, streams=streams)
@@ -279,7 +283,7 @@ class Vault:
         end: TimeLike | None = None,
         *,
         known_at: TimeLike | None = None,
-        streams: Sequence[StreamKind] = STREAMS,
+        streams: Sequence[StreamKind | StoredStream] = STREAMS,
     ) -> pa.Table:
         """Like ``range`` as an Arrow table; columns share memory with the decoded arrays."""
         return to_arrow(self.range_columns(symbol, start, end, known_at=known_at, streams=streams))
@@ -365,6 +369,30 @@ class Vault:
         """The server's run id: it changes whenever the server process restarts."""
         return catalog.server_run_id(self._r)
 
+    # ------------------------------------------------------------------ compaction
+    @translate
+    def compact(
+        self,
+        symbols: Sequence[str] | None = None,
+        *,
+        now: TimeLike | None = None,
+        dry_run: bool = False,
+        stop: Callable[[], bool] | None = None,
+    ) -> CompactReport:
+        """Rewrite the small blocks of settled spans of the realtime stream as full blocks
+        (``storage.compaction``): those whose trades are all ``compact_after_minutes`` old
+        (event time) before ``now``, and every block of a trading day whose B3 session has
+        closed. Readers see every trade once throughout, and every record (repeats,
+        corrections, with their receive times) is kept, so ``range(..., known_at=K)`` gives
+        the same answer before and after. ``symbols``: default every stored symbol;
+        ``dry_run``: change nothing, report what would be done; ``stop`` (checked between
+        swaps) ends the run early."""
+        now_value = now_ns() if now is None else to_ns(now, self._tz, name="now")
+        wanted = [check_symbol(s) for s in symbols] if symbols else self.symbols()
+        if self._compactor is None:
+            self._compactor = Compactor(self._r, self.settings)
+        return self._compactor.compact(wanted, now_value, dry_run=dry_run, stop=stop)
+
     # ------------------------------------------------------------------ retention
     @translate
     def trim(
@@ -389,6 +417,8 @@ class Vault:
 
 __all__ = [
     "TRADE_DTYPE",
+    "CompactItem",
+    "CompactReport",
     "GapMarker",
     "StoreItem",
     "StreamStats",

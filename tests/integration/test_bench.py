@@ -49,6 +49,7 @@ RUNS: dict[str, list[str]] = {
     "import": ["--trades", "3000", "--seed-trades", "300", "--repeats", "1"],
     "book": ["--trades-per-day", "1500", "--queries", "5"],
     "live": ["--trades", "2000", "--rate", "5000", "--stages"],
+    "compact": ["--trades", "3000", "--rate", "5000", "--repeats", "1", "--seed-trades", "500"],
     "dashboard": ["--trades", "2000", "--rate", "5000", "--clients", "2", "--pairs", "1"],
     "formats": ["--trades", "2000"],
     "features": ["--sessions", "7", "--trades-per-session", "800", "--queries", "5",
@@ -386,3 +387,17 @@ def test_bench_scale_stores_every_trade_sent_in_every_cell_of_both_stores(bench_
         assert original["trades"] == 500 and original["ingest_trades_per_s"] > 0
     assert list(bench_tmp.iterdir()) == []  # the cluster's and the bridges' directories too
     assert valkey_servers_using(bench_tmp) == []
+
+
+def test_bench_compact_captures_live_compacts_and_reports_before_and_after(
+    bench_tmp: Path,
+) -> None:
+    figures = run_bench(CliRunner(), "compact")
+    before, after, bulk = figures["before"], figures["after"], figures["bulk"]
+    assert before["records"] == after["records"] == bulk["records"] == 3000
+    assert before["blocks"] > after["blocks"] == bulk["blocks"] == 1
+    assert after["bytes_per_trade"] < before["bytes_per_trade"]
+    c = figures["compaction"]
+    assert c["entries"] == before["blocks"] and c["blocks_written"] == 1 and c["swaps_lost"] == 0
+    assert figures["original_design"]["trades"] == 500
+    assert list(bench_tmp.iterdir()) == []

@@ -31,7 +31,7 @@ from tickvault.transport.endpoints import free_tcp_ports
 from tickvault.transport.journal import JournalReader
 
 SYMBOL = "WINSIM"
-COMPONENTS = ("server", "bridge", "features", "publisher")
+COMPONENTS = ("server", "bridge", "compact", "features", "publisher")
 EVERY = (*COMPONENTS, "model", "broker", "dashboard")
 UP_GUARD_S = 600.0
 """Hang guard of the whole system's start: seeding and training a first model first."""
@@ -202,7 +202,8 @@ def test_up_starts_every_component_ps_lists_them_and_sigterm_stops_in_order_losi
     log = (own_data_dir / "logs" / "up.log").read_text()
     steps = ["stopping publisher", "publisher stopped (exit 0)", "stopping bridge",
              "bridge stopped (exit 0)", "stopping features", "features stopped (exit 0)",
-             "stopping server", "server stopped (exit 0)", "up stopped"]  # fmt: skip
+             "stopping compact", "compact stopped (exit 0)", "stopping server",
+             "server stopped (exit 0)", "up stopped"]  # fmt: skip
     at = [log.find(step) for step in steps]
     assert -1 not in at and at == sorted(at), log
     for name in ("model", "broker", "dashboard"):

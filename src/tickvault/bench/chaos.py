@@ -478,8 +478,9 @@ class _Lab:
             return default
 
     def records(self) -> int:
+        live = ("realtime", "compacted")
         return int(self._safe(lambda: sum(s.trades for s in self.vault.stats(SYMBOL)
-                                          if s.stream == "realtime"), -1))  # fmt: skip
+                                          if s.stream in live), -1))  # fmt: skip
 
     def feature_pos(self) -> tuple[int, int]:
         c = self._safe(lambda: self.rows.cursor(SYMBOL), {})

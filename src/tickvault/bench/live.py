@@ -224,6 +224,13 @@ def _one_run(
     return pub_out, bridge_out
 
 
+def capture(vault: Vault, trades: int, rate: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Store ``trades`` simulated trades under ``SYMBOL`` through the live path (a publisher
+    process at ``rate`` trades/s, 0: as fast as it can, and a bridge process), as
+    ``tickvault bench compact`` captures a day: (publisher's and bridge's figures)."""
+    return _one_run(vault, "tickvault", trades, rate)
+
+
 def _figures(vault: Vault, design: str, trades: int, pub: dict[str, Any],
              bridge: dict[str, Any]) -> tuple[int, int, float]:  # fmt: skip
     """(lost, duplicated, trades/s) of a run, from what was stored."""

@@ -415,3 +415,33 @@ def scale_table(result: Any) -> list[RenderableType]:
                           *["-"] * 7)  # fmt: skip
     shown.append(table)
     return shown
+
+
+def compact_table(result: Any) -> list[RenderableType]:
+    """The table of ``tickvault bench compact``."""
+    shown: list[RenderableType] = []
+    table = Table(title=f"bench compact: {result['trades']:,} trades of a day captured live "
+                  f"at {result['rate']:,.0f} trades/s")  # fmt: skip
+    table.add_column("")
+    for col in ("blocks", "trades/block", "bytes/trade", "full-day read trades/s"):
+        table.add_column(col, justify="right")
+    rows = (("live, before compaction", result["before"]),
+            ("live, after compaction", result["after"]),
+            ("the same records in bulk", result["bulk"]))  # fmt: skip
+    for label, f in rows:
+        table.add_row(label, f"{f['blocks']:,}", f"{f['trades_per_block']:,}",
+                      f"{f['bytes_per_trade']:.2f}", f"{f['read_trades_per_s']:,}")  # fmt: skip
+    o = result["original_design"]
+    table.add_row(f"original layout ({o['trades']:,} trades)", f"{o['trades']:,}", "1",
+                  f"{o['bytes_per_trade']:.2f}", f"{o['read_trades_per_s']:,}")  # fmt: skip
+    shown.append(table)
+    c = result["compaction"]
+    swap = f", mean swap {c['mean_swap_ms']} ms" if c["mean_swap_ms"] is not None else ""
+    shown.append(f"compaction: {c['seconds']} s, {c['trades_per_s']:,} trades/s, "
+                 f"{c['entries']:,} blocks into {c['blocks_written']:,} in {c['swaps']:,} "
+                 f"swaps{swap}")  # fmt: skip
+    t = result["targets"]
+    shown.append(f"targets (<= {t['bytes_per_trade_max']} bytes/trade, >= "
+                 f"{t['read_trades_per_s_min']:,} trades/s after): "
+                 f"{'met' if t['met'] else 'NOT met'}")  # fmt: skip
+    return shown

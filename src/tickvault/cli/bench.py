@@ -169,6 +169,52 @@ def bench_live(ctx: click.Context, trades: int, rate: float, fsync: str, wait: s
         console.print(shown)
 
 
+@bench.command("compact")
+@click.option(
+    "--trades",
+    type=POSITIVE,
+    default=1_000_000,
+    show_default=True,
+    help="Trades of the day captured live (WIN's pace: about 1.2M a day).",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=50_000,
+    show_default=True,
+    help="Trades/s the publisher sends during the capture.",
+)
+@click.option(
+    "--repeats",
+    type=POSITIVE,
+    default=3,
+    show_default=True,
+    help="Timed full-day reads (median reported).",
+)
+@click.option(
+    "--seed-trades",
+    type=POSITIVE,
+    default=100_000,
+    show_default=True,
+    help="Trades for the original one-entry-per-trade layout.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def bench_compact(ctx: click.Context, trades: int, rate: float, repeats: int, seed_trades: int,
+                  as_json: bool) -> None:  # fmt: skip
+    """A day captured live (publisher -> ZeroMQ -> bridge), its bytes per trade and
+    full-day read rate before and after compaction, the compaction's time, and the same
+    trades written in bulk and in the original layout, in one run."""
+    from tickvault.bench.compact import run_compact_bench
+
+    result = _bench_result(ctx, as_json, run_compact_bench, trades=trades, rate=rate,
+                           repeats=repeats, seed_trades=seed_trades)  # fmt: skip
+    if result is None:
+        return
+    for shown in tables.compact_table(result):
+        console.print(shown)
+
+
 @bench.command("dashboard")
 @click.option("--trades", type=POSITIVE, default=1_000_000, show_default=True)
 @click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=20_000,

@@ -14,6 +14,7 @@ from tickvault.cli.backtest import backtest_cmd, bench_backtest
 from tickvault.cli.bench import bench
 from tickvault.cli.chaos import chaos
 from tickvault.cli.cluster import cluster
+from tickvault.cli.compact import compact
 from tickvault.cli.dashboard import dashboard
 from tickvault.cli.features import features
 from tickvault.cli.ingest import backfill, import_cmd
@@ -79,6 +80,7 @@ for command in (up, ps):  # issue 16: the supervisor
 cli.add_command(chaos)  # issue 17: the fault-injection suite
 cli.add_command(cluster)  # issue 18: a local Valkey Cluster
 cli.add_command(proxy)  # issue 18: fan-out across hosts
+cli.add_command(compact)  # issue 19: compaction of settled live blocks
 
 
 def _exit_on_sigterm(signum: int, _frame: object) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from tickvault.cli.common import (
 )
 from tickvault.cli.output import check_output_path, console, err_console, write_output
 from tickvault.timeutil import format_ns
-from tickvault.vault import Vault
+from tickvault.vault import StreamStats, Vault
 
 
 @click.command()
@@ -185,11 +186,27 @@ class _StatusRow:
     last_ns: int | None
 
 
+def _live_folded(stats: list[StreamStats]) -> list[StreamStats]:
+    """The compacted stream's figures added to the realtime stream's: both hold the live
+    trades (compaction moves them from one to the other)."""
+    live = [s for s in stats if s.stream in ("realtime", "compacted")]
+    if len(live) < 2:
+        return [dataclasses.replace(s, stream="realtime") if s.stream == "compacted" else s
+                for s in stats]  # fmt: skip
+    firsts = [s.first_ns for s in live if s.first_ns is not None]
+    lasts = [s.last_ns for s in live if s.last_ns is not None]
+    first, last = (min(firsts) if firsts else None), (max(lasts) if lasts else None)
+    folded = StreamStats(live[0].symbol, "realtime", sum(s.trades for s in live),
+                         sum(s.blocks for s in live), sum(s.memory_bytes for s in live),
+                         first, last)  # fmt: skip
+    return [folded, *(s for s in stats if s.stream not in ("realtime", "compacted"))]
+
+
 def _status_rows(vault: Vault, symbol: str) -> list[_StatusRow]:
     """One row per stream of ``symbol``, plus an "all" row when it has both (a trade
     stored in both streams counts once there)."""
     out = []
-    stats = vault.stats(symbol)
+    stats = _live_folded(vault.stats(symbol))
     for s in stats:
         unique = len(vault.range_columns(symbol, streams=[s.stream])["trade_id"])
         out.append(_StatusRow(symbol, s.stream, unique, s.trades, s.blocks, s.memory_bytes,

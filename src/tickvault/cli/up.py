@@ -56,9 +56,9 @@ def up(
     no_dashboard: bool,
 ) -> None:
     """Start the whole system, each component its own supervised process: the embedded
-    Valkey, the feeder and publisher, the bridge, the feature worker, the model worker,
-    the paper broker and the dashboard (those this build has). A component that dies is
-    restarted with backoff; Ctrl-C or SIGTERM stops them in a safe order (feeder first,
+    Valkey, the feeder and publisher, the bridge, the compactor, the feature worker, the
+    model worker, the paper broker and the dashboard (those this build has). A component
+    that dies is restarted with backoff; Ctrl-C or SIGTERM stops them in a safe order (feeder first,
     Valkey last) with nothing lost. Logs: <data_dir>/logs/<name>.log; `tickvault ps`
     lists them. FILES: the trade files of --feed file."""
     from tickvault.live import supervisor as sv

@@ -1,16 +1,17 @@
 """``tickvault up``'s supervisor: the whole system as one process table.
 
 Each component is its own process: the embedded Valkey server, the publisher with its
-feeder, the bridge, the feature worker, the model worker, the paper broker and the
-dashboard (the last three only where this build has their commands). The pure part
+feeder, the bridge, the compactor (``compact --follow``: the bridge's small blocks
+rewritten as full ones once settled), the feature worker, the model worker, the paper
+broker and the dashboard (the last three only where this build has their commands). The pure part
 (the table, the restart policy, the stop order, the state file and ``ps`` rows) is kept
 apart from the OS part (``Child``, ``ServerChild``, ``Supervisor``).
 
 - Health: a component is *ready* when it is alive and its readiness check passed: the
   server answers (its run id, a PING), the publisher's ticks port accepts connections,
   the bridge and the feature worker have logged their start line and then stored
-  something (trades stored, feature rows) since they started; the model worker and the
-  paper broker have logged their start line; the dashboard answers ``GET /``.
+  something (trades stored, feature rows) since they started; the compactor, the model
+  worker and the paper broker have logged their start line; the dashboard answers ``GET /``.
 - Restarts: a component that dies is started again after ``up_restart_initial_s``,
   doubling per exit that came at once (within ``up_quick_exit_s`` of its start), up to
   ``up_restart_max_s``; after ``up_give_up_after`` such exits in a row it is not
@@ -195,6 +196,8 @@ def process_table(
                          ("zmq_replay_port", settings.zmq_replay_port))),
         Component("bridge", ("bridge",), start_rank=10, stop_rank=20, critical=True,
                   ready="line", progress="stored"),
+        Component("compact", ("compact", "--follow"), start_rank=16, stop_rank=35,
+                  ready="line", command=("compact",)),
         Component("features", ("features", "run", "--symbols", tickers), start_rank=20,
                   stop_rank=30, ready="line", progress="rows", waits="seed",
                   binds=(("zmq_features_port", settings.zmq_features_port),),

@@ -15,8 +15,10 @@ zstd-compressed (level 3). What the arrays mean is the engine's business
 Freshness: ``append_blocks.lua`` counts the records stored per trading day in the
 stream's meta hash (``n:<day>``, on both write paths: bulk writes and the bridge's
 write cycle) and retention counts them down (``storage.retention``). An aggregate
-is *fresh* when the sum of both streams' counters equals the ``records`` it was
-built from; otherwise records came (or went) since and it must be rebuilt. Data
+is *fresh* when the sum of the stored streams' counters (``realtime``, ``historical``
+and ``compacted``: a compaction swap moves a day's count from realtime to compacted in
+the same call) equals the ``records`` it was built from; otherwise records came (or
+went) since and it must be rebuilt. Data
 written before the counters existed has no ``n:<day>`` field: its aggregates are
 never fresh (always rebuilt, which is slower but never wrong).
 
@@ -44,7 +46,7 @@ import zstandard
 from tickvault.config import Settings
 from tickvault.errors import ServerError
 from tickvault.storage.connection import translate
-from tickvault.storage.keys import STREAMS, meta_key, trades_key
+from tickvault.storage.keys import STORED_STREAMS, STREAMS, meta_key, trades_key
 from tickvault.storage.reads import TradeReads
 from tickvault.storage.resolve import Columns
 from tickvault.timeutil import NS_PER_DAY, local_to_utc_ns
@@ -133,7 +135,7 @@ class AggregateRead:
 
 
 def _totals_queue(pipe: Any, symbol: str) -> None:
-    for stream in STREAMS:
+    for stream in STORED_STREAMS:
         pipe.hmget(meta_key(symbol, stream), ["trades", "trims"])
 
 
@@ -146,7 +148,7 @@ def totals(r: Any, symbol: str) -> tuple[int, ...]:
     """A cheap change detector for every trade record of ``symbol``: per stream, the
     records stored (``trades``) and the trims applied (``trims``), -1 when absent.
     Unchanged totals mean no record was written or trimmed since (one round trip)."""
-    pipe = r.pipeline(transaction=False)
+    pipe = r.pipeline(transaction=True)  # one snapshot: a compaction swap moves counts
     _totals_queue(pipe, symbol)
     return _totals_of(pipe.execute())
 
@@ -159,28 +161,28 @@ def read(
     ``days``), in one round trip."""
     fetch_days = list(days if fetch is None else fetch)
     fields = [f"n:{day_number(d)}" for d in days]
-    pipe = r.pipeline(transaction=False)
+    pipe = r.pipeline(transaction=True)  # one snapshot: a compaction swap moves counts
     _totals_queue(pipe, symbol)  # first: a write after this is seen by the next check
-    for stream in STREAMS:
+    for stream in STORED_STREAMS:
         pipe.exists(trades_key(symbol, stream))
         if fields:
             pipe.hmget(meta_key(symbol, stream), fields)
     for d in fetch_days:
         pipe.get(aggregate_key(symbol, d))
     replies = pipe.execute()
-    head = _totals_of(replies[: len(STREAMS)])
-    replies = replies[len(STREAMS) :]
+    head = _totals_of(replies[: len(STORED_STREAMS)])
+    replies = replies[len(STORED_STREAMS) :]
     step = 2 if fields else 1
-    has_trades = any(bool(replies[i * step]) for i in range(len(STREAMS)))
+    has_trades = any(bool(replies[i * step]) for i in range(len(STORED_STREAMS)))
     counts = dict.fromkeys(days, 0)
     counted = dict.fromkeys(days, False)
     if fields:
-        for i in range(len(STREAMS)):
+        for i in range(len(STORED_STREAMS)):
             for d, raw in zip(days, replies[i * step + 1], strict=True):
                 if raw is not None:
                     counts[d] += int(raw)
                     counted[d] = True
-    got = replies[len(STREAMS) * step :]
+    got = replies[len(STORED_STREAMS) * step :]
     stored = {
         d: (bytes(v) if v is not None else None) for d, v in zip(fetch_days, got, strict=True)
     }

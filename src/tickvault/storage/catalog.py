@@ -10,8 +10,8 @@ from typing import Any
 from tickvault.storage import codec
 from tickvault.storage.cluster import ClusterClient
 from tickvault.storage.keys import (
-    STREAMS,
-    StreamKind,
+    STORED_STREAMS,
+    StoredStream,
     late_key,
     meta_key,
     parse_trades_key,
@@ -24,7 +24,7 @@ from tickvault.timeutil import NS_PER_MS
 @dataclasses.dataclass(frozen=True, slots=True)
 class StreamStats:
     symbol: str
-    stream: StreamKind
+    stream: StoredStream
     trades: int
     """Records stored (repeats and corrections included)."""
     blocks: int
@@ -48,9 +48,10 @@ def symbols(r: Any) -> list[str]:
 
 
 def stats(r: Any, reads: TradeReads, symbol: str) -> list[StreamStats]:
-    """Per-stream counts, time span and memory of ``symbol``."""
+    """Per-stream counts, time span and memory of ``symbol`` (``compacted``: the realtime
+    blocks compaction rewrote)."""
     out = []
-    for stream in STREAMS:
+    for stream in STORED_STREAMS:
         key = trades_key(symbol, stream)
         if not r.exists(key):
             continue

@@ -23,7 +23,8 @@ What differs from one server, and where it is handled here:
   (``SlotTransaction`` checks it), run on that slot's primary; script calls inside go
   as ``EVAL`` (a NOSCRIPT inside MULTI would break the all-or-nothing). A transaction
   refused with MOVED/ASK/TRYAGAIN/CLUSTERDOWN ran nothing and is sent again once the
-  slot map is read again.
+  slot map is read again; a lost connection (a failover) reads the slot map again too,
+  and a read-only transaction (a range read) is then sent again.
 - Transactions that ``WATCH`` keys (a pool worker's fenced writes): on a connection of
   the slot's primary (``watch_pipeline``), one slot each; a redirection: the slot map is
   read again (``refresh_slots``) and the transaction started again.
@@ -63,6 +64,9 @@ CLUSTER_SCHEMES = ("valkey+cluster://", "valkeys+cluster://", "redis+cluster://"
 _TLS_SCHEMES = ("valkeys+cluster://", "rediss+cluster://")
 _REDIRECTS = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
 _TRANSACTION_ATTEMPTS = 12
+_READ_ONLY = frozenset({"XRANGE", "XREVRANGE", "XLEN", "ZRANGEBYSCORE", "ZRANGE", "HGET",
+                        "HMGET", "HGETALL", "GET", "EXISTS", "MEMORY"})  # fmt: skip
+"""Commands of a transaction that may be sent again after a lost connection."""
 
 
 def is_cluster_url(url: str | None) -> bool:
@@ -300,6 +304,7 @@ class SlotTransaction(CoreCommands):
                 "tickvault bug, please report it"
             )
         slot = slots.pop()
+        read_only = all(str(args[0]).upper() in _READ_ONLY for args, _ in sent)
         delay = 0.02
         for attempt in range(_TRANSACTION_ATTEMPTS):
             pipe = owner.primary_client(slot).pipeline(transaction=True)
@@ -309,6 +314,13 @@ class SlotTransaction(CoreCommands):
                 return list(pipe.execute(raise_on_error=raise_on_error))
             except ResponseError as exc:  # refused whole at EXEC: nothing of it ran
                 if not is_redirect(exc) or attempt == _TRANSACTION_ATTEMPTS - 1:
+                    raise
+            except (valkey.ConnectionError, valkey.TimeoutError):
+                # The slot's primary is gone (a failover): read the slot map again, so the
+                # next call goes to the new primary. A read-only transaction is sent again
+                # (as valkey-py's pipelines do); one that writes may have run: raised.
+                owner.nodes_manager.initialize()
+                if not read_only or attempt == _TRANSACTION_ATTEMPTS - 1:
                     raise
             owner.nodes_manager.initialize()
             time.sleep(delay)

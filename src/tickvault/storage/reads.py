@@ -3,8 +3,16 @@ and resolved as of a knowledge time (``storage.resolve``).
 
 A range [start, end) is served by the stream entries whose ids fall in it, the
 in-order block just before it (which may run into the range), and the late-block
-index (blocks appended after newer ones). The callers (``Vault``) check the
-arguments and translate Valkey's errors (``storage.connection.translate``).
+index (blocks appended after newer ones). A query of ``realtime`` reads the
+``compacted`` stream too (the realtime blocks compaction rewrote,
+``storage.compaction``). The callers (``Vault``) check the arguments and translate
+Valkey's errors (``storage.connection.translate``).
+
+A compaction swap moves records from ``realtime`` to ``compacted`` in one script call,
+so the first round trip of a read is one MULTI/EXEC (every key of a symbol shares its
+slot): it sees each record once. A read that needs a second round trip (late entries
+fetched by id, stepping back over late entries) reads the compaction generation
+(``gen`` of the compacted stream's meta) in both and starts again when it moved.
 """
 
 from __future__ import annotations
@@ -18,15 +26,27 @@ import numpy as np
 import pandas as pd
 
 from tickvault.config import Settings
-from tickvault.errors import QueryError
+from tickvault.errors import QueryError, ServerError
 from tickvault.records.trades import TradeBatch
 from tickvault.storage import codec
-from tickvault.storage.keys import STREAMS, StreamKind, late_key, trades_key
+from tickvault.storage.keys import (
+    STORED_STREAMS,
+    STREAMS,
+    StoredStream,
+    StreamKind,
+    late_key,
+    meta_key,
+    stored_streams,
+    trades_key,
+)
 from tickvault.storage.resolve import Columns, Decoded, resolve
 from tickvault.timeutil import NS_PER_MS, TimeLike, to_ns
 
 FAR_FUTURE_NS = 2**62
 """The end of an unbounded range."""
+_FETCH_ATTEMPTS = 1000
+"""A read restarted this many times by compaction swaps landing inside it gives up (a
+swap takes milliseconds and compaction runs every minute or so: never in practice)."""
 
 
 def bounds(
@@ -58,7 +78,7 @@ class TradeReads:
         start_ns: int,
         end_ns: int,
         known: int | None,
-        streams: Sequence[StreamKind] = STREAMS,
+        streams: Sequence[StreamKind | StoredStream] = STREAMS,
     ) -> Columns:
         """The trades with start_ns <= ts_event < end_ns as known at ``known``."""
         if start_ns == end_ns:
@@ -88,7 +108,7 @@ class TradeReads:
         start = end_ns
         exhausted = True
         end_ms = (end_ns - 1) // NS_PER_MS
-        for stream in STREAMS:
+        for stream in STORED_STREAMS:
             entries = self._r.xrevrange(trades_key(symbol, stream), f"{end_ms}", "-", count=count)
             if entries:
                 start = min(start, entry_ms(entries[-1][0]) * NS_PER_MS)
@@ -96,20 +116,40 @@ class TradeReads:
         return start, exhausted
 
     def fetch(
-        self, symbol: str, streams: Sequence[StreamKind], start_ns: int, end_ns: int
+        self, symbol: str, streams: Sequence[StreamKind | StoredStream], start_ns: int, end_ns: int
     ) -> list[bytes]:
         """Blocks that may hold trades in [start_ns, end_ns): one round trip in the usual
-        case (the entries in range, the block before them, the late index, per stream)."""
+        case (the entries in range, the block before them, the late index, per stored
+        stream, and the compaction generation, in one MULTI/EXEC)."""
+        stored = stored_streams(streams)
+        for _ in range(_FETCH_ATTEMPTS):
+            blocks = self._fetch_once(symbol, stored, start_ns, end_ns)
+            if blocks is not None:
+                return blocks
+        raise ServerError(
+            f"a read of {symbol} was restarted {_FETCH_ATTEMPTS} times by compaction swaps "
+            "landing inside it: is a `tickvault compact` looping? Stop it and read again"
+        )
+
+    def _fetch_once(
+        self, symbol: str, streams: Sequence[StoredStream], start_ns: int, end_ns: int
+    ) -> list[bytes] | None:
+        """``fetch``'s blocks, or None when a compaction swap landed between its round
+        trips (read again)."""
         start_ms, last_ms = start_ns // NS_PER_MS, (end_ns - 1) // NS_PER_MS
-        pipe = self._r.pipeline(transaction=False)
+        gen_key = meta_key(symbol, "compacted")
+        pipe = self._r.pipeline(transaction=True)
         for stream in streams:
             key = trades_key(symbol, stream)
             pipe.xrange(key, f"{start_ms}-0", f"{last_ms}")
             pipe.zrangebyscore(late_key(symbol, stream), start_ms, "+inf")
             pipe.xrevrange(key, f"({start_ms}-0" if start_ms > 0 else "0-0", "-", count=1)
+        pipe.hget(gen_key, "gen")
         replies = pipe.execute()
+        gen = replies[-1]
         found: dict[tuple[str, bytes], bytes] = {}
         wanted: list[tuple[str, bytes]] = []
+        stepped = False
         for i, stream in enumerate(streams):
             key = trades_key(symbol, stream)
             main, late_members, before = replies[3 * i : 3 * i + 3]
@@ -119,17 +159,24 @@ class TradeReads:
             if before and b"l" in before[0][1]:
                 step = self.in_order_entry_before(key, b"(" + before[0][0])
                 before = [(step[0], {b"b": step[1]})] if step else []
+                stepped = True
             found.update(((key, eid), fields[b"b"]) for eid, fields in before)
             for member in late_members:
                 eid, first_ms = split_member(member)
                 if first_ms <= last_ms and (key, eid) not in found:
                     wanted.append((key, eid))
         if wanted:
-            pipe = self._r.pipeline(transaction=False)
+            pipe = self._r.pipeline(transaction=True)
             for key, eid in wanted:
                 pipe.xrange(key, eid, eid)
-            for (key, _), entries in zip(wanted, pipe.execute(), strict=True):
+            pipe.hget(gen_key, "gen")
+            *entries_of, gen_after = pipe.execute()
+            if gen_after != gen:
+                return None
+            for (key, _), entries in zip(wanted, entries_of, strict=True):
                 found.update(((key, eid), fields[b"b"]) for eid, fields in entries)
+        elif stepped and self._r.hget(gen_key, "gen") != gen:
+            return None
         return list(found.values())
 
     def in_order_entry_before(self, key: str, cursor: str | bytes) -> tuple[bytes, bytes] | None:
@@ -147,7 +194,7 @@ class TradeReads:
         symbol: str,
         start_ns: int,
         end_ns: int,
-        streams: Sequence[StreamKind],
+        streams: Sequence[StreamKind | StoredStream],
         known: int | None = None,
     ) -> Decoded:
         """The blocks that may hold records of [start_ns, end_ns), decoded; with ``known``,

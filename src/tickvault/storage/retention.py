@@ -7,12 +7,18 @@ of whose trades go are released from the imports registry.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal
 
 from tickvault.config import Settings
 from tickvault.storage import codec, imports
 from tickvault.storage.books import BookStore
-from tickvault.storage.keys import STREAMS, StoreKind, StreamKind, late_key, meta_key, trades_key
+from tickvault.storage.keys import (
+    STORED_STREAMS,
+    StoredStream,
+    late_key,
+    meta_key,
+    trades_key,
+)
 from tickvault.storage.reads import TradeReads, split_member
 from tickvault.timeutil import NS_PER_MS
 
@@ -22,7 +28,7 @@ class TrimItem:
     """What a trim removes (or, in a dry run, would remove) from one stream of a symbol."""
 
     symbol: str
-    stream: StoreKind
+    stream: StoredStream | Literal["book"]
     blocks: int
     """Stream entries: trade blocks, or for the book its update entries and snapshots."""
     trades: int
@@ -85,7 +91,7 @@ def trim(
     items: list[TrimItem] = []
     released: dict[str, str] = {}
     for sym in symbols:
-        for stream in STREAMS:
+        for stream in STORED_STREAMS:
             plan = _plan_trim(r, settings, reads, sym, stream, cutoff_ns)
             if plan is None:
                 continue
@@ -111,7 +117,7 @@ def trim(
 
 
 def _plan_trim(
-    r: Any, settings: Settings, reads: TradeReads, symbol: str, stream: StreamKind, cutoff_ns: int
+    r: Any, settings: Settings, reads: TradeReads, symbol: str, stream: StoredStream, cutoff_ns: int
 ) -> _TrimPlan | None:
     """The blocks of one stream that retention removes (None: nothing)."""
     key, late = trades_key(symbol, stream), late_key(symbol, stream)
@@ -190,6 +196,9 @@ def _apply_trim(r: Any, plan: _TrimPlan) -> None:
     for day, n in plan.per_day.items():
         pipe.hincrby(meta_key(symbol, stream), f"n:{day}", -n)
     pipe.hincrby(meta_key(symbol, stream), "trims", 1)
+    # Deletions move the generation a compactor reads before it plans (and readers
+    # whose read takes two round trips): its swaps then change nothing and it reads again.
+    pipe.hincrby(meta_key(symbol, "compacted"), "gen", 1)
     pipe.execute()
 
 

@@ -27,6 +27,7 @@ from tickvault.storage.blocks import PlannedBlock, plan_blocks
 from tickvault.storage.books import BookStore
 from tickvault.storage.cluster import ClusterClient
 from tickvault.storage.keys import (
+    STORED_STREAMS,
     STREAMS,
     StoreKind,
     StreamKind,
@@ -129,7 +130,7 @@ class TradeWrites:
             wanted = (np.flatnonzero(np.bincount(days - lo)) + lo).tolist()  # no sort
             fields = [f"tid:{d}" for d in wanted]
             pipe = self._r.pipeline(transaction=False)
-            for stream in STREAMS:
+            for stream in STORED_STREAMS:
                 pipe.exists(trades_key(symbol, stream))
                 pipe.hmget(meta_key(symbol, stream), fields)
             replies = pipe.execute()
