@@ -21,7 +21,7 @@
 -- the stream) with one XTRIM MINID, which frees whole stream nodes, the others with
 -- XDEL (each costs a few microseconds: the compactor bounds how many).
 --
--- The new blocks are appended by the rules of append_blocks.lua (ids follow event
+-- The new blocks are appended by the rules of block_append.lua (ids follow event
 -- time; a block that starts before the compacted stream's watermark is a late entry,
 -- field `l`, indexed in KEYS[6]). The record counters move from the realtime meta to
 -- the compacted meta (`trades`, `n:<day>`); a reader whose read takes two round
@@ -59,32 +59,12 @@ end
 redis.call('HINCRBY', rt_meta, 'trades', -moved)
 redis.call('HINCRBY', cs_meta, 'trades', moved)
 at = at + 2 * n_days + 1
-local wm_s = redis.call('HGET', cs_meta, 'wm')
-if not wm_s then
-  local top = redis.call('XREVRANGE', cs, '+', '-', 'COUNT', 1)
-  if #top > 0 then
-    wm_s = string.match(top[1][1], '^(%d+)-')
-  else
-    wm_s = '0'
-  end
-end
-local wm = tonumber(wm_s)
+local wm_s = stream_watermark(cs, cs_meta)
 local ids = {1, redis.call('HINCRBY', cs_meta, 'gen', 1)}
 for i = at, #ARGV, 6 do
-  local first_s, last_s, block = ARGV[i], ARGV[i + 1], ARGV[i + 5]
   local id
-  if tonumber(first_s) >= wm then
-    id = redis.call('XADD', cs, first_s .. '-*', 'b', block)
-    wm, wm_s = tonumber(last_s), last_s
-  else
-    id = redis.call('XADD', cs, wm_s .. '-*', 'b', block, 'l', first_s)
-    redis.call('ZADD', cs_late, last_s, id .. '@' .. first_s)
-  end
-  local tid_field = 'tid:' .. ARGV[i + 3]
-  local old_tid = tonumber(redis.call('HGET', cs_meta, tid_field) or '-1')
-  if tonumber(ARGV[i + 4]) > old_tid then
-    redis.call('HSET', cs_meta, tid_field, ARGV[i + 4])
-  end
+  id, wm_s = append_block(cs, cs_meta, cs_late, wm_s, ARGV[i], ARGV[i + 1], ARGV[i + 5],
+                         ARGV[i + 3], ARGV[i + 4])
   ids[#ids + 1] = id
 end
 redis.call('HSET', cs_meta, 'wm', wm_s)

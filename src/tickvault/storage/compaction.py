@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from importlib import resources
 from typing import Any
 
 import numpy as np
@@ -33,6 +32,7 @@ from tickvault.storage import codec
 from tickvault.storage.compactplan import EntrySpan, block_cuts, merge_order, plan_chunks
 from tickvault.storage.keys import StoredStream, late_key, meta_key, trades_key
 from tickvault.storage.reads import split_member
+from tickvault.storage.scripting import lua_source
 from tickvault.timeutil import NS_PER_DAY, NS_PER_MS, local_to_utc_ns, trading_day
 from tickvault.venue import b3
 
@@ -108,8 +108,7 @@ class Compactor:
         self._r = r
         self.settings = settings
         self._tz = settings.tz
-        lua = resources.files("tickvault.storage").joinpath("compact_blocks.lua").read_text()
-        self._swap = r.register_script(lua)
+        self._swap = r.register_script(lua_source("compact_blocks.lua", block_append=True))
 
     def compact(
         self,

@@ -1,16 +1,30 @@
 # valkey-py's client module has no annotations: calls into it are untyped.
 # mypy: disable-error-code="no-untyped-call"
-"""The single-server client of the store (``StoreClient``), whose pipelines send script
-calls without valkey-py's round trip per execution (``ScriptPipeline``). The cluster's
-equivalent is ``storage.cluster.ScriptingPipeline``."""
+"""The store's Lua scripts (``lua_source``) and the single-server client
+(``StoreClient``), whose pipelines send script calls without valkey-py's round trip
+per execution (``ScriptPipeline``). The cluster's equivalent is
+``storage.cluster.ScriptingPipeline``."""
 
 from __future__ import annotations
 
+from importlib import resources
 from typing import Any
 
 import valkey
 from valkey.client import Pipeline
 from valkey.exceptions import NoScriptError
+
+BLOCK_APPEND = "block_append.lua"
+"""The functions every script that appends trade blocks shares (ids, watermark, late
+index): put before the script's own text."""
+
+
+def lua_source(name: str, *, block_append: bool = False) -> str:
+    """The text of the store's Lua script ``name`` (in ``tickvault/storage``); with
+    ``block_append``, after the shared ``BLOCK_APPEND`` functions."""
+    files = resources.files("tickvault.storage")
+    text = files.joinpath(name).read_text()
+    return files.joinpath(BLOCK_APPEND).read_text() + text if block_append else text
 
 
 class ScriptPipeline(Pipeline):

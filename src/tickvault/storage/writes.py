@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from importlib import resources
 from typing import Any
 
 import numpy as np
@@ -38,6 +37,7 @@ from tickvault.storage.keys import (
     trades_key,
 )
 from tickvault.storage.reads import TradeReads
+from tickvault.storage.scripting import lua_source
 from tickvault.timeutil import NS_PER_DAY, format_ns, local_to_utc_ns, trading_days
 
 _BLOCKS_PER_SCRIPT = 64
@@ -63,8 +63,7 @@ class TradeWrites:
         self.settings = settings
         self._reads = reads
         self._tz = settings.tz
-        lua = resources.files("tickvault.storage").joinpath("append_blocks.lua").read_text()
-        self._append = r.register_script(lua)
+        self._append = r.register_script(lua_source("append_blocks.lua", block_append=True))
 
     def append_batch(
         self,
