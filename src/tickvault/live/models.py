@@ -69,7 +69,7 @@ from tickvault.records.validate import check_symbol
 from tickvault.signals.coordinator import CoordinatorParams, Decider
 from tickvault.signals.policy import PolicyParams
 from tickvault.storage.leases import Fence
-from tickvault.transport.endpoints import Endpoints
+from tickvault.transport.endpoints import Endpoints, inproc_address
 from tickvault.transport.publisher import Publisher
 from tickvault.transport.security import secure_client
 
@@ -259,7 +259,7 @@ class ModelWorker:
             self._sub.connect(ep)
             for s in self.symbols:
                 self._sub.setsockopt(zmq.SUBSCRIBE, f"{FEATURE_TOPIC}.{s}".encode("ascii"))
-        self._wake_addr = f"inproc://tickvault-models-wake-{id(self)}"
+        self._wake_addr = inproc_address("models-wake")
         self._wake = self._ctx.socket(zmq.PAIR)
         self._wake.bind(self._wake_addr)
         self._wake_out = self._ctx.socket(zmq.PAIR)

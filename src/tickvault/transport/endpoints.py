@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 from dataclasses import dataclass
 
@@ -45,6 +46,17 @@ class Endpoints:
             "history": self.history,
             "signals": self.signals,
         }
+
+
+_INPROC = itertools.count()
+
+
+def inproc_address(name: str) -> str:
+    """A fresh ``inproc://`` address for an internal socket pair of ``name``: unique in
+    the process (not ``id(self)``: an object freed while ZeroMQ still closes its socket
+    in the background gives its id to the next one, whose bind then fails with "address
+    already in use")."""
+    return f"inproc://tickvault-{name}-{next(_INPROC)}"
 
 
 def endpoint_name(kind: Kind) -> str:

@@ -39,7 +39,7 @@ import zmq
 from tickvault.config import Settings
 from tickvault.errors import ConfigError
 from tickvault.transport import wire
-from tickvault.transport.endpoints import Endpoints
+from tickvault.transport.endpoints import Endpoints, inproc_address
 from tickvault.transport.security import ZapLease, curve_keys, secure_client, secure_server
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class _DataLink:
         if lease is not None:
             leases.append(lease)
         secure_client(self.xsub, settings)
-        addr = f"inproc://tickvault-proxy-{id(self)}-{name}"
+        addr = inproc_address(f"proxy-{name}")
         self.control = ctx.socket(zmq.PAIR)
         self.control.bind(addr)
         self._steer = ctx.socket(zmq.PAIR)
@@ -210,7 +210,7 @@ class Proxy:
                 f"{self.downstream.replay} ({exc}); is another proxy or publisher using these "
                 "ports? Change proxy_port_offset or proxy_host"
             ) from exc
-        self._ctrl_addr = f"inproc://tickvault-proxy-replay-{id(self)}"
+        self._ctrl_addr = inproc_address("proxy-replay")
         self._ctrl = self._ctx.socket(zmq.PAIR)
         self._ctrl.bind(self._ctrl_addr)
         self._relay = threading.Thread(target=self._relay_loop, name="tickvault-proxy-replay",

@@ -48,7 +48,7 @@ from tickvault.errors import ConfigError, ValidationError
 from tickvault.records.signals import Signal
 from tickvault.records.trades import TRADE_DTYPE, TradeBatch, TradeFlag, TradeType
 from tickvault.transport import wire
-from tickvault.transport.endpoints import Endpoints, endpoint_name
+from tickvault.transport.endpoints import Endpoints, endpoint_name, inproc_address
 from tickvault.transport.journal import JournalReader, JournalWriter
 from tickvault.transport.replay import ReplayBuffer, ReplayFill
 from tickvault.transport.replay_service import ReplayService, TopicState
@@ -162,7 +162,7 @@ class Publisher(ReplayService):
         acknowledged the end of stream]; a subscriber's close says goodbye."""
         self._ended = threading.Event()
         self._ending = False
-        self._ctrl_addr = f"inproc://tickvault-replay-{id(self)}"
+        self._ctrl_addr = inproc_address("replay")
         self._ctrl = self._ctx.socket(zmq.PAIR)
         self._ctrl.bind(self._ctrl_addr)
         self._sender = threading.Thread(

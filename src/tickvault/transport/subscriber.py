@@ -40,7 +40,7 @@ from tickvault.config import Settings
 from tickvault.errors import TickvaultError
 from tickvault.records.events import Gap
 from tickvault.transport import wire
-from tickvault.transport.endpoints import Endpoints, endpoint_name
+from tickvault.transport.endpoints import Endpoints, endpoint_name, inproc_address
 from tickvault.transport.handlers import Handler, SinkHandler
 from tickvault.transport.journal import JournalReader
 from tickvault.transport.security import curve_keys, secure_client
@@ -143,12 +143,12 @@ class Subscriber:
             secure_client(dealer, self.settings)
             dealer.connect(eps.replay)
             self._links.append(_Link(sub, dealer))
-        self._ctrl_addr = f"inproc://tickvault-sub-{id(self)}"
+        self._ctrl_addr = inproc_address("sub")
         self._ctrl = self._ctx.socket(zmq.PAIR)
         self._ctrl.bind(self._ctrl_addr)
         self._ctrl_out = self._ctx.socket(zmq.PAIR)
         self._ctrl_out.connect(self._ctrl_addr)
-        self._wake_addr = f"inproc://tickvault-sub-wake-{id(self)}"
+        self._wake_addr = inproc_address("sub-wake")
         self._wake = self._ctx.socket(zmq.PAIR)
         self._wake.bind(self._wake_addr)
         self._wake_out = self._ctx.socket(zmq.PAIR)
