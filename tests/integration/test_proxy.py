@@ -201,6 +201,9 @@ def test_a_subscriber_that_reconnects_through_the_proxy_resumes_from_its_last_se
             end = publish(pub, 0, 20)
             wait_for(lambda: first.count() >= end, "the first part")
         end = publish(pub, end, 20)  # while it is away
+        # through the proxy to every subscriber it has now (the steady one), so none of
+        # these can reach the returning subscriber live: they must come by replay
+        wait_for(lambda: steady.count() >= end, "the part sent while it is away")
         again = Seen(resume=first.seqs[-1])
         with Subscriber(settings, handler=again, endpoints=[down]).start() as sub:
             end = publish(pub, end, 20)
