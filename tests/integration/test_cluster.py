@@ -332,6 +332,16 @@ def test_a_bridge_with_wait_replicas_counts_the_cycles_no_replica_acknowledged(
 
 
 # ---------------------------------------------------------------------- failover, resharding
+def _bridge_env(state: ClusterState, tmp_path: Path) -> tuple[dict[str, str], dict[str, int]]:
+    """(the environment of a bridge process on the cluster, the same ports as settings
+    overrides for the test's own Vault and Publisher)."""
+    ports = free_ports()
+    overrides = {f"zmq_{name}_port": p for name, p in ports.items()}
+    env = {"TICKVAULT_VALKEY_URL": state.url, "TICKVAULT_DATA_DIR": str(tmp_path / "d"),
+           **port_env(ports)}  # fmt: skip
+    return env, overrides
+
+
 def _bridge(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "tickvault.cli.main", "bridge"],
@@ -343,10 +353,7 @@ def test_kill_9_of_a_primary_under_a_running_bridge_promotes_its_replica_and_los
     cluster_3x1: tuple[Path, ClusterState], tmp_path: Path
 ) -> None:
     where, state = cluster_3x1
-    ports = free_ports()
-    overrides = {f"zmq_{name}_port": p for name, p in ports.items()}
-    env = {"TICKVAULT_VALKEY_URL": state.url, "TICKVAULT_DATA_DIR": str(tmp_path / "d"),
-           **port_env(ports)}  # fmt: skip
+    env, overrides = _bridge_env(state, tmp_path)
     with (
         Vault.open(state.url, data_dir=tmp_path / "d", **overrides) as vault,
         Publisher(vault.settings) as pub,
@@ -421,10 +428,7 @@ def test_moving_a_slot_while_a_bridge_ingests_loses_nothing(
     cluster_3x0: tuple[Path, ClusterState], tmp_path: Path
 ) -> None:
     _, state = cluster_3x0
-    ports = free_ports()
-    overrides = {f"zmq_{name}_port": p for name, p in ports.items()}
-    env = {"TICKVAULT_VALKEY_URL": state.url, "TICKVAULT_DATA_DIR": str(tmp_path / "d"),
-           **port_env(ports)}  # fmt: skip
+    env, overrides = _bridge_env(state, tmp_path)
     with (
         Vault.open(state.url, data_dir=tmp_path / "d", **overrides) as vault,
         Publisher(vault.settings) as pub,

@@ -110,24 +110,36 @@ def workers() -> Iterator[list[subprocess.Popen[bytes]]]:
                 stream.close()
 
 
-@pytest.mark.store_backends  # on a cluster: one fenced transaction per symbol
-def test_a_bridge_pool_shares_symbols_one_owner_each_and_a_killed_workers_symbols_move_without_loss(
-    vault: Vault, tmp_path: Path, workers: list[subprocess.Popen[bytes]]
-) -> None:
+def bridge_pool_env(vault: Vault, tmp_path: Path) -> tuple[dict[str, str], Settings]:
+    """(the environment of pool bridges on ``vault``, the publisher's settings): the
+    same free ports, no journal, the test's lease TTL."""
     ports = free_ports()
     env = {**os.environ, **port_env(ports), "TICKVAULT_VALKEY_URL": vault.url,
            "TICKVAULT_DATA_DIR": str(tmp_path / "data"), "TICKVAULT_JOURNAL": "false",
            "TICKVAULT_POOL_LEASE_TTL_MS": str(TTL_MS)}  # fmt: skip
     settings = Settings(data_dir=tmp_path / "data", journal=False,
                         **{f"zmq_{k}_port": v for k, v in ports.items()})  # fmt: skip
+    return env, settings
+
+
+def start_pool_bridges(env: dict[str, str], workers: list[subprocess.Popen[bytes]], n: int) -> None:
+    """``n`` ``bridge --pool`` processes over SYMBOLS, worker ids w0, w1, ..."""
+    for i in range(n):
+        workers.append(subprocess.Popen(
+            [sys.executable, "-m", "tickvault.cli.main", "bridge", "--pool",
+             "--symbols", ",".join(SYMBOLS), "--worker-id", f"w{i}"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        ))  # fmt: skip
+
+
+@pytest.mark.store_backends  # on a cluster: one fenced transaction per symbol
+def test_a_bridge_pool_shares_symbols_one_owner_each_and_a_killed_workers_symbols_move_without_loss(
+    vault: Vault, tmp_path: Path, workers: list[subprocess.Popen[bytes]]
+) -> None:
+    env, settings = bridge_pool_env(vault, tmp_path)
     owners = Owners(vault, "bridge")
     with Publisher(settings, endpoints=Endpoints.from_settings(settings)) as pub:
-        for i in range(3):
-            workers.append(subprocess.Popen(
-                [sys.executable, "-m", "tickvault.cli.main", "bridge", "--pool",
-                 "--symbols", ",".join(SYMBOLS), "--worker-id", f"w{i}"],
-                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            ))  # fmt: skip
+        start_pool_bridges(env, workers, 3)
 
         def balanced() -> bool:
             now = owners.now()
@@ -181,20 +193,10 @@ def test_a_bridge_pool_shares_symbols_one_owner_each_and_a_killed_workers_symbol
 def test_a_bridge_worker_paused_past_its_leases_writes_nothing_after_its_successor(
     vault: Vault, tmp_path: Path, workers: list[subprocess.Popen[bytes]]
 ) -> None:
-    ports = free_ports()
-    env = {**os.environ, **port_env(ports), "TICKVAULT_VALKEY_URL": vault.url,
-           "TICKVAULT_DATA_DIR": str(tmp_path / "data"), "TICKVAULT_JOURNAL": "false",
-           "TICKVAULT_POOL_LEASE_TTL_MS": str(TTL_MS)}  # fmt: skip
-    settings = Settings(data_dir=tmp_path / "data", journal=False,
-                        **{f"zmq_{k}_port": v for k, v in ports.items()})  # fmt: skip
+    env, settings = bridge_pool_env(vault, tmp_path)
     owners = Owners(vault, "bridge")
     with Publisher(settings, endpoints=Endpoints.from_settings(settings)) as pub:
-        for i in range(2):
-            workers.append(subprocess.Popen(
-                [sys.executable, "-m", "tickvault.cli.main", "bridge", "--pool",
-                 "--symbols", ",".join(SYMBOLS), "--worker-id", f"w{i}"],
-                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            ))  # fmt: skip
+        start_pool_bridges(env, workers, 2)
         wait_for(lambda: sorted(w or "" for w in owners.now().values()) == ["w0"] * 3 + ["w1"] * 3,
                  "2 workers holding 3 symbols each")  # fmt: skip
         feed = Feed(pub)

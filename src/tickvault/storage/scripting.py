@@ -43,13 +43,13 @@ class ScriptPipeline(Pipeline):
         multi = bool(getattr(self, "transaction", False)) or self.explicit_transaction
         if multi or not self.scripts or self.watching:
             return list(super().execute(raise_on_error))
-        texts = {s.sha: s.script for s in self.scripts}
-        self.scripts = set()
+        scripts, self.scripts = self.scripts, set()
         stack = list(self.command_stack)
         replies = list(super().execute(raise_on_error=False))
         missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)
                    and str(stack[i][0][0]).upper() == "EVALSHA"]  # fmt: skip
         if missing:
+            texts = {s.sha: s.script for s in scripts}  # only now: a cycle's rare path
             for sha in {str(stack[i][0][1]) for i in missing}:
                 if sha in texts:
                     self.immediate_execute_command("SCRIPT LOAD", texts[sha])
